@@ -1,0 +1,41 @@
+# GPU image; also runs on CPU-only hosts (FACE_DEVICE=auto falls back to the CPU).
+FROM nvidia/cuda:13.0.1-runtime-ubuntu24.04
+
+ENV DEBIAN_FRONTEND=noninteractive \
+    PIP_NO_CACHE_DIR=1 \
+    PYTHONUNBUFFERED=1 \
+    VIRTUAL_ENV=/opt/venv \
+    PATH=/opt/venv/bin:$PATH
+
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends python3 python3-venv ca-certificates \
+    && rm -rf /var/lib/apt/lists/* \
+    && python3 -m venv /opt/venv
+
+WORKDIR /app
+RUN pip install torch==2.14.1 torchvision==0.29.1
+COPY pyproject.toml README.md ./
+COPY app ./app
+COPY models ./models
+RUN pip install .
+
+# Weights are fetched at build time and refused unless their sha256 matches models/registry.json.
+RUN python -m app models fetch facenet-vggface2
+
+RUN useradd --create-home --uid 10001 face \
+    && mkdir -p /data /app/models/finetuned \
+    && chown -R face:face /data /app/models
+USER face
+
+ENV FACE_DATA_DIR=/data \
+    FACE_MODELS_DIR=/app/models \
+    FACE_HOST=0.0.0.0 \
+    FACE_PORT=8000
+EXPOSE 8000
+VOLUME ["/data"]
+
+HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
+    CMD python -c "import urllib.request,sys; urllib.request.urlopen('http://127.0.0.1:8000/v1/health', timeout=4)" || exit 1
+
+# Listening on 0.0.0.0 requires FACE_API_KEYS; the service refuses to start without them.
+CMD ["python", "-m", "app", "serve"]

@@ -1,0 +1,1 @@
+"""Self-hosted face detection, verification and identification service."""

@@ -1,0 +1,5 @@
+"""`python -m app ...` entry point."""
+
+from app.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,76 @@
+"""Annotated dependency aliases shared by the routes."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Annotated
+
+from fastapi import Depends, Form, Query, Request, UploadFile
+from fastapi.security import APIKeyHeader
+
+from app.config import FacePolicy, Settings
+from app.errors import Forbidden, PayloadTooLarge, Unauthorized
+from app.security import Role, allows
+from app.services.probes import Upload
+from app.state import AppState, Runtime
+
+_api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False)
+
+
+def get_state(request: Request) -> AppState:
+    state: AppState = request.app.state.face
+    return state
+
+
+StateDep = Annotated[AppState, Depends(get_state)]
+
+
+def get_settings(state: StateDep) -> Settings:
+    return state.settings
+
+
+def get_runtime(state: StateDep) -> Runtime:
+    return state.require_runtime()
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+
+
+def require_role(required: Role) -> Callable[[AppState, str | None], None]:
+    def check(state: StateDep, key: Annotated[str | None, Depends(_api_key_header)]) -> None:
+        if not state.keys.enabled:
+            return
+        role = state.keys.role_of(key)
+        if role is None:
+            raise Unauthorized("A valid X-API-Key header is required.")
+        if not allows(role, required):
+            raise Forbidden(f"This endpoint needs the {required} role.")
+
+    return check
+
+
+ClientKey = Depends(require_role("client"))
+AdminKey = Depends(require_role("admin"))
+
+
+async def read_upload(file: UploadFile, settings: Settings) -> Upload:
+    """Read at most the size limit plus one byte, so an oversized file is never held whole."""
+    data = await file.read(settings.max_upload_bytes + 1)
+    if len(data) > settings.max_upload_bytes:
+        raise PayloadTooLarge(
+            f"{file.filename or 'upload'} is larger than {settings.max_upload_bytes} bytes."
+        )
+    return Upload(filename=file.filename or "upload", data=data)
+
+
+def face_policy(
+    face_query: Annotated[FacePolicy | None, Query(alias="face")] = None,
+    face: Annotated[FacePolicy | None, Form()] = None,
+) -> FacePolicy | None:
+    """The face policy may come as a query parameter or a form field; the form wins."""
+    return face or face_query
+
+
+FacePolicyDep = Annotated[FacePolicy | None, Depends(face_policy)]
+UploadReader = Callable[[UploadFile, Settings], Awaitable[Upload]]

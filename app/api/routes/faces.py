@@ -1,0 +1,53 @@
+"""Enrolled faces of a subject: enrol (multipart), list, delete."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, File, Response, UploadFile, status
+from starlette.concurrency import run_in_threadpool
+
+from app.api.deps import ClientKey, FacePolicyDep, StateDep, read_upload
+from app.errors import InvalidRequest
+from app.schemas.common import ERROR_RESPONSES
+from app.schemas.subjects import FaceList, FacesCreated
+from app.services import subjects
+from app.services.enrolment import prepare_enrolment, store_enrolment
+
+router = APIRouter(
+    prefix="/v1/subjects/{subject_id}/faces",
+    tags=["faces"],
+    dependencies=[ClientKey],
+    responses=ERROR_RESPONSES,
+)
+
+
+@router.post("", status_code=status.HTTP_201_CREATED)
+async def enrol_faces(
+    subject_id: str,
+    files: Annotated[list[UploadFile], File(description="One or more images, one face each.")],
+    state: StateDep,
+    face: FacePolicyDep,
+) -> FacesCreated:
+    """All-or-nothing: if any file is rejected, nothing is enrolled; every rejection is listed."""
+    if len(files) > state.settings.max_files_per_request:
+        raise InvalidRequest(f"At most {state.settings.max_files_per_request} files per request.")
+    await run_in_threadpool(subjects.get_subject, state, subject_id)
+    uploads = [await read_upload(f, state.settings) for f in files]
+    runtime = state.require_runtime()
+    prepared, vectors = await state.infer(
+        prepare_enrolment, runtime.pipeline, state.settings, uploads, face
+    )
+    created = await run_in_threadpool(store_enrolment, state, subject_id, prepared, vectors)
+    return FacesCreated(faces=created)
+
+
+@router.get("")
+def list_faces(subject_id: str, state: StateDep) -> FaceList:
+    return FaceList(faces=subjects.list_faces(state, subject_id))
+
+
+@router.delete("/{face_id}", status_code=status.HTTP_204_NO_CONTENT)
+def delete_face(subject_id: str, face_id: int, state: StateDep) -> Response:
+    subjects.delete_face(state, subject_id, face_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

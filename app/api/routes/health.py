@@ -1,0 +1,39 @@
+"""Liveness, readiness, service info and Prometheus metrics."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from app.api.deps import StateDep
+from app.schemas.info import Health, Info, Readiness
+from app.services.info import service_info
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/v1/health")
+def health() -> Health:
+    """The process is up and serving HTTP."""
+    return Health(status="ok")
+
+
+@router.get("/v1/ready", responses={503: {"model": Readiness}})
+def ready(state: StateDep) -> JSONResponse:
+    """200 once the model is loaded and the index reconciled with the database, else 503."""
+    if state.runtime is None:
+        reason = state.startup_error or "models are still loading"
+        return JSONResponse(Readiness(ready=False, reason=reason).model_dump(), status_code=503)
+    return JSONResponse(Readiness(ready=True).model_dump())
+
+
+@router.get("/v1/info")
+def info(state: StateDep) -> Info:
+    """Active embedder and model version, thresholds, index and gallery sizes."""
+    return service_info(state)
+
+
+@router.get("/metrics", include_in_schema=False)
+def metrics(state: StateDep) -> Response:
+    return Response(state.metrics.render(), media_type=CONTENT_TYPE_LATEST)

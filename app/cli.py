@@ -1,0 +1,95 @@
+"""Command line: serve, models fetch (more commands join as features land)."""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+from app.config import Settings
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def serve(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+
+    from app.main import create_app
+    from app.security import KeyRing
+
+    host = args.host or settings.host
+    port = args.port or settings.port
+    if not KeyRing.parse(settings.api_keys).enabled and not _is_loopback(host):
+        print(
+            f"refusing to listen on {host} without API keys: set FACE_API_KEYS "
+            "(e.g. admin:SECRET,client:SECRET) or bind to 127.0.0.1",
+            file=sys.stderr,
+        )
+        return 2
+    uvicorn.run(
+        create_app(settings),
+        host=host,
+        port=port,
+        log_level=settings.log_level.lower(),
+        timeout_graceful_shutdown=30,
+    )
+    return 0
+
+
+def fetch(args: argparse.Namespace, settings: Settings) -> int:
+    from app.pipeline.embedders import load_model_specs
+    from app.pipeline.embedders.weights import fetch_model
+
+    specs = load_model_specs(settings.models_dir)
+    names = args.names or [name for name, spec in specs.items() if spec.kind == "file"]
+    for name in names:
+        if name not in specs:
+            print(f"unknown model {name!r}; known: {', '.join(specs)}", file=sys.stderr)
+            return 2
+        if specs[name].kind != "file":
+            print(f"{name}: ships inside the {specs[name].package} package, nothing to fetch")
+            continue
+        path = fetch_model(specs[name], settings.models_dir)
+        print(f"{name}: {path} (sha256 verified)")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m app", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    p_serve = commands.add_parser("serve", help="start the HTTP service")
+    p_serve.add_argument("--host", help="bind address (default FACE_HOST or 127.0.0.1)")
+    p_serve.add_argument("--port", type=int, help="bind port (default FACE_PORT or 8000)")
+    p_serve.set_defaults(handler=serve)
+
+    p_models = commands.add_parser("models", help="manage model weights")
+    models_cmd = p_models.add_subparsers(dest="models_command", required=True)
+    p_fetch = models_cmd.add_parser("fetch", help="download weights and check their sha256")
+    p_fetch.add_argument("names", nargs="*", help="model names (default: every downloadable)")
+    p_fetch.set_defaults(handler=fetch)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    # OpenMP threads that spin while idle steal the few cores from the other pools (torch,
+    # FAISS, the web server); this must be set before torch is first imported.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    args = build_parser().parse_args(argv)
+    settings = Settings()
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    code: int = args.handler(args, settings)
+    return code

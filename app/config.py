@@ -1,0 +1,82 @@
+"""Service settings, read from FACE_* environment variables."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
+
+FacePolicy = Literal["prominent", "largest", "center", "best"]
+
+
+class Settings(BaseSettings):
+    """Every tunable of the service; one instance is built per app."""
+
+    model_config = SettingsConfigDict(env_prefix="FACE_", env_file=".env", extra="ignore")
+
+    data_dir: Path = Field(Path("data"), description="Folder for the SQLite file and indexes.")
+    models_dir: Path = Field(REPO_MODELS_DIR, description="Folder holding model weights.")
+    database_url: str | None = Field(
+        None, description="SQLAlchemy URL; default is SQLite in the data folder."
+    )
+    embedder: str = Field(
+        "auto",
+        description="facenet-vggface2, arcface-mbf, or auto (facenet when its weights exist).",
+    )
+    device: str = Field("auto", description="auto, cpu, cuda or cuda:N.")
+    api_keys: str = Field("", description="Comma-separated role:key entries (admin/client).")
+    host: str = Field("127.0.0.1", description="Bind address for `python -m app serve`.")
+    port: int = Field(8000, description="Bind port for `python -m app serve`.")
+
+    verify_threshold: float | None = Field(
+        None, description="Cosine threshold for 1:1 verify; default per embedder."
+    )
+    identify_threshold: float | None = Field(
+        None, description="Cosine threshold for 1:N identify; default per embedder."
+    )
+
+    max_upload_bytes: int = Field(10 * 1024 * 1024, description="Largest accepted file, bytes.")
+    max_files_per_request: int = Field(20, description="Most files in one enrolment request.")
+    max_image_pixels: int = Field(40_000_000, description="Largest decoded image, pixels.")
+    detect_max_side: int = Field(
+        960, description="Images are downscaled to this longest side for detection."
+    )
+    max_faces: int = Field(20, description="Most faces identify analyses in one image.")
+
+    min_face_size: int = Field(32, description="Smallest accepted face box side, pixels.")
+    min_detection_probability: float = Field(
+        0.90, description="Smallest accepted MTCNN probability."
+    )
+    min_blur_variance: float = Field(
+        40.0, description="Smallest Laplacian variance of the aligned face (blur gate)."
+    )
+
+    store_crops: bool = Field(
+        True, description="Keep an aligned face crop per face (needed for re-embedding)."
+    )
+    index_type: Literal["flat", "hnsw"] = Field("flat", description="FAISS index kind.")
+    index_save_interval_s: float = Field(
+        30.0, description="How often a changed index is written to disk."
+    )
+    inference_workers: int = Field(1, description="Threads running detection and embedding.")
+    torch_threads: int = Field(0, description="Torch intra-op threads; 0 means all cores.")
+    log_level: str = Field("INFO", description="Python logging level.")
+
+    @cached_property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'faces.db').resolve()}"
+
+    @property
+    def index_dir(self) -> Path:
+        return self.data_dir / "index"
+
+
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,101 @@
+"""Domain errors and their single JSON error shape."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class FaceServiceError(Exception):
+    """Base of every error the service reports to a client."""
+
+    code: ClassVar[str] = "internal_error"
+    status_code: ClassVar[int] = 500
+
+    def __init__(self, message: str, details: Any = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+    def to_body(self) -> dict[str, Any]:
+        error: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.details is not None:
+            error["details"] = self.details
+        return {"error": error}
+
+
+class InvalidRequest(FaceServiceError):
+    code, status_code = "invalid_request", 422
+
+
+class UnsupportedMediaType(FaceServiceError):
+    code, status_code = "unsupported_media_type", 415
+
+
+class InvalidImage(FaceServiceError):
+    code, status_code = "invalid_image", 422
+
+
+class ImageTooLarge(FaceServiceError):
+    code, status_code = "image_too_large", 422
+
+
+class PayloadTooLarge(FaceServiceError):
+    code, status_code = "payload_too_large", 413
+
+
+class NoFace(FaceServiceError):
+    code, status_code = "no_face", 422
+
+
+class MultipleFaces(FaceServiceError):
+    code, status_code = "multiple_faces", 422
+
+
+class LowQuality(FaceServiceError):
+    code, status_code = "low_quality", 422
+
+
+class SubjectNotFound(FaceServiceError):
+    code, status_code = "subject_not_found", 404
+
+
+class FaceNotFound(FaceServiceError):
+    code, status_code = "face_not_found", 404
+
+
+class NotFound(FaceServiceError):
+    code, status_code = "not_found", 404
+
+
+class Conflict(FaceServiceError):
+    code, status_code = "conflict", 409
+
+
+class Unauthorized(FaceServiceError):
+    code, status_code = "unauthorized", 401
+
+
+class Forbidden(FaceServiceError):
+    code, status_code = "forbidden", 403
+
+
+class NotReady(FaceServiceError):
+    code, status_code = "not_ready", 503
+
+
+class ModelError(FaceServiceError):
+    """Weights missing, unreadable or failing their checksum."""
+
+    code, status_code = "model_unavailable", 503
+
+
+class ChecksumMismatch(ModelError):
+    code = "checksum_mismatch"
+
+
+class SubjectHasNoFaces(FaceServiceError):
+    code, status_code = "subject_has_no_faces", 422
+
+
+class DuplicateImage(FaceServiceError):
+    code, status_code = "duplicate_image", 409

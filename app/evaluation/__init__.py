@@ -1,0 +1,1 @@
+"""Offline verification and identification metrics for evaluating embedders."""

@@ -1,0 +1,1 @@
+"""Gallery of enrolled subjects: database engine, tables and queries."""

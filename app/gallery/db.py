@@ -1,0 +1,95 @@
+"""Database engine, schema migrations and session factory (SQLite default, PostgreSQL by URL)."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+
+_MIGRATION_LOCK_KEY = 0x66616365  # arbitrary, constant across releases
+
+_WAL_RETRIES = 200  # x 50 ms
+
+_SQLITE_PRAGMAS = (
+    "PRAGMA busy_timeout=30000",
+    # SQLite ignores ON DELETE CASCADE unless this is set on every connection.
+    "PRAGMA foreign_keys=ON",
+    # NORMAL is durable across application crashes in WAL mode; only power loss can drop
+    # the last commits, and the index reconciles against whatever survived.
+    "PRAGMA synchronous=NORMAL",
+)
+
+
+def make_engine(url: str) -> Engine:
+    """Build an engine; SQLite gets its folder created and its pragmas set per connection."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return create_engine(url, pool_pre_ping=True)
+
+    database = parsed.database
+    if database and database != ":memory:" and not database.startswith("file:"):
+        Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+
+    @event.listens_for(engine, "connect")
+    def _set_pragmas(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        try:
+            for pragma in _SQLITE_PRAGMAS:
+                cursor.execute(pragma)
+            # WAL lets readers (searches, listings) proceed while an enrolment writes.
+            _enable_wal(cursor)
+        finally:
+            cursor.close()
+
+    return engine
+
+
+def _enable_wal(cursor: Any) -> None:
+    # WAL persists in the file, so this only switches a brand-new one. The switch needs an
+    # exclusive lock that SQLite refuses at once, without the busy wait, while another
+    # start-up is migrating the same new file; so retry for a while.
+    for _ in range(_WAL_RETRIES):
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc):
+                raise
+            time.sleep(0.05)
+    cursor.execute("PRAGMA journal_mode=WAL")
+
+
+def alembic_config() -> Config:
+    """An in-memory alembic config pointing at the packaged migrations; no alembic.ini."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    return config
+
+
+def migrate(engine: Engine) -> None:
+    """Upgrade the schema to head; a no-op when it is already there, so safe at every start."""
+    config = alembic_config()
+    with engine.begin() as connection:
+        # Serialise concurrent start-ups (several workers or processes): the second waits
+        # for the first to commit, then finds the schema already at head.
+        if connection.dialect.name == "sqlite":
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+        elif connection.dialect.name == "postgresql":
+            connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK_KEY})")
+        config.attributes["connection"] = connection
+        command.upgrade(config, "head")
+
+
+def make_session_factory(engine: Engine) -> sessionmaker[Session]:
+    # Objects stay readable after commit, so routes can build responses from them.
+    return sessionmaker(bind=engine, expire_on_commit=False)

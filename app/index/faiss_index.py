@@ -1,0 +1,245 @@
+"""FaceIndex: a thread-safe FAISS inner-product index of face ids, saved atomically."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from pathlib import Path
+from typing import Any, Literal
+
+import faiss
+import numpy as np
+import numpy.typing as npt
+
+logger = logging.getLogger(__name__)
+
+IndexKind = Literal["flat", "hnsw"]
+IdArray = npt.NDArray[np.int64]
+VectorArray = npt.NDArray[np.float32]
+
+HNSW_M = 32
+HNSW_EF_CONSTRUCTION = 80
+HNSW_EF_SEARCH = 128
+REBUILD_TOMBSTONE_FRACTION = 0.10
+
+
+class FaceIndex:
+    """Face ids searchable by cosine similarity (inner product of L2-normalised vectors).
+
+    "flat" is exact: IndexIDMap2(IndexFlatIP). "hnsw" is approximate and much faster at
+    scale: IndexIDMap2(IndexHNSWFlat). HNSW cannot remove vectors, so a removal only
+    tombstones the entry's position, and searches pass FAISS a selector that skips
+    tombstones during the graph walk (rather than over-fetching k + len(tombstones) and
+    filtering, which costs a k of 100k at 10% of 1M). Re-adding an id tombstones its old
+    position too, so ids stay unique. Once tombstones exceed 10% of the stored entries
+    `needs_rebuild` turns true and the owner should rebuild the index from the database.
+
+    One lock guards every call: FAISS is not safe for a write concurrent with a search.
+    """
+
+    def __init__(self, dim: int, model_version: str, kind: IndexKind = "flat") -> None:
+        if kind not in ("flat", "hnsw"):
+            raise ValueError(f"unknown index kind {kind!r}")
+        self.dim = dim
+        self.model_version = model_version
+        self.kind: IndexKind = kind
+        self._lock = threading.Lock()
+        # Only orders whole saves, so two savers never share a temp file; searches wait
+        # for the write_index call alone, not for the fsyncs.
+        self._save_lock = threading.Lock()
+        self._index: Any = _new_faiss_index(dim, kind)
+        # hnsw only: tombstoned positions, the live position of each id, and a cached
+        # FAISS selector that skips the tombstones (with the objects it points into).
+        self._tombstones: set[int] = set()
+        self._position: dict[int, int] = {}
+        self._selector: tuple[Any, ...] | None = None
+
+    def __len__(self) -> int:
+        with self._lock:
+            return int(self._index.ntotal) - len(self._tombstones)
+
+    @property
+    def needs_rebuild(self) -> bool:
+        with self._lock:
+            stored = int(self._index.ntotal)
+            return len(self._tombstones) > REBUILD_TOMBSTONE_FRACTION * stored
+
+    def ids(self) -> IdArray:
+        """The live ids, sorted."""
+        with self._lock:
+            if self.kind == "flat":
+                return np.sort(self._labels())
+            return np.array(sorted(self._position), dtype=np.int64)
+
+    def add(self, ids: npt.ArrayLike, vectors: npt.ArrayLike) -> None:
+        """Add vectors under `ids`; an id already present is replaced."""
+        id_array = _as_ids(ids)
+        matrix = self._as_vectors(vectors)
+        if len(id_array) != len(matrix):
+            raise ValueError(f"{len(id_array)} ids for {len(matrix)} vectors")
+        if len(np.unique(id_array)) != len(id_array):
+            raise ValueError("duplicate ids in one add")
+        if not len(id_array):
+            return
+        with self._lock:
+            self._remove_locked(id_array)
+            start = int(self._index.ntotal)
+            self._index.add_with_ids(matrix, id_array)
+            if self.kind == "hnsw":
+                for offset, face_id in enumerate(id_array.tolist()):
+                    self._position[face_id] = start + offset
+
+    def remove(self, ids: npt.ArrayLike) -> int:
+        """Remove `ids`; returns how many were present."""
+        id_array = _as_ids(ids)
+        with self._lock:
+            return self._remove_locked(id_array)
+
+    def search(self, queries: npt.ArrayLike, k: int) -> tuple[VectorArray, IdArray]:
+        """Top-k (scores, ids) per query, best first; k is capped at the size, -1 pads."""
+        matrix = self._as_vectors(queries)
+        with self._lock:
+            live = int(self._index.ntotal) - len(self._tombstones)
+            k = max(0, min(k, live))
+            if k == 0 or not len(matrix):
+                return (
+                    np.empty((len(matrix), k), dtype=np.float32),
+                    np.empty((len(matrix), k), dtype=np.int64),
+                )
+            if self.kind == "flat":
+                scores, ids = self._index.search(matrix, k)
+                return scores.astype(np.float32), ids.astype(np.int64)
+            return self._search_hnsw_locked(matrix, k)
+
+    def save(self, path: Path) -> None:
+        """Write the index and its `<path>.json` sidecar, each via a temp file and rename."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        sidecar = _sidecar_path(path)
+        index_tmp = path.with_name(path.name + ".tmp")
+        sidecar_tmp = sidecar.with_name(sidecar.name + ".tmp")
+        with self._save_lock:
+            with self._lock:
+                faiss.write_index(self._index, str(index_tmp))
+                meta = {
+                    "model_version": self.model_version,
+                    "kind": self.kind,
+                    "dim": self.dim,
+                    "count": int(self._index.ntotal) - len(self._tombstones),
+                    "ntotal": int(self._index.ntotal),
+                    "tombstones": sorted(self._tombstones),
+                }
+            sidecar_tmp.write_text(json.dumps(meta))
+            _fsync(index_tmp)
+            _fsync(sidecar_tmp)
+            # Renamed back to back; a crash between them leaves a pair that load() rejects
+            # or that reconcile() repairs against the database.
+            os.replace(index_tmp, path)
+            os.replace(sidecar_tmp, sidecar)
+
+    @classmethod
+    def load(
+        cls, path: Path, model_version: str, kind: IndexKind, dim: int | None = None
+    ) -> FaceIndex | None:
+        """The index saved at `path`, or None (logged) when missing, corrupt or foreign."""
+        path = Path(path)
+        sidecar = _sidecar_path(path)
+        if not path.exists() or not sidecar.exists():
+            logger.info("no saved index at %s", path)
+            return None
+        try:
+            meta = json.loads(sidecar.read_text())
+            if not isinstance(meta, dict):
+                raise ValueError(f"sidecar holds a {type(meta).__name__}, not an object")
+            index = faiss.read_index(str(path))
+        except (OSError, ValueError, RuntimeError) as exc:
+            logger.warning("unreadable index at %s: %s", path, exc)
+            return None
+        expected: dict[str, object] = {"model_version": model_version, "kind": kind}
+        if dim is not None:
+            expected["dim"] = dim
+        problems = [f"{k}={meta.get(k)!r}" for k, want in expected.items() if meta.get(k) != want]
+        if not isinstance(index, faiss.IndexIDMap2):
+            problems.append(f"type={type(index).__name__}")
+        elif index.d != meta.get("dim") or index.ntotal != meta.get("ntotal"):
+            problems.append(f"file has d={index.d} ntotal={index.ntotal}, sidecar {meta}")
+        if problems:
+            logger.warning("ignoring index at %s: %s", path, ", ".join(problems))
+            return None
+        loaded = cls(int(index.d), model_version, kind)
+        loaded._index = index
+        if kind == "hnsw":
+            tombstones = {int(p) for p in meta.get("tombstones", [])}
+            loaded._tombstones = tombstones
+            # Later positions win: a replaced id's earlier position is tombstoned.
+            loaded._position = {
+                face_id: position
+                for position, face_id in enumerate(loaded._labels().tolist())
+                if position not in tombstones
+            }
+        return loaded
+
+    def _labels(self) -> IdArray:
+        # A copy: the id_map buffer moves when FAISS grows it.
+        return faiss.vector_to_array(self._index.id_map).astype(np.int64)
+
+    def _remove_locked(self, ids: IdArray) -> int:
+        if not len(ids):
+            return 0
+        if self.kind == "flat":
+            return int(self._index.remove_ids(ids))
+        removed = 0
+        for face_id in ids.tolist():
+            position = self._position.pop(face_id, None)
+            if position is not None:
+                self._tombstones.add(position)
+                removed += 1
+        if removed:
+            self._selector = None
+        return removed
+
+    def _search_hnsw_locked(self, queries: VectorArray, k: int) -> tuple[VectorArray, IdArray]:
+        # The inner HNSW index works in positions, which (unlike ids) tell a replaced entry
+        # from its replacement; the selector makes the graph walk skip tombstones, so
+        # asking for k never returns fewer live hits because of them.
+        # faiss's bundled stubs omit SearchParametersHNSW.
+        params = faiss.SearchParametersHNSW(efSearch=HNSW_EF_SEARCH)  # type: ignore[attr-defined]
+        if self._tombstones:
+            if self._selector is None:
+                batch = faiss.IDSelectorBatch(np.fromiter(self._tombstones, dtype=np.int64))
+                self._selector = (faiss.IDSelectorNot(batch), batch)
+            params.sel = self._selector[0]
+        scores, positions = self._index.index.search(queries, k, params=params)
+        labels = self._labels()
+        ids = np.where(positions >= 0, labels[np.maximum(positions, 0)], -1)
+        scores = np.where(positions >= 0, scores, -np.inf)
+        return scores.astype(np.float32), ids.astype(np.int64)
+
+    def _as_vectors(self, vectors: npt.ArrayLike) -> VectorArray:
+        matrix = np.ascontiguousarray(vectors, dtype=np.float32)
+        if matrix.ndim != 2 or matrix.shape[1] != self.dim:
+            raise ValueError(f"expected (n, {self.dim}) vectors, got shape {matrix.shape}")
+        return matrix
+
+
+def _new_faiss_index(dim: int, kind: IndexKind) -> Any:
+    if kind == "flat":
+        return faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
+    hnsw = faiss.IndexHNSWFlat(dim, HNSW_M, faiss.METRIC_INNER_PRODUCT)
+    hnsw.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
+    return faiss.IndexIDMap2(hnsw)
+
+
+def _as_ids(ids: npt.ArrayLike) -> IdArray:
+    return np.ascontiguousarray(ids, dtype=np.int64).reshape(-1)
+
+
+def _sidecar_path(path: Path) -> Path:
+    return path.with_name(path.name + ".json")
+
+
+def _fsync(path: Path) -> None:
+    with open(path, "rb") as handle:
+        os.fsync(handle.fileno())

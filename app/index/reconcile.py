@@ -1,0 +1,104 @@
+"""Open, rebuild and repair a FaceIndex against the database, which is the truth."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import numpy.typing as npt
+
+from app.index.faiss_index import FaceIndex, IdArray, IndexKind, VectorArray
+
+logger = logging.getLogger(__name__)
+
+RECONCILE_CHUNK = 10_000
+
+LoadVectors = Callable[[IdArray], VectorArray]
+VectorBatches = Iterable[tuple[IdArray, VectorArray]]
+
+
+@dataclass(frozen=True)
+class ReconcileReport:
+    added: int
+    removed: int
+    total: int
+
+
+def index_path(index_dir: Path, model_version: str, kind: str) -> Path:
+    """Where the index of one embedder version and kind lives, e.g. arcface-mbf_9cc6.flat.faiss."""
+    safe_version = re.sub(r"[^A-Za-z0-9._-]", "_", model_version).strip(".") or "model"
+    return Path(index_dir) / f"{safe_version}.{kind}.faiss"
+
+
+def reconcile(
+    index: FaceIndex,
+    db_ids: npt.ArrayLike,
+    load_vectors: LoadVectors,
+    chunk: int = RECONCILE_CHUNK,
+) -> ReconcileReport:
+    """Make the index hold exactly `db_ids`: add what it lacks, drop what the DB no longer has.
+
+    This repairs a crash between a database commit and the matching index write. It
+    compares ids only: face ids are never reused and a face's vector under one model
+    does not change, so an id present in both is assumed current.
+    """
+    wanted = np.unique(np.asarray(db_ids, dtype=np.int64))
+    present = index.ids()
+    stale = np.setdiff1d(present, wanted, assume_unique=True)
+    missing = np.setdiff1d(wanted, present, assume_unique=True)
+    removed = index.remove(stale) if len(stale) else 0
+    for start in range(0, len(missing), chunk):
+        ids = missing[start : start + chunk]
+        index.add(ids, load_vectors(ids))
+    report = ReconcileReport(added=len(missing), removed=removed, total=len(index))
+    if report.added or report.removed:
+        logger.info("reconciled %s index: %s", index.model_version, report)
+    return report
+
+
+def rebuild(dim: int, model_version: str, kind: IndexKind, batches: VectorBatches) -> FaceIndex:
+    """A fresh index filled from (ids, vectors) batches, e.g. repository.iter_vectors."""
+    index = FaceIndex(dim, model_version, kind)
+    for ids, vectors in batches:
+        index.add(ids, vectors)
+    return index
+
+
+def open_index(
+    index_dir: Path,
+    model_version: str,
+    kind: IndexKind,
+    dim: int,
+    db_ids: npt.ArrayLike,
+    load_vectors: LoadVectors,
+    batches: VectorBatches,
+) -> tuple[FaceIndex, ReconcileReport, Literal["loaded", "rebuilt"]]:
+    """Load the saved index when valid, else rebuild it from `batches`; then reconcile.
+
+    `batches` is only iterated on a rebuild. Saving the result is left to the caller.
+    """
+    started = time.perf_counter()
+    path = index_path(index_dir, model_version, kind)
+    index = FaceIndex.load(path, model_version, kind, dim=dim)
+    how: Literal["loaded", "rebuilt"] = "loaded"
+    if index is not None and index.needs_rebuild:
+        logger.info("index at %s has too many tombstones; rebuilding", path)
+        index = None
+    if index is None:
+        index = rebuild(dim, model_version, kind, batches)
+        how = "rebuilt"
+    report = reconcile(index, db_ids, load_vectors)
+    logger.info(
+        "%s %s index (%d faces) in %.2fs",
+        how,
+        kind,
+        report.total,
+        time.perf_counter() - started,
+    )
+    return index, report, how

@@ -1,0 +1,129 @@
+"""create_app(settings): routers, error handlers, and the lifespan that builds AppState."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+
+from fastapi import FastAPI, Request, Response
+
+from app.api.handlers import error_response, install_error_handlers
+from app.api.routes import admin, faces, health, recognition, subjects
+from app.config import Settings, get_settings
+from app.gallery import repository
+from app.gallery.db import make_engine, make_session_factory, migrate
+from app.metrics import Metrics
+from app.security import KeyRing
+from app.services.runtime import Models, build_runtime, save_index
+from app.state import AppState
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings | None = None, models: Models | None = None) -> FastAPI:
+    """Build the app; `models` lets tests share loaded models between apps."""
+    settings = settings or get_settings()
+
+    metrics = Metrics()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        state = open_state(settings, metrics)
+        app.state.face = state
+        tasks = [
+            asyncio.create_task(_load_runtime(state, models)),
+            asyncio.create_task(_save_periodically(state)),
+        ]
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            close_state(state)
+
+    app = FastAPI(
+        title="Face service",
+        version="0.1.0",
+        description="Self-hosted face detection, verification (1:1) and identification (1:N).",
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+
+    @app.middleware("http")
+    async def guard_and_measure(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        # Refuse oversized bodies before the multipart parser spools them to disk.
+        limit = settings.max_upload_bytes * settings.max_files_per_request + 1_000_000
+        length = request.headers.get("content-length", "")
+        if length.isdigit() and int(length) > limit:
+            return error_response(413, "payload_too_large", f"Request body exceeds {limit} bytes.")
+        return await metrics.middleware(request, call_next)
+
+    for router in (health.router, subjects.router, faces.router, recognition.router, admin.router):
+        app.include_router(router)
+    return app
+
+
+def open_state(settings: Settings, metrics: Metrics) -> AppState:
+    keys = KeyRing.parse(settings.api_keys)
+    if not keys.enabled:
+        log.warning("FACE_API_KEYS is empty: every endpoint is open; serve on loopback only")
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(settings.resolved_database_url)
+    migrate(engine)
+    sessions = make_session_factory(engine)
+    state = AppState(
+        settings=settings,
+        keys=keys,
+        metrics=metrics,
+        engine=engine,
+        sessions=sessions,
+        executor=ThreadPoolExecutor(settings.inference_workers, thread_name_prefix="inference"),
+    )
+    with sessions() as session:
+        state.metrics.subjects.set(repository.count_subjects(session))
+        state.metrics.faces_enrolled.set(repository.count_faces(session))
+    return state
+
+
+async def _load_runtime(state: AppState, models: Models | None) -> None:
+    def on_timing(stage: str, seconds: float) -> None:
+        state.metrics.inference.labels(stage).observe(seconds)
+
+    try:
+        runtime = await asyncio.to_thread(
+            build_runtime, state.settings, state.sessions, models, on_timing
+        )
+    except Exception as error:  # reported by /v1/ready; the process stays up to say why
+        log.exception("start-up failed")
+        state.startup_error = str(error)
+        return
+    state.runtime = runtime
+    state.metrics.index_size.set(len(runtime.index))
+    log.info("ready: %s, %d faces indexed", runtime.model_version, len(runtime.index))
+
+
+async def _save_periodically(state: AppState) -> None:
+    while True:
+        await asyncio.sleep(state.settings.index_save_interval_s)
+        await asyncio.to_thread(flush_index, state)
+
+
+def flush_index(state: AppState) -> None:
+    runtime = state.runtime
+    if runtime is None or not state.index_dirty:
+        return
+    with state.write_lock:
+        state.index_dirty = False
+        save_index(state.settings, runtime.index)
+
+
+def close_state(state: AppState) -> None:
+    state.executor.shutdown(wait=True, cancel_futures=True)
+    flush_index(state)
+    state.engine.dispose()

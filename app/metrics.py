@@ -1,0 +1,66 @@
+"""Prometheus metrics, one registry per app so tests never share state."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+
+from fastapi import Request, Response
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "face_http_requests_total",
+            "HTTP requests by route and status.",
+            ["method", "route", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "face_http_request_duration_seconds",
+            "HTTP request latency by route.",
+            ["method", "route"],
+            registry=self.registry,
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+        )
+        self.inference = Histogram(
+            "face_inference_seconds",
+            "Time spent in model inference by stage.",
+            ["stage"],
+            registry=self.registry,
+            buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+        )
+        self.faces_enrolled = Gauge(
+            "face_faces_enrolled", "Faces stored in the gallery.", registry=self.registry
+        )
+        self.subjects = Gauge(
+            "face_subjects", "Subjects stored in the gallery.", registry=self.registry
+        )
+        self.index_size = Gauge(
+            "face_index_size", "Vectors in the active FAISS index.", registry=self.registry
+        )
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+    async def middleware(
+        self, request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        start = time.perf_counter()
+        status = 500
+        try:
+            response = await call_next(request)
+            status = response.status_code
+            return response
+        finally:
+            route = _route_template(request)
+            self.latency.labels(request.method, route).observe(time.perf_counter() - start)
+            self.requests.labels(request.method, route, str(status)).inc()
+
+
+def _route_template(request: Request) -> str:
+    # Label by the route's path template, not the raw path, to keep label cardinality bounded.
+    route = request.scope.get("route")
+    return str(getattr(route, "path", "unmatched"))

@@ -1,0 +1,1 @@
+"""Face pipeline: decode, detect, align, assess quality, embed."""

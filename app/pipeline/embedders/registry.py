@@ -1,0 +1,147 @@
+"""Model specs from models/registry.json and the factory that builds embedders from them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Literal
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from app.config import REPO_MODELS_DIR
+from app.errors import ModelError
+from app.pipeline.embedders.arcface import ArcfaceEmbedder
+from app.pipeline.embedders.base import Embedder
+from app.pipeline.embedders.facenet import FacenetEmbedder
+from app.pipeline.embedders.weights import locate_weights, read_state_dict, verify_file
+
+REGISTRY_FILE = "registry.json"
+DEFAULT_EMBEDDER = "facenet-vggface2"
+FALLBACK_EMBEDDER = "arcface-mbf"
+
+_EMBEDDERS: dict[str, type[Embedder]] = {
+    cls.name: cls for cls in (FacenetEmbedder, ArcfaceEmbedder)
+}
+
+
+class Thresholds(BaseModel):
+    """Cosine-similarity thresholds an embedder ships with until calibrated locally."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    verify: float = Field(ge=-1.0, le=1.0)
+    identify: float = Field(ge=-1.0, le=1.0)
+
+
+class ModelSpec(BaseModel):
+    """One registry entry: where a model's weights live, what they hash to, and their terms."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str
+    kind: Literal["file", "package"]
+    # For kind "file": relative to the models folder; for "package": inside the package folder.
+    file: str
+    package: str | None = None
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    size_bytes: int = Field(gt=0)
+    source: str
+    licence: str
+    embedding_dim: int = Field(gt=0)
+    input_size: int = Field(gt=0)
+    default_thresholds: Thresholds
+
+
+def load_model_specs(models_dir: Path) -> dict[str, ModelSpec]:
+    """Specs by name; a registry.json in models_dir overrides the one shipped in the repo."""
+    path = models_dir / REGISTRY_FILE
+    if not path.is_file():
+        # An operator's models folder usually holds weights only; the registry ships with code.
+        path = REPO_MODELS_DIR / REGISTRY_FILE
+    try:
+        entries = json.loads(path.read_text(encoding="utf-8"))
+        specs = [ModelSpec.model_validate(entry) for entry in entries]
+    except (OSError, ValueError, ValidationError) as exc:
+        raise ModelError(f"cannot read model registry {path}: {exc}") from exc
+    return {spec.name: spec for spec in specs}
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto' -> cuda when available, else cpu; otherwise the named device, if usable."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as exc:
+        raise ModelError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N") from exc
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ModelError(f"device {name!r} requested but CUDA is not available")
+    return device
+
+
+def available_embedders(models_dir: Path) -> list[str]:
+    """Names of known embedders whose weights are present now (not checksummed: cheap)."""
+    specs = _known_specs(models_dir)
+    return [name for name, spec in specs.items() if _weights_present(spec, models_dir)]
+
+
+def resolve_embedder_name(name: str, models_dir: Path) -> str:
+    """'auto' -> facenet when its weights file exists, else arcface; unknown -> ModelError."""
+    specs = _known_specs(models_dir)
+    if name == "auto":
+        preferred = specs.get(DEFAULT_EMBEDDER)
+        if preferred is not None and _weights_present(preferred, models_dir):
+            return DEFAULT_EMBEDDER
+        return FALLBACK_EMBEDDER
+    if name not in specs:
+        known = ", ".join(sorted(specs))
+        raise ModelError(f"unknown embedder {name!r}; known: auto, {known}")
+    return name
+
+
+def create_embedder(
+    name: str,
+    models_dir: Path,
+    device: torch.device,
+    weights_path: Path | None = None,
+    expected_sha256: str | None = None,
+) -> Embedder:
+    """Checksum, load and place an embedder; weights_path loads a fine-tuned state_dict."""
+    spec = _known_specs(models_dir)[resolve_embedder_name(name, models_dir)]
+    cls = _EMBEDDERS[spec.name]
+    if weights_path is None:
+        path = locate_weights(spec, models_dir)
+        if not path.is_file():
+            raise ModelError(
+                f"weights for {spec.name} not found at {path}; "
+                f"run `python -m app models fetch {spec.name}`"
+            )
+        verify_file(path, spec.sha256)
+        module = cls.load_pretrained(path)
+        sha256 = spec.sha256
+    else:
+        if expected_sha256 is None:
+            raise ValueError("expected_sha256 is required with weights_path")
+        if not weights_path.is_file():
+            raise ModelError(f"fine-tuned weights for {spec.name} not found at {weights_path}")
+        verify_file(weights_path, expected_sha256)
+        module = cls.architecture(spec, models_dir)
+        try:
+            module.load_state_dict(read_state_dict(weights_path), strict=True)
+        except RuntimeError as exc:
+            raise ModelError(f"{weights_path} does not fit {spec.name}: {exc}") from exc
+        sha256 = expected_sha256
+    return cls(module, device, sha256, spec.default_thresholds)
+
+
+def _known_specs(models_dir: Path) -> dict[str, ModelSpec]:
+    """Registry entries that have an implementation here."""
+    return {n: s for n, s in load_model_specs(models_dir).items() if n in _EMBEDDERS}
+
+
+def _weights_present(spec: ModelSpec, models_dir: Path) -> bool:
+    try:
+        return locate_weights(spec, models_dir).is_file()
+    except ModelError:
+        return False

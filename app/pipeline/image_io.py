@@ -1,0 +1,146 @@
+"""Decode uploads into RGB arrays under size limits, and encode stored face crops."""
+
+from __future__ import annotations
+
+import io
+import warnings
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from app import errors
+from app.pipeline.types import ImageArray
+
+# Formats with a small, well-fuzzed decoder. Pillow can open more (EPS would even run
+# Ghostscript), so anything else is refused as an unsupported media type. "JPEG" also
+# opens multi-picture (MPO) files straight from phone cameras.
+ACCEPTED_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF")
+
+# Leading bytes of the accepted formats, to tell "not an image" from "a broken one".
+_SIGNATURES = (
+    (b"\xff\xd8\xff", "JPEG"),
+    (b"\x89PNG\r\n\x1a\n", "PNG"),
+    (b"GIF87a", "GIF"),
+    (b"GIF89a", "GIF"),
+    (b"BM", "BMP"),
+    (b"II*\x00", "TIFF"),
+    (b"MM\x00*", "TIFF"),
+)
+_SIXTEEN_BIT_MODES = frozenset({"I", "I;16", "I;16L", "I;16B", "I;16N"})
+_WHITE = (255, 255, 255, 255)
+
+
+def check_upload_size(data: bytes, max_bytes: int) -> None:
+    """Refuse an upload larger than `max_bytes`."""
+    if len(data) > max_bytes:
+        raise errors.PayloadTooLarge(
+            f"file is {len(data)} bytes; the limit is {max_bytes} bytes",
+            details={"size": len(data), "limit": max_bytes},
+        )
+
+
+def decode_image(data: bytes, max_pixels: int) -> ImageArray:
+    """Decode an uploaded image into an H x W x 3 uint8 RGB array, upright per its EXIF."""
+    if not data:
+        raise errors.InvalidImage("empty file")
+    # Pillow warns (and past twice its limit, raises) about decompression bombs while
+    # reading the header; promote the warning so it cannot slip past as a log line.
+    # Scoped here rather than set at import; the filter list is process-wide, but a
+    # racing thread can at worst leave this one harmless "error" filter in place.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            image = Image.open(io.BytesIO(data), formats=ACCEPTED_FORMATS)
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+            raise errors.ImageTooLarge(f"image has too many pixels: {exc}") from exc
+        except UnidentifiedImageError as exc:
+            sniffed = _sniff_format(data)
+            if sniffed is not None:
+                raise errors.InvalidImage(f"corrupt {sniffed} image header") from exc
+            raise errors.UnsupportedMediaType(
+                f"not a supported image; accepted formats: {', '.join(ACCEPTED_FORMATS)}"
+            ) from exc
+        except Exception as exc:  # a known header that Pillow fails to parse
+            raise errors.InvalidImage(f"unreadable image header: {exc}") from exc
+        with image:
+            _check_pixels(image, max_pixels)
+            try:
+                image.load()
+                ImageOps.exif_transpose(image, in_place=True)
+                return _to_rgb_array(image)
+            except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+                raise errors.ImageTooLarge(f"image has too many pixels: {exc}") from exc
+            # Corrupt files surface as OSError, SyntaxError, ValueError, struct.error and
+            # more depending on the plugin; all of them mean the same thing to a client.
+            except Exception as exc:
+                raise errors.InvalidImage(
+                    f"corrupt or truncated {image.format} image: {exc}"
+                ) from exc
+
+
+def _sniff_format(data: bytes) -> str | None:
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "WEBP"
+    return next((name for magic, name in _SIGNATURES if data.startswith(magic)), None)
+
+
+def _check_pixels(image: Image.Image, max_pixels: int) -> None:
+    # Runs on the header's size, before any pixel data is decoded.
+    width, height = image.size
+    if width * height > max_pixels:
+        raise errors.ImageTooLarge(
+            f"image is {width}x{height} = {width * height} pixels; the limit is {max_pixels}",
+            details={"width": width, "height": height, "limit": max_pixels},
+        )
+
+
+def _to_rgb_array(image: Image.Image) -> ImageArray:
+    mode = image.mode
+    if mode in _SIXTEEN_BIT_MODES:
+        # Scale the 16-bit range onto 8 bits; Pillow's own convert("L") would clip at 255.
+        wide = np.asarray(image).astype(np.float64)
+        gray = np.clip(np.rint(wide / 257.0), 0, 255).astype(np.uint8)
+        return np.ascontiguousarray(np.repeat(gray[:, :, None], 3, axis=2))
+    if mode == "F":
+        image = image.convert("L")
+    has_alpha = "A" in image.getbands() or "transparency" in image.info
+    if has_alpha:
+        # Transparent cut-outs often hide arbitrary colour under alpha 0; composite on
+        # white so the detector sees what a viewer sees.
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, _WHITE)
+        image = Image.alpha_composite(background, rgba)
+    rgb = image.convert("RGB")
+    return np.array(rgb, dtype=np.uint8, order="C")
+
+
+def encode_png(image: ImageArray) -> bytes:
+    """Losslessly encode an RGB face crop for storage."""
+    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"expected an H x W x 3 uint8 array, got {image.shape} {image.dtype}")
+    buffer = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(image)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def decode_png(data: bytes) -> ImageArray:
+    """Decode a stored face crop written by `encode_png`."""
+    try:
+        with Image.open(io.BytesIO(data), formats=("PNG",)) as image:
+            return np.array(image.convert("RGB"), dtype=np.uint8, order="C")
+    except Exception as exc:
+        raise errors.InvalidImage(f"stored face crop is not a readable PNG: {exc}") from exc
+
+
+def downscale(image: ImageArray, max_side: int) -> tuple[ImageArray, float]:
+    """Shrink so the longest side is at most `max_side`; returns (image, scale <= 1)."""
+    height, width = image.shape[:2]
+    longest = max(height, width)
+    if longest <= max_side:
+        return image, 1.0
+    scale = max_side / longest
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    # reducing_gap lets Pillow pre-shrink by an integer factor first: much faster on
+    # camera-sized photos and indistinguishable for detection.
+    resized = Image.fromarray(image).resize(size, Image.Resampling.BILINEAR, reducing_gap=3.0)
+    return np.array(resized, dtype=np.uint8, order="C"), scale

@@ -1,0 +1,39 @@
+"""Health, readiness and service information."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel
+
+
+class Health(BaseModel):
+    status: str
+
+
+class Readiness(BaseModel):
+    ready: bool
+    reason: str | None = None
+
+
+class ThresholdsPublic(BaseModel):
+    verify: float
+    identify: float
+    verify_far: float | None
+    identify_far: float | None
+    source: str
+
+
+class Info(BaseModel):
+    version: str
+    ready: bool
+    embedder: str | None
+    model_version: str | None
+    device: str | None
+    thresholds: ThresholdsPublic | None
+    index_type: str
+    index_size: int | None
+    index_how: str | None
+    subjects: int
+    faces: int
+    store_crops: bool
+    auth_enabled: bool
+    versions: dict[str, str]

@@ -1,0 +1,52 @@
+"""Verify (1:1), identify (1:N) and detect responses."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+from app.schemas.common import Box, QualityPublic
+
+
+class VerifyResult(BaseModel):
+    verified: bool
+    similarity: float = Field(description="Cosine similarity; max over the subject's faces.")
+    threshold: float
+    estimated_far: float | None = Field(
+        None, description="False-accept rate of this threshold, when calibrated."
+    )
+    subject_id: str | None = None
+    box: Box
+    box2: Box | None = Field(None, description="Face box in image2 (image-to-image mode).")
+    quality: QualityPublic
+
+
+class Candidate(BaseModel):
+    subject_id: str
+    name: str
+    similarity: float
+
+
+class IdentifiedFace(BaseModel):
+    box: Box
+    quality: QualityPublic
+    candidates: list[Candidate]
+    match: Candidate | None = Field(description="Best candidate at or above the threshold.")
+
+
+class IdentifyResult(BaseModel):
+    faces: list[IdentifiedFace]
+    threshold: float
+    estimated_far: float | None = None
+
+
+class DetectedFacePublic(BaseModel):
+    box: Box
+    probability: float
+    landmarks: list[list[float]] = Field(description="5 points: eyes, nose, mouth corners.")
+    quality: QualityPublic
+
+
+class DetectResult(BaseModel):
+    faces: list[DetectedFacePublic]
+    width: int
+    height: int

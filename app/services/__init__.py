@@ -1,0 +1,1 @@
+"""Use cases that combine the pipeline, the gallery and the index."""

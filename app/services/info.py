@@ -1,0 +1,45 @@
+"""What /v1/info reports: model, thresholds, index and gallery sizes, versions."""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+
+from app.gallery import repository
+from app.schemas.info import Info, ThresholdsPublic
+from app.state import AppState
+
+_PACKAGES = ("face-service", "torch", "facenet-pytorch", "faiss-cpu", "fastapi", "onnx2torch")
+
+
+def _versions() -> dict[str, str]:
+    found = {}
+    for name in _PACKAGES:
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            found[name] = "not installed"
+    return found
+
+
+def service_info(state: AppState) -> Info:
+    runtime = state.runtime
+    with state.sessions() as session:
+        subjects, faces = repository.count_subjects(session), repository.count_faces(session)
+    embedder = runtime.pipeline.embedder if runtime else None
+    thresholds = runtime.thresholds if runtime else None
+    return Info(
+        version=_versions()["face-service"],
+        ready=runtime is not None,
+        embedder=embedder.name if embedder else None,
+        model_version=embedder.version if embedder else None,
+        device=str(embedder.device) if embedder else None,
+        thresholds=ThresholdsPublic(**vars(thresholds)) if thresholds else None,
+        index_type=state.settings.index_type,
+        index_size=len(runtime.index) if runtime else None,
+        index_how=runtime.index_how if runtime else None,
+        subjects=subjects,
+        faces=faces,
+        store_crops=state.settings.store_crops,
+        auth_enabled=state.keys.enabled,
+        versions=_versions(),
+    )

@@ -1,0 +1,72 @@
+"""Request flows for verify, identify and detect: inference on the pool, DB in a thread."""
+
+from __future__ import annotations
+
+import numpy as np
+from starlette.concurrency import run_in_threadpool
+
+from app.config import FacePolicy
+from app.errors import InvalidRequest
+from app.schemas.recognition import DetectedFacePublic, DetectResult, IdentifyResult, VerifyResult
+from app.services.probes import Upload, analyze_all, detect_all, embed_probes
+from app.services.recognition import (
+    box_of,
+    identify_faces,
+    points_of,
+    quality_public,
+    verify_against_subject,
+    verify_images,
+)
+from app.state import AppState
+
+
+async def verify(
+    state: AppState,
+    uploads: list[Upload],
+    subject_id: str | None,
+    policy: FacePolicy | None,
+    threshold: float | None,
+) -> VerifyResult:
+    if (subject_id is None) == (len(uploads) == 1):
+        raise InvalidRequest("Pass either subject_id or image2, not both and not neither.")
+    runtime = state.require_runtime()
+    probes = await state.infer(
+        embed_probes, runtime.pipeline, state.settings, uploads, policy or "prominent"
+    )
+    if subject_id is not None:
+        probe = probes[0]
+        return await run_in_threadpool(
+            verify_against_subject, state, subject_id, probe.face, probe.vector, threshold
+        )
+    vectors = np.stack([p.vector for p in probes])
+    return verify_images(runtime, probes[0].face, probes[1].face, vectors, threshold)
+
+
+async def identify(
+    state: AppState, upload: Upload, top_k: int, max_faces: int | None, threshold: float | None
+) -> IdentifyResult:
+    runtime = state.require_runtime()
+    limit = min(max_faces or state.settings.max_faces, state.settings.max_faces)
+    faces, vectors = await state.infer(analyze_all, runtime.pipeline, state.settings, upload, limit)
+    used = runtime.thresholds.identify if threshold is None else threshold
+    results = await run_in_threadpool(identify_faces, state, faces, vectors, top_k, used)
+    far = runtime.thresholds.identify_far if threshold is None else None
+    return IdentifyResult(faces=results, threshold=used, estimated_far=far)
+
+
+async def detect(state: AppState, upload: Upload) -> DetectResult:
+    runtime = state.require_runtime()
+    image, faces = await state.infer(detect_all, runtime.pipeline, state.settings, upload)
+    return DetectResult(
+        faces=[
+            DetectedFacePublic(
+                box=box_of(face),
+                probability=round(face.face.probability, 5),
+                landmarks=points_of(face.face.landmarks),
+                quality=quality_public(face),
+            )
+            for face in faces
+        ],
+        width=int(image.shape[1]),
+        height=int(image.shape[0]),
+    )

@@ -1,0 +1,92 @@
+"""Turning uploaded bytes into graded, embedded faces (blocking; runs on the inference pool)."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from app.config import FacePolicy, Settings
+from app.errors import MultipleFaces, NoFace
+from app.pipeline.analyzer import AnalyzedFace, FacePipeline
+from app.pipeline.image_io import check_upload_size, decode_image
+from app.pipeline.selection import select_face
+from app.pipeline.types import FloatArray, ImageArray
+
+
+@dataclass(frozen=True)
+class Upload:
+    filename: str
+    data: bytes
+
+
+@dataclass(frozen=True)
+class Probe:
+    """The chosen face of one image, with its embedding."""
+
+    image: ImageArray
+    face: AnalyzedFace
+    vector: FloatArray
+    sha256: str
+
+
+def load_image(settings: Settings, upload: Upload) -> ImageArray:
+    check_upload_size(upload.data, settings.max_upload_bytes)
+    return decode_image(upload.data, settings.max_image_pixels)
+
+
+def choose_face(
+    pipeline: FacePipeline, image: ImageArray, policy: FacePolicy | None
+) -> AnalyzedFace:
+    """Pick one face; without a policy, an image with several faces is refused."""
+    detected = pipeline.detect(image)
+    if not detected:
+        raise NoFace("No face was found in the image.")
+    analyzed = pipeline.analyze(image, detected)
+    if len(analyzed) == 1:
+        return analyzed[0]
+    if policy is None:
+        raise MultipleFaces(
+            f"The image holds {len(analyzed)} faces; pass face=prominent|largest|center|best "
+            "to choose one.",
+            details={"faces": len(analyzed), "boxes": [list(a.face.box) for a in analyzed]},
+        )
+    chosen = select_face(
+        detected, (image.shape[0], image.shape[1]), policy, [a.quality for a in analyzed]
+    )
+    return analyzed[chosen]
+
+
+def embed_probes(
+    pipeline: FacePipeline, settings: Settings, uploads: list[Upload], policy: FacePolicy
+) -> list[Probe]:
+    """Decode, detect and choose a face in each upload, then embed all in one forward pass."""
+    images = [load_image(settings, upload) for upload in uploads]
+    faces = [choose_face(pipeline, image, policy) for image in images]
+    vectors = pipeline.embed(faces)
+    return [
+        Probe(image=image, face=face, vector=vectors[i], sha256=sha256_hex(upload.data))
+        for i, (image, face, upload) in enumerate(zip(images, faces, uploads, strict=True))
+    ]
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def analyze_all(
+    pipeline: FacePipeline, settings: Settings, upload: Upload, max_faces: int
+) -> tuple[list[AnalyzedFace], FloatArray]:
+    """Every face of an image (largest first, at most max_faces), embedded in one pass."""
+    image = load_image(settings, upload)
+    detected = sorted(pipeline.detect(image), key=lambda f: f.width * f.height, reverse=True)
+    if not detected:
+        raise NoFace("No face was found in the image.")
+    faces = pipeline.analyze(image, detected[:max_faces])
+    return faces, pipeline.embed(faces)
+
+
+def detect_all(
+    pipeline: FacePipeline, settings: Settings, upload: Upload
+) -> tuple[ImageArray, list[AnalyzedFace]]:
+    image = load_image(settings, upload)
+    return image, pipeline.analyze(image)

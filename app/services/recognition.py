@@ -1,0 +1,150 @@
+"""Verify (1:1) and identify (1:N) decisions over embedded probes."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from app.errors import SubjectHasNoFaces
+from app.gallery import repository
+from app.pipeline.analyzer import AnalyzedFace
+from app.pipeline.types import FloatArray
+from app.schemas.common import QualityPublic
+from app.schemas.recognition import Candidate, IdentifiedFace, VerifyResult
+from app.state import AppState, Runtime
+
+
+def quality_public(face: AnalyzedFace) -> QualityPublic:
+    q = face.quality
+    return QualityPublic(
+        passed=q.passed,
+        face_size=round(q.face_size, 2),
+        probability=round(q.probability, 5),
+        blur=round(q.blur, 2),
+        reasons=list(q.reasons),
+    )
+
+
+def box_of(face: AnalyzedFace) -> list[float]:
+    return [round(float(v), 2) for v in face.face.box]
+
+
+def points_of(points: FloatArray) -> list[list[float]]:
+    # float64 before rounding, so JSON carries 2 decimals rather than float32 noise.
+    rounded: list[list[float]] = np.asarray(points, dtype=np.float64).round(2).tolist()
+    return rounded
+
+
+def verify_against_subject(
+    state: AppState,
+    subject_id: str,
+    face: AnalyzedFace,
+    vector: FloatArray,
+    threshold: float | None,
+) -> VerifyResult:
+    """Similarity to a subject is the best cosine over its enrolled faces."""
+    runtime = state.require_runtime()
+    with state.sessions() as session:
+        repository.get_subject(session, subject_id)
+        gallery = repository.subject_vectors(session, subject_id, runtime.model_version)
+    if len(gallery) == 0:
+        raise SubjectHasNoFaces("The subject has no enrolled faces to compare with.")
+    similarity = float(np.max(gallery @ vector))
+    return _verdict(runtime, similarity, threshold, face, subject_id=subject_id)
+
+
+def verify_images(
+    runtime: Runtime,
+    first: AnalyzedFace,
+    second: AnalyzedFace,
+    vectors: FloatArray,
+    threshold: float | None,
+) -> VerifyResult:
+    similarity = float(vectors[0] @ vectors[1])
+    result = _verdict(runtime, similarity, threshold, first, subject_id=None)
+    return result.model_copy(update={"box2": box_of(second)})
+
+
+def _verdict(
+    runtime: Runtime,
+    similarity: float,
+    threshold: float | None,
+    face: AnalyzedFace,
+    subject_id: str | None,
+) -> VerifyResult:
+    active = runtime.thresholds
+    used = active.verify if threshold is None else threshold
+    return VerifyResult(
+        verified=similarity >= used,
+        similarity=round(similarity, 6),
+        threshold=used,
+        estimated_far=active.verify_far if threshold is None else None,
+        subject_id=subject_id,
+        box=box_of(face),
+        quality=quality_public(face),
+    )
+
+
+def identify_faces(
+    state: AppState,
+    faces: Sequence[AnalyzedFace],
+    vectors: FloatArray,
+    top_k: int,
+    threshold: float,
+) -> list[IdentifiedFace]:
+    runtime = state.require_runtime()
+    if not faces:
+        return []
+    per_face = _search_subjects(state, runtime, vectors, top_k)
+    results = []
+    for face, candidates in zip(faces, per_face, strict=True):
+        match = candidates[0] if candidates and candidates[0].similarity >= threshold else None
+        results.append(
+            IdentifiedFace(
+                box=box_of(face), quality=quality_public(face), candidates=candidates, match=match
+            )
+        )
+    return results
+
+
+def _search_subjects(
+    state: AppState, runtime: Runtime, vectors: FloatArray, top_k: int
+) -> list[list[Candidate]]:
+    """Top-k distinct subjects per probe, widening the face search until k subjects appear."""
+    total = len(runtime.index)
+    k = min(total, top_k * 4)
+    while True:
+        scores, ids = runtime.index.search(vectors, k) if k else _empty(len(vectors))
+        with state.sessions() as session:
+            owners = repository.subjects_for_faces(
+                session, [int(i) for i in np.unique(ids) if i >= 0]
+            )
+        ranked = [
+            _rank(s_row, i_row, owners, top_k) for s_row, i_row in zip(scores, ids, strict=True)
+        ]
+        if k >= total or all(len(r) >= top_k for r in ranked):
+            return ranked
+        k = min(total, k * 4)
+
+
+def _empty(rows: int) -> tuple[np.ndarray, np.ndarray]:
+    return np.zeros((rows, 0), np.float32), np.zeros((rows, 0), np.int64)
+
+
+def _rank(
+    scores: np.ndarray, ids: np.ndarray, owners: dict[int, tuple[str, str]], top_k: int
+) -> list[Candidate]:
+    best: dict[str, Candidate] = {}
+    for score, face_id in zip(scores, ids, strict=True):
+        owner = owners.get(int(face_id))
+        if owner is None:
+            continue  # deleted after the search started, or a -1 slot
+        subject_id, name = owner
+        if subject_id not in best:  # results are sorted, so the first hit is the subject's best
+            best[subject_id] = Candidate(
+                subject_id=subject_id, name=name, similarity=round(float(score), 6)
+            )
+        if len(best) == top_k:
+            break
+    return list(best.values())

@@ -1,0 +1,124 @@
+"""Builds the model-dependent runtime: models, thresholds, and the reconciled index."""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+
+import faiss
+import numpy as np
+import torch
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.config import Settings
+from app.gallery import repository
+from app.index import FaceIndex, index_path, open_index
+from app.pipeline.analyzer import FacePipeline, StageTimer
+from app.pipeline.detect import FaceDetector
+from app.pipeline.embedders import Embedder, create_embedder, resolve_device, resolve_embedder_name
+from app.pipeline.types import QualityLimits
+from app.state import Runtime, Thresholds
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Models:
+    """Loaded models; tests build one per session and hand it to every app they create."""
+
+    detector: FaceDetector
+    embedder: Embedder
+
+
+def configure_threads(settings: Settings) -> None:
+    # Torch and FAISS each bring an OpenMP pool; on small machines they spin against each other.
+    threads = settings.torch_threads or os.cpu_count() or 1
+    torch.set_num_threads(threads)
+    faiss.omp_set_num_threads(1)
+
+
+def load_models(settings: Settings) -> Models:
+    device = resolve_device(settings.device)
+    name = resolve_embedder_name(settings.embedder, settings.models_dir)
+    log.info("loading embedder %s on %s", name, device)
+    embedder = create_embedder(name, settings.models_dir, device)
+    detector = FaceDetector(device, max_side=settings.detect_max_side)
+    log.info("embedder %s ready (version %s)", name, embedder.version)
+    return Models(detector=detector, embedder=embedder)
+
+
+def quality_limits(settings: Settings) -> QualityLimits:
+    return QualityLimits(
+        min_face_size=settings.min_face_size,
+        min_probability=settings.min_detection_probability,
+        min_blur=settings.min_blur_variance,
+    )
+
+
+def default_thresholds(settings: Settings, embedder: Embedder) -> Thresholds:
+    verify, identify = embedder.default_thresholds.verify, embedder.default_thresholds.identify
+    overridden = settings.verify_threshold is not None or settings.identify_threshold is not None
+    return Thresholds(
+        verify=settings.verify_threshold if settings.verify_threshold is not None else verify,
+        identify=(
+            settings.identify_threshold if settings.identify_threshold is not None else identify
+        ),
+        source="settings" if overridden else "embedder default",
+    )
+
+
+def open_model_index(
+    settings: Settings, sessions: sessionmaker[Session], model_version: str, dim: int
+) -> tuple[FaceIndex, str]:
+    with sessions() as session:
+        db_ids = repository.model_face_ids(session, model_version)
+
+        def load_vectors(ids: np.ndarray) -> np.ndarray:
+            return repository.vectors_for(session, model_version, ids)
+
+        index, report, how = open_index(
+            settings.index_dir,
+            model_version,
+            settings.index_type,
+            dim,
+            db_ids,
+            load_vectors,
+            repository.iter_vectors(session, model_version),
+        )
+    log.info(
+        "index %s: %s, %d vectors (+%d / -%d reconciled)",
+        model_version,
+        how,
+        report.total,
+        report.added,
+        report.removed,
+    )
+    if how != "loaded" or report.added or report.removed:
+        save_index(settings, index)
+    return index, how
+
+
+def save_index(settings: Settings, index: FaceIndex) -> None:
+    index.save(index_path(settings.index_dir, index.model_version, settings.index_type))
+
+
+def build_runtime(
+    settings: Settings,
+    sessions: sessionmaker[Session],
+    models: Models | None,
+    on_timing: StageTimer | None = None,
+) -> Runtime:
+    configure_threads(settings)
+    models = models or load_models(settings)
+    pipeline = FacePipeline(
+        models.detector, models.embedder, quality_limits(settings), on_timing=on_timing
+    )
+    embedder = models.embedder
+    index, how = open_model_index(settings, sessions, embedder.version, embedder.embedding_dim)
+    return Runtime(
+        pipeline=pipeline,
+        index=index,
+        thresholds=default_thresholds(settings, embedder),
+        index_how=how,
+    )

@@ -1,0 +1,74 @@
+"""AppState: everything the lifespan builds, reached by routes through api/deps.py."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from functools import partial
+from typing import TypeVar
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.config import Settings
+from app.errors import NotReady
+from app.index import FaceIndex
+from app.metrics import Metrics
+from app.pipeline.analyzer import FacePipeline
+from app.security import KeyRing
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Active cosine thresholds; FAR figures are known only once calibrated."""
+
+    verify: float
+    identify: float
+    verify_far: float | None = None
+    identify_far: float | None = None
+    source: str = "embedder default"
+
+
+@dataclass
+class Runtime:
+    """The parts that exist only once models are loaded and the index is reconciled."""
+
+    pipeline: FacePipeline
+    index: FaceIndex
+    thresholds: Thresholds
+    index_how: str = "loaded"
+
+    @property
+    def model_version(self) -> str:
+        return self.pipeline.embedder.version
+
+
+@dataclass
+class AppState:
+    settings: Settings
+    keys: KeyRing
+    metrics: Metrics
+    engine: Engine
+    sessions: sessionmaker[Session]
+    executor: ThreadPoolExecutor
+    # Serialises "DB commit then index update" so the index never diverges from the DB.
+    write_lock: threading.Lock = field(default_factory=threading.Lock)
+    runtime: Runtime | None = None
+    startup_error: str | None = None
+    index_dirty: bool = False
+
+    def require_runtime(self) -> Runtime:
+        if self.runtime is None:
+            reason = self.startup_error or "models are still loading"
+            raise NotReady(f"The service is not ready: {reason}.")
+        return self.runtime
+
+    async def infer(self, fn: Callable[..., T], *args: object) -> T:
+        """Run blocking inference on the bounded inference pool, off the event loop."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.executor, partial(fn, *args))

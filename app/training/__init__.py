@@ -1,0 +1,1 @@
+"""Model-agnostic fine-tuning core: margin heads, accumulation loop and checkpoints."""

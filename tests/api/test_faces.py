@@ -1,0 +1,91 @@
+"""Enrolment: one acceptable face per file, all-or-nothing, clear rejections."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+from fastapi.testclient import TestClient
+from PIL import Image, ImageFilter
+
+from tests.api.conftest import ClientFactory, assert_error, enrol, jpeg_bytes, new_subject
+
+
+def test_enrol_list_and_delete_a_face(client: TestClient, package_images: Path) -> None:
+    subject = new_subject(client, "Yao Ming")
+    response = enrol(client, subject, ("yao.jpg", (package_images / "yaoming.jpg").read_bytes()))
+    assert response.status_code == 201, response.text
+    (face,) = response.json()["faces"]
+    assert face["quality"]["passed"] and len(face["box"]) == 4
+
+    listed = client.get(f"/v1/subjects/{subject}/faces").json()["faces"]
+    assert [f["id"] for f in listed] == [face["id"]]
+    assert len(listed[0]["landmarks"]) == 5
+
+    assert client.delete(f"/v1/subjects/{subject}/faces/{face['id']}").status_code == 204
+    assert client.get(f"/v1/subjects/{subject}/faces").json()["faces"] == []
+    assert client.get("/v1/info").json()["index_size"] == 0
+    missing = client.delete(f"/v1/subjects/{subject}/faces/{face['id']}")
+    assert_error(missing, 404, "face_not_found")
+
+
+def test_group_photo_needs_a_face_policy(client: TestClient, package_images: Path) -> None:
+    subject = new_subject(client, "someone")
+    players = (package_images / "players.jpg").read_bytes()
+    error = assert_error(enrol(client, subject, ("p.jpg", players)), 422, "multiple_faces")
+    assert error["details"]["files"][0]["code"] == "multiple_faces"
+    chosen = enrol(client, subject, ("p.jpg", players), face="largest")
+    assert chosen.status_code == 201, chosen.text
+
+
+def test_all_or_nothing_lists_every_rejected_file(client: TestClient, package_images: Path) -> None:
+    subject = new_subject(client, "Yao Ming")
+    good = (package_images / "yaoming.jpg").read_bytes()
+    blank = jpeg_bytes(Image.new("RGB", (320, 240), (120, 160, 200)))
+    response = enrol(client, subject, ("good.jpg", good), ("blank.jpg", blank), ("x.txt", b"hi"))
+    error = assert_error(response, 422, "no_face")
+    files = error["details"]["files"]
+    assert [(f["index"], f["code"]) for f in files] == [
+        (1, "no_face"),
+        (2, "unsupported_media_type"),
+    ]
+    assert client.get(f"/v1/subjects/{subject}").json()["face_count"] == 0
+    assert client.get("/v1/info").json()["index_size"] == 0
+
+
+def test_low_quality_face_is_refused_with_reasons(client: TestClient, package_images: Path) -> None:
+    subject = new_subject(client, "Yao Ming")
+    image = Image.open(package_images / "yaoming.jpg")
+    blurred = jpeg_bytes(image.filter(ImageFilter.GaussianBlur(6)))
+    error = assert_error(enrol(client, subject, ("blur.jpg", blurred)), 422, "low_quality")
+    reasons = error["details"]["files"][0]["reasons"]
+    assert any(reason.startswith("blurry") for reason in reasons), reasons
+
+
+def test_same_image_twice_is_a_conflict(client: TestClient, package_images: Path) -> None:
+    subject = new_subject(client, "Yao Ming")
+    data = (package_images / "yaoming.jpg").read_bytes()
+    assert enrol(client, subject, ("a.jpg", data)).status_code == 201
+    assert_error(enrol(client, subject, ("b.jpg", data)), 409, "duplicate_image")
+    assert client.get(f"/v1/subjects/{subject}").json()["face_count"] == 1
+
+
+def test_unknown_subject(client: TestClient, package_images: Path) -> None:
+    data = (package_images / "yaoming.jpg").read_bytes()
+    assert_error(enrol(client, "no-such-id", ("a.jpg", data)), 404, "subject_not_found")
+
+
+def test_bad_uploads_get_stable_codes(make_client: ClientFactory, package_images: Path) -> None:
+    client = make_client(max_upload_bytes=200_000, max_image_pixels=2_000_000)
+    subject = new_subject(client, "x")
+    jpeg = (package_images / "yaoming.jpg").read_bytes()
+    assert_error(enrol(client, subject, ("e.jpg", b"")), 422, "invalid_image")
+    assert_error(enrol(client, subject, ("t.jpg", b"plain text")), 415, "unsupported_media_type")
+    assert_error(enrol(client, subject, ("c.jpg", jpeg[: len(jpeg) // 3])), 422, "invalid_image")
+    big = (package_images / "players.jpg").read_bytes()  # ~370 kB, over the 200 kB limit
+    assert_error(enrol(client, subject, ("big.jpg", big)), 413, "payload_too_large")
+    bomb = io.BytesIO()
+    Image.new("1", (3000, 3000)).save(bomb, format="PNG")  # 9 MP in a few kB
+    assert_error(enrol(client, subject, ("bomb.png", bomb.getvalue())), 422, "image_too_large")
+    assert client.get("/v1/health").json() == {"status": "ok"}
+    assert enrol(client, subject, ("ok.jpg", jpeg)).status_code == 201

