@@ -9,6 +9,7 @@ import os
 import sys
 from collections.abc import Sequence
 
+from app.commands import import_faces
 from app.config import Settings
 
 
@@ -78,6 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     p_fetch = models_cmd.add_parser("fetch", help="download weights and check their sha256")
     p_fetch.add_argument("names", nargs="*", help="model names (default: every downloadable)")
     p_fetch.set_defaults(handler=fetch)
+    import_faces.register(commands)
     return parser
 
 

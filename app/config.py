@@ -65,6 +65,18 @@ class Settings(BaseSettings):
     )
     inference_workers: int = Field(1, description="Threads running detection and embedding.")
     torch_threads: int = Field(0, description="Torch intra-op threads; 0 means all cores.")
+    batch_max_size: int = Field(
+        16,
+        ge=1,
+        description="Most faces (or same-size images) concurrent requests share in one forward "
+        "pass; 1 turns micro-batching off. Batches form only with inference_workers > 1.",
+    )
+    batch_max_wait_ms: float = Field(
+        5.0, ge=0, description="Longest a batch waits for more concurrent requests to join it."
+    )
+    batch_detect: bool = Field(
+        True, description="Also batch MTCNN detection of concurrent images of equal size."
+    )
     log_level: str = Field("INFO", description="Python logging level.")
 
     @cached_property

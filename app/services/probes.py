@@ -37,23 +37,28 @@ def load_image(settings: Settings, upload: Upload) -> ImageArray:
 def choose_face(
     pipeline: FacePipeline, image: ImageArray, policy: FacePolicy | None
 ) -> AnalyzedFace:
-    """Pick one face; without a policy, an image with several faces is refused."""
+    """Pick one face, preferring faces that pass the quality gate.
+
+    Faces failing the gate (often low-probability false detections) don't count as extra
+    faces. Without a policy, an image with several acceptable faces is refused.
+    """
     detected = pipeline.detect(image)
     if not detected:
         raise NoFace("No face was found in the image.")
     analyzed = pipeline.analyze(image, detected)
-    if len(analyzed) == 1:
-        return analyzed[0]
+    pool = [a for a in analyzed if a.quality.passed] or analyzed
+    if len(pool) == 1:
+        return pool[0]
     if policy is None:
         raise MultipleFaces(
-            f"The image holds {len(analyzed)} faces; pass face=prominent|largest|center|best "
+            f"The image holds {len(pool)} faces; pass face=prominent|largest|center|best "
             "to choose one.",
-            details={"faces": len(analyzed), "boxes": [list(a.face.box) for a in analyzed]},
+            details={"faces": len(pool), "boxes": [list(a.face.box) for a in pool]},
         )
     chosen = select_face(
-        detected, (image.shape[0], image.shape[1]), policy, [a.quality for a in analyzed]
+        [a.face for a in pool], (image.shape[0], image.shape[1]), policy, [a.quality for a in pool]
     )
-    return analyzed[chosen]
+    return pool[chosen]
 
 
 def embed_probes(

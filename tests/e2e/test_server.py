@@ -1,0 +1,111 @@
+"""End to end over real HTTP: enrol, verify, identify, restart, and survive kill -9."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.e2e.conftest import Server
+
+pytestmark = pytest.mark.e2e
+
+
+def enrol(client: httpx.Client, subject: str, name: str, data: bytes) -> httpx.Response:
+    return client.post(f"/v1/subjects/{subject}/faces", files=[("files", (name, data))])
+
+
+def identify_players(client: httpx.Client, images: Path) -> list[tuple[str | None, float]]:
+    players = (images / "players.jpg").read_bytes()
+    response = client.post("/v1/identify", files={"image": ("p.jpg", players)})
+    assert response.status_code == 200, response.text
+    return [
+        (
+            face["match"]["subject_id"] if face["match"] else None,
+            face["candidates"][0]["similarity"],
+        )
+        for face in response.json()["faces"]
+    ]
+
+
+def test_enrol_verify_identify_and_restart(server: Server, package_images: Path) -> None:
+    client = server.start()
+    yao = client.post("/v1/subjects", json={"name": "Yao Ming"}).json()["id"]
+    assert (
+        enrol(client, yao, "y.jpg", (package_images / "yaoming.jpg").read_bytes()).status_code
+        == 201
+    )
+    verdict = client.post(
+        "/v1/verify",
+        data={"subject_id": yao},
+        files={"image": ("y.jpg", (package_images / "yaoming.jpg").read_bytes())},
+    ).json()
+    assert verdict["verified"] is True
+    before = identify_players(client, package_images)
+    assert [m for m, _ in before if m] == [yao]
+
+    assert server.stop(signal.SIGTERM) in (0, -signal.SIGTERM)  # uvicorn re-raises the signal
+    client = server.start()
+    info = client.get("/v1/info").json()
+    assert (info["subjects"], info["faces"], info["index_size"]) == (1, 1, 1)
+    assert info["index_how"] == "loaded"  # saved on shutdown, not rebuilt
+    assert client.get(f"/v1/subjects/{yao}").json()["face_count"] == 1
+    assert identify_players(client, package_images) == before
+
+
+def test_kill_9_during_concurrent_enrolment_loses_nothing_acknowledged(
+    tmp_path: Path, package_images: Path
+) -> None:
+    # Save the index every second, so kill -9 leaves a file that lags behind the DB.
+    server = Server(tmp_path / "data", tmp_path / "server.log", FACE_INDEX_SAVE_INTERVAL_S="1")
+    try:
+        client = server.start()
+        images = [(package_images / n).read_bytes() for n in ("yaoming.jpg", "gdp.jpg")]
+        subjects = [
+            client.post("/v1/subjects", json={"name": f"s{i}"}).json()["id"] for i in range(60)
+        ]
+        acknowledged: dict[int, str] = {}
+        lock = threading.Lock()
+        enough = threading.Event()
+
+        def worker(i: int) -> None:
+            try:
+                with httpx.Client(base_url=server.url, timeout=30) as own:
+                    response = own.post(
+                        f"/v1/subjects/{subjects[i]}/faces",
+                        files=[("files", ("x.jpg", images[i % 2]))],
+                        params={"face": "largest"},
+                    )
+            except httpx.TransportError:
+                return  # the server died mid-request: not acknowledged
+            if response.status_code == 201:
+                with lock:
+                    acknowledged[response.json()["faces"][0]["id"]] = subjects[i]
+                    if len(acknowledged) >= 15:
+                        enough.set()
+
+        with ThreadPoolExecutor(6) as pool:
+            for i in range(len(subjects)):
+                pool.submit(worker, i)
+            assert enough.wait(timeout=120), "too few enrolments were acknowledged"
+            assert server.stop(signal.SIGKILL) == -signal.SIGKILL
+        assert len(acknowledged) < len(subjects), "kill came after the burst; not a real test"
+
+        client = server.start()
+        for face_id, subject in acknowledged.items():
+            faces = client.get(f"/v1/subjects/{subject}/faces").json()["faces"]
+            assert face_id in [f["id"] for f in faces]
+        info = client.get("/v1/info").json()
+        assert info["faces"] >= len(acknowledged)
+        assert info["index_size"] == info["faces"], info
+        matches = identify_players(client, package_images)
+        yao_subjects = {s for f, s in acknowledged.items()} & {m for m, _ in matches if m}
+        assert yao_subjects, "identify finds none of the enrolled Yao Ming subjects"
+    finally:
+        if server.process is not None:
+            server.process.kill()
+            server.process.wait(timeout=30)
