@@ -65,6 +65,26 @@ def fetch(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def settings_table() -> str:
+    """The Markdown table of every setting, as the README shows it."""
+    rows = ["| setting | environment variable | default | meaning |", "|---|---|---|---|"]
+    for name, field in Settings.model_fields.items():
+        default = "repo `models/`" if name == "models_dir" else field.default
+        shown = "(unset)" if default is None or default == "" else f"`{default}`"
+        rows.append(f"| `{name}` | `FACE_{name.upper()}` | {shown} | {field.description} |")
+    return "\n".join(rows)
+
+
+def show_config(args: argparse.Namespace, settings: Settings) -> int:
+    if args.markdown:
+        print(settings_table())
+        return 0
+    for name, value in settings.model_dump().items():
+        hidden = name == "api_keys" and value
+        print(f"FACE_{name.upper()}={'<hidden>' if hidden else value}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m app", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -73,6 +93,10 @@ def build_parser() -> argparse.ArgumentParser:
     p_serve.add_argument("--host", help="bind address (default FACE_HOST or 127.0.0.1)")
     p_serve.add_argument("--port", type=int, help="bind port (default FACE_PORT or 8000)")
     p_serve.set_defaults(handler=serve)
+
+    p_config = commands.add_parser("config", help="print the effective settings")
+    p_config.add_argument("--markdown", action="store_true", help="the README's settings table")
+    p_config.set_defaults(handler=show_config)
 
     p_models = commands.add_parser("models", help="manage model weights")
     models_cmd = p_models.add_subparsers(dest="models_command", required=True)
