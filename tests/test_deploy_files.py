@@ -1,0 +1,31 @@
+"""Static checks of the Dockerfile and compose file (no Docker engine on the build machines)."""
+
+from __future__ import annotations
+
+import yaml
+
+from tests.conftest import REPO
+
+
+def test_dockerfile_essentials() -> None:
+    lines = [line.strip() for line in (REPO / "Dockerfile").read_text().splitlines()]
+    instructions = [line.split()[0] for line in lines if line and not line.startswith("#")]
+    assert lines[0].startswith("#") or instructions[0] == "FROM"
+    assert any(line.startswith("FROM nvidia/cuda:") and "runtime" in line for line in lines)
+    user = [line for line in lines if line.startswith("USER ")]
+    assert user and user[-1] not in ("USER root", "USER 0")
+    assert any(line.startswith("HEALTHCHECK") for line in lines)
+    assert any("python -m app models fetch" in line for line in lines)  # sha256-checked fetch
+    last_run = max(i for i, word in enumerate(instructions) if word == "RUN")
+    assert instructions.index("USER") > last_run  # the service never runs as root
+    assert '"serve"' in lines[-1]
+
+
+def test_compose_reserves_a_gpu_and_persists_data() -> None:
+    compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())
+    service = compose["services"]["face"]
+    devices = service["deploy"]["resources"]["reservations"]["devices"]
+    assert devices[0]["capabilities"] == ["gpu"]
+    mounts = {volume.split(":")[1] for volume in service["volumes"]}
+    assert {"/data", "/app/models"} <= mounts
+    assert "FACE_API_KEYS" in service["environment"]
