@@ -1,0 +1,1 @@
+"""Offline subcommands of `python -m app`: evaluate and calibrate on local photo sets."""

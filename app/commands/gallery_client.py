@@ -1,0 +1,141 @@
+"""The face service's REST API as seen by `import`: subjects, faces, bounded retries."""
+
+from __future__ import annotations
+
+import logging
+import mimetypes
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import httpx
+
+log = logging.getLogger(__name__)
+
+# Worth another try: the service is starting (503) or a proxy in front of it is (502, 504).
+RETRY_STATUSES = frozenset({502, 503, 504})
+NAME_PAGE = 1000  # the API's largest page
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """`attempts` tries in all, sleeping base_delay_s, then twice that, ... up to max_delay_s."""
+
+    attempts: int = 5
+    base_delay_s: float = 0.5
+    max_delay_s: float = 8.0
+
+    def delay(self, attempt: int) -> float:
+        return float(min(self.base_delay_s * 2**attempt, self.max_delay_s))
+
+
+class ServiceError(Exception):
+    """The service refused a request, or could not be reached after the retries."""
+
+    def __init__(self, status: int | None, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.status = status
+        self.code = code
+        self.message = message
+
+    @classmethod
+    def from_response(cls, response: httpx.Response) -> ServiceError:
+        try:
+            error = response.json()["error"]
+            return cls(response.status_code, str(error["code"]), str(error["message"]))
+        except (ValueError, KeyError, TypeError):  # not our JSON shape, e.g. a proxy's page
+            return cls(response.status_code, f"http_{response.status_code}", response.text[:200])
+
+    @property
+    def refused_access(self) -> bool:
+        return self.status in (401, 403)
+
+
+@dataclass(frozen=True)
+class Subject:
+    id: str
+    enrolled: dict[str, int]  # image sha256 -> face id, for resuming
+
+
+class GalleryClient:
+    """Thread-safe as long as the httpx.Client is (it is)."""
+
+    def __init__(self, client: httpx.Client, retry: RetryPolicy) -> None:
+        self.client = client
+        self.retry = retry
+
+    def send(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        """The response of the last try; ServiceError if the service was never reached."""
+        for attempt in range(self.retry.attempts):
+            last = attempt == self.retry.attempts - 1
+            try:
+                response = self.client.request(method, url, **kwargs)
+            except httpx.TransportError as exc:
+                if last:
+                    raise ServiceError(None, "connection_error", str(exc) or repr(exc)) from exc
+                log.debug("%s %s failed (%r); retrying", method, url, exc)
+            else:
+                if response.status_code not in RETRY_STATUSES or last:
+                    return response
+                log.debug("%s %s answered %d; retrying", method, url, response.status_code)
+            time.sleep(self.retry.delay(attempt))
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+    def call(self, method: str, url: str, **kwargs: Any) -> Any:
+        """JSON body of a 2xx answer, else ServiceError."""
+        response = self.send(method, url, **kwargs)
+        if not response.is_success:
+            raise ServiceError.from_response(response)
+        return response.json()
+
+    def wait_ready(self) -> None:
+        """Returns once /v1/ready says yes, retrying 503 (models loading) within the policy."""
+        response = self.send("GET", "/v1/ready")
+        if response.status_code == 503:
+            try:
+                reason = str(response.json()["reason"])
+            except (ValueError, KeyError, TypeError):
+                reason = response.text[:200]
+            raise ServiceError(503, "not_ready", f"The service is not ready: {reason}")
+        if not response.is_success:
+            raise ServiceError.from_response(response)
+
+    def subject(self, name: str) -> Subject:
+        """The subject called exactly `name` (the oldest if several), created if missing."""
+        subject_id = self._find_subject(name)
+        if subject_id is None:
+            subject_id = str(self.call("POST", "/v1/subjects", json={"name": name})["id"])
+        faces = self.call("GET", f"/v1/subjects/{subject_id}/faces")["faces"]
+        enrolled = {f["image_sha256"]: int(f["id"]) for f in faces if f.get("image_sha256")}
+        return Subject(id=subject_id, enrolled=enrolled)
+
+    def _find_subject(self, name: str) -> str | None:
+        # The API's name filter is a case-insensitive substring: page through, match exactly.
+        matches: list[dict[str, Any]] = []
+        offset, total = 0, 1
+        while offset < total:
+            params = {"name": name, "limit": NAME_PAGE, "offset": offset}
+            page = self.call("GET", "/v1/subjects", params=params)
+            matches += [s for s in page["items"] if s["name"] == name]
+            total = int(page["total"])
+            offset += NAME_PAGE
+        if not matches:
+            return None
+        oldest = min(matches, key=lambda s: datetime.fromisoformat(s["created_at"]))
+        if len(matches) > 1:
+            log.warning(
+                "%d subjects are named %r; using the oldest, %s", len(matches), name, oldest["id"]
+            )
+        return str(oldest["id"])
+
+    def enrol(self, subject_id: str, filename: str, data: bytes, face: str | None) -> int:
+        """Id of the face enrolled from one image; ServiceError if the service refused it."""
+        media_type = mimetypes.guess_type(filename)[0] or "application/octet-stream"
+        body = self.call(
+            "POST",
+            f"/v1/subjects/{subject_id}/faces",
+            files=[("files", (filename, data, media_type))],
+            params={"face": face} if face else None,
+        )
+        return int(body["faces"][0]["id"])
