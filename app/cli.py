@@ -9,7 +9,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from app.commands import import_faces
+from app.commands import calibrate, evaluate, import_faces
 from app.config import Settings
 
 
@@ -104,6 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
     p_fetch.add_argument("names", nargs="*", help="model names (default: every downloadable)")
     p_fetch.set_defaults(handler=fetch)
     import_faces.register(commands)
+    evaluate.register(commands)
+    calibrate.register(commands)
     return parser
 
 

@@ -1,1 +1,1 @@
-"""Offline subcommands of `python -m app`: evaluate and calibrate on local photo sets."""
+"""Subcommands of `python -m app` beyond serving: import, evaluate, calibrate."""

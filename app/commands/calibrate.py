@@ -1,0 +1,158 @@
+"""`python -m app calibrate`: verify and identify thresholds from local impostor pairs."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+
+from sqlalchemy import inspect
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
+
+from app.commands.file_embeddings import embed_files, load_pipeline
+from app.commands.pairs import no_face_summary, rates_at, read_pairs, score_pairs
+from app.config import Settings
+from app.errors import FaceServiceError
+from app.evaluation.identification import open_set_threshold
+from app.evaluation.verification import calibrate_far
+from app.gallery import repository
+from app.gallery.db import make_engine, make_session_factory
+from app.pipeline.analyzer import FacePipeline
+from app.services.calibration import METHOD_GALLERY_ADJUSTED, Calibration, CalibrationStore
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "calibrate",
+        help="set verify/identify thresholds for a target FAR from local labelled pairs",
+        description="Embeds the pairs, calibrates on the impostor scores and stores the "
+        "thresholds for the active model in FACE_DATA_DIR/calibration.json.",
+    )
+    parser.add_argument("--pairs", type=Path, required=True, help="CSV: path_a,path_b,same")
+    parser.add_argument("--root", type=Path, required=True, help="folder the paths are under")
+    parser.add_argument("--target-far", type=float, default=0.001, help="verify FAR to reach")
+    parser.add_argument(
+        "--identify-target-far",
+        type=float,
+        help="chance a stranger matches anyone in the gallery (default: --target-far)",
+    )
+    parser.add_argument(
+        "--gallery-size", type=int, help="subjects searched by identify (default: enrolled now)"
+    )
+    parser.add_argument("--embedder", help="embedder name (default: FACE_EMBEDDER)")
+    parser.add_argument("--batch", type=int, default=32, help="faces per embedding pass")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace, settings: Settings, pipeline: FacePipeline | None = None) -> int:
+    """The subcommand; `pipeline` lets a caller that already holds loaded models pass them."""
+    identify_far: float = args.identify_target_far or args.target_far
+    for name, far in (("--target-far", args.target_far), ("--identify-target-far", identify_far)):
+        if not 0.0 < far < 1.0:
+            print(f"{name} must lie in (0, 1), got {far}", file=sys.stderr)
+            return 2
+    if args.gallery_size is not None and args.gallery_size < 1:
+        print(f"--gallery-size must be >= 1, got {args.gallery_size}", file=sys.stderr)
+        return 2
+    gallery, why = gallery_size(args.gallery_size, settings)
+    try:
+        pipeline = pipeline or load_pipeline(settings, args.embedder)
+        pairs = read_pairs(args.pairs, args.root)
+        paths = [path for pair in pairs for path in (pair.path_a, pair.path_b)]
+        embeddings = embed_files(pipeline, paths, settings.max_image_pixels, batch=args.batch)
+    except (OSError, ValueError, FaceServiceError) as exc:
+        print(f"calibrate failed: {exc}", file=sys.stderr)
+        return 1
+    scored = score_pairs(pairs, embeddings)
+    impostors = scored.impostor_scores
+    if impostors.size == 0:
+        print(
+            "no impostor pair (same=0) with a face on both sides; cannot calibrate", file=sys.stderr
+        )
+        return 2
+
+    verify = calibrate_far(impostors, args.target_far)
+    identify = open_set_threshold(impostors, gallery, identify_far)
+    calibration = Calibration(
+        model_version=pipeline.embedder.version,
+        verify_threshold=verify.threshold,
+        verify_far=args.target_far,
+        identify_threshold=identify,
+        identify_far=identify_far,
+        gallery_size=gallery,
+        method=METHOD_GALLERY_ADJUSTED,
+        pairs=args.pairs.resolve(),
+        impostors=int(impostors.size),
+    )
+    store = CalibrationStore(settings.data_dir)
+    store.save(calibration)
+
+    no_face = no_face_summary(pairs, embeddings, scored)
+    rates = rates_at(scored, verify.threshold)
+    resolution = 1 / impostors.size
+    per_comparison = -math.expm1(math.log1p(-identify_far) / gallery)
+    print(f"calibrated {calibration.model_version} on {args.pairs}")
+    print(
+        f"  pairs: {scored.scores.size} scored ({rates['genuine']} genuine, {impostors.size} "
+        f"impostor); {no_face['pairs_excluded']} excluded because "
+        f"{no_face['images_without_face']} image(s) had no face"
+    )
+    print(
+        f"  verify threshold {verify.threshold:.4f} for target FAR {args.target_far:g}: "
+        f"achieved FAR {verify.far_actual:.4g} ({rates['false_accepts']}/{impostors.size} "
+        f"impostor pairs), FRR {rates['frr']:.4f} on the genuine pairs"
+    )
+    if verify.below_resolution:
+        print(
+            f"  note: target FAR {args.target_far:g} is below the resolution of "
+            f"{impostors.size} impostor pairs (1/{impostors.size} = {resolution:.4g}); the "
+            "threshold sits just above the highest impostor score and its FAR is unmeasured"
+        )
+    print(
+        f"  identify threshold {identify:.4f} for stranger FAR {identify_far:g} at gallery "
+        f"size N={gallery} ({why}); per-comparison FAR {per_comparison:.4g}"
+    )
+    if per_comparison < resolution:
+        print(
+            f"  note: per-comparison FAR {per_comparison:.4g} is below the resolution of the "
+            "pairs; the identify threshold sits just above the highest impostor score"
+        )
+    print(f"  method: {calibration.method}")
+    print(f"stored in {store.path}")
+    return 0
+
+
+def gallery_size(requested: int | None, settings: Settings) -> tuple[int, str]:
+    """N for the open-set threshold, and a sentence saying where it came from."""
+    if requested is not None:
+        return requested, "from --gallery-size"
+    count, source = enrolled_subjects(settings)
+    hint = "the minimum of 1; pass --gallery-size for the gallery you expect"
+    if count is None:
+        return 1, f"{source}: using {hint}"
+    if count < 1:
+        return 1, f"no subject enrolled in {source}: using {hint}"
+    return count, f"subjects enrolled now in {source}"
+
+
+def enrolled_subjects(settings: Settings) -> tuple[int | None, str]:
+    """Subjects in the service's database, or None (and why) when there is none to read."""
+    url = make_url(settings.resolved_database_url)
+    shown = url.render_as_string(hide_password=True)
+    database = url.database or ":memory:"
+    on_disk = url.get_backend_name() == "sqlite" and database != ":memory:"
+    # Connecting would create an empty file; a missing one just means nothing enrolled.
+    if on_disk and not database.startswith("file:") and not Path(database).is_file():
+        return None, f"no database at {database}"
+    engine = make_engine(settings.resolved_database_url)
+    try:
+        if not inspect(engine).has_table("subjects"):
+            return None, f"{shown} has no subjects table yet"
+        with make_session_factory(engine)() as session:
+            return repository.count_subjects(session), shown
+    except SQLAlchemyError as exc:
+        return None, f"cannot read {shown} ({type(exc).__name__})"
+    finally:
+        engine.dispose()

@@ -1,0 +1,153 @@
+"""`python -m app evaluate`: verification metrics on labelled pairs, or 1:N identification."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from app.commands import identification
+from app.commands.file_embeddings import embed_files, load_pipeline
+from app.commands.pairs import (
+    accuracy_at,
+    no_face_summary,
+    rates_at,
+    read_pairs,
+    score_pairs,
+)
+from app.config import Settings
+from app.errors import FaceServiceError
+from app.evaluation.verification import plot_roc, verification_report
+from app.pipeline.analyzer import FacePipeline
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "evaluate",
+        help="measure verification (pairs) or identification accuracy on local photos",
+        description="Verification: --pairs CSV (path_a,path_b,same) under --root. "
+        "Identification: --identify with --root DIR/<subject>/*.jpg or a --manifest.",
+    )
+    parser.add_argument("--pairs", type=Path, help="CSV with columns path_a,path_b,same")
+    parser.add_argument("--root", type=Path, required=True, help="folder the paths are under")
+    parser.add_argument("--out", type=Path, help="output folder (default FACE_DATA_DIR/evaluation)")
+    parser.add_argument("--folds", type=int, default=10, help="k for k-fold accuracy")
+    parser.add_argument("--embedder", help="embedder name (default: FACE_EMBEDDER)")
+    parser.add_argument("--batch", type=int, default=32, help="faces per embedding pass")
+    parser.add_argument(
+        "--threshold",
+        type=float,
+        action="append",
+        default=[],
+        help="also report error rates at this threshold (repeatable)",
+    )
+    parser.add_argument("--identify", action="store_true", help="evaluate 1:N identification")
+    parser.add_argument("--manifest", type=Path, help="CSV with path,identity columns")
+    parser.add_argument(
+        "--gallery-per-subject", type=int, default=1, help="photos enrolled per subject"
+    )
+    parser.add_argument("--far", type=float, default=0.01, help="stranger FAR for open-set DIR")
+    parser.add_argument(
+        "--stranger-fraction",
+        type=float,
+        default=identification.DEFAULT_STRANGER_FRACTION,
+        help="share of eligible identities held out as strangers",
+    )
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace, settings: Settings, pipeline: FacePipeline | None = None) -> int:
+    """The subcommand; `pipeline` lets a caller that already holds loaded models pass them."""
+    if args.identify == (args.pairs is not None):
+        print("pass exactly one of --pairs (verification) or --identify", file=sys.stderr)
+        return 2
+    out: Path = args.out or settings.data_dir / "evaluation"
+    start = time.perf_counter()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        pipeline = pipeline or load_pipeline(settings, args.embedder)
+        if args.identify:
+            report = identification.evaluate(pipeline, args, settings.max_image_pixels)
+        else:
+            report = evaluate_pairs(pipeline, args, settings.max_image_pixels, out)
+    except (OSError, ValueError, FaceServiceError) as exc:
+        # Bad input files are the user's to fix: say which, without a traceback.
+        print(f"evaluate failed: {exc}", file=sys.stderr)
+        return 1
+    name = "identification.json" if args.identify else "verification.json"
+    report = {
+        "embedder": pipeline.embedder.name,
+        "model_version": pipeline.embedder.version,
+        "device": str(pipeline.embedder.device),
+        "seconds": round(time.perf_counter() - start, 1),
+        **report,
+    }
+    (out / name).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    summary = identification.summary if args.identify else verification_summary
+    print(summary(report))
+    print(f"wrote {out / name}")
+    return 0
+
+
+def evaluate_pairs(
+    pipeline: FacePipeline, args: argparse.Namespace, max_pixels: int, out: Path
+) -> dict[str, Any]:
+    pairs = read_pairs(args.pairs, args.root)
+    paths = [path for pair in pairs for path in (pair.path_a, pair.path_b)]
+    embeddings = embed_files(pipeline, paths, max_pixels, batch=args.batch)
+    scored = score_pairs(pairs, embeddings)
+    report = verification_report(scored.scores, scored.labels, folds=args.folds)
+    best = report["best_threshold"]
+    plot_roc(
+        scored.scores,
+        scored.labels,
+        out / "roc.png",
+        f"{pipeline.embedder.name} on {args.pairs.name}",
+    )
+    return {
+        "pairs_file": str(args.pairs),
+        "root": str(args.root),
+        **report,
+        # In-sample at the threshold fitted on all pairs, so the two figures compare.
+        "accuracy_at_best_threshold": accuracy_at(scored, best),
+        "accuracy_counting_failures_as_errors": accuracy_at(scored, best, failures_as_errors=True),
+        "no_face": no_face_summary(pairs, embeddings, scored),
+        "at_threshold": [rates_at(scored, t) for t in args.threshold],
+        "roc_png": str(out / "roc.png"),
+    }
+
+
+def verification_summary(report: dict[str, Any]) -> str:
+    no_face = report["no_face"]
+    lines = [
+        f"{report['model_version']}: {report['pairs']} scored pairs ({report['genuine']} genuine, "
+        f"{report['impostor']} impostor), {report['seconds']} s on {report['device']}",
+        f"  accuracy ({report['folds']}-fold): {report['accuracy_mean']:.4f} "
+        f"+/- {report['accuracy_std']:.4f}",
+        f"  best threshold {report['best_threshold']:.4f}: accuracy "
+        f"{report['accuracy_at_best_threshold']:.4f}, counting no-face pairs as errors "
+        f"{report['accuracy_counting_failures_as_errors']:.4f}",
+        f"  ROC AUC {report['roc_auc']:.4f}; EER {report['eer']:.4f} "
+        f"at threshold {report['eer_threshold']:.4f}",
+    ]
+    for point in report["tar_at_far"]:
+        lines.append(
+            f"  TAR@FAR={point['far_target']:g}: {point['tar']:.4f} (threshold "
+            f"{point['threshold']:.4f}, FAR {point['far_actual']:.4f}). {point['note']}"
+        )
+    lines.append(
+        f"  no face in {no_face['images_without_face']} of {no_face['images']} images; "
+        f"{no_face['pairs_excluded']} of {no_face['pairs']} pairs excluded "
+        f"({no_face['genuine_excluded']} genuine, {no_face['impostor_excluded']} impostor)"
+    )
+    lines.append(f"  rule: {no_face['rule']}")
+    for rates in report["at_threshold"]:
+        lines.append(
+            f"  at threshold {rates['threshold']:.4f}: FAR {rates['far']:.4f} "
+            f"({rates['false_accepts']}/{rates['impostors']}), FRR {rates['frr']:.4f} "
+            f"({rates['false_rejects']}/{rates['genuine']})"
+        )
+    return "\n".join(lines)

@@ -1,0 +1,84 @@
+"""Embed the faces of many image files once each, for offline evaluation and calibration."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+
+from tqdm import tqdm
+
+from app.config import Settings
+from app.errors import FaceServiceError
+from app.pipeline.analyzer import AnalyzedFace, FacePipeline
+from app.pipeline.image_io import decode_image
+from app.pipeline.selection import select_face
+from app.pipeline.types import FloatArray
+from app.services.runtime import configure_threads, load_models, quality_limits
+
+# "prominent" is what the service uses when a request allows several faces; it picks
+# the subject over a bystander in group photos.
+FACE_POLICY = "prominent"
+
+Embeddings = dict[Path, FloatArray | None]
+
+
+def load_pipeline(settings: Settings, embedder: str | None = None) -> FacePipeline:
+    """Load the detector and an embedder (default: the one the settings select)."""
+    if embedder is not None:
+        settings = settings.model_copy(update={"embedder": embedder})
+    configure_threads(settings)
+    models = load_models(settings)
+    return FacePipeline(models.detector, models.embedder, quality_limits(settings))
+
+
+def embed_files(
+    pipeline: FacePipeline,
+    paths: Iterable[Path],
+    max_pixels: int,
+    batch: int = 32,
+    progress: bool = True,
+) -> Embeddings:
+    """One unit vector per unique path, or None where no face was detected.
+
+    Faces are used whether or not they pass the service's quality gate: the evaluation
+    measures the model, and the gate is a separate, tunable policy.
+    """
+    unique = list(dict.fromkeys(paths))
+    result: Embeddings = {}
+    pending: list[tuple[Path, AnalyzedFace]] = []
+
+    def flush() -> None:
+        if pending:
+            vectors = pipeline.embed([face for _, face in pending])
+            result.update({path: vectors[i] for i, (path, _) in enumerate(pending)})
+            pending.clear()
+
+    bar = tqdm(unique, desc="embedding", unit="img", disable=not progress, file=sys.stderr)
+    for path in bar:
+        face = _choose_face(pipeline, path, max_pixels)
+        if face is None:
+            result[path] = None
+            continue
+        pending.append((path, face))
+        if len(pending) >= batch:
+            flush()
+    flush()
+    # Keep the caller's order, which the batching above does not.
+    return {path: result[path] for path in unique}
+
+
+def _choose_face(pipeline: FacePipeline, path: Path, max_pixels: int) -> AnalyzedFace | None:
+    try:
+        image = decode_image(path.read_bytes(), max_pixels)
+    except FaceServiceError as exc:
+        raise ValueError(f"{path}: {exc.message}") from exc
+    detected = pipeline.detect(image)
+    if not detected:
+        return None
+    chosen = select_face(detected, (image.shape[0], image.shape[1]), FACE_POLICY)
+    return pipeline.analyze(image, [detected[chosen]])[0]
+
+
+def no_face_paths(embeddings: Embeddings) -> list[Path]:
+    return [path for path, vector in embeddings.items() if vector is None]

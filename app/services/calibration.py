@@ -1,0 +1,82 @@
+"""Locally calibrated thresholds per model version, kept in data_dir/calibration.json."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+from app.errors import ModelError
+
+CALIBRATION_FILE = "calibration.json"
+
+METHOD_GALLERY_ADJUSTED = "impostor scores adjusted for gallery size N (independence assumption)"
+METHOD_STRANGER_SET = "stranger set"
+
+
+class Calibration(BaseModel):
+    """Thresholds measured on local pairs for one model version, and how they were found."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", protected_namespaces=())
+
+    model_version: str
+    verify_threshold: float = Field(ge=-1.0, le=1.0)
+    # The FAR the verify threshold was calibrated for; the achieved FAR is at most this.
+    verify_far: float = Field(gt=0.0, lt=1.0)
+    identify_threshold: float = Field(ge=-1.0, le=1.0)
+    # Estimated chance that a stranger is matched to someone in a gallery of gallery_size.
+    identify_far: float = Field(gt=0.0, lt=1.0)
+    gallery_size: int = Field(ge=1)
+    method: str
+    pairs: Path
+    impostors: int = Field(ge=1)
+    created_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+
+
+_FILE_SCHEMA = TypeAdapter(dict[str, Calibration])
+
+
+class CalibrationStore:
+    """One JSON object mapping model_version -> Calibration; every save replaces it whole."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.path = data_dir / CALIBRATION_FILE
+
+    def load(self, model_version: str) -> Calibration | None:
+        return self._read().get(model_version)
+
+    def load_all(self) -> dict[str, Calibration]:
+        return self._read()
+
+    def save(self, calibration: Calibration) -> None:
+        """Add or replace this model's entry, keeping every other model's."""
+        entries = self._read()
+        entries[calibration.model_version] = calibration
+        data = _FILE_SCHEMA.dump_json(dict(sorted(entries.items())), indent=2) + b"\n"
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # Write beside the target and rename over it: a crash leaves the old file or the
+        # new one, never half of either, and a unique name keeps two writers apart.
+        fd, tmp = tempfile.mkstemp(prefix=f".{CALIBRATION_FILE}.", dir=self.path.parent)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, self.path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def _read(self) -> dict[str, Calibration]:
+        try:
+            raw = self.path.read_bytes()
+        except FileNotFoundError:
+            return {}
+        try:
+            return _FILE_SCHEMA.validate_json(raw)
+        except ValidationError as exc:
+            # Refuse rather than treat as empty: the next save would erase other models.
+            raise ModelError(f"calibration file {self.path} is unreadable: {exc}") from exc

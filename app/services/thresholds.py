@@ -1,0 +1,44 @@
+"""The active thresholds: settings override, else a stored calibration, else the embedder's."""
+
+from __future__ import annotations
+
+from app.config import Settings
+from app.pipeline.embedders import Embedder
+from app.services.calibration import CalibrationStore
+from app.state import Thresholds
+
+
+def active_thresholds(settings: Settings, embedder: Embedder) -> Thresholds:
+    """Pick each threshold by precedence; a FAR is reported only for a calibrated threshold."""
+    defaults = embedder.default_thresholds
+    calibration = CalibrationStore(settings.data_dir).load(embedder.version)
+    verify, verify_far, verify_source = defaults.verify, None, "embedder default"
+    identify, identify_far, identify_source = defaults.identify, None, "embedder default"
+    if calibration is not None:
+        stamp = f"calibrated {calibration.created_at:%Y-%m-%d}"
+        verify, verify_far, verify_source = (
+            calibration.verify_threshold,
+            calibration.verify_far,
+            stamp,
+        )
+        identify, identify_far, identify_source = (
+            calibration.identify_threshold,
+            calibration.identify_far,
+            stamp,
+        )
+    if settings.verify_threshold is not None:
+        verify, verify_far, verify_source = settings.verify_threshold, None, "settings"
+    if settings.identify_threshold is not None:
+        identify, identify_far, identify_source = settings.identify_threshold, None, "settings"
+    source = (
+        verify_source
+        if verify_source == identify_source
+        else f"verify: {verify_source}; identify: {identify_source}"
+    )
+    return Thresholds(
+        verify=verify,
+        identify=identify,
+        verify_far=verify_far,
+        identify_far=identify_far,
+        source=source,
+    )

@@ -1,0 +1,72 @@
+"""A small real subset of the shared pairs, and a pipeline over the session's models."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from app.commands import calibrate, evaluate
+from app.commands.file_embeddings import Embeddings, embed_files
+from app.config import Settings
+from app.pipeline.analyzer import FacePipeline
+from app.services.runtime import quality_limits
+
+# face-api.js crops are 150 px, so they embed fast: photos 1-3 of its 8 people, plus
+# bernadette5.png, in which MTCNN finds no face (the face fills the whole frame).
+NO_FACE = "faceapi_js/bernadette/bernadette5.png"
+
+
+def in_subset(path: str) -> bool:
+    return path == NO_FACE or re.fullmatch(r"faceapi_js/[a-z]+/[a-z]+[123]\.png", path) is not None
+
+
+@pytest.fixture(scope="session")
+def subset_pairs(shared_faces: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """76 pairs (27 genuine, 49 impostor) over 25 photos, 6 of them with NO_FACE."""
+    with (shared_faces / "pairs.csv").open(newline="") as handle:
+        rows = [
+            r for r in csv.DictReader(handle) if in_subset(r["path_a"]) and in_subset(r["path_b"])
+        ]
+    path = tmp_path_factory.mktemp("pairs") / "subset.csv"
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=["path_a", "path_b", "same"])
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+@pytest.fixture(scope="session")
+def pipeline(models) -> FacePipeline:  # type: ignore[no-untyped-def]
+    return FacePipeline(models.detector, models.embedder, quality_limits(Settings()))
+
+
+@pytest.fixture(scope="session")
+def subset_embeddings(pipeline: FacePipeline, shared_faces: Path, subset_pairs: Path) -> Embeddings:
+    with subset_pairs.open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    paths = [shared_faces / r[column] for r in rows for column in ("path_a", "path_b")]
+    return embed_files(pipeline, paths, Settings().max_image_pixels, progress=False)
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(data_dir=tmp_path / "data", embedder="arcface-mbf", device="cpu")
+
+
+@pytest.fixture
+def parse() -> Callable[..., argparse.Namespace]:
+    """argv -> Namespace, through the same register() calls app/cli.py makes."""
+    parser = argparse.ArgumentParser(prog="python -m app")
+    commands = parser.add_subparsers(dest="command", required=True)
+    evaluate.register(commands)
+    calibrate.register(commands)
+
+    def parse_args(*argv: object) -> argparse.Namespace:
+        return parser.parse_args([str(arg) for arg in argv])
+
+    return parse_args

@@ -1,0 +1,113 @@
+"""`python -m app calibrate` on a small real subset: stored thresholds keep their FAR."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from app.commands import calibrate
+from app.commands.file_embeddings import Embeddings
+from app.commands.pairs import read_pairs, score_pairs
+from app.config import Settings
+from app.gallery import repository
+from app.gallery.db import make_engine, make_session_factory, migrate
+from app.pipeline.analyzer import FacePipeline
+from app.services.calibration import METHOD_GALLERY_ADJUSTED, CalibrationStore
+
+
+def test_stored_thresholds_hold_the_target_far_on_the_pairs(
+    parse,
+    settings: Settings,
+    pipeline: FacePipeline,
+    shared_faces: Path,
+    subset_pairs: Path,
+    subset_embeddings: Embeddings,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    args = parse(
+        "calibrate",
+        "--pairs",
+        subset_pairs,
+        "--root",
+        shared_faces,
+        "--target-far",
+        "0.05",
+        "--identify-target-far",
+        "0.1",
+        "--gallery-size",
+        "4",
+    )
+    assert calibrate.run(args, settings, pipeline) == 0
+
+    stored = CalibrationStore(settings.data_dir).load(pipeline.embedder.version)
+    assert stored is not None
+    assert (stored.verify_far, stored.identify_far, stored.gallery_size) == (0.05, 0.1, 4)
+    assert stored.method == METHOD_GALLERY_ADJUSTED
+    assert stored.pairs == subset_pairs.resolve()
+
+    scored = score_pairs(read_pairs(subset_pairs, shared_faces), subset_embeddings)
+    impostors = scored.impostor_scores
+    assert stored.impostors == impostors.size == 46
+    assert np.mean(impostors >= stored.verify_threshold) <= 0.05
+    # Per comparison 1 - 0.9 ** (1/4) = 2.6%, stricter than the verify target of 5%.
+    assert np.mean(impostors >= stored.identify_threshold) <= 1 - 0.9 ** (1 / 4)
+    assert stored.identify_threshold >= stored.verify_threshold
+
+    printed = capsys.readouterr().out
+    assert "achieved FAR" in printed and "N=4 (from --gallery-size)" in printed
+
+
+def test_target_below_resolution_is_reported(
+    parse,
+    settings: Settings,
+    pipeline: FacePipeline,
+    shared_faces: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    pairs = tmp_path / "tiny.csv"
+    amy, howard = "faceapi_js/amy/amy{}.png", "faceapi_js/howard/howard1.png"
+    pairs.write_text(
+        f"path_a,path_b,same\n{amy.format(1)},{amy.format(2)},1\n"
+        f"{amy.format(1)},{howard},0\n{amy.format(2)},{howard},0\n"
+    )
+    assert (
+        calibrate.run(
+            parse("calibrate", "--pairs", pairs, "--root", shared_faces), settings, pipeline
+        )
+        == 0
+    )
+    stored = CalibrationStore(settings.data_dir).load(pipeline.embedder.version)
+    assert stored is not None and stored.verify_far == 0.001 and stored.impostors == 2
+    printed = capsys.readouterr().out
+    assert "below the resolution of 2 impostor pairs" in printed
+    assert "achieved FAR 0 (0/2" in printed
+    assert "no database at" in printed and "N=1" in printed
+
+
+def test_gallery_size_defaults_to_enrolled_subjects(settings: Settings) -> None:
+    size, why = calibrate.gallery_size(None, settings)
+    assert size == 1 and "no database" in why
+    assert not settings.data_dir.exists(), "looking must not create a database"
+
+    engine = make_engine(settings.resolved_database_url)
+    migrate(engine)
+    with make_session_factory(engine)() as session:
+        size, why = calibrate.gallery_size(None, settings)
+        assert size == 1 and "no subject enrolled" in why
+        for name in ("ada", "bob", "cy"):
+            repository.create_subject(session, name)
+        session.commit()
+    engine.dispose()
+    size, why = calibrate.gallery_size(None, settings)
+    assert size == 3 and "subjects enrolled now" in why
+    assert calibrate.gallery_size(7, settings) == (7, "from --gallery-size")
+
+
+def test_rejects_a_target_outside_zero_one(parse, settings: Settings, tmp_path: Path) -> None:
+    args = parse(
+        "calibrate", "--pairs", tmp_path / "p.csv", "--root", tmp_path, "--target-far", "1"
+    )
+    assert calibrate.run(args, settings) == 2

@@ -1,0 +1,53 @@
+"""Hand-checked gallery/probe/stranger splits for identification evaluation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from app.commands.gallery_split import read_labelled, split_gallery
+
+
+def photos(identity: str, count: int) -> list[Path]:
+    return [Path(f"{identity}/{i}.jpg") for i in range(count, 0, -1)]  # unsorted on purpose
+
+
+def test_first_k_by_path_enrol_and_small_identities_become_strangers() -> None:
+    split = split_gallery(
+        {"ann": photos("ann", 3), "bo": photos("bo", 2), "cy": photos("cy", 1)}, 1, 0.0
+    )
+    assert split.gallery == {"ann": [Path("ann/1.jpg")], "bo": [Path("bo/1.jpg")]}
+    assert split.probes == [
+        (Path("ann/2.jpg"), "ann"),
+        (Path("ann/3.jpg"), "ann"),
+        (Path("bo/2.jpg"), "bo"),
+    ]
+    assert split.strangers == [(Path("cy/1.jpg"), "cy")]
+    assert (split.too_few_photos, split.held_out) == (["cy"], [])
+
+
+def test_held_out_share_is_deterministic_and_leaves_someone_enrolled() -> None:
+    people = {f"p{i:02d}": photos(f"p{i:02d}", 3) for i in range(10)}
+    split = split_gallery(people, 2, 0.2)
+    assert len(split.held_out) == 2
+    assert split.held_out == split_gallery(dict(reversed(people.items())), 2, 0.2).held_out
+    assert set(split.gallery).isdisjoint(split.held_out)
+    assert all(len(faces) == 2 for faces in split.gallery.values())
+    assert len(split.strangers) == 2 * 3
+    assert len(split_gallery({"solo": photos("solo", 2)}, 1, 0.9).gallery) == 1
+
+
+def test_rejects_splits_that_cannot_work() -> None:
+    with pytest.raises(ValueError, match="more than 2"):
+        split_gallery({"ann": photos("ann", 2)}, 2, 0.2)
+    with pytest.raises(ValueError, match=">= 1"):
+        split_gallery({"ann": photos("ann", 2)}, 0, 0.2)
+
+
+def test_manifest_skips_special_labels(tmp_path: Path) -> None:
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text(
+        "path,identity,source\nb.jpg,ann,x\na.jpg,ann,x\nc.jpg,noface,x\nd.jpg,multi,x\n"
+    )
+    assert read_labelled(tmp_path, manifest) == {"ann": [tmp_path / "a.jpg", tmp_path / "b.jpg"]}

@@ -1,0 +1,93 @@
+"""CalibrationStore: round trip, one entry per model version, atomic JSON writes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from app.errors import ModelError
+from app.services.calibration import (
+    CALIBRATION_FILE,
+    METHOD_GALLERY_ADJUSTED,
+    Calibration,
+    CalibrationStore,
+)
+
+
+def make_calibration(version: str, verify: float = 0.3) -> Calibration:
+    return Calibration(
+        model_version=version,
+        verify_threshold=verify,
+        verify_far=1e-3,
+        identify_threshold=verify + 0.1,
+        identify_far=1e-2,
+        gallery_size=20,
+        method=METHOD_GALLERY_ADJUSTED,
+        pairs=Path("/photos/pairs.csv"),
+        impostors=541,
+    )
+
+
+def test_load_without_a_file_is_none(tmp_path: Path) -> None:
+    assert CalibrationStore(tmp_path / "missing").load("arcface-mbf@abc") is None
+
+
+def test_round_trip(tmp_path: Path) -> None:
+    store = CalibrationStore(tmp_path / "data")
+    saved = make_calibration("arcface-mbf@abc")
+    store.save(saved)
+    assert CalibrationStore(tmp_path / "data").load("arcface-mbf@abc") == saved
+    assert store.load("facenet-vggface2@def") is None
+
+
+def test_two_models_coexist_and_a_save_replaces_only_its_own(tmp_path: Path) -> None:
+    store = CalibrationStore(tmp_path)
+    store.save(make_calibration("arcface-mbf@abc", 0.30))
+    store.save(make_calibration("facenet-vggface2@def", 0.45))
+    store.save(make_calibration("arcface-mbf@abc", 0.33))
+    loaded = store.load_all()
+    assert set(loaded) == {"arcface-mbf@abc", "facenet-vggface2@def"}
+    assert loaded["arcface-mbf@abc"].verify_threshold == 0.33
+    assert loaded["facenet-vggface2@def"].verify_threshold == 0.45
+
+
+def test_file_is_valid_json_after_each_save_with_no_temp_files_left(tmp_path: Path) -> None:
+    store = CalibrationStore(tmp_path)
+    for i in range(3):
+        store.save(make_calibration(f"model@{i}", 0.2 + i / 10))
+        content = json.loads((tmp_path / CALIBRATION_FILE).read_text())
+        assert sorted(content) == [f"model@{j}" for j in range(i + 1)]
+        assert content[f"model@{i}"]["verify_threshold"] == pytest.approx(0.2 + i / 10)
+    assert [p.name for p in tmp_path.iterdir()] == [CALIBRATION_FILE]
+
+
+def test_failed_write_keeps_the_old_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = CalibrationStore(tmp_path)
+    store.save(make_calibration("model@old"))
+    before = (tmp_path / CALIBRATION_FILE).read_bytes()
+
+    def crash(*_args: object) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr("app.services.calibration.os.replace", crash)
+    with pytest.raises(OSError, match="disk full"):
+        store.save(make_calibration("model@new"))
+    assert (tmp_path / CALIBRATION_FILE).read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == [CALIBRATION_FILE]
+
+
+def test_corrupt_file_is_refused_not_overwritten(tmp_path: Path) -> None:
+    (tmp_path / CALIBRATION_FILE).write_text("{not json")
+    store = CalibrationStore(tmp_path)
+    with pytest.raises(ModelError, match="unreadable"):
+        store.load("model@x")
+    with pytest.raises(ModelError):
+        store.save(make_calibration("model@x"))
+    assert (tmp_path / CALIBRATION_FILE).read_text() == "{not json"
+
+
+def test_thresholds_outside_cosine_range_are_rejected() -> None:
+    with pytest.raises(ValueError):
+        make_calibration("model@x", verify=1.5)
