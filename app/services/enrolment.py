@@ -6,17 +6,18 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from starlette.concurrency import run_in_threadpool
 
 from app.config import FacePolicy, Settings
-from app.errors import DuplicateImage, FaceServiceError, LowQuality
+from app.errors import DuplicateImage, FaceServiceError, LowQuality, NotReady
 from app.gallery import repository
 from app.pipeline.analyzer import AnalyzedFace, FacePipeline, StoredCrop
-from app.pipeline.types import FloatArray
+from app.pipeline.types import AlignTemplate, FloatArray
 from app.schemas.subjects import FacePublic
 from app.services.probes import Upload, choose_face, load_image, sha256_hex
 from app.services.recognition import points_of
-from app.services.subjects import face_public
-from app.state import AppState
+from app.services.subjects import face_public, get_subject
+from app.state import AppState, Runtime
 
 
 @dataclass(frozen=True)
@@ -52,9 +53,19 @@ def _prepare(
     return PreparedFace(upload=upload, face=face, crop=crop, sha256=sha256_hex(upload.data))
 
 
+@dataclass(frozen=True)
+class Enrolment:
+    """Checked faces and their vectors, with the model version that computed them."""
+
+    faces: list[PreparedFace]
+    vectors: FloatArray
+    model_version: str
+    template: AlignTemplate
+
+
 def prepare_enrolment(
     pipeline: FacePipeline, settings: Settings, uploads: list[Upload], policy: FacePolicy | None
-) -> tuple[list[PreparedFace], FloatArray]:
+) -> Enrolment:
     """Blocking: check every upload, and raise one error that lists every rejected file."""
     prepared: list[PreparedFace] = []
     rejected: list[tuple[int, Upload, FaceServiceError]] = []
@@ -64,28 +75,44 @@ def prepare_enrolment(
         except FaceServiceError as error:
             rejected.append((position, upload, error))
     if rejected:
-        first = rejected[0][2]
-        files = [
-            {"index": i, "filename": up.filename, "code": err.code, "message": err.message}
-            | ({"reasons": err.details["reasons"]} if isinstance(err, LowQuality) else {})
-            for i, up, err in rejected
-        ]
-        prefix = (
-            ""
-            if len(uploads) == 1
-            else f"{len(rejected)} of {len(uploads)} files rejected; nothing was enrolled. First: "
-        )
-        raise type(first)(prefix + first.message, details={"files": files})
-    return prepared, pipeline.embed([p.face for p in prepared])
+        raise _combined(rejected, len(uploads))
+    vectors = pipeline.embed([p.face for p in prepared])
+    return Enrolment(prepared, vectors, pipeline.embedder.version, pipeline.embedder.template)
 
 
-def store_enrolment(
-    state: AppState, subject_id: str, prepared: list[PreparedFace], vectors: FloatArray
-) -> list[FacePublic]:
+def _combined(rejected: list[tuple[int, Upload, FaceServiceError]], total: int) -> FaceServiceError:
+    first = rejected[0][2]
+    files = [
+        {"index": i, "filename": up.filename, "code": err.code, "message": err.message}
+        | ({"reasons": err.details["reasons"]} if isinstance(err, LowQuality) else {})
+        for i, up, err in rejected
+    ]
+    prefix = (
+        ""
+        if total == 1
+        else f"{len(rejected)} of {total} files rejected; nothing was enrolled. First: "
+    )
+    return type(first)(prefix + first.message, details={"files": files})
+
+
+def _current_vectors(runtime: Runtime, enrolment: Enrolment) -> FloatArray:
+    """Vectors from the model serving now: a model swap may have happened since embedding."""
+    if enrolment.model_version == runtime.model_version:
+        return enrolment.vectors
+    template = runtime.pipeline.embedder.template
+    if template.size != enrolment.template.size or not np.array_equal(
+        template.points, enrolment.template.points
+    ):
+        raise NotReady("The model changed while this request was processed; please retry.")
+    return runtime.pipeline.embed([p.face for p in enrolment.faces])
+
+
+def store_enrolment(state: AppState, subject_id: str, enrolment: Enrolment) -> list[FacePublic]:
     """DB first (the acknowledgement point), then the index, under the write lock."""
-    runtime = state.require_runtime()
-    model = runtime.model_version
     with state.write_lock:
+        runtime = state.require_runtime()
+        vectors = _current_vectors(runtime, enrolment)
+        prepared = enrolment.faces
         with state.sessions() as session, session.begin():
             repository.get_subject(session, subject_id)
             seen: set[str] = set()
@@ -108,7 +135,7 @@ def store_enrolment(
                     image_sha256=item.sha256,
                     crop=item.crop.png if item.crop else None,
                     crop_landmarks=points_of(item.crop.landmarks) if item.crop else None,
-                    model=model,
+                    model=runtime.model_version,
                     vector=vectors[i],
                 )
                 for i, item in enumerate(prepared)
@@ -120,3 +147,15 @@ def store_enrolment(
     state.metrics.faces_enrolled.inc(len(result))
     state.metrics.index_size.set(len(runtime.index))
     return result
+
+
+async def enrol(
+    state: AppState, subject_id: str, uploads: list[Upload], policy: FacePolicy | None
+) -> list[FacePublic]:
+    """Check the subject, grade and embed every upload off the event loop, then store."""
+    await run_in_threadpool(get_subject, state, subject_id)
+    runtime = state.require_runtime()
+    enrolment = await state.infer(
+        prepare_enrolment, runtime.pipeline, state.settings, uploads, policy
+    )
+    return await run_in_threadpool(store_enrolment, state, subject_id, enrolment)

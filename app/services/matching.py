@@ -36,7 +36,7 @@ async def verify(
     if subject_id is not None:
         probe = probes[0]
         return await run_in_threadpool(
-            verify_against_subject, state, subject_id, probe.face, probe.vector, threshold
+            verify_against_subject, state, runtime, subject_id, probe.face, probe.vector, threshold
         )
     vectors = np.stack([p.vector for p in probes])
     return verify_images(runtime, probes[0].face, probes[1].face, vectors, threshold)
@@ -49,7 +49,7 @@ async def identify(
     limit = min(max_faces or state.settings.max_faces, state.settings.max_faces)
     faces, vectors = await state.infer(analyze_all, runtime.pipeline, state.settings, upload, limit)
     used = runtime.thresholds.identify if threshold is None else threshold
-    results = await run_in_threadpool(identify_faces, state, faces, vectors, top_k, used)
+    results = await run_in_threadpool(identify_faces, state, runtime, faces, vectors, top_k, used)
     far = runtime.thresholds.identify_far if threshold is None else None
     return IdentifyResult(faces=results, threshold=used, estimated_far=far)
 

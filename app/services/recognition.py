@@ -38,13 +38,17 @@ def points_of(points: FloatArray) -> list[list[float]]:
 
 def verify_against_subject(
     state: AppState,
+    runtime: Runtime,
     subject_id: str,
     face: AnalyzedFace,
     vector: FloatArray,
     threshold: float | None,
 ) -> VerifyResult:
-    """Similarity to a subject is the best cosine over its enrolled faces."""
-    runtime = state.require_runtime()
+    """Similarity to a subject is the best cosine over its enrolled faces.
+
+    `runtime` is the one whose model embedded the probe, so a model swap in between never
+    compares vectors of two models.
+    """
     with state.sessions() as session:
         repository.get_subject(session, subject_id)
         gallery = repository.subject_vectors(session, subject_id, runtime.model_version)
@@ -88,12 +92,12 @@ def _verdict(
 
 def identify_faces(
     state: AppState,
+    runtime: Runtime,
     faces: Sequence[AnalyzedFace],
     vectors: FloatArray,
     top_k: int,
     threshold: float,
 ) -> list[IdentifiedFace]:
-    runtime = state.require_runtime()
     if not faces:
         return []
     per_face = _search_subjects(state, runtime, vectors, top_k)

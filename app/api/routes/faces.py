@@ -5,14 +5,13 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, File, Response, UploadFile, status
-from starlette.concurrency import run_in_threadpool
 
 from app.api.deps import ClientKey, FacePolicyDep, StateDep, read_upload
 from app.errors import InvalidRequest
 from app.schemas.common import ERROR_RESPONSES
 from app.schemas.subjects import FaceList, FacesCreated
 from app.services import subjects
-from app.services.enrolment import prepare_enrolment, store_enrolment
+from app.services.enrolment import enrol
 
 router = APIRouter(
     prefix="/v1/subjects/{subject_id}/faces",
@@ -32,14 +31,8 @@ async def enrol_faces(
     """All-or-nothing: if any file is rejected, nothing is enrolled; every rejection is listed."""
     if len(files) > state.settings.max_files_per_request:
         raise InvalidRequest(f"At most {state.settings.max_files_per_request} files per request.")
-    await run_in_threadpool(subjects.get_subject, state, subject_id)
     uploads = [await read_upload(f, state.settings) for f in files]
-    runtime = state.require_runtime()
-    prepared, vectors = await state.infer(
-        prepare_enrolment, runtime.pipeline, state.settings, uploads, face
-    )
-    created = await run_in_threadpool(store_enrolment, state, subject_id, prepared, vectors)
-    return FacesCreated(faces=created)
+    return FacesCreated(faces=await enrol(state, subject_id, uploads, face))
 
 
 @router.get("")

@@ -23,7 +23,8 @@ def test_loads_from_package_with_its_checksum(arcface: Embedder) -> None:
     assert arcface.weights_sha256 == spec.sha256
     assert arcface.version == "arcface-mbf@9cc6e4a75f0e"
     assert arcface.template.size == spec.input_size == 112
-    assert (arcface.default_thresholds.verify, arcface.default_thresholds.identify) == (0.3, 0.4)
+    assert arcface.default_thresholds == spec.default_thresholds
+    assert arcface.default_thresholds.verify < arcface.default_thresholds.identify
     assert not arcface.module.training
 
 
