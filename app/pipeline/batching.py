@@ -1,0 +1,169 @@
+"""MicroBatcher: dynamic micro-batching, so concurrent callers share one forward pass."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+In = TypeVar("In")
+Out = TypeVar("Out")
+
+
+class BatcherClosed(RuntimeError):
+    """The batcher was closed before this call's items ran."""
+
+
+@dataclass(eq=False)
+class _Request(Generic[In, Out]):
+    items: list[In]
+    key: Hashable
+    arrived: float
+    outputs: list[Out] | None = None
+    error: BaseException | None = None
+
+    @property
+    def done(self) -> bool:
+        return self.outputs is not None or self.error is not None
+
+
+@dataclass
+class BatchStats:
+    batches: int = 0
+    items: int = 0
+
+
+class MicroBatcher(Generic[In, Out]):
+    """Runs `run` once over the items of several concurrent callers.
+
+    Leader/follower, with no thread of its own: a blocked caller that finds the model idle
+    becomes the leader. It waits until `max_size` items of the oldest request's key are
+    queued, or `max_callers` requests are (nobody else can come), or the oldest has waited
+    `max_wait_s`; then it runs them in one call, hands each caller its slice, and steps
+    down. Callers that queue while a batch runs form the next one, so batches grow with the
+    load. A request is never split; one larger than `max_size` runs alone. When a batch
+    fails it is rerun request by request, so an error reaches only the caller that caused it.
+    """
+
+    def __init__(
+        self,
+        run: Callable[[list[In]], Sequence[Out]],
+        max_size: int,
+        max_wait_s: float = 0.0,
+        max_callers: int | None = None,
+    ) -> None:
+        if max_size < 1:
+            raise ValueError(f"max_size must be at least 1, got {max_size}")
+        self._run = run
+        self.max_size = max_size
+        self.max_wait_s = max_wait_s
+        self.max_callers = max_callers
+        self.stats = BatchStats()
+        self._cond = threading.Condition()
+        self._queue: list[_Request[In, Out]] = []
+        self._busy = False
+        self._closed = False
+
+    def __call__(self, items: Sequence[In], key: Hashable = None) -> list[Out]:
+        """Outputs for `items`, in order; only items with an equal `key` share a batch."""
+        request: _Request[In, Out] = _Request(list(items), key, time.monotonic())
+        if not request.items:
+            return []
+        with self._cond:
+            if self._closed:
+                raise BatcherClosed("the batcher is closed")
+            self._queue.append(request)
+            self._cond.notify_all()
+        while (batch := self._lead(request)) is not None:
+            self._execute(batch)
+        if request.error is not None:
+            raise request.error
+        assert request.outputs is not None
+        return request.outputs
+
+    def close(self) -> None:
+        """Refuse new calls and fail queued ones; a batch already running completes."""
+        with self._cond:
+            self._closed = True
+            for request in self._queue:
+                request.error = BatcherClosed("the batcher closed before this call ran")
+            self._queue.clear()
+            self._cond.notify_all()
+
+    def _lead(self, request: _Request[In, Out]) -> list[_Request[In, Out]] | None:
+        """Wait until `request` is done (None) or this caller may run the next batch."""
+        with self._cond:
+            while not request.done and self._busy:
+                self._cond.wait()
+            if request.done:
+                return None
+            self._busy = True
+            deadline = self._queue[0].arrived + self.max_wait_s
+            while (
+                not self._closed and not self._full() and (left := deadline - time.monotonic()) > 0
+            ):
+                self._cond.wait(left)
+            if self._queue:
+                return self._take()
+            # Closed while gathering: every queued request, this one included, has failed.
+            self._busy = False
+            self._cond.notify_all()
+            return None
+
+    def _full(self) -> bool:
+        head = self._queue[0].key
+        queued = sum(len(r.items) for r in self._queue if r.key == head)
+        everyone = self.max_callers is not None and len(self._queue) >= self.max_callers
+        return queued >= self.max_size or everyone
+
+    def _take(self) -> list[_Request[In, Out]]:
+        head = self._queue[0]
+        batch, size = [head], len(head.items)
+        for request in self._queue[1:]:
+            if request.key == head.key and size + len(request.items) <= self.max_size:
+                batch.append(request)
+                size += len(request.items)
+        self._queue = [r for r in self._queue if r not in batch]
+        return batch
+
+    def _execute(self, batch: list[_Request[In, Out]]) -> None:
+        results: list[list[Out] | BaseException]
+        try:
+            results = _run_all(self._run, batch)
+        except BaseException as error:  # e.g. SystemExit: never strand the followers
+            results = [error] * len(batch)
+            raise
+        finally:
+            with self._cond:
+                for request, result in zip(batch, results, strict=True):
+                    if isinstance(result, BaseException):
+                        request.error = result
+                    else:
+                        request.outputs = result
+                self.stats.batches += 1
+                self.stats.items += sum(len(r.items) for r in batch)
+                self._busy = False
+                self._cond.notify_all()
+
+
+def _run_all(
+    run: Callable[[list[In]], Sequence[Out]], batch: list[_Request[In, Out]]
+) -> list[list[Out] | BaseException]:
+    items = [item for request in batch for item in request.items]
+    try:
+        outputs = list(run(items))
+        if len(outputs) != len(items):
+            raise RuntimeError(f"batch function returned {len(outputs)} outputs for {len(items)}")
+    except Exception as error:
+        if len(batch) == 1:
+            return [error]
+        # Rerun alone, so only the request that caused the failure sees it.
+        return [_run_all(run, [request])[0] for request in batch]
+    results: list[list[Out] | BaseException] = []
+    start = 0
+    for request in batch:
+        results.append(outputs[start : start + len(request.items)])
+        start += len(request.items)
+    return results

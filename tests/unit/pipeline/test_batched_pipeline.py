@@ -1,0 +1,102 @@
+"""BatchingPipeline: concurrent detections and embeddings equal the unbatched ones."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from app.pipeline.analyzer import FacePipeline
+from app.pipeline.batched_pipeline import BatchingPipeline
+from app.pipeline.types import ImageArray, QualityLimits
+
+LIMITS = QualityLimits(min_face_size=32, min_probability=0.9, min_blur=40.0)
+PHOTOS = ["deepface/img1.jpg", "deepface/img2.jpg", "deepface/img3.jpg", "deepface/img5.jpg"]
+
+
+def call_together(calls: Sequence[Callable[[], Any]]) -> list[Any]:
+    """Start every call at once on its own thread; results (or exceptions) in order."""
+    barrier = threading.Barrier(len(calls))
+
+    def run(call: Callable[[], Any]) -> Any:
+        barrier.wait()
+        try:
+            return call()
+        except Exception as error:
+            return error
+
+    with ThreadPoolExecutor(len(calls)) as pool:
+        return list(pool.map(run, calls))
+
+
+@pytest.fixture(scope="module")
+def images(shared_faces: Path) -> list[ImageArray]:
+    from app.pipeline.image_io import decode_image
+
+    return [decode_image((shared_faces / p).read_bytes(), 100_000_000) for p in PHOTOS]
+
+
+@pytest.fixture(scope="module")
+def aligned(models: Any, images: list[ImageArray]) -> list[ImageArray]:
+    pipeline = FacePipeline(models.detector, models.embedder, LIMITS)
+    return [pipeline.analyze(image)[0].aligned for image in images]
+
+
+def test_concurrent_embeddings_match_unbatched(models: Any, aligned: list[ImageArray]) -> None:
+    pipeline = BatchingPipeline(
+        models.detector, models.embedder, LIMITS, max_size=16, max_wait_s=0.05, max_callers=8
+    )
+    crops = [aligned[i % len(aligned)] for i in range(8)]
+    expected = models.embedder.embed(crops)
+    results = call_together([partial(pipeline.embed_aligned, [c]) for c in crops])
+    np.testing.assert_allclose(np.concatenate(results), expected, atol=1e-4)
+    assert pipeline.embed_batcher.stats.batches < len(crops)
+
+
+def test_wrong_crop_fails_only_its_caller(models: Any, aligned: list[ImageArray]) -> None:
+    pipeline = BatchingPipeline(
+        models.detector, models.embedder, LIMITS, max_size=16, max_wait_s=0.05, max_callers=3
+    )
+    bad = np.zeros((50, 50, 3), dtype=np.uint8)
+    calls = [partial(pipeline.embed_aligned, [c]) for c in (aligned[0], bad, aligned[1])]
+    good0, error, good1 = call_together(calls)
+    assert isinstance(error, ValueError)
+    np.testing.assert_allclose(good0[0], models.embedder.embed([aligned[0]])[0], atol=1e-4)
+    np.testing.assert_allclose(good1[0], models.embedder.embed([aligned[1]])[0], atol=1e-4)
+
+
+def test_batched_detection_matches_the_detector(models: Any, images: list[ImageArray]) -> None:
+    pipeline = BatchingPipeline(
+        models.detector, models.embedder, LIMITS, max_size=8, max_wait_s=0.05, max_callers=4
+    )
+    # Equal-size tiles around each face, so the four detections can share one MTCNN pass.
+    tiles = [face_tile(image, models.detector.detect(image)[0].box) for image in images]
+    batched = call_together([partial(pipeline.detect, t) for t in tiles])
+    assert pipeline.detect_batcher is not None
+    assert pipeline.detect_batcher.stats.batches < len(tiles)
+    for tile, faces in zip(tiles, batched, strict=True):
+        alone = models.detector.detect(tile)
+        assert len(faces) == len(alone) >= 1
+        for got, want in zip(faces, alone, strict=True):
+            np.testing.assert_allclose(got.box, want.box, atol=0.5)
+            np.testing.assert_allclose(got.landmarks, want.landmarks, atol=0.5)
+    full = images[0]
+    (got,), (want,) = pipeline.detect(full), models.detector.detect(full)
+    np.testing.assert_allclose(got.box, want.box, atol=1e-3)
+
+
+def face_tile(image: ImageArray, box: tuple[float, float, float, float]) -> ImageArray:
+    """A 250 x 250 tile of `image` around a face, resized from a square twice the face."""
+    from PIL import Image
+
+    side = 2 * max(box[2] - box[0], box[3] - box[1])
+    cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+    square = (int(cx - side / 2), int(cy - side / 2), int(cx + side / 2), int(cy + side / 2))
+    tile = Image.fromarray(image).crop(square).resize((250, 250), Image.Resampling.BILINEAR)
+    return np.asarray(tile, dtype=np.uint8)
