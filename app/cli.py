@@ -9,7 +9,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from app.commands import calibrate, evaluate, import_faces
+from app.commands import calibrate, evaluate, finetune, import_faces
 from app.config import Settings
 
 
@@ -106,6 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     import_faces.register(commands)
     evaluate.register(commands)
     calibrate.register(commands)
+    finetune.register(commands)
     return parser
 
 

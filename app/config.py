@@ -65,18 +65,33 @@ class Settings(BaseSettings):
     inference_workers: int = Field(1, description="Threads running detection and embedding.")
     torch_threads: int = Field(0, description="Torch intra-op threads; 0 means all cores.")
     batch_max_size: int = Field(
-        16,
+        8,
         ge=1,
         description="Most faces (or same-size images) concurrent requests share in one forward "
         "pass; 1 turns micro-batching off. Batches form only with inference_workers > 1.",
     )
     batch_max_wait_ms: float = Field(
-        5.0, ge=0, description="Longest a batch waits for more concurrent requests to join it."
+        2.0, ge=0, description="Longest a batch waits for more concurrent requests to join it."
     )
     batch_detect: bool = Field(
         True, description="Also batch MTCNN detection of concurrent images of equal size."
     )
     log_level: str = Field("INFO", description="Python logging level.")
+    finetune_external_pairs: Path | None = Field(
+        None, description="Pairs CSV (path_a,path_b,same) checked before promoting a fine-tune."
+    )
+    finetune_external_root: Path | None = Field(
+        None, description="Folder the external pair paths are under; default the CSV's folder."
+    )
+    finetune_external_tolerance: float = Field(
+        0.5, ge=0, description="Most the external TAR@FAR=1e-2 may drop (points) to promote."
+    )
+    finetune_poll_interval_s: float = Field(
+        1.0, gt=0, description="How often the service looks for a newly promoted model."
+    )
+    finetune_fail_after_steps: int | None = Field(
+        None, ge=1, description="Testing only: fine-tuning jobs fail after this many steps."
+    )
 
     @property
     def resolved_database_url(self) -> str:

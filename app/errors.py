@@ -99,3 +99,25 @@ class SubjectHasNoFaces(FaceServiceError):
 
 class DuplicateImage(FaceServiceError):
     code, status_code = "duplicate_image", 409
+
+
+class JobRunning(FaceServiceError):
+    """A fine-tuning job is already queued or running; one runs at a time."""
+
+    code, status_code = "job_running", 409
+
+
+class JobNotFound(FaceServiceError):
+    code, status_code = "job_not_found", 404
+
+
+class JobFinished(FaceServiceError):
+    code, status_code = "job_finished", 409
+
+
+class ModelNotFound(FaceServiceError):
+    code, status_code = "model_not_found", 404
+
+
+class InsufficientTrainingData(FaceServiceError):
+    code, status_code = "insufficient_training_data", 422

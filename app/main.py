@@ -11,12 +11,14 @@ from concurrent.futures import ThreadPoolExecutor
 from fastapi import FastAPI, Request, Response
 
 from app.api.handlers import error_response, install_error_handlers
-from app.api.routes import admin, faces, health, recognition, subjects
+from app.api.routes import admin, faces, health, jobs, recognition, subjects
+from app.api.routes import models as model_routes
 from app.config import Settings, get_settings
 from app.gallery import repository
 from app.gallery.db import make_engine, make_session_factory, migrate
 from app.metrics import Metrics
 from app.security import KeyRing
+from app.services.promotion import watch_models
 from app.services.runtime import Models, build_runtime, save_index
 from app.state import AppState
 
@@ -36,6 +38,7 @@ def create_app(settings: Settings | None = None, models: Models | None = None) -
         tasks = [
             asyncio.create_task(_load_runtime(state, models)),
             asyncio.create_task(_save_periodically(state)),
+            asyncio.create_task(watch_models(state)),
         ]
         try:
             yield
@@ -66,6 +69,8 @@ def create_app(settings: Settings | None = None, models: Models | None = None) -
 
     for router in (health.router, subjects.router, faces.router, recognition.router, admin.router):
         app.include_router(router)
+    app.include_router(jobs.router)
+    app.include_router(model_routes.router)
     return app
 
 
@@ -85,6 +90,7 @@ def open_state(settings: Settings, metrics: Metrics) -> AppState:
         sessions=sessions,
         executor=ThreadPoolExecutor(settings.inference_workers, thread_name_prefix="inference"),
     )
+    state.jobs.recover(sessions)
     with sessions() as session:
         state.metrics.subjects.set(repository.count_subjects(session))
         state.metrics.faces_enrolled.set(repository.count_faces(session))
@@ -124,6 +130,7 @@ def flush_index(state: AppState) -> None:
 
 
 def close_state(state: AppState) -> None:
+    state.jobs.shutdown(state.sessions)
     state.executor.shutdown(wait=True, cancel_futures=True)
     flush_index(state)
     state.engine.dispose()

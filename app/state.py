@@ -19,6 +19,7 @@ from app.index import FaceIndex
 from app.metrics import Metrics
 from app.pipeline.analyzer import FacePipeline
 from app.security import KeyRing
+from app.training.supervisor import JobSupervisor
 
 T = TypeVar("T")
 
@@ -61,6 +62,7 @@ class AppState:
     runtime: Runtime | None = None
     startup_error: str | None = None
     index_dirty: bool = False
+    jobs: JobSupervisor = field(default_factory=JobSupervisor)
 
     def require_runtime(self) -> Runtime:
         if self.runtime is None:

@@ -1,4 +1,4 @@
-"""SQLAlchemy tables of the gallery: subjects, their faces and per-model embeddings."""
+"""SQLAlchemy tables: subjects, faces, per-model embeddings, model versions and jobs."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     String,
+    Text,
     TypeDecorator,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -47,6 +48,10 @@ def utcnow() -> datetime:
 
 
 def new_subject_id() -> str:
+    return str(uuid.uuid4())
+
+
+def new_job_id() -> str:
     return str(uuid.uuid4())
 
 
@@ -110,3 +115,38 @@ class Embedding(Base):
     vector: Mapped[bytes] = mapped_column(LargeBinary)  # little-endian float32
 
     face: Mapped[Face] = relationship(back_populates="embeddings")
+
+
+class ModelVersion(Base):
+    """An embedder version that can serve: the packaged weights or a fine-tune of them."""
+
+    __tablename__ = "models"
+
+    # The embedder version ("arcface-mbf@<sha12>"), the same key as embeddings.model.
+    id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    embedder: Mapped[str] = mapped_column(String(100))
+    base_version: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    # Relative to the models folder; None for the packaged (pretrained) weights.
+    weights_path: Mapped[str | None] = mapped_column(String(1000), nullable=True)
+    sha256: Mapped[str] = mapped_column(String(64))
+    metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    job_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # An embedder's active model is its most recently activated row (the base when none is).
+    activated_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class Job(Base):
+    """A fine-tuning run; the worker process writes its progress and result as JSON."""
+
+    __tablename__ = "jobs"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_job_id)
+    state: Mapped[str] = mapped_column(String(20), index=True)
+    params: Mapped[dict[str, Any]] = mapped_column(JSON)
+    progress: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)

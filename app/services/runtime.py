@@ -15,10 +15,13 @@ from app.config import Settings
 from app.gallery import repository
 from app.index import FaceIndex, index_path, open_index
 from app.pipeline.analyzer import FacePipeline, StageTimer
+from app.pipeline.batched_pipeline import BatchingPipeline
 from app.pipeline.detect import FaceDetector
 from app.pipeline.embedders import Embedder, create_embedder, resolve_device, resolve_embedder_name
 from app.pipeline.types import QualityLimits
-from app.state import Runtime, Thresholds
+from app.services.active_model import with_active_embedder
+from app.services.thresholds import active_thresholds
+from app.state import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -53,18 +56,6 @@ def quality_limits(settings: Settings) -> QualityLimits:
         min_face_size=settings.min_face_size,
         min_probability=settings.min_detection_probability,
         min_blur=settings.min_blur_variance,
-    )
-
-
-def default_thresholds(settings: Settings, embedder: Embedder) -> Thresholds:
-    verify, identify = embedder.default_thresholds.verify, embedder.default_thresholds.identify
-    overridden = settings.verify_threshold is not None or settings.identify_threshold is not None
-    return Thresholds(
-        verify=settings.verify_threshold if settings.verify_threshold is not None else verify,
-        identify=(
-            settings.identify_threshold if settings.identify_threshold is not None else identify
-        ),
-        source="settings" if overridden else "embedder default",
     )
 
 
@@ -103,6 +94,26 @@ def save_index(settings: Settings, index: FaceIndex) -> None:
     index.save(index_path(settings.index_dir, index.model_version, settings.index_type))
 
 
+def build_pipeline(
+    settings: Settings, models: Models, on_timing: StageTimer | None = None
+) -> FacePipeline:
+    """A micro-batching pipeline unless batch_max_size is 1."""
+    limits = quality_limits(settings)
+    if settings.batch_max_size == 1:
+        return FacePipeline(models.detector, models.embedder, limits, on_timing=on_timing)
+    return BatchingPipeline(
+        models.detector,
+        models.embedder,
+        limits,
+        on_timing,
+        max_size=settings.batch_max_size,
+        max_wait_s=settings.batch_max_wait_ms / 1000,
+        # Every request runs on an inference thread, so no more can queue for one batch.
+        max_callers=settings.inference_workers,
+        batch_detect=settings.batch_detect,
+    )
+
+
 def build_runtime(
     settings: Settings,
     sessions: sessionmaker[Session],
@@ -111,14 +122,13 @@ def build_runtime(
 ) -> Runtime:
     configure_threads(settings)
     models = models or load_models(settings)
-    pipeline = FacePipeline(
-        models.detector, models.embedder, quality_limits(settings), on_timing=on_timing
-    )
+    models = with_active_embedder(settings, sessions, models)
+    pipeline = build_pipeline(settings, models, on_timing)
     embedder = models.embedder
     index, how = open_model_index(settings, sessions, embedder.version, embedder.embedding_dim)
     return Runtime(
         pipeline=pipeline,
         index=index,
-        thresholds=default_thresholds(settings, embedder),
+        thresholds=active_thresholds(settings, embedder),
         index_how=how,
     )

@@ -1,0 +1,85 @@
+"""`python -m app finetune`: the service's fine-tuning job, run in the foreground."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import types
+from typing import Any, Literal, Union, get_args, get_origin
+
+from pydantic import ValidationError
+from pydantic.fields import FieldInfo
+from tqdm import tqdm
+
+from app.config import Settings
+from app.gallery import jobs_repo
+from app.gallery.db import make_engine, make_session_factory, migrate
+from app.schemas.finetune import FinetuneParams, JobProgress
+from app.services.finetune import job_public
+from app.training.worker import run_job
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "finetune",
+        help="fine-tune the active embedder on the gallery's stored face crops",
+        description="Runs the same job as POST /v1/admin/finetune, in this process, with a "
+        "progress bar. A running service picks up a promoted model within a poll interval.",
+    )
+    for name, field in FinetuneParams.model_fields.items():
+        flag = "--" + name.replace("_", "-")
+        help_text = f"{field.description or ''} (default {field.default})".strip()
+        parser.add_argument(flag, dest=name, default=None, help=help_text, **_kind(field))
+    parser.set_defaults(handler=run)
+
+
+def _kind(field: FieldInfo) -> dict[str, Any]:
+    """argparse options for one parameter, from its type; defaults stay FinetuneParams'."""
+    annotation = field.annotation
+    if get_origin(annotation) in (Union, types.UnionType):
+        annotation = next(a for a in get_args(annotation) if a is not type(None))
+    if annotation is bool:
+        return {"action": argparse.BooleanOptionalAction}
+    if get_origin(annotation) is Literal:
+        return {"choices": get_args(annotation)}
+    return {"type": annotation}
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    given = {name: getattr(args, name) for name in FinetuneParams.model_fields}
+    try:
+        params = FinetuneParams.model_validate({k: v for k, v in given.items() if v is not None})
+    except ValidationError as error:
+        print(f"invalid parameters: {error}", file=sys.stderr)
+        return 2
+    engine = make_engine(settings.resolved_database_url)
+    migrate(engine)
+    sessions = make_session_factory(engine)
+    with sessions.begin() as session:
+        running = jobs_repo.active_job(session)
+        if running is not None:
+            print(f"job {running.id} is {running.state}; one runs at a time", file=sys.stderr)
+            return 1
+        job_id = jobs_repo.create_job(session, params.model_dump()).id
+    bar = tqdm(desc="fine-tuning", unit="step", file=sys.stderr, dynamic_ncols=True)
+
+    def show(progress: JobProgress) -> None:
+        bar.total = progress.total_steps or None
+        bar.n = progress.step
+        loss = "-" if progress.loss is None else f"{progress.loss:.4f}"
+        bar.set_postfix_str(f"{progress.phase}, epoch {progress.epoch}, loss {loss}")
+
+    try:
+        state = run_job(settings, sessions, job_id, listener=show)
+    except KeyboardInterrupt:
+        with sessions.begin() as session:
+            jobs_repo.interrupt_unfinished(session, job_id, error="interrupted from the terminal")
+        return 130
+    finally:
+        bar.close()
+    with sessions() as session:
+        job = job_public(jobs_repo.get_job(session, job_id))
+    print(json.dumps(job.model_dump(mode="json"), indent=2))
+    engine.dispose()
+    return 0 if state == jobs_repo.SUCCEEDED else 1

@@ -1,0 +1,154 @@
+"""Fine-tuning jobs and model versions: request parameters, progress, results, listings."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+TrainLayers = Literal["head", "last_block", "all"]
+LossName = Literal["arcface", "cosface", "triplet"]
+JobState = Literal[
+    "queued", "running", "cancelling", "succeeded", "failed", "cancelled", "interrupted"
+]
+PromotionRule = Literal[
+    "forced", "validation_improved", "validation_not_improved", "external_dropped"
+]
+
+
+class FinetuneParams(BaseModel):
+    """Hyperparameters of one fine-tuning run; every field has a default."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    epochs: int = Field(3, ge=1, le=1000, description="Passes over the training faces.")
+    micro_batch_size: int = Field(
+        32, ge=2, le=4096, description="Faces per forward/backward pass: what must fit in memory."
+    )
+    accumulation_steps: int = Field(
+        4, ge=1, le=1024, description="Micro-batches whose gradients make one optimizer step."
+    )
+    learning_rate: float = Field(1e-4, gt=0, le=1, description="AdamW learning rate.")
+    weight_decay: float = Field(5e-4, ge=0, le=1, description="AdamW weight decay.")
+    train_layers: TrainLayers = Field("head", description="head, last_block or all.")
+    loss: LossName = Field("arcface", description="arcface, cosface or triplet (batch-hard).")
+    validation_fraction: float = Field(
+        0.25, gt=0, lt=1, description="Share of each subject's faces held out for validation."
+    )
+    seed: int = Field(0, ge=0, description="Seeds the split, batches and augmentation.")
+    device: str = Field(
+        "auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$", description="auto, cpu, cuda or cuda:N."
+    )
+    amp: bool | None = Field(None, description="bf16 autocast; default: on for CUDA, off on CPU.")
+    force: bool = Field(False, description="Promote even when the promotion rule says no.")
+
+    @property
+    def effective_batch_size(self) -> int:
+        return self.micro_batch_size * self.accumulation_steps
+
+
+class JobAccepted(BaseModel):
+    job_id: str
+    state: JobState
+    effective_batch_size: int
+
+
+class JobProgress(BaseModel):
+    phase: str = Field("queued", examples=["training"])
+    epoch: int = Field(0, description="1-based epoch being trained.")
+    epochs: int = 0
+    step: int = Field(0, description="Optimizer steps taken.")
+    total_steps: int = 0
+    loss: float | None = Field(None, description="Mean micro-batch loss of the epoch so far.")
+    effective_batch_size: int = 0
+    images_seen: int = 0
+    reembedded: int = 0
+    to_reembed: int = 0
+    elapsed_s: float = 0.0
+    eta_s: float | None = Field(None, description="Estimated seconds until the job ends.")
+
+
+class PairMetrics(BaseModel):
+    """Verification metrics of one model on one set of pairs."""
+
+    pairs: int
+    genuine: int
+    impostor: int
+    accuracy: float = Field(description="k-fold accuracy (threshold chosen on the other folds).")
+    roc_auc: float
+    far: float = 0.01
+    tar_at_far: float
+    tar_reliable: bool = Field(description="Whether there are enough impostors for this FAR.")
+    excluded_pairs: int = Field(0, description="Pairs left out because a photo had no face.")
+
+
+class BeforeAfter(BaseModel):
+    before: PairMetrics
+    after: PairMetrics | None = None
+
+
+class PromotionDecision(BaseModel):
+    promote: bool
+    rule: PromotionRule
+    reason: str
+    metric: str = "tar_at_far"
+    tolerance_points: float
+
+
+class TrainSummary(BaseModel):
+    steps: int
+    micro_batches: int
+    final_loss: float | None
+    trainable_parameters: int
+
+
+class JobResult(BaseModel):
+    model_config = ConfigDict(protected_namespaces=())
+
+    base_model: str
+    validation: BeforeAfter
+    external: BeforeAfter | None = None
+    promotion: PromotionDecision
+    model_id: str | None = None
+    checkpoint: str | None = None
+    dataset: dict[str, int]
+    train: TrainSummary
+    reembedded: int = 0
+    faces_without_crops: int = 0
+    durations_s: dict[str, float]
+
+
+class JobPublic(BaseModel):
+    id: str
+    state: JobState
+    params: FinetuneParams
+    progress: JobProgress
+    result: JobResult | None = None
+    error: str | None = None
+    created_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+
+class JobList(BaseModel):
+    jobs: list[JobPublic]
+
+
+class ModelPublic(BaseModel):
+    id: str = Field(description="The embedder version, as in /v1/info model_version.")
+    embedder: str
+    base_version: str | None
+    sha256: str
+    weights_path: str | None = Field(description="Relative to the models folder; null: packaged.")
+    metrics: dict[str, Any]
+    job_id: str | None
+    created_at: datetime
+    activated_at: datetime | None
+    active: bool = Field(description="Chosen to serve (the latest activated of its embedder).")
+    serving: bool = Field(description="Serving now; lags `active` while a swap is prepared.")
+    embeddings: int = Field(description="Faces with a vector under this version.")
+
+
+class ModelList(BaseModel):
+    models: list[ModelPublic]

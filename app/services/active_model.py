@@ -1,0 +1,74 @@
+"""Which embedder version serves: the latest activated model row, else the packaged weights."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+import torch
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.config import Settings
+from app.errors import FaceServiceError
+from app.gallery import models_repo
+from app.gallery.orm import ModelVersion
+from app.pipeline.embedders import Embedder, create_embedder, load_model_specs
+from app.services.reembed import embed_missing
+
+if TYPE_CHECKING:
+    from app.services.runtime import Models
+
+log = logging.getLogger(__name__)
+
+
+def packaged_version(settings: Settings, name: str) -> str:
+    """The version of `name`'s packaged weights (what Embedder.version will say)."""
+    return f"{name}@{load_model_specs(settings.models_dir)[name].sha256[:12]}"
+
+
+def register_packaged(session: Session, settings: Settings, name: str) -> ModelVersion:
+    """The packaged weights' row, so model listings and rollbacks can name it."""
+    sha256 = load_model_specs(settings.models_dir)[name].sha256
+    return models_repo.ensure_model(session, packaged_version(settings, name), name, sha256)
+
+
+def desired_version(session: Session, settings: Settings, name: str) -> ModelVersion:
+    """The row that should serve `name`: the latest activated, else the packaged weights."""
+    return models_repo.active_model(session, name) or register_packaged(session, settings, name)
+
+
+def load_version(settings: Settings, row: ModelVersion, device: torch.device) -> Embedder:
+    """Load (and checksum) the weights of one model row."""
+    if row.weights_path is None:
+        return create_embedder(row.embedder, settings.models_dir, device)
+    return create_embedder(
+        row.embedder,
+        settings.models_dir,
+        device,
+        weights_path=settings.models_dir / row.weights_path,
+        expected_sha256=row.sha256,
+    )
+
+
+def with_active_embedder(
+    settings: Settings, sessions: sessionmaker[Session], models: Models
+) -> Models:
+    """`models` with the embedder version the database says should serve.
+
+    Faces that kept a crop but lack a vector under that version (enrolled while another
+    version served) are embedded first, so the index built next is complete.
+    """
+    embedder = models.embedder
+    with sessions.begin() as session:
+        register_packaged(session, settings, embedder.name)
+        row = desired_version(session, settings, embedder.name)
+    if row.id != embedder.version:
+        try:
+            embedder = load_version(settings, row, embedder.device)
+        except FaceServiceError as error:
+            log.error("cannot load model %s (%s); serving %s", row.id, error, embedder.version)
+    added = embed_missing(sessions, embedder)
+    if added:
+        log.info("embedded %d stored crops under %s", added, embedder.version)
+    return replace(models, embedder=embedder)

@@ -1,0 +1,77 @@
+"""Fine-tuning jobs from the web process: start one (in its own process), list, cancel."""
+
+from __future__ import annotations
+
+from app.errors import InsufficientTrainingData, JobFinished, JobRunning
+from app.gallery import jobs_repo, models_repo
+from app.gallery.orm import Job
+from app.schemas.finetune import FinetuneParams, JobAccepted, JobList, JobPublic
+from app.state import AppState
+
+
+def job_public(job: Job) -> JobPublic:
+    return JobPublic.model_validate(
+        {
+            "id": job.id,
+            "state": job.state,
+            "params": job.params,
+            "progress": job.progress,
+            "result": job.result,
+            "error": job.error,
+            "created_at": job.created_at,
+            "started_at": job.started_at,
+            "finished_at": job.finished_at,
+        }
+    )
+
+
+def start_finetune(state: AppState, params: FinetuneParams) -> JobAccepted:
+    """Queue a job and spawn its training process; one job at a time (409 otherwise)."""
+    state.require_runtime()
+    with state.jobs.lock:
+        state.jobs.reap(state.sessions)
+        with state.sessions.begin() as session:
+            running = jobs_repo.active_job(session)
+            if running is not None:
+                raise JobRunning(
+                    f"Job {running.id} is {running.state}; one fine-tuning job runs at a time.",
+                    details={"job_id": running.id, "state": running.state},
+                )
+            subjects = models_repo.trainable_subjects(session)
+            if subjects < 2:
+                raise InsufficientTrainingData(
+                    "Fine-tuning needs at least two subjects with two or more stored face "
+                    f"crops each; the gallery has {subjects}."
+                )
+            job_id = jobs_repo.create_job(session, params.model_dump()).id
+        try:
+            state.jobs.spawn(state.settings, job_id)
+        except Exception as error:
+            with state.sessions.begin() as session:
+                jobs_repo.finish_job(session, job_id, jobs_repo.FAILED, error=str(error))
+            raise
+    return JobAccepted(
+        job_id=job_id, state="queued", effective_batch_size=params.effective_batch_size
+    )
+
+
+def list_jobs(state: AppState, limit: int) -> JobList:
+    with state.sessions() as session:
+        return JobList(jobs=[job_public(job) for job in jobs_repo.list_jobs(session, limit)])
+
+
+def get_job(state: AppState, job_id: str) -> JobPublic:
+    with state.sessions() as session:
+        return job_public(jobs_repo.get_job(session, job_id))
+
+
+def cancel_job(state: AppState, job_id: str) -> JobPublic:
+    """Ask the job to stop; it ends `cancelled` within a micro-batch, promoting nothing."""
+    with state.sessions.begin() as session:
+        job = jobs_repo.request_cancel(session, job_id)
+        if job.state not in jobs_repo.ACTIVE_STATES:
+            raise JobFinished(
+                f"Job {job_id} already ended ({job.state}).",
+                details={"job_id": job_id, "state": job.state},
+            )
+        return job_public(job)

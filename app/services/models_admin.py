@@ -1,0 +1,61 @@
+"""Model versions for operators: list them with their metrics, and choose which serves."""
+
+from __future__ import annotations
+
+from app.errors import Conflict
+from app.gallery import models_repo
+from app.gallery.orm import ModelVersion
+from app.schemas.finetune import ModelList, ModelPublic
+from app.services.active_model import desired_version, register_packaged
+from app.state import AppState
+
+
+def _public(
+    row: ModelVersion, active: str, serving: str | None, counts: dict[str, int]
+) -> ModelPublic:
+    return ModelPublic(
+        id=row.id,
+        embedder=row.embedder,
+        base_version=row.base_version,
+        sha256=row.sha256,
+        weights_path=row.weights_path,
+        metrics=row.metrics,
+        job_id=row.job_id,
+        created_at=row.created_at,
+        activated_at=row.activated_at,
+        active=row.id == active,
+        serving=row.id == serving,
+        embeddings=counts.get(row.id, 0),
+    )
+
+
+def list_models(state: AppState) -> ModelList:
+    runtime = state.require_runtime()
+    name = runtime.pipeline.embedder.name
+    with state.sessions.begin() as session:
+        register_packaged(session, state.settings, name)
+        active = desired_version(session, state.settings, name).id
+        counts = models_repo.embedding_counts(session)
+        rows = models_repo.list_models(session)
+        models = [_public(row, active, runtime.model_version, counts) for row in rows]
+    return ModelList(models=models)
+
+
+def activate_model(state: AppState, model_id: str) -> ModelPublic:
+    """Make `model_id` the active model; the service swaps to it within a poll interval.
+
+    Faces enrolled since that version last served are embedded from their crops first, in
+    the background, so old answers continue until the new index is complete.
+    """
+    runtime = state.require_runtime()
+    name = runtime.pipeline.embedder.name
+    with state.sessions.begin() as session:
+        row = models_repo.get_model(session, model_id)
+        if row.embedder != name:
+            raise Conflict(
+                f"Model {model_id} is a {row.embedder} model; the service runs {name}.",
+                details={"model_id": model_id, "embedder": row.embedder, "configured": name},
+            )
+        models_repo.activate(session, model_id)
+        counts = models_repo.embedding_counts(session)
+        return _public(row, model_id, runtime.model_version, counts)

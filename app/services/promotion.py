@@ -1,0 +1,102 @@
+"""Serving a newly promoted or activated model: embed, build its index aside, swap at once."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import datetime
+
+from app.errors import FaceServiceError
+from app.gallery import repository
+from app.index import reconcile
+from app.services.active_model import desired_version, load_version
+from app.services.reembed import embed_missing
+from app.services.runtime import Models, build_runtime, save_index
+from app.state import AppState, Runtime
+
+log = logging.getLogger(__name__)
+
+
+async def watch_models(state: AppState) -> None:
+    """Lifespan task: every poll interval, serve whatever model the database says is active."""
+    watcher = ModelWatcher(state)
+    while True:
+        await asyncio.sleep(state.settings.finetune_poll_interval_s)
+        try:
+            await asyncio.to_thread(watcher.tick)
+        except Exception:  # logged, and the old model keeps serving; the next tick retries
+            log.exception("switching the serving model failed")
+
+
+class ModelWatcher:
+    """Reaps the training process and swaps the runtime when the active model changes."""
+
+    def __init__(self, state: AppState) -> None:
+        self.state = state
+        self._failed: tuple[str, datetime | None] | None = None
+        self._settle = False
+
+    def tick(self) -> None:
+        state = self.state
+        state.jobs.reap(state.sessions)
+        runtime = state.runtime
+        if runtime is None:
+            return
+        with state.sessions.begin() as session:
+            row = desired_version(session, state.settings, runtime.pipeline.embedder.name)
+            wanted = (row.id, row.activated_at)
+        if row.id == runtime.model_version:
+            if self._settle:
+                self._settle = False
+                with state.write_lock:
+                    self._complete(runtime)
+            return
+        if wanted == self._failed:
+            return
+        try:
+            embedder = load_version(state.settings, row, runtime.pipeline.embedder.device)
+        except FaceServiceError as error:
+            self._failed = wanted
+            log.error("cannot load %s: %s; still serving %s", row.id, error, runtime.model_version)
+            return
+        self.swap(Models(detector=runtime.pipeline.detector, embedder=embedder))
+
+    def swap(self, models: Models) -> None:
+        """Build the new runtime beside the old one, then replace it in one assignment."""
+        state = self.state
+        previous = state.require_runtime()
+        # Embeds crops that lack this version's vectors, then loads or rebuilds its index.
+        fresh = build_runtime(state.settings, state.sessions, models, self._on_timing)
+        with state.write_lock:
+            if state.index_dirty:
+                save_index(state.settings, previous.index)
+                state.index_dirty = False
+            # Writes wait from here: catch up faces enrolled or deleted since the build.
+            self._complete(fresh)
+            state.runtime = fresh
+        # Requests that read the old runtime just before the swap may still write to it;
+        # one more pass after they finish brings their faces over.
+        self._settle = True
+        state.metrics.index_size.set(len(fresh.index))
+        log.info(
+            "now serving %s (was %s): %d faces indexed",
+            fresh.model_version,
+            previous.model_version,
+            len(fresh.index),
+        )
+
+    def _complete(self, runtime: Runtime) -> None:
+        """Under the write lock: embed new faces' crops and make the index match the DB."""
+        state, version = self.state, runtime.model_version
+        embed_missing(state.sessions, runtime.pipeline.embedder)
+        with state.sessions() as session:
+            report = reconcile(
+                runtime.index,
+                repository.model_face_ids(session, version),
+                lambda ids: repository.vectors_for(session, version, ids),
+            )
+        if report.added or report.removed:
+            state.index_dirty = True
+
+    def _on_timing(self, stage: str, seconds: float) -> None:
+        self.state.metrics.inference.labels(stage).observe(seconds)

@@ -1,0 +1,195 @@
+"""One fine-tuning run: load, evaluate, train, evaluate again, decide, and maybe promote."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.config import Settings
+from app.gallery import models_repo
+from app.pipeline.analyzer import FacePipeline
+from app.pipeline.detect import FaceDetector
+from app.pipeline.embedders import Embedder, resolve_device, resolve_embedder_name
+from app.schemas.finetune import BeforeAfter, FinetuneParams, JobResult
+from app.services.active_model import desired_version, load_version
+from app.services.reembed import embed_missing
+from app.services.runtime import configure_threads, quality_limits
+from app.training.checkpoints import save_checkpoint
+from app.training.dataset import load_gallery_faces, split_faces, validation_pairs
+from app.training.evaluate import (
+    ExternalPairs,
+    decide_promotion,
+    embed_images,
+    external_metrics,
+    load_external,
+    pair_metrics,
+)
+from app.training.tracker import JobTracker
+from app.training.trainer import train_network
+
+FINETUNED_DIR = "finetuned"
+
+
+def run_finetune(
+    settings: Settings, sessions: sessionmaker[Session], params: FinetuneParams, tracker: JobTracker
+) -> JobResult:
+    """Everything a job does once running, up to its final commit; JobCancelled on a stop."""
+    configure_threads(settings)
+    clock: dict[str, float] = {}
+    start = time.perf_counter()
+    tracker.update(force=True, phase="loading", epochs=params.epochs)
+    device = resolve_device(params.device)
+    name = resolve_embedder_name(settings.embedder, settings.models_dir)
+    with sessions.begin() as session:
+        embedder = load_version(settings, desired_version(session, settings, name), device)
+    base_version = embedder.version
+    faces = load_gallery_faces(sessions, embedder.template)
+    split = split_faces(faces.labels, params.validation_fraction, params.seed)
+    first, second, same = validation_pairs(faces.labels, split.validation)
+    external = _load_external(settings, embedder)
+    clock["load"] = _lap(start, clock)
+
+    tracker.check()
+    tracker.update(force=True, phase="evaluating")
+    vectors = embed_images(embedder.module, embedder, faces.images)
+    validation_before = pair_metrics(np.sum(vectors[first] * vectors[second], axis=1), same)
+    external_before = external_metrics(embedder.module, embedder, external) if external else None
+    clock["evaluate_before"] = _lap(start, clock)
+    # After training: the same evaluation again, then re-embedding the whole gallery.
+    tracker.tail_estimate_s = clock["evaluate_before"] * 2
+
+    tracker.check()
+    tracker.update(force=True, phase="training")
+    tracker.start_training_clock()
+    summary = train_network(
+        embedder,
+        faces,
+        split,
+        vectors,
+        params,
+        tracker.on_train_step,
+        tracker.should_stop,
+        settings.finetune_fail_after_steps,
+    )
+    clock["train"] = _lap(start, clock)
+
+    tracker.update(force=True, phase="evaluating", eta_s=tracker.tail_estimate_s)
+    tuned = embed_images(embedder.module, embedder, faces.images)
+    validation = BeforeAfter(
+        before=validation_before,
+        after=pair_metrics(np.sum(tuned[first] * tuned[second], axis=1), same),
+    )
+    external_result = None
+    if external is not None and external_before is not None:
+        after = external_metrics(embedder.module, embedder, external)
+        external_result = BeforeAfter(before=external_before, after=after)
+    clock["evaluate_after"] = _lap(start, clock)
+    decision = decide_promotion(
+        validation, external_result, settings.finetune_external_tolerance, params.force
+    )
+    with sessions() as session:
+        without_crops = models_repo.count_without_crop(session)
+    result = JobResult(
+        base_model=base_version,
+        validation=validation,
+        external=external_result,
+        promotion=decision,
+        dataset={
+            "subjects": faces.subjects,
+            "train_faces": len(split.train),
+            "validation_faces": len(split.validation),
+        },
+        train=summary,
+        faces_without_crops=without_crops,
+        durations_s=clock,
+    )
+    if decision.promote:
+        return _promote(settings, sessions, tracker, embedder, result, params, start)
+    result.durations_s["total"] = round(time.perf_counter() - start, 2)
+    tracker.succeed(result)
+    return result
+
+
+def _promote(
+    settings: Settings,
+    sessions: sessionmaker[Session],
+    tracker: JobTracker,
+    trained: Embedder,
+    result: JobResult,
+    params: FinetuneParams,
+    job_started: float,
+) -> JobResult:
+    """Checkpoint, re-embed every stored crop, then activate in the job's final commit."""
+    started = time.perf_counter()
+    relative = Path(FINETUNED_DIR) / tracker.job_id
+    directory = settings.models_dir / relative
+    state = {key: value.detach().cpu() for key, value in trained.module.state_dict().items()}
+    metrics = {"validation": result.validation.model_dump()}
+    if result.external is not None:
+        metrics["external"] = result.external.model_dump()
+    metadata = {
+        "embedder": trained.name,
+        "base_model": result.base_model,
+        "job_id": tracker.job_id,
+        "hyperparameters": params.model_dump(),
+        "metrics": metrics,
+    }
+    info = save_checkpoint(directory, state, metadata)
+    model = type(trained)(trained.module, trained.device, info.sha256, trained.default_thresholds)
+    try:
+        with sessions() as session:
+            total = models_repo.count_crops_missing(session, model.version)
+        tracker.update(force=True, phase="re-embedding", to_reembed=total, eta_s=None)
+        done = embed_missing(
+            sessions, model, check=tracker.check, on_batch=lambda n: tracker.update(reembedded=n)
+        )
+        checkpoint = relative.as_posix()
+        result = result.model_copy(
+            update={"model_id": model.version, "checkpoint": checkpoint, "reembedded": done}
+        )
+        result.durations_s["reembed"] = round(time.perf_counter() - started, 2)
+        result.durations_s["total"] = round(time.perf_counter() - job_started, 2)
+
+        def activate(session: Session) -> None:
+            models_repo.ensure_model(
+                session,
+                model.version,
+                model.name,
+                info.sha256,
+                weights_path=relative / info.weights_path.name,
+                base_version=result.base_model,
+                metrics=metrics,
+                job_id=tracker.job_id,
+            )
+            models_repo.activate(session, model.version)
+
+        tracker.succeed(result, within=activate)
+    except BaseException:
+        # Not promoted after all (cancelled or failed): leave nothing behind.
+        with sessions.begin() as session:
+            models_repo.delete_embeddings(session, model.version)
+        shutil.rmtree(directory, ignore_errors=True)
+        raise
+    return result
+
+
+def _load_external(settings: Settings, embedder: Embedder) -> ExternalPairs | None:
+    if settings.finetune_external_pairs is None:
+        return None
+    detector = FaceDetector(embedder.device, max_side=settings.detect_max_side)
+    pipeline = FacePipeline(detector, embedder, quality_limits(settings))
+    return load_external(
+        pipeline,
+        settings.finetune_external_pairs,
+        settings.finetune_external_root,
+        settings.max_image_pixels,
+    )
+
+
+def _lap(start: float, clock: dict[str, float]) -> float:
+    """Seconds since the end of the previous phase."""
+    return round(time.perf_counter() - start - sum(clock.values()), 2)

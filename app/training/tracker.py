@@ -1,0 +1,106 @@
+"""JobTracker: a fine-tuning job's progress and cancellation, kept in its database row."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.gallery import jobs_repo
+from app.schemas.finetune import JobProgress, JobResult
+from app.training.loop import Progress
+
+# At most this often a progress row is written or the job's state read back.
+WRITE_INTERVAL_S = 0.25
+CHECK_INTERVAL_S = 0.25
+
+
+class JobCancelled(Exception):
+    """The job was asked to stop (DELETE), or no longer belongs to this process."""
+
+
+class JobTracker:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        job_id: str,
+        listener: Callable[[JobProgress], None] | None = None,
+    ) -> None:
+        self.sessions = sessions
+        self.job_id = job_id
+        self.progress = JobProgress()
+        # Seconds expected after training (evaluation, re-embedding), for the ETA.
+        self.tail_estimate_s = 0.0
+        self._listener = listener
+        self._started = time.monotonic()
+        self._train_started = time.monotonic()
+        self._last_write = self._last_check = float("-inf")
+        self._stop = False
+
+    def begin(self) -> bool:
+        """Mark the job running; False when it was cancelled while queued."""
+        with self.sessions.begin() as session:
+            return jobs_repo.start_job(session, self.job_id)
+
+    def update(self, force: bool = False, **changes: Any) -> None:
+        elapsed = round(time.monotonic() - self._started, 2)
+        self.progress = self.progress.model_copy(update=changes | {"elapsed_s": elapsed})
+        if self._listener is not None:
+            self._listener(self.progress)
+        now = time.monotonic()
+        if force or now - self._last_write >= WRITE_INTERVAL_S:
+            self._last_write = now
+            with self.sessions.begin() as session:
+                jobs_repo.set_progress(session, self.job_id, self.progress.model_dump())
+
+    def on_train_step(self, progress: Progress, total_steps: int) -> None:
+        per_step = (time.monotonic() - self._train_started) / max(progress.step, 1)
+        remaining = per_step * (total_steps - progress.step) + self.tail_estimate_s
+        self.update(
+            force=progress.step == total_steps,
+            epoch=progress.epoch + 1,
+            step=progress.step,
+            total_steps=total_steps,
+            loss=round(progress.loss, 6),
+            effective_batch_size=progress.effective_batch_size,
+            images_seen=progress.images_seen,
+            eta_s=round(remaining, 1),
+        )
+
+    def start_training_clock(self) -> None:
+        """The ETA divides the time since this call by the steps taken."""
+        self._train_started = time.monotonic()
+
+    def should_stop(self) -> bool:
+        now = time.monotonic()
+        if not self._stop and now - self._last_check >= CHECK_INTERVAL_S:
+            self._last_check = now
+            with self.sessions() as session:
+                self._stop = jobs_repo.state_of(session, self.job_id) != jobs_repo.RUNNING
+        return self._stop
+
+    def check(self) -> None:
+        if self.should_stop():
+            raise JobCancelled(f"job {self.job_id} was cancelled")
+
+    def succeed(self, result: JobResult, within: Callable[[Session], None] | None = None) -> None:
+        """Record success, with `within` (e.g. activating the model) in the same transaction."""
+        with self.sessions.begin() as session:
+            if jobs_repo.state_of(session, self.job_id) != jobs_repo.RUNNING:
+                raise JobCancelled(f"job {self.job_id} was cancelled")
+            if within is not None:
+                within(session)
+            jobs_repo.set_progress(session, self.job_id, self.finished_progress())
+            jobs_repo.finish_job(session, self.job_id, jobs_repo.SUCCEEDED, result.model_dump())
+
+    def end(self, state: str, error: str | None = None) -> None:
+        with self.sessions.begin() as session:
+            jobs_repo.set_progress(session, self.job_id, self.finished_progress())
+            jobs_repo.finish_job(session, self.job_id, state, error=error)
+
+    def finished_progress(self) -> dict[str, Any]:
+        elapsed = round(time.monotonic() - self._started, 2)
+        changes = {"phase": "done", "eta_s": 0.0, "elapsed_s": elapsed}
+        return self.progress.model_copy(update=changes).model_dump()

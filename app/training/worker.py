@@ -1,0 +1,61 @@
+"""The training process: runs one fine-tuning job against the service's database."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.config import Settings
+from app.errors import FaceServiceError
+from app.gallery import jobs_repo
+from app.gallery.db import make_engine, make_session_factory
+from app.schemas.finetune import FinetuneParams, JobProgress
+from app.training.finetune import run_finetune
+from app.training.tracker import JobCancelled, JobTracker
+
+log = logging.getLogger(__name__)
+
+
+def run_job(
+    settings: Settings,
+    sessions: sessionmaker[Session],
+    job_id: str,
+    listener: Callable[[JobProgress], None] | None = None,
+) -> str:
+    """Run a queued job to its end in this process; returns the state it ended in."""
+    tracker = JobTracker(sessions, job_id, listener)
+    if not tracker.begin():
+        tracker.end(jobs_repo.CANCELLED)
+        with sessions() as session:
+            return jobs_repo.state_of(session, job_id)
+    with sessions() as session:
+        params = FinetuneParams.model_validate(jobs_repo.get_job(session, job_id).params)
+    try:
+        run_finetune(settings, sessions, params, tracker)
+    except JobCancelled:
+        log.info("job %s cancelled", job_id)
+        tracker.end(jobs_repo.CANCELLED)
+        return jobs_repo.CANCELLED
+    except Exception as error:
+        log.exception("job %s failed", job_id)
+        message = error.message if isinstance(error, FaceServiceError) else str(error)
+        tracker.end(jobs_repo.FAILED, error=f"{type(error).__name__}: {message}")
+        return jobs_repo.FAILED
+    return jobs_repo.SUCCEEDED
+
+
+def job_process(settings_data: dict[str, Any], job_id: str) -> None:
+    """Entry point of the spawned process: its own engine on the same database."""
+    settings = Settings.model_validate(settings_data)
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s finetune[%(process)d] %(name)s: %(message)s",
+    )
+    engine = make_engine(settings.resolved_database_url)
+    try:
+        run_job(settings, make_session_factory(engine), job_id)
+    finally:
+        engine.dispose()

@@ -1,0 +1,134 @@
+"""Fine-tuning safety: cancelling, failures, one job at a time, admin-only, bad parameters."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from app.gallery import jobs_repo
+from app.gallery.orm import Embedding
+from tests.api.conftest import assert_error
+from tests.api.finetune.conftest import (
+    QUICK_JOB,
+    ClientFactory,
+    Gallery,
+    identify,
+    wait_for_job,
+)
+
+# Many tiny steps, so the job is still training when it is cancelled.
+LONG_JOB = QUICK_JOB | {"epochs": 500, "micro_batch_size": 2, "accumulation_steps": 1}
+
+
+def versions_in_db(client: Any) -> set[str]:
+    with client.app.state.face.sessions() as session:
+        return set(session.scalars(select(Embedding.model).distinct()))
+
+
+def test_cancel_stops_the_job_and_a_second_job_conflicts(
+    finetune_client: ClientFactory, tmp_path: Path
+) -> None:
+    client = finetune_client()
+    base = client.get("/v1/info").json()["model_version"]
+    job_id = client.post("/v1/admin/finetune", json=LONG_JOB).json()["job_id"]
+    running = wait_for_job(client, job_id, ("running",))
+    while running["progress"]["step"] < 1:
+        running = wait_for_job(client, job_id, ("running",))
+
+    error = assert_error(client.post("/v1/admin/finetune", json=QUICK_JOB), 409, "job_running")
+    assert error["details"]["job_id"] == job_id
+
+    cancelling = client.delete(f"/v1/admin/jobs/{job_id}")
+    assert cancelling.status_code == 202 and cancelling.json()["state"] == "cancelling"
+    job = wait_for_job(client, job_id, ("cancelled", "succeeded", "failed"))
+    assert job["state"] == "cancelled" and job["result"] is None
+    assert 0 < job["progress"]["step"] < job["progress"]["total_steps"]
+    assert_error(client.delete(f"/v1/admin/jobs/{job_id}"), 409, "job_finished")
+
+    assert [m["id"] for m in client.get("/v1/admin/models").json()["models"]] == [base]
+    assert versions_in_db(client) == {base}
+    assert not (tmp_path / "models" / "finetuned" / job_id).exists()
+    assert client.get("/v1/admin/jobs").json()["jobs"][0]["id"] == job_id
+
+
+def test_a_failing_job_leaves_the_model_and_index_untouched(
+    finetune_client: ClientFactory, gallery: Gallery
+) -> None:
+    client = finetune_client(finetune_fail_after_steps=1)
+    before = client.get("/v1/info").json()
+    job_id = client.post("/v1/admin/finetune", json=QUICK_JOB | {"force": True}).json()["job_id"]
+    job = wait_for_job(client, job_id, ("succeeded", "failed", "cancelled"))
+    assert job["state"] == "failed" and "injected failure" in job["error"]
+
+    after = client.get("/v1/info").json()
+    assert after["model_version"] == before["model_version"]
+    assert after["index_size"] == before["index_size"] == gallery.faces
+    assert versions_in_db(client) == {before["model_version"]}
+    match = identify(client, gallery.probes["amy"])
+    assert match is not None and match["subject_id"] == gallery.subjects["amy"]
+
+
+def test_unfinished_jobs_are_interrupted_by_a_restart(finetune_client: ClientFactory) -> None:
+    client = finetune_client()
+    with client.app.state.face.sessions.begin() as session:  # type: ignore[attr-defined]
+        queued = jobs_repo.create_job(session, QUICK_JOB).id
+        running = jobs_repo.create_job(session, QUICK_JOB).id
+        jobs_repo.start_job(session, running)
+    client.__exit__(None, None, None)
+
+    client = finetune_client()
+    for job_id in (queued, running):
+        job = client.get(f"/v1/admin/jobs/{job_id}").json()
+        assert job["state"] == "interrupted" and job["finished_at"], job
+
+
+def test_finetuning_needs_two_subjects_with_two_crops(make_client: Any) -> None:
+    client = make_client()
+    assert_error(client.post("/v1/admin/finetune", json={}), 422, "insufficient_training_data")
+
+
+@pytest.mark.parametrize(
+    ("body", "parameter"),
+    [
+        ({"epochs": 0}, "epochs"),
+        ({"micro_batch_size": 1}, "micro_batch_size"),
+        ({"loss": "softmax"}, "loss"),
+        ({"train_layers": "everything"}, "train_layers"),
+        ({"validation_fraction": 1.0}, "validation_fraction"),
+        ({"device": "tpu"}, "device"),
+        ({"epochs": 1, "learning_rat": 0.1}, "learning_rat"),
+    ],
+)
+def test_invalid_parameters_are_named(
+    make_client: Any, body: dict[str, Any], parameter: str
+) -> None:
+    error = assert_error(
+        make_client().post("/v1/admin/finetune", json=body), 422, "invalid_request"
+    )
+    assert parameter in error["message"]
+
+
+def test_finetuning_endpoints_need_the_admin_key(make_client: Any) -> None:
+    client = make_client(api_keys="admin:root-key,client:app-key")
+    calls = [
+        ("post", "/v1/admin/finetune"),
+        ("get", "/v1/admin/jobs"),
+        ("get", "/v1/admin/jobs/some-job"),
+        ("delete", "/v1/admin/jobs/some-job"),
+        ("get", "/v1/admin/models"),
+        ("post", "/v1/admin/models/arcface-mbf@9cc6e4a75f0e/activate"),
+    ]
+    for method, path in calls:
+        assert_error(client.request(method, path), 401, "unauthorized")
+        assert_error(
+            client.request(method, path, headers={"X-API-Key": "app-key"}), 403, "forbidden"
+        )
+    admin = {"X-API-Key": "root-key"}
+    assert client.get("/v1/admin/jobs", headers=admin).json() == {"jobs": []}
+    assert_error(client.get("/v1/admin/jobs/nope", headers=admin), 404, "job_not_found")
+    assert_error(
+        client.post("/v1/admin/models/nope/activate", headers=admin), 404, "model_not_found"
+    )

@@ -1,0 +1,94 @@
+"""`python -m app finetune`: parameters from flags, and a real foreground run."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.cli import build_parser
+from app.commands import finetune
+from app.config import Settings
+from app.gallery import jobs_repo, models_repo, repository
+from app.gallery.db import make_engine, make_session_factory, migrate
+from app.pipeline.analyzer import FacePipeline
+from app.pipeline.image_io import decode_image
+from app.services.recognition import points_of
+
+PEOPLE = ("amy", "penny", "raj")
+
+
+@pytest.fixture
+def sessions(settings: Settings) -> Iterator[sessionmaker[Session]]:
+    engine = make_engine(settings.resolved_database_url)
+    migrate(engine)
+    yield make_session_factory(engine)
+    engine.dispose()
+
+
+def enrol_crops(sessions: sessionmaker[Session], pipeline: FacePipeline, root: Path) -> None:
+    """Three photos each of three people, stored the way enrolment stores them."""
+    with sessions.begin() as session:
+        for person in PEOPLE:
+            subject = repository.create_subject(session, person).id
+            for n in (1, 2, 3):
+                image = decode_image(
+                    (root / f"faceapi_js/{person}/{person}{n}.png").read_bytes(), 10**8
+                )
+                face = pipeline.analyze(image)[0]
+                crop = pipeline.stored_crop(image, face.face)
+                repository.add_face(
+                    session,
+                    subject,
+                    box=list(face.face.box),
+                    landmarks=points_of(face.face.landmarks),
+                    quality={},
+                    image_sha256=f"{person}{n}",
+                    crop=crop.png,
+                    crop_landmarks=points_of(crop.landmarks),
+                    model=pipeline.embedder.version,
+                    vector=pipeline.embed([face])[0],
+                )
+
+
+def test_flags_become_job_parameters() -> None:
+    args = build_parser().parse_args(
+        ["finetune", "--epochs", "2", "--train-layers", "last_block", "--no-amp", "--force"]
+    )
+    assert (args.epochs, args.train_layers, args.amp, args.force) == (2, "last_block", False, True)
+    assert args.micro_batch_size is None  # unset flags keep FinetuneParams' defaults
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["finetune", "--loss", "softmax"])
+
+
+def test_a_foreground_run_promotes_and_prints_the_job(
+    settings: Settings,
+    sessions: sessionmaker[Session],
+    pipeline: FacePipeline,
+    shared_faces: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    settings = settings.model_copy(update={"models_dir": tmp_path / "models"})
+    enrol_crops(sessions, pipeline, shared_faces)
+    args = build_parser().parse_args(
+        ["finetune", "--epochs", "1", "--micro-batch-size", "4", "--device", "cpu", "--force"]
+    )
+    assert finetune.run(args, settings) == 0
+
+    out = capsys.readouterr()
+    job = json.loads(out.out)
+    assert job["state"] == "succeeded" and job["result"]["promotion"]["rule"] == "forced"
+    assert "fine-tuning" in out.err  # the progress bar
+    with sessions() as session:
+        assert models_repo.active_model(session, "arcface-mbf").id == job["result"]["model_id"]  # type: ignore[union-attr]
+        assert models_repo.count_crops_missing(session, job["result"]["model_id"]) == 0
+
+    # One job at a time, even across processes sharing the database.
+    with sessions.begin() as session:
+        jobs_repo.create_job(session, {})
+    assert finetune.run(args, settings) == 1
+    assert "one runs at a time" in capsys.readouterr().err

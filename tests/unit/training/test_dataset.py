@@ -1,0 +1,63 @@
+"""Per-subject split, validation pairs, equal-size micro-batches and augmentation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from app.training.dataset import augment, epoch_batches, split_faces, validation_pairs
+
+# 4 subjects with 2, 3, 5 and 8 faces.
+LABELS = np.repeat(np.arange(4), [2, 3, 5, 8]).astype(np.int64)
+
+
+@pytest.mark.parametrize("fraction", [0.1, 0.25, 0.5, 0.9])
+def test_split_holds_out_some_but_never_all_of_each_subject(fraction: float) -> None:
+    split = split_faces(LABELS, fraction, seed=3)
+    assert sorted([*split.train, *split.validation]) == list(range(len(LABELS)))
+    for label in range(4):
+        held = int(np.sum(LABELS[split.validation] == label))
+        trained = int(np.sum(LABELS[split.train] == label))
+        assert held >= 1 and trained >= 1
+
+
+def test_split_is_reproducible_from_the_seed() -> None:
+    first, again = split_faces(LABELS, 0.25, seed=7), split_faces(LABELS, 0.25, seed=7)
+    assert np.array_equal(first.validation, again.validation)
+    assert not np.array_equal(first.validation, split_faces(LABELS, 0.25, seed=8).validation)
+
+
+def test_validation_pairs_pair_each_held_out_face_once_with_every_other_face() -> None:
+    split = split_faces(LABELS, 0.25, seed=0)
+    a, b, same = validation_pairs(LABELS, split.validation)
+    pairs = {tuple(sorted(p)) for p in zip(a.tolist(), b.tolist(), strict=True)}
+    assert len(pairs) == len(a) and all(i != j for i, j in pairs)
+    n, held = len(LABELS), len(split.validation)
+    assert len(a) == held * (n - 1) - held * (held - 1) // 2
+    assert np.array_equal(same, (LABELS[a] == LABELS[b]).astype(np.int64))
+    assert same.sum() > 0 and (same == 0).sum() > 0
+
+
+def test_epoch_batches_are_equal_sized_and_cover_every_training_face() -> None:
+    train = np.arange(len(LABELS), dtype=np.int64)
+    batches = epoch_batches(train, LABELS, 4, np.random.default_rng(0))
+    assert all(len(batch) == 4 for batch in batches) and len(batches) == 5  # ceil(18 / 4)
+    assert set(np.concatenate(batches).tolist()) == set(train.tolist())
+    # Faces come in same-subject pairs, so a triplet anchor has a positive in its batch.
+    flat = np.concatenate(batches)[: len(train)]
+    assert np.mean(LABELS[flat[0::2]] == LABELS[flat[1::2]]) > 0.8
+
+
+def test_a_training_set_smaller_than_a_micro_batch_still_fills_one() -> None:
+    batches = epoch_batches(np.array([0, 1, 2]), LABELS, 8, np.random.default_rng(0))
+    assert len(batches) == 1 and len(batches[0]) == 8 and set(batches[0]) == {0, 1, 2}
+
+
+def test_augment_keeps_shape_and_type_and_changes_pixels_slightly() -> None:
+    rng = np.random.default_rng(0)
+    image = rng.integers(40, 200, (112, 112, 3), dtype=np.uint8)
+    out = augment([image] * 8, np.random.default_rng(1))
+    assert all(o.shape == image.shape and o.dtype == np.uint8 for o in out)
+    flipped = [o for o in out if np.corrcoef(o.ravel(), image[:, ::-1].ravel())[0, 1] > 0.9]
+    assert 0 < len(flipped) < 8
+    assert all(abs(float(o.mean()) - float(image.mean())) < 0.15 * float(image.mean()) for o in out)
