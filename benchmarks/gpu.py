@@ -1,0 +1,165 @@
+"""Figure 5: GPU figures: embedder faces/s by batch size and precision, MTCNN and end to end.
+
+    .venv/bin/python -m benchmarks.gpu                  # skips cleanly without CUDA
+    .venv/bin/python -m benchmarks.gpu --device cpu --sizes 1,4 --images 8   # dry run
+
+Meant to finish in a few minutes on one H100.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import time
+from collections.abc import Callable, Iterator, Sequence
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchmarks.photos import load_photos, repeat_to
+from benchmarks.report import prepare_process, write_result
+
+DTYPES = {"fp32": None, "bf16": "bfloat16", "fp16": "float16"}
+
+
+def timed_rate(work: Callable[[], object], sync: Callable[[], None], min_s: float) -> float:
+    """Seconds per call of `work`, after one warm-up, over at least `min_s` and 3 calls."""
+    work()
+    sync()
+    runs, start = 0, time.perf_counter()
+    while runs < 3 or time.perf_counter() - start < min_s:
+        work()
+        runs += 1
+    sync()
+    return (time.perf_counter() - start) / runs
+
+
+@contextlib.contextmanager
+def precision(device: Any, name: str) -> Iterator[None]:
+    import torch
+
+    dtype = DTYPES[name]
+    if dtype is None:
+        yield
+        return
+    with torch.autocast(device_type=device.type, dtype=getattr(torch, dtype)):
+        yield
+
+
+def embedder_rows(
+    models: Any, sizes: Sequence[int], dtypes: Sequence[str], min_s: float, sync: Callable[[], None]
+) -> list[dict[str, Any]]:
+    embedder = models.embedder
+    size = embedder.template.size
+    crops = list(np.random.default_rng(0).integers(0, 255, (max(sizes), size, size, 3), np.uint8))
+    rows = []
+    for dtype in dtypes:
+        for batch in sizes:
+
+            def work(batch: int = batch, dtype: str = dtype) -> None:
+                with precision(embedder.device, dtype):
+                    embedder.embed(crops[:batch])
+
+            seconds = timed_rate(work, sync, min_s)
+            rows.append(
+                {
+                    "dtype": dtype,
+                    "batch": batch,
+                    "ms_per_batch": round(seconds * 1e3, 3),
+                    "faces_per_s": round(batch / seconds, 1),
+                }
+            )
+            print(f"embed {dtype} batch {batch:>3}: {batch / seconds:>9.1f} faces/s", flush=True)
+    return rows
+
+
+def detector_rows(
+    models: Any, photos: list[Any], batches: Sequence[int], min_s: float, sync: Callable[[], None]
+) -> list[dict[str, Any]]:
+    """MTCNN images/s on equal-size images, one call per batch (as the micro-batcher does)."""
+    from app.pipeline.batched_pipeline import BatchingPipeline
+    from app.pipeline.image_io import decode_image, downscale
+    from app.pipeline.types import QualityLimits
+
+    pipeline = BatchingPipeline(
+        models.detector,
+        models.embedder,
+        QualityLimits(32, 0.9, 40.0),
+        max_size=max(batches),
+        max_wait_s=0.0,
+    )
+    image, _ = downscale(decode_image(photos[0].data, 100_000_000), models.detector.max_side)
+    rows = []
+    for batch in batches:
+        seconds = timed_rate(partial(pipeline._detect_images, [image] * batch), sync, min_s)
+        rows.append(
+            {
+                "image": list(image.shape[:2]),
+                "batch": batch,
+                "images_per_s": round(batch / seconds, 1),
+            }
+        )
+        print(
+            f"mtcnn {image.shape[1]}x{image.shape[0]} batch {batch:>3}: "
+            f"{batch / seconds:>8.1f} images/s",
+            flush=True,
+        )
+    return rows
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cuda", help="cuda, cuda:N, or cpu for a dry run")
+    parser.add_argument("--sizes", default="1,2,4,8,16,32,64,128,256", help="embedder batches")
+    parser.add_argument("--dtypes", default="fp32,bf16,fp16")
+    parser.add_argument("--detect-batches", default="1,4,16,32")
+    parser.add_argument("--images", type=int, default=1000, help="images per end-to-end run")
+    parser.add_argument("--workers", type=int, default=16, help="threads, end-to-end batched")
+    parser.add_argument("--min-seconds", type=float, default=0.5, help="per timed figure")
+    parser.add_argument("--photos", type=int, default=None, help="use only the first N photos")
+    parser.add_argument("--out", type=Path, default=None, help="JSON path")
+    args = parser.parse_args(argv)
+    prepare_process(None)
+    import torch
+
+    config = {**vars(args), "out": None}
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        print("skipped: no CUDA device")
+        write_result("gpu", {"config": config, "skipped": "no CUDA device"}, args.out)
+        return 0
+
+    from app.config import Settings
+    from app.services.runtime import load_models
+    from benchmarks.inprocess import run_pipeline, settings_for
+
+    device = torch.device(args.device)
+    sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
+    models = load_models(Settings(embedder="arcface-mbf", device=args.device))
+    result: dict[str, Any] = {"config": config}
+    if device.type == "cuda":
+        result["gpu"] = torch.cuda.get_device_name(device)
+    sizes = [int(s) for s in args.sizes.split(",")]
+    result["embedder"] = embedder_rows(
+        models, sizes, args.dtypes.split(","), args.min_seconds, sync
+    )
+    end_to_end = {}
+    for crop in (250, 0):
+        photos = load_photos(crop, args.photos, models.detector)
+        label = f"{crop}px" if crop else "photos"
+        batches = [int(b) for b in args.detect_batches.split(",")]
+        result[f"mtcnn_{label}"] = detector_rows(models, photos, batches, args.min_seconds, sync)
+        inputs = repeat_to(photos, args.images)
+        for mode, workers, batch in (("sequential", 1, 1), ("batched", args.workers, 64)):
+            settings = settings_for({}, inference_workers=workers, batch_max_size=batch)
+            row = run_pipeline(models, inputs, settings)
+            end_to_end[f"{label}_{mode}"] = row
+            print(f"end to end {label} {mode}: {row['images_per_s']:.1f} images/s", flush=True)
+    result["end_to_end"] = end_to_end
+    write_result("gpu", result, args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

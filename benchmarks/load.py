@@ -1,0 +1,107 @@
+"""Closed-loop HTTP load: N asyncio clients send requests back to back for a fixed time."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from benchmarks.report import latency_summary
+
+# (path, multipart files, form fields) for the i-th request of client c.
+RequestFactory = Callable[[int, int], tuple[str, dict[str, Any], dict[str, str]]]
+
+
+@dataclass
+class LoadResult:
+    clients: int
+    elapsed_s: float = 0.0
+    latencies_s: list[float] = field(default_factory=list)
+    errors: int = 0
+    error_samples: list[str] = field(default_factory=list)
+    server_cpu_s: float | None = None
+    client_cpu_s: float = 0.0
+
+    def summary(self) -> dict[str, Any]:
+        done = len(self.latencies_s)
+        return {
+            "clients": self.clients,
+            "requests": done,
+            "errors": self.errors,
+            "error_samples": self.error_samples[:5],
+            "elapsed_s": round(self.elapsed_s, 2),
+            "throughput_rps": round(done / self.elapsed_s, 2) if self.elapsed_s else 0.0,
+            **latency_summary(self.latencies_s),
+            # CPU per request is steadier than wall-clock figures on a shared machine.
+            "server_cpu_ms_per_request": _per_request(self.server_cpu_s, done),
+            "client_cpu_ms_per_request": _per_request(self.client_cpu_s, done),
+        }
+
+
+def _per_request(seconds: float | None, requests: int) -> float | None:
+    return None if seconds is None or not requests else round(seconds * 1000 / requests, 2)
+
+
+def run_load(
+    url: str,
+    make_request: RequestFactory,
+    clients: int,
+    duration_s: float,
+    server_cpu: Callable[[], float] | None = None,
+) -> LoadResult:
+    """Every client loops until `duration_s` has passed; requests in flight then finish.
+
+    `server_cpu` reads the server's CPU seconds, to report its CPU time per request.
+    """
+    server_before = server_cpu() if server_cpu else 0.0
+    client_before = time.process_time()
+    result = asyncio.run(_run(url, make_request, clients, duration_s))
+    result.client_cpu_s = time.process_time() - client_before
+    if server_cpu is not None:
+        result.server_cpu_s = server_cpu() - server_before
+    return result
+
+
+async def _run(url: str, make_request: RequestFactory, clients: int, duration: float) -> LoadResult:
+    result = LoadResult(clients=clients)
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(base_url=url, timeout=120.0, limits=limits) as http:
+        start = time.perf_counter()
+        stop_at = start + duration
+        await asyncio.gather(
+            *(_client(http, make_request, c, stop_at, result) for c in range(clients))
+        )
+        result.elapsed_s = time.perf_counter() - start
+    return result
+
+
+async def _client(
+    http: httpx.AsyncClient,
+    make_request: RequestFactory,
+    client: int,
+    stop_at: float,
+    result: LoadResult,
+) -> None:
+    i = 0
+    while time.perf_counter() < stop_at:
+        path, files, data = make_request(client, i)
+        i += 1
+        sent = time.perf_counter()
+        try:
+            response = await http.post(path, files=files, data=data)
+            failure = (
+                None
+                if response.status_code == 200
+                else f"{response.status_code}: {response.text[:200]}"
+            )
+        except httpx.HTTPError as error:
+            failure = f"{type(error).__name__}: {error}"
+        if failure is None:
+            result.latencies_s.append(time.perf_counter() - sent)
+        else:
+            result.errors += 1
+            result.error_samples.append(failure)

@@ -1,0 +1,153 @@
+"""A real `python -m app serve` subprocess on a free port, and a gallery enrolled over HTTP."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import TracebackType
+
+import httpx
+
+from benchmarks.photos import REPO, Photo
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class ServiceProcess:
+    """Starts the service on `data_dir` with FACE_* `env` overrides; stops it on exit."""
+
+    def __init__(self, data_dir: Path, env: dict[str, str] | None = None) -> None:
+        self.data_dir = data_dir
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = {
+            **os.environ,
+            "OMP_WAIT_POLICY": "PASSIVE",
+            "FACE_DATA_DIR": str(data_dir),
+            "FACE_EMBEDDER": "arcface-mbf",
+            "FACE_DEVICE": "cpu",
+            "FACE_API_KEYS": "",
+            "FACE_LOG_LEVEL": "WARNING",
+            **(env or {}),
+        }
+        self.started_at = 0.0
+        self.listening_s: float | None = None  # until the first HTTP answer, ready or not
+        self._process: subprocess.Popen[bytes] | None = None
+        self._log = data_dir / "service.log"
+
+    def start(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.started_at = time.perf_counter()
+        with self._log.open("wb") as log:
+            self._process = subprocess.Popen(
+                [sys.executable, "-m", "app", "serve", "--port", str(self.port)],
+                cwd=REPO,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+
+    def wait_ready(self, timeout: float = 120.0, poll: float = 0.02) -> float:
+        """Seconds from start() until /v1/ready answered 200."""
+        deadline = time.monotonic() + timeout
+        with httpx.Client(base_url=self.url, timeout=5.0) as http:
+            while time.monotonic() < deadline:
+                if self._process is not None and self._process.poll() is not None:
+                    raise RuntimeError(f"service exited early:\n{self.log_tail()}")
+                try:
+                    status = http.get("/v1/ready").status_code
+                except httpx.TransportError:
+                    status = 0
+                if status and self.listening_s is None:
+                    self.listening_s = time.perf_counter() - self.started_at
+                if status == 200:
+                    return time.perf_counter() - self.started_at
+                time.sleep(poll)
+        raise TimeoutError(f"service not ready after {timeout}s:\n{self.log_tail()}")
+
+    def stop(self) -> None:
+        process, self._process = self._process, None
+        if process is None or process.poll() is not None:
+            return
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system, all threads) the service process has used so far."""
+        if self._process is None:
+            return 0.0
+        stat = Path(f"/proc/{self._process.pid}/stat").read_text()
+        fields = stat.rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def log_tail(self, lines: int = 30) -> str:
+        if not self._log.exists():
+            return ""
+        return "\n".join(self._log.read_text(errors="replace").splitlines()[-lines:])
+
+    def __enter__(self) -> ServiceProcess:
+        self.start()
+        self.wait_ready()
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def enrol_gallery(url: str, photos: list[Photo], subjects: int) -> dict[str, str]:
+    """Enrol the first photo of up to `subjects` identities; identity -> subject id."""
+    enrolled: dict[str, str] = {}
+    with httpx.Client(base_url=url, timeout=60.0) as http:
+        for photo in photos:
+            if len(enrolled) >= subjects or photo.identity in enrolled:
+                continue
+            subject = http.post("/v1/subjects", json={"name": photo.identity})
+            subject.raise_for_status()
+            subject_id = str(subject.json()["id"])
+            files = {"files": ("face.jpg", photo.data, "image/jpeg")}
+            response = http.post(f"/v1/subjects/{subject_id}/faces", files=files)
+            if response.status_code == 201:
+                enrolled[photo.identity] = subject_id
+            else:  # e.g. a blurry crop fails the quality gate; the subject stays empty
+                http.delete(f"/v1/subjects/{subject_id}")
+    return enrolled
+
+
+# Service settings compared by the HTTP benchmarks. "unbatched" is the shipped default: one
+# inference thread using every core. On a few cores small models gain nothing from torch's
+# intra-op threads, so the others run one torch thread per op and several inference threads,
+# letting detection, embedding and decoding of different requests overlap on the cores;
+# "batched" also lets concurrent requests share detection and embedding passes.
+CONFIGS: dict[str, dict[str, str]] = {
+    "unbatched": {"FACE_INFERENCE_WORKERS": "1", "FACE_BATCH_MAX_SIZE": "1"},
+    "threads": {
+        "FACE_INFERENCE_WORKERS": "4",
+        "FACE_TORCH_THREADS": "1",
+        "FACE_BATCH_MAX_SIZE": "1",
+    },
+    "batched": {
+        "FACE_INFERENCE_WORKERS": "8",
+        "FACE_TORCH_THREADS": "1",
+        "FACE_BATCH_MAX_SIZE": "8",
+        "FACE_BATCH_MAX_WAIT_MS": "2",
+    },
+}

@@ -1,0 +1,107 @@
+"""Each benchmark script runs end to end at a tiny size and writes valid JSON (not speed)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def run(tmp_path: Path, shared_faces: Path) -> Any:
+    """Run `python -m benchmarks.<name> ARGS` as a user would; its JSON result, parsed."""
+
+    def runner(name: str, args: str = "") -> dict[str, Any]:
+        out = tmp_path / f"{name}.json"
+        env = {**os.environ, "FACE_SHARED_FACES": str(shared_faces), "OMP_WAIT_POLICY": "PASSIVE"}
+        command = [sys.executable, "-m", f"benchmarks.{name}", *args.split(), "--out", str(out)]
+        done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True)
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        result: dict[str, Any] = json.loads(out.read_text())
+        assert result["benchmark"] == name or result["benchmark"].startswith(name)
+        assert result["machine"]["cores"] >= 1
+        return result
+
+    return runner
+
+
+@pytest.mark.slow
+def test_throughput(run: Any) -> None:
+    result = run(
+        "throughput",
+        "--images 4 --photos 4 --crop 250 --http batched --duration 1 --clients 2 --sweep 1,2",
+    )
+    modes = result["modes"]
+    assert set(modes) == {"naive", "unbatched", "threads", "batched", "http_batched"}
+    assert all(mode["images_per_s"] > 0 for mode in modes.values())
+    assert modes["http_batched"]["errors"] == 0
+    assert [row["batch"] for row in result["embedder_sweep"]] == [1, 2]
+
+
+@pytest.mark.slow
+def test_latency(run: Any) -> None:
+    result = run(
+        "latency",
+        "--configs batched --clients 1,2 --duration 1 --warmup 0.2 --photos 6 --subjects 2",
+    )
+    rows = result["rows"]
+    assert {(r["endpoint"], r["clients"]) for r in rows} == {
+        ("verify", 1),
+        ("verify", 2),
+        ("identify", 1),
+        ("identify", 2),
+    }
+    assert all(r["errors"] == 0 and r["requests"] > 0 and r["p99_ms"] > 0 for r in rows)
+
+
+def test_gallery_scaling(run: Any) -> None:
+    result = run("gallery_scaling", "--sizes 2000 --queries 20")
+    rows = {row["kind"]: row for row in result["rows"]}
+    assert set(rows) == {"flat", "hnsw"}
+    assert rows["flat"]["recall_at_1"] == 1.0
+    assert 0 <= rows["hnsw"]["recall_at_1"] <= 1 and rows["hnsw"]["index_mb"] >= 0
+
+
+@pytest.mark.slow
+def test_startup(run: Any) -> None:
+    result = run("startup", "--faces 500 --repeats 1")
+    assert [row["gallery"] for row in result["rows"]] == ["empty", "flat", "hnsw"]
+    seeded = result["rows"][1:]
+    assert all(row["index_how"] == "loaded" and row["index_size"] == 500 for row in seeded)
+    assert all(0 < row["listening_s"] <= row["ready_s"] for row in result["rows"])
+
+
+def test_gpu_skips_without_cuda(run: Any) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is present; the full GPU run is not a smoke test")
+    assert run("gpu")["skipped"] == "no CUDA device"
+
+
+@pytest.mark.slow
+def test_gpu_dry_run_on_cpu(run: Any) -> None:
+    result = run(
+        "gpu",
+        "--device cpu --sizes 1,2 --dtypes fp32,bf16 --detect-batches 1,2 --images 3 --photos 3 "
+        "--min-seconds 0.01",
+    )
+    assert {(row["dtype"], row["batch"]) for row in result["embedder"]} == {
+        ("fp32", 1),
+        ("fp32", 2),
+        ("bf16", 1),
+        ("bf16", 2),
+    }
+    assert set(result["end_to_end"]) == {
+        "250px_sequential",
+        "250px_batched",
+        "photos_sequential",
+        "photos_batched",
+    }
