@@ -198,7 +198,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--faces-per-subject", type=int, default=5)
     parser.add_argument("--build-threads", type=int, default=2, help="FAISS threads for adds")
     parser.add_argument("--build-budget", type=float, default=600.0, help="seconds per build")
-    parser.add_argument("--ef", default="64,128,256,512", help="HNSW efSearch values to try")
+    parser.add_argument("--ef", default="64,128,256,512,1024", help="HNSW efSearch to try")
     parser.add_argument("--out", type=Path, default=None, help="JSON path")
     args = parser.parse_args(argv)
     kinds = args.kinds.split(",")
