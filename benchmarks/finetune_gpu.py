@@ -23,7 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.report import prepare_process, write_result
+from benchmarks.gpu_setup import device_sync, load_gpu_models
+from benchmarks.report import write_result
 
 CLASSES = 64
 
@@ -88,11 +89,7 @@ def run(
         return F.cross_entropy(head(module(x), y), y)
 
     train_mode(module)
-
-    def sync() -> None:
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-
+    sync = device_sync(device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     sync()
@@ -128,19 +125,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--photos", type=int, default=None, help="use only the first N photos")
     parser.add_argument("--out", type=Path, default=None, help="JSON path")
     args = parser.parse_args(argv)
-    prepare_process(None)
+    config = {**vars(args), "out": None}
+    models = load_gpu_models("finetune_gpu", args, config)
+    if models is None:
+        return 0
     import torch
 
-    config = {**vars(args), "out": None}
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
-        print("skipped: no CUDA device")
-        write_result("finetune_gpu", {"config": config, "skipped": "no CUDA device"}, args.out)
-        return 0
-
-    from app.config import Settings
-    from app.services.runtime import load_models
-
-    models = load_models(Settings(embedder="arcface-mbf", device=args.device))
     sizes = [int(s) for s in args.effective.split(",")]
     faces = aligned_faces(models, max(sizes) * args.steps, args.photos)
     result: dict[str, Any] = {"config": config, "faces": len(faces), "runs": []}

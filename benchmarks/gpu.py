@@ -18,8 +18,9 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks.gpu_setup import device_sync, load_gpu_models
 from benchmarks.photos import load_photos, repeat_to
-from benchmarks.report import prepare_process, write_result
+from benchmarks.report import write_result
 
 DTYPES = {"fp32": None, "bf16": "bfloat16", "fp16": "float16"}
 
@@ -121,22 +122,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--photos", type=int, default=None, help="use only the first N photos")
     parser.add_argument("--out", type=Path, default=None, help="JSON path")
     args = parser.parse_args(argv)
-    prepare_process(None)
+    config = {**vars(args), "out": None}
+    models = load_gpu_models("gpu", args, config)
+    if models is None:
+        return 0
     import torch
 
-    config = {**vars(args), "out": None}
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
-        print("skipped: no CUDA device")
-        write_result("gpu", {"config": config, "skipped": "no CUDA device"}, args.out)
-        return 0
-
-    from app.config import Settings
-    from app.services.runtime import load_models
     from benchmarks.inprocess import run_pipeline, settings_for
 
     device = torch.device(args.device)
-    sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
-    models = load_models(Settings(embedder="arcface-mbf", device=args.device))
+    sync = device_sync(device)
     result: dict[str, Any] = {"config": config}
     if device.type == "cuda":
         result["gpu"] = torch.cuda.get_device_name(device)

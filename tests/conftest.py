@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import importlib.util
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -34,6 +35,22 @@ def shared_faces() -> Path:
 def manifest(shared_faces: Path) -> list[dict[str, str]]:
     with (shared_faces / "manifest.csv").open() as handle:
         return list(csv.DictReader(handle))
+
+
+@pytest.fixture(scope="session")
+def write_pairs_subset(shared_faces: Path) -> Callable[[Callable[[str], bool], Path], Path]:
+    """Writes the shared pairs whose two photos both pass `keep` as a CSV at `path`."""
+
+    def write(keep: Callable[[str], bool], path: Path) -> Path:
+        with (shared_faces / "pairs.csv").open(newline="") as handle:
+            rows = [r for r in csv.DictReader(handle) if keep(r["path_a"]) and keep(r["path_b"])]
+        with path.open("w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=["path_a", "path_b", "same"])
+            writer.writeheader()
+            writer.writerows(rows)
+        return path
+
+    return write
 
 
 @pytest.fixture(scope="session")

@@ -12,10 +12,10 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from app.commands.file_embeddings import embed_files, load_pipeline
-from app.commands.pairs import no_face_summary, rates_at, read_pairs, score_pairs
 from app.config import Settings
 from app.errors import FaceServiceError
 from app.evaluation.identification import open_set_threshold
+from app.evaluation.pairs import no_face_summary, rates_at, read_pairs, score_pairs
 from app.evaluation.verification import calibrate_far
 from app.gallery import repository
 from app.gallery.db import make_engine, make_session_factory

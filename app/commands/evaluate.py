@@ -11,15 +11,15 @@ from typing import Any
 
 from app.commands import identification
 from app.commands.file_embeddings import embed_files, load_pipeline
-from app.commands.pairs import (
+from app.config import Settings
+from app.errors import FaceServiceError
+from app.evaluation.pairs import (
     accuracy_at,
     no_face_summary,
     rates_at,
     read_pairs,
     score_pairs,
 )
-from app.config import Settings
-from app.errors import FaceServiceError
 from app.evaluation.verification import plot_roc, verification_report
 from app.pipeline.analyzer import FacePipeline
 

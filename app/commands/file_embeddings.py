@@ -10,17 +10,15 @@ from tqdm import tqdm
 
 from app.config import Settings
 from app.errors import FaceServiceError
+from app.evaluation.pairs import Embeddings
 from app.pipeline.analyzer import AnalyzedFace, FacePipeline
 from app.pipeline.image_io import decode_image
 from app.pipeline.selection import select_face
-from app.pipeline.types import FloatArray
 from app.services.runtime import configure_threads, load_models, quality_limits
 
 # "prominent" is what the service uses when a request allows several faces; it picks
 # the subject over a bystander in group photos.
 FACE_POLICY = "prominent"
-
-Embeddings = dict[Path, FloatArray | None]
 
 
 def load_pipeline(settings: Settings, embedder: str | None = None) -> FacePipeline:

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from app.commands.pairs import Pair, read_pairs
+from app.evaluation.pairs import Pair, read_pairs
 from app.evaluation.verification import verification_report
 from app.pipeline.analyzer import FacePipeline
 from app.pipeline.embedders import Embedder

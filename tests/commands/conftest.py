@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 
 from app.commands import calibrate, evaluate
-from app.commands.file_embeddings import Embeddings, embed_files
+from app.commands.file_embeddings import embed_files
 from app.config import Settings
+from app.evaluation.pairs import Embeddings
 from app.pipeline.analyzer import FacePipeline
 from app.services.runtime import quality_limits
 
@@ -26,18 +27,11 @@ def in_subset(path: str) -> bool:
 
 
 @pytest.fixture(scope="session")
-def subset_pairs(shared_faces: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def subset_pairs(
+    write_pairs_subset: Callable[..., Path], tmp_path_factory: pytest.TempPathFactory
+) -> Path:
     """76 pairs (27 genuine, 49 impostor) over 25 photos, 6 of them with NO_FACE."""
-    with (shared_faces / "pairs.csv").open(newline="") as handle:
-        rows = [
-            r for r in csv.DictReader(handle) if in_subset(r["path_a"]) and in_subset(r["path_b"])
-        ]
-    path = tmp_path_factory.mktemp("pairs") / "subset.csv"
-    with path.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=["path_a", "path_b", "same"])
-        writer.writeheader()
-        writer.writerows(rows)
-    return path
+    return write_pairs_subset(in_subset, tmp_path_factory.mktemp("pairs") / "subset.csv")
 
 
 @pytest.fixture(scope="session")

@@ -8,9 +8,8 @@ import numpy as np
 import pytest
 
 from app.commands import calibrate
-from app.commands.file_embeddings import Embeddings
-from app.commands.pairs import read_pairs, score_pairs
 from app.config import Settings
+from app.evaluation.pairs import Embeddings, read_pairs, score_pairs
 from app.gallery import repository
 from app.gallery.db import make_engine, make_session_factory, migrate
 from app.pipeline.analyzer import FacePipeline

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import shutil
 import time
 from collections import defaultdict
@@ -68,21 +67,12 @@ def gallery(
 
 
 @pytest.fixture(scope="session")
-def external_pairs(shared_faces: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def external_pairs(
+    write_pairs_subset: Callable[..., Path], tmp_path_factory: pytest.TempPathFactory
+) -> Path:
     """The shared pairs among face_recognition's photos: people not in the gallery."""
-    with (shared_faces / "pairs.csv").open(newline="") as handle:
-        rows = [
-            r
-            for r in csv.DictReader(handle)
-            if r["path_a"].startswith("face_recognition/")
-            and r["path_b"].startswith("face_recognition/")
-        ]
     path = tmp_path_factory.mktemp("external") / "pairs.csv"
-    with path.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=["path_a", "path_b", "same"])
-        writer.writeheader()
-        writer.writerows(rows)
-    return path
+    return write_pairs_subset(lambda photo: photo.startswith("face_recognition/"), path)
 
 
 ClientFactory = Callable[..., TestClient]

@@ -11,7 +11,10 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from app.commands.file_embeddings import Embeddings
+from app.pipeline.types import FloatArray
+
+# One unit vector per image, or None where no face was detected.
+Embeddings = dict[Path, FloatArray | None]
 
 NO_FACE_RULE = (
     "Pairs where either image has no detectable face are excluded from the metrics and "

@@ -7,8 +7,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from app.commands.file_embeddings import Embeddings
-from app.commands.pairs import Pair, accuracy_at, rates_at, read_pairs, score_pairs
+from app.evaluation.pairs import (
+    Embeddings,
+    Pair,
+    accuracy_at,
+    rates_at,
+    read_pairs,
+    score_pairs,
+)
 
 A, B, C, D = (Path(name) for name in "abcd")
 # Unit vectors with cosines a.b = 0.8, a.c = 0.6, b.c = 0.48.
