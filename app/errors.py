@@ -121,3 +121,13 @@ class ModelNotFound(FaceServiceError):
 
 class InsufficientTrainingData(FaceServiceError):
     code, status_code = "insufficient_training_data", 422
+
+
+class InsufficientCalibrationData(FaceServiceError):
+    """Too few subjects with faces to score a single impostor pair."""
+
+    code, status_code = "insufficient_calibration_data", 422
+
+
+class CalibrationNotFound(FaceServiceError):
+    code, status_code = "calibration_not_found", 404

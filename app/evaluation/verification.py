@@ -19,6 +19,11 @@ IntArray = npt.NDArray[np.int64]
 MIN_EXPECTED_FALSE_ACCEPTS = 10
 
 
+def impostors_needed(far: float) -> int:
+    """Impostor scores needed to expect MIN_EXPECTED_FALSE_ACCEPTS false accepts at `far`."""
+    return math.ceil(MIN_EXPECTED_FALSE_ACCEPTS / far - 1e-9)
+
+
 @dataclass(frozen=True)
 class FarCalibration:
     """A threshold calibrated on impostor scores and how well the data supports it."""
@@ -137,7 +142,7 @@ def tar_at_far(scores: npt.ArrayLike, labels: npt.ArrayLike, far: float) -> FarP
     s, y = _pairs(scores, labels)
     _both_classes(y)
     cal = calibrate_far(s[y == 0], far)
-    needed = math.ceil(MIN_EXPECTED_FALSE_ACCEPTS / far - 1e-9)
+    needed = impostors_needed(far)
     reliable = cal.impostors >= needed
     if reliable:
         note = f"{cal.impostors} impostor pairs; FAR={far:g} is measurable (needs >= {needed})."

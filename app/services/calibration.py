@@ -6,8 +6,9 @@ import os
 import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
 from app.errors import ModelError
 
@@ -31,9 +32,17 @@ class Calibration(BaseModel):
     identify_far: float = Field(gt=0.0, lt=1.0)
     gallery_size: int = Field(ge=1)
     method: str
-    pairs: Path
+    # Files written before gallery calibration existed have no source: they came from pairs.
+    source: Literal["pairs", "gallery"] = "pairs"
+    pairs: Path | None = None
     impostors: int = Field(ge=1)
     created_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+
+    @model_validator(mode="after")
+    def _pairs_name_their_file(self) -> Self:
+        if self.source == "pairs" and self.pairs is None:
+            raise ValueError("a calibration from pairs must name its pairs file")
+        return self
 
 
 _FILE_SCHEMA = TypeAdapter(dict[str, Calibration])

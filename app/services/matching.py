@@ -48,9 +48,11 @@ async def identify(
     runtime = state.require_runtime()
     limit = min(max_faces or state.settings.max_faces, state.settings.max_faces)
     faces, vectors = await state.infer(analyze_all, runtime.pipeline, state.settings, upload, limit)
-    used = runtime.thresholds.identify if threshold is None else threshold
+    # Read once: an admin calibration may replace runtime.thresholds while this request runs.
+    active = runtime.thresholds
+    used = active.identify if threshold is None else threshold
     results = await run_in_threadpool(identify_faces, state, runtime, faces, vectors, top_k, used)
-    far = runtime.thresholds.identify_far if threshold is None else None
+    far = active.identify_far if threshold is None else None
     return IdentifyResult(faces=results, threshold=used, estimated_far=far)
 
 

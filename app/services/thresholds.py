@@ -5,7 +5,7 @@ from __future__ import annotations
 from app.config import Settings
 from app.pipeline.embedders import Embedder
 from app.services.calibration import CalibrationStore
-from app.state import Thresholds
+from app.state import AppState, Runtime, Thresholds
 
 
 def active_thresholds(settings: Settings, embedder: Embedder) -> Thresholds:
@@ -15,7 +15,7 @@ def active_thresholds(settings: Settings, embedder: Embedder) -> Thresholds:
     verify, verify_far, verify_source = defaults.verify, None, "embedder default"
     identify, identify_far, identify_source = defaults.identify, None, "embedder default"
     if calibration is not None:
-        stamp = f"calibrated {calibration.created_at:%Y-%m-%d}"
+        stamp = f"calibrated {calibration.created_at:%Y-%m-%d} from {calibration.source}"
         verify, verify_far, verify_source = (
             calibration.verify_threshold,
             calibration.verify_far,
@@ -42,3 +42,16 @@ def active_thresholds(settings: Settings, embedder: Embedder) -> Thresholds:
         identify_far=identify_far,
         source=source,
     )
+
+
+def refresh_thresholds(state: AppState, model_version: str) -> Runtime | None:
+    """Re-read the serving runtime's thresholds if it serves `model_version`.
+
+    Call it under state.write_lock, which a model swap holds while it replaces the runtime.
+    Returns the refreshed runtime, or None when another version serves (or none yet).
+    """
+    runtime = state.runtime
+    if runtime is None or runtime.model_version != model_version:
+        return None
+    runtime.thresholds = active_thresholds(state.settings, runtime.pipeline.embedder)
+    return runtime

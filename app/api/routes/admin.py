@@ -7,7 +7,9 @@ from starlette.concurrency import run_in_threadpool
 
 from app.api.deps import AdminKey, StateDep
 from app.schemas.admin import IndexRebuilt
+from app.schemas.calibration import CalibrateParams, CalibrationPublic, CalibrationResult
 from app.schemas.common import ERROR_RESPONSES
+from app.services.gallery_calibration import calibrate_on_gallery, stored_calibration
 from app.services.maintenance import rebuild_active_index
 
 router = APIRouter(
@@ -19,3 +21,19 @@ router = APIRouter(
 async def rebuild_index(state: StateDep) -> IndexRebuilt:
     """Rebuild the active model's FAISS index from the database, the source of truth."""
     return await run_in_threadpool(rebuild_active_index, state)
+
+
+@router.post("/calibrate")
+async def calibrate(state: StateDep, params: CalibrateParams | None = None) -> CalibrationResult:
+    """Calibrate the active model's thresholds on the enrolled faces and serve them at once.
+
+    Impostor scores come from faces of different subjects, from the database; 422
+    insufficient_calibration_data when fewer than 2 subjects have faces.
+    """
+    return await run_in_threadpool(calibrate_on_gallery, state, params or CalibrateParams())
+
+
+@router.get("/calibration")
+def get_calibration(state: StateDep) -> CalibrationPublic:
+    """The active model's stored calibration; 404 calibration_not_found when there is none."""
+    return stored_calibration(state)

@@ -91,3 +91,43 @@ def test_corrupt_file_is_refused_not_overwritten(tmp_path: Path) -> None:
 def test_thresholds_outside_cosine_range_are_rejected() -> None:
     with pytest.raises(ValueError):
         make_calibration("model@x", verify=1.5)
+
+
+def test_a_file_written_before_gallery_calibration_still_loads(tmp_path: Path) -> None:
+    old = {
+        "arcface-mbf@abc": {
+            "model_version": "arcface-mbf@abc",
+            "verify_threshold": 0.31,
+            "verify_far": 0.001,
+            "identify_threshold": 0.36,
+            "identify_far": 0.001,
+            "gallery_size": 20,
+            "method": METHOD_GALLERY_ADJUSTED,
+            "pairs": "/photos/pairs.csv",
+            "impostors": 541,
+            "created_at": "2026-11-26T10:00:00Z",
+        }
+    }
+    (tmp_path / CALIBRATION_FILE).write_text(json.dumps(old))
+    loaded = CalibrationStore(tmp_path).load("arcface-mbf@abc")
+    assert loaded is not None
+    assert (loaded.source, loaded.pairs, loaded.verify_threshold) == (
+        "pairs",
+        Path("/photos/pairs.csv"),
+        0.31,
+    )
+
+
+def test_a_gallery_calibration_needs_no_pairs_file(tmp_path: Path) -> None:
+    store = CalibrationStore(tmp_path)
+    saved = make_calibration("arcface-mbf@abc").model_copy(update={"source": "gallery"})
+    saved = Calibration.model_validate({**saved.model_dump(), "pairs": None})
+    store.save(saved)
+    loaded = store.load("arcface-mbf@abc")
+    assert loaded == saved and loaded.source == "gallery" and loaded.pairs is None
+
+
+def test_a_calibration_from_pairs_must_name_them() -> None:
+    fields = make_calibration("model@x").model_dump() | {"pairs": None}
+    with pytest.raises(ValueError, match="pairs file"):
+        Calibration.model_validate(fields)

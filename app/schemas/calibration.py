@@ -1,0 +1,74 @@
+"""Threshold calibration on the enrolled gallery: request, result and the stored calibration."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from app.schemas.info import ThresholdsPublic
+
+
+class CalibrateParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    target_far: float = Field(
+        0.001, gt=0.0, lt=1.0, description="False-accept rate the verify threshold may reach."
+    )
+    identify_target_far: float | None = Field(
+        None,
+        gt=0.0,
+        lt=1.0,
+        description="Chance a stranger matches anyone in the gallery (default: target_far).",
+    )
+
+
+class CalibrationPublic(BaseModel):
+    """A stored calibration of one model version."""
+
+    model_config = ConfigDict(from_attributes=True, protected_namespaces=())
+
+    model_version: str
+    source: Literal["pairs", "gallery"]
+    verify_threshold: float
+    verify_far: float = Field(description="Target FAR of the verify threshold.")
+    identify_threshold: float
+    identify_far: float = Field(description="Target chance a stranger matches anyone.")
+    gallery_size: int
+    method: str
+    pairs: Path | None = Field(description="The pairs CSV, for a calibration from pairs.")
+    impostors: int
+    created_at: datetime
+
+
+class CalibrationResult(BaseModel):
+    """What POST /v1/admin/calibrate measured, stored and now serves."""
+
+    model_config = ConfigDict(protected_namespaces=())
+
+    calibration: CalibrationPublic
+    subjects: int = Field(description="Subjects with a face under the active model.")
+    faces: int
+    genuine_pairs: int = Field(description="Same-subject face pairs scored.")
+    impostor_pairs: int = Field(description="Different-subject face pairs scored.")
+    impostor_pairs_total: int = Field(description="Different-subject face pairs in the gallery.")
+    identify_scores: int = Field(
+        description="Face-against-other-subject scores (best over that subject's faces) scored."
+    )
+    verify_far_measured: float = Field(description="Share of scored impostor pairs passing.")
+    verify_frr_measured: float | None = Field(
+        description="Share of scored genuine pairs rejected; null without genuine pairs."
+    )
+    identify_per_comparison_far: float = Field(
+        description="FAR per subject compared that gives the identify target at gallery_size."
+    )
+    identify_far_estimated: float = Field(
+        description="Stranger FAR at gallery_size from the scored identify scores."
+    )
+    reliable: bool = Field(
+        description="Enough impostor scores to see about 10 false accepts at both targets."
+    )
+    notes: list[str]
+    active: ThresholdsPublic = Field(description="Thresholds serving now; settings still win.")

@@ -1,0 +1,140 @@
+"""Calibrating the serving model's thresholds on the faces already enrolled in the gallery."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from app.errors import CalibrationNotFound, InsufficientCalibrationData
+from app.evaluation.gallery_scores import GalleryScores, score_gallery
+from app.evaluation.identification import open_set_threshold
+from app.evaluation.verification import FarCalibration, calibrate_far, impostors_needed
+from app.gallery import repository
+from app.schemas.calibration import CalibrateParams, CalibrationPublic, CalibrationResult
+from app.schemas.info import ThresholdsPublic
+from app.services.calibration import METHOD_GALLERY_ADJUSTED, Calibration, CalibrationStore
+from app.services.thresholds import refresh_thresholds
+from app.state import AppState, Thresholds
+
+# Fixed, so the same gallery always samples the same pairs and gives the same thresholds.
+SAMPLE_SEED = 0
+
+
+def calibrate_on_gallery(state: AppState, params: CalibrateParams) -> CalibrationResult:
+    """Calibrate on the active model's stored embeddings, store it, and serve it at once."""
+    version = state.require_runtime().model_version
+    vectors, subjects = gallery_embeddings(state, version)
+    scores = score_gallery(vectors, subjects, seed=SAMPLE_SEED)
+    if scores.impostor.size == 0:
+        raise InsufficientCalibrationData(
+            "Calibration needs enrolled faces of at least 2 subjects under the active model.",
+            {"model_version": version, "subjects": scores.subjects, "faces": scores.faces},
+        )
+    identify_far = params.identify_target_far or params.target_far
+    verify = calibrate_far(scores.impostor, params.target_far)
+    identify = open_set_threshold(scores.per_subject, scores.subjects, identify_far)
+    calibration = Calibration(
+        model_version=version,
+        verify_threshold=verify.threshold,
+        verify_far=params.target_far,
+        identify_threshold=identify,
+        identify_far=identify_far,
+        gallery_size=scores.subjects,
+        method=METHOD_GALLERY_ADJUSTED,
+        source="gallery",
+        impostors=int(scores.impostor.size),
+    )
+    with state.write_lock:  # a model swap replaces the runtime under this lock
+        CalibrationStore(state.settings.data_dir).save(calibration)
+        refreshed = refresh_thresholds(state, version)
+    serving = refreshed or state.require_runtime()
+    return _result(state, calibration, scores, verify, refreshed is not None, serving.thresholds)
+
+
+def stored_calibration(state: AppState) -> CalibrationPublic:
+    """The stored calibration of the serving model version."""
+    version = state.require_runtime().model_version
+    calibration = CalibrationStore(state.settings.data_dir).load(version)
+    if calibration is None:
+        raise CalibrationNotFound(
+            f"No calibration is stored for {version}.", {"model_version": version}
+        )
+    return CalibrationPublic.model_validate(calibration)
+
+
+def gallery_embeddings(state: AppState, version: str) -> tuple[np.ndarray, list[str]]:
+    """Every stored `version` vector of a face that still exists, and its subject id."""
+    with state.sessions() as session:
+        batches = list(repository.iter_vectors(session, version))
+        ids = [int(i) for face_ids, _ in batches for i in face_ids]
+        owners = repository.subjects_for_faces(session, ids)
+    if not batches:
+        return np.empty((0, repository.EMBEDDING_DIM), dtype=np.float32), []
+    vectors = np.concatenate([matrix for _, matrix in batches])
+    keep = [row for row, face_id in enumerate(ids) if face_id in owners]
+    return vectors[keep], [owners[ids[row]][0] for row in keep]
+
+
+def _result(
+    state: AppState,
+    calibration: Calibration,
+    scores: GalleryScores,
+    verify: FarCalibration,
+    refreshed: bool,
+    active: Thresholds,
+) -> CalibrationResult:
+    gallery = calibration.gallery_size
+    per_comparison = -math.expm1(math.log1p(-calibration.identify_far) / gallery)
+    passing = float(np.mean(scores.per_subject >= calibration.identify_threshold))
+    stranger_far = 1.0 if passing >= 1.0 else -math.expm1(gallery * math.log1p(-passing))
+    notes: list[str] = []
+    reliable = _check(notes, "verify", scores.impostor.size, calibration.verify_far)
+    reliable &= _check(notes, "identify", scores.per_subject.size, per_comparison)
+    if verify.below_resolution:
+        notes.append("No impostor pair may pass: verify sits just above the highest one.")
+    if per_comparison * scores.per_subject.size < 1:
+        notes.append("No identify score may pass: identify sits just above the highest one.")
+    if scores.impostor.size < scores.impostor_total:
+        notes.append(
+            f"Scored a fixed sample of {scores.impostor.size} of "
+            f"{scores.impostor_total} impostor pairs."
+        )
+    if not refreshed:
+        notes.append(
+            f"Another model now serves; this applies when {calibration.model_version} does."
+        )
+    for name in ("verify", "identify"):
+        if getattr(state.settings, f"{name}_threshold") is not None:
+            notes.append(
+                f"FACE_{name.upper()}_THRESHOLD overrides the calibrated {name} threshold."
+            )
+    genuine = scores.genuine
+    return CalibrationResult(
+        calibration=CalibrationPublic.model_validate(calibration),
+        subjects=scores.subjects,
+        faces=scores.faces,
+        genuine_pairs=int(genuine.size),
+        impostor_pairs=int(scores.impostor.size),
+        impostor_pairs_total=scores.impostor_total,
+        identify_scores=int(scores.per_subject.size),
+        verify_far_measured=verify.far_actual,
+        verify_frr_measured=float(np.mean(genuine < verify.threshold)) if genuine.size else None,
+        identify_per_comparison_far=per_comparison,
+        identify_far_estimated=stranger_far,
+        reliable=reliable,
+        notes=notes,
+        active=ThresholdsPublic(**vars(active)),
+    )
+
+
+def _check(notes: list[str], name: str, count: int, far: float) -> bool:
+    """The evaluation's rule: a FAR is measured only with about 10 expected false accepts."""
+    needed = impostors_needed(far)
+    if count >= needed:
+        return True
+    notes.append(
+        f"{name}: {count} impostor scores cannot measure a FAR of {far:.3g}; "
+        f"about {needed} are needed to see about 10 false accepts, so it is unreliable."
+    )
+    return False

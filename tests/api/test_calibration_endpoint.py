@@ -1,0 +1,218 @@
+"""POST /v1/admin/calibrate on a real gallery: the FAR holds, and the thresholds serve at once."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+from sqlalchemy import select
+
+from app.gallery.orm import Embedding, Face
+from tests.api.conftest import (
+    ClientFactory,
+    assert_error,
+    enrol,
+    jpeg_bytes,
+    new_subject,
+    open_client,
+)
+
+ADMIN, CLIENT = "adm-secret-123", "cli-secret-456"
+KEYS = f"admin:{ADMIN},client:{CLIENT}"
+CALIBRATE, CALIBRATION = "/v1/admin/calibrate", "/v1/admin/calibration"
+EPS = 1e-6
+
+
+def photo(package_images: Path, name: str) -> tuple[str, bytes]:
+    return (name, (package_images / name).read_bytes())
+
+
+def enrol_players(client: TestClient, package_images: Path) -> list[str]:
+    """One subject per face of players.jpg that passes the quality gate, cut out of the photo."""
+    detected = client.post("/v1/detect", files={"image": photo(package_images, "players.jpg")})
+    image = Image.open(io.BytesIO(photo(package_images, "players.jpg")[1]))
+    subjects = []
+    for n, face in enumerate(f for f in detected.json()["faces"] if f["quality"]["passed"]):
+        x1, y1, x2, y2 = face["box"]
+        margin = (x2 - x1) / 2  # small enough that no neighbour fits in the cut-out
+        box = (max(0, x1 - margin), max(0, y1 - margin), x2 + margin, y2 + margin)
+        subject = new_subject(client, f"player {n}")
+        crop = ("player.jpg", jpeg_bytes(image.crop(tuple(round(v) for v in box))))
+        if enrol(client, subject, crop, face="center").status_code == 201:
+            subjects.append(subject)
+    return subjects
+
+
+@pytest.fixture(scope="module")
+def gallery(
+    tmp_path_factory: pytest.TempPathFactory, models: Any, package_images: Path
+) -> Iterator[tuple[TestClient, str]]:
+    """Players as strangers to each other, and Yao Ming with a second photo: one genuine pair."""
+    client = open_client(tmp_path_factory.mktemp("calibrate") / "data", models, api_keys=KEYS)
+    client.headers["X-API-Key"] = ADMIN
+    players = enrol_players(client, package_images)
+    assert len(players) >= 8, f"only {len(players)} player faces enrolled"
+    found = client.post("/v1/identify", files={"image": photo(package_images, "yaoming.jpg")})
+    yao = found.json()["faces"][0]["candidates"][0]["subject_id"]
+    assert enrol(client, yao, photo(package_images, "yaoming.jpg")).status_code == 201
+    yield client, yao
+    client.__exit__(None, None, None)
+
+
+def stored_gallery(client: TestClient) -> tuple[np.ndarray, np.ndarray]:
+    """The serving model's vectors and subject labels, read straight from the database."""
+    state = client.app.state.face  # type: ignore[attr-defined]
+    query = (
+        select(Embedding.vector, Face.subject_id)
+        .join(Face, Face.id == Embedding.face_id)
+        .where(Embedding.model == state.runtime.model_version)
+    )
+    with state.sessions() as session:
+        rows = session.execute(query).all()
+    vectors = np.stack([np.frombuffer(vector, dtype="<f4") for vector, _ in rows])
+    return vectors.astype(np.float64), np.array([subject for _, subject in rows])
+
+
+def test_thresholds_hold_their_far_on_the_gallery_and_serve_at_once(
+    gallery: tuple[TestClient, str], package_images: Path
+) -> None:
+    client, yao = gallery
+    response = client.post(CALIBRATE, json={"target_far": 0.05, "identify_target_far": 0.1})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    stored = body["calibration"]
+    assert (stored["source"], stored["pairs"], stored["verify_far"]) == ("gallery", None, 0.05)
+    assert stored["method"].startswith("impostor scores adjusted for gallery size")
+
+    vectors, labels = stored_gallery(client)
+    similarity = vectors @ vectors.T
+    i, j = np.triu_indices(len(labels), k=1)
+    different = labels[i] != labels[j]
+    impostors = similarity[i[different], j[different]]
+    subjects = np.unique(labels)
+    assert (body["faces"], body["subjects"], stored["gallery_size"]) == (
+        len(labels),
+        subjects.size,
+        subjects.size,
+    )
+    assert body["genuine_pairs"] == 1 and body["impostor_pairs"] == impostors.size
+    assert stored["impostors"] == body["impostor_pairs_total"] == impostors.size
+    # The service scores in float32 like live requests; float64 here may differ in the last bits.
+    assert np.mean(impostors >= stored["verify_threshold"] + EPS) <= 0.05
+    assert body["verify_far_measured"] <= 0.05
+
+    # Identify: each face against every other subject's best face, at N = subjects.
+    best = np.stack([similarity[:, labels == s].max(axis=1) for s in subjects], axis=1)
+    per_subject = best[labels[:, None] != subjects[None, :]]
+    per_comparison = 1 - 0.9 ** (1 / subjects.size)
+    assert body["identify_scores"] == per_subject.size
+    assert body["identify_per_comparison_far"] == pytest.approx(per_comparison)
+    assert np.mean(per_subject >= stored["identify_threshold"] + EPS) <= per_comparison
+    assert stored["identify_threshold"] >= stored["verify_threshold"]
+    assert body["reliable"] is False and any("impostor scores" in n for n in body["notes"])
+
+    active = body["active"]
+    assert (active["verify"], active["verify_far"]) == (stored["verify_threshold"], 0.05)
+    assert (active["identify"], active["identify_far"]) == (stored["identify_threshold"], 0.1)
+    assert client.get("/v1/info").json()["thresholds"] == active
+    assert active["source"].endswith("from gallery")
+    assert client.get(CALIBRATION).json() == stored
+
+    verified = client.post(
+        "/v1/verify", data={"subject_id": yao}, files={"image": photo(package_images, "gdp.jpg")}
+    ).json()
+    assert (verified["threshold"], verified["estimated_far"]) == (stored["verify_threshold"], 0.05)
+    identified = client.post("/v1/identify", files={"image": photo(package_images, "gdp.jpg")})
+    assert identified.json()["threshold"] == stored["identify_threshold"]
+    assert identified.json()["estimated_far"] == 0.1
+
+    # A fixed seed: the same gallery gives the same thresholds.
+    again = client.post(CALIBRATE, json={"target_far": 0.05, "identify_target_far": 0.1}).json()
+    assert again["calibration"]["verify_threshold"] == stored["verify_threshold"]
+    assert again["calibration"]["identify_threshold"] == stored["identify_threshold"]
+
+
+def test_only_the_admin_key_may_calibrate(gallery: tuple[TestClient, str]) -> None:
+    client, _ = gallery
+    for key, status, code in ((CLIENT, 403, "forbidden"), ("", 401, "unauthorized")):
+        headers = {"X-API-Key": key}
+        assert_error(client.post(CALIBRATE, json={}, headers=headers), status, code)
+        assert_error(client.get(CALIBRATION, headers=headers), status, code)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"target_far": 0},
+        {"target_far": 1},
+        {"target_far": -0.1},
+        {"target_far": "often"},
+        {"identify_target_far": 1.5},
+        {"target_far": 0.01, "gallery_size": 5},
+    ],
+)
+def test_bad_targets_are_invalid_requests(gallery: tuple[TestClient, str], body: Any) -> None:
+    client, _ = gallery
+    assert_error(client.post(CALIBRATE, json=body), 422, "invalid_request")
+
+
+def test_too_little_data_then_a_tiny_gallery_under_a_settings_override(
+    make_client: ClientFactory, package_images: Path
+) -> None:
+    client = make_client(verify_threshold=0.5)
+    assert_error(client.get(CALIBRATION), 404, "calibration_not_found")
+    error = assert_error(client.post(CALIBRATE), 422, "insufficient_calibration_data")
+    assert (error["details"]["subjects"], error["details"]["faces"]) == (0, 0)
+    yao = new_subject(client, "Yao Ming")
+    assert enrol(client, yao, photo(package_images, "yaoming.jpg")).status_code == 201
+    error = assert_error(client.post(CALIBRATE), 422, "insufficient_calibration_data")
+    assert (error["details"]["subjects"], error["details"]["faces"]) == (1, 1)
+
+    other = new_subject(client, "GDP speaker")
+    assert enrol(client, other, photo(package_images, "gdp.jpg"), face="largest").status_code == 201
+    body = client.post(CALIBRATE).json()  # default target FAR 1e-3 on a single impostor pair
+    stored = body["calibration"]
+    assert (stored["verify_far"], stored["identify_far"], stored["impostors"]) == (0.001, 0.001, 1)
+    assert body["reliable"] is False
+    assert any("No impostor pair may pass" in note for note in body["notes"])
+    assert any("FACE_VERIFY_THRESHOLD" in note for note in body["notes"])
+    # The setting still wins for verify; identify takes the new calibration.
+    assert (body["active"]["verify"], body["active"]["verify_far"]) == (0.5, None)
+    assert body["active"]["identify"] == stored["identify_threshold"]
+
+
+def test_a_calibration_file_of_the_old_schema_still_loads(
+    make_client: ClientFactory, models: Any, tmp_path: Path, package_images: Path
+) -> None:
+    version = models.embedder.version
+    old = {
+        "model_version": version,
+        "verify_threshold": 0.31,
+        "verify_far": 0.001,
+        "identify_threshold": 0.36,
+        "identify_far": 0.01,
+        "gallery_size": 20,
+        "method": "stranger set",
+        "pairs": "/photos/pairs.csv",
+        "impostors": 5000,
+        "created_at": "2026-11-26T10:00:00Z",
+    }
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "calibration.json").write_text(json.dumps({version: old}))
+    client = make_client()
+    stored = client.get(CALIBRATION).json()
+    assert (stored["source"], stored["pairs"], stored["verify_threshold"]) == (
+        "pairs",
+        "/photos/pairs.csv",
+        0.31,
+    )
+    image = photo(package_images, "yaoming.jpg")
+    pair = client.post("/v1/verify", files={"image": image, "image2": image}).json()
+    assert (pair["threshold"], pair["estimated_far"]) == (0.31, 0.001)
