@@ -80,21 +80,13 @@ def detector_rows(
     models: Any, photos: list[Any], batches: Sequence[int], min_s: float, sync: Callable[[], None]
 ) -> list[dict[str, Any]]:
     """MTCNN images/s on equal-size images, one call per batch (as the micro-batcher does)."""
-    from app.pipeline.batched_pipeline import BatchingPipeline
-    from app.pipeline.image_io import decode_image, downscale
-    from app.pipeline.types import QualityLimits
+    from app.pipeline.image_io import decode_image
 
-    pipeline = BatchingPipeline(
-        models.detector,
-        models.embedder,
-        QualityLimits(32, 0.9, 40.0),
-        max_size=max(batches),
-        max_wait_s=0.0,
-    )
-    image, _ = downscale(decode_image(photos[0].data, 100_000_000), models.detector.max_side)
+    item = models.detector.prepare(decode_image(photos[0].data, 100_000_000))
+    image = item.image
     rows = []
     for batch in batches:
-        seconds = timed_rate(partial(pipeline._detect_images, [image] * batch), sync, min_s)
+        seconds = timed_rate(partial(models.detector.run, [item] * batch), sync, min_s)
         rows.append(
             {
                 "image": list(image.shape[:2]),

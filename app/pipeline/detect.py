@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -12,40 +13,125 @@ from facenet_pytorch import MTCNN
 from app.pipeline.image_io import downscale
 from app.pipeline.types import DetectedFace, FloatArray, ImageArray
 
+# MTCNN's P-net looks through a 12 px window; below about 20 px in the detection image its
+# pyramid gets deep and slow, and the faces it finds are too small to recognise anyway.
+MTCNN_SMALLEST_FACE = 20
+
+# Padding, as a fraction of each side, for the second look at an image with no face found.
+PAD_RETRY_FRACTION = 0.25
+
+RawDetection = tuple[Any, Any, Any]  # MTCNN's boxes, probabilities and landmarks of one image
+
+
+@dataclass(frozen=True)
+class DetectionInput:
+    """An image as MTCNN sees it: downscaled, with the smallest face its pyramid looks for."""
+
+    image: ImageArray
+    original_shape: tuple[int, ...]
+    pyramid_min_face: int
+
+    @property
+    def batch_key(self) -> tuple[tuple[int, ...], int]:
+        """Inputs with equal keys can share one MTCNN pass."""
+        return self.image.shape, self.pyramid_min_face
+
 
 class FaceDetector:
-    """Finds every face in an RGB image, with 5 landmarks each."""
+    """Finds every face in an RGB image, with 5 landmarks each.
 
-    def __init__(self, device: torch.device, max_side: int = 1280, min_face_size: int = 20) -> None:
+    `min_face_size` is the smallest face side, in original pixels, worth looking for: the
+    quality gate's minimum. Not searching for smaller faces keeps MTCNN's image pyramid
+    short, which is most of its cost on small photos.
+    """
+
+    def __init__(
+        self, device: torch.device, max_side: int = 1280, min_face_size: int = MTCNN_SMALLEST_FACE
+    ) -> None:
         self.device = device
         self.max_side = max_side
-        # Applies to the downscaled image: on a photo shrunk by 4 the smallest face found
-        # is 4 * min_face_size pixels in the original.
         self.min_face_size = min_face_size
         # MTCNN's P/R/O-net weights ship inside the wheel, so this never downloads.
         self._mtcnn = MTCNN(
             keep_all=True, select_largest=False, min_face_size=min_face_size, device=device
         )
         self._mtcnn.eval()
+        if device.type == "cpu":
+            # Its max-pooling is several times faster on NHWC tensors on the CPU: about
+            # 2x for the whole detector at 250 px. Outputs are unchanged.
+            for net in (self._mtcnn.pnet, self._mtcnn.rnet, self._mtcnn.onet):
+                net.to(memory_format=torch.channels_last)
         # The nets are shared modules; serialise calls rather than rely on torch
         # re-entrancy from the inference thread pool.
         self._lock = threading.Lock()
 
-    def detect(self, image: ImageArray) -> list[DetectedFace]:
-        """Faces sorted by detection probability, highest first; [] when there are none."""
-        small, _ = downscale(image, self.max_side)
+    def prepare(self, image: ImageArray) -> DetectionInput | None:
+        """Downscale for detection; None when the image is smaller than the smallest face."""
+        small, scale = downscale(image, self.max_side)
+        pyramid_min_face = max(MTCNN_SMALLEST_FACE, round(self.min_face_size * scale))
         # MTCNN's image pyramid is empty (and it crashes) below one minimum face.
-        if min(small.shape[:2]) < self.min_face_size:
+        if min(small.shape[:2]) < pyramid_min_face:
+            return None
+        return DetectionInput(small, image.shape, pyramid_min_face)
+
+    def run(self, inputs: list[DetectionInput]) -> list[RawDetection]:
+        """One MTCNN pass over inputs that share a batch_key."""
+        if not inputs:
             return []
+        if len({item.batch_key for item in inputs}) != 1:
+            raise ValueError("MTCNN batches only images of one size and minimum face")
+        batch = np.stack([item.image for item in inputs]) if len(inputs) > 1 else inputs[0].image
         with self._lock:
-            boxes, probs, points = self._mtcnn.detect(small, landmarks=True)
+            self._mtcnn.min_face_size = inputs[0].pyramid_min_face
+            boxes, probs, points = self._mtcnn.detect(batch, landmarks=True)
+        if len(inputs) == 1:
+            return [(boxes, probs, points)]
+        return [(boxes[i], probs[i], points[i]) for i in range(len(inputs))]
+
+    def to_faces(self, item: DetectionInput, raw: RawDetection) -> list[DetectedFace]:
+        """MTCNN's output for one input as faces in original-image coordinates."""
+        boxes, probs, points = raw
         if boxes is None:
             return []
-        return _to_faces(boxes, probs, points, image.shape[:2], small.shape[:2])
+        return _to_faces(boxes, probs, points, item.original_shape, item.image.shape)
+
+    def detect(self, image: ImageArray) -> list[DetectedFace]:
+        """Faces sorted by detection probability, highest first; [] when there are none."""
+        item = self.prepare(image)
+        if item is None:
+            return []
+        return self.to_faces(item, self.run([item])[0]) or self.detect_padded(item)
+
+    def detect_padded(self, item: DetectionInput) -> list[DetectedFace]:
+        """The second look when nothing was found. MTCNN misses a face that fills the whole
+        frame, as in tightly cropped face datasets; with a quarter of the image's size of
+        edge pixels added on each side it finds them."""
+        small = item.image
+        pad_y, pad_x = (round(side * PAD_RETRY_FRACTION) for side in small.shape[:2])
+        padded = np.pad(small, ((pad_y, pad_y), (pad_x, pad_x), (0, 0)), mode="edge")
+        boxes, probs, points = self.run(
+            [DetectionInput(padded, padded.shape, item.pyramid_min_face)]
+        )[0]
+        if boxes is None:
+            return []
+        shift = np.array([pad_x, pad_y], dtype=np.float32)
+        boxes = (np.asarray(boxes, dtype=np.float32).reshape(-1, 2, 2) - shift).reshape(-1, 4)
+        points = np.asarray(points, dtype=np.float32).reshape(-1, 5, 2) - shift
+        return _to_faces(boxes, probs, points, item.original_shape, small.shape)
 
     def detect_batch(self, images: list[ImageArray]) -> list[list[DetectedFace]]:
-        """`detect` for each image; MTCNN only batches images of one size, so this loops."""
-        return [self.detect(image) for image in images]
+        """`detect` for each image, sharing MTCNN passes between images of one batch_key."""
+        results: list[list[DetectedFace]] = [[] for _ in images]
+        groups: dict[tuple[tuple[int, ...], int], list[tuple[int, DetectionInput]]] = {}
+        for i, image in enumerate(images):
+            item = self.prepare(image)
+            if item is not None:
+                groups.setdefault(item.batch_key, []).append((i, item))
+        for members in groups.values():
+            raws = self.run([item for _, item in members])
+            for (i, item), raw in zip(members, raws, strict=True):
+                results[i] = self.to_faces(item, raw) or self.detect_padded(item)
+        return results
 
 
 def _to_faces(

@@ -46,7 +46,9 @@ def load_models(settings: Settings) -> Models:
     name = resolve_embedder_name(settings.embedder, settings.models_dir)
     log.info("loading embedder %s on %s", name, device)
     embedder = create_embedder(name, settings.models_dir, device)
-    detector = FaceDetector(device, max_side=settings.detect_max_side)
+    detector = FaceDetector(
+        device, max_side=settings.detect_max_side, min_face_size=settings.min_face_size
+    )
     log.info("embedder %s ready (version %s)", name, embedder.version)
     return Models(detector=detector, embedder=embedder)
 

@@ -180,7 +180,9 @@ def _promote(
 def _load_external(settings: Settings, embedder: Embedder) -> ExternalPairs | None:
     if settings.finetune_external_pairs is None:
         return None
-    detector = FaceDetector(embedder.device, max_side=settings.detect_max_side)
+    detector = FaceDetector(
+        embedder.device, max_side=settings.detect_max_side, min_face_size=settings.min_face_size
+    )
     pipeline = FacePipeline(detector, embedder, quality_limits(settings))
     return load_external(
         pipeline,

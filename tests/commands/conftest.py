@@ -18,20 +18,29 @@ from app.pipeline.analyzer import FacePipeline
 from app.services.runtime import quality_limits
 
 # face-api.js crops are 150 px, so they embed fast: photos 1-3 of its 8 people, plus
-# bernadette5.png, in which MTCNN finds no face (the face fills the whole frame).
-NO_FACE = "faceapi_js/bernadette/bernadette5.png"
+# bernadette5.png, a face that fills the whole frame (found on the detector's second look).
+TIGHT_CROP = "faceapi_js/bernadette/bernadette5.png"
+# A real photo without a face, added to the subset as impostor pairs.
+NO_FACE = "dlib/dog.jpg"
+NO_FACE_PARTNERS = ("faceapi_js/amy/amy1.png", "faceapi_js/bernadette/bernadette1.png")
 
 
 def in_subset(path: str) -> bool:
-    return path == NO_FACE or re.fullmatch(r"faceapi_js/[a-z]+/[a-z]+[123]\.png", path) is not None
+    return (
+        path == TIGHT_CROP or re.fullmatch(r"faceapi_js/[a-z]+/[a-z]+[123]\.png", path) is not None
+    )
 
 
 @pytest.fixture(scope="session")
 def subset_pairs(
     write_pairs_subset: Callable[..., Path], tmp_path_factory: pytest.TempPathFactory
 ) -> Path:
-    """76 pairs (27 genuine, 49 impostor) over 25 photos, 6 of them with NO_FACE."""
-    return write_pairs_subset(in_subset, tmp_path_factory.mktemp("pairs") / "subset.csv")
+    """78 pairs over 26 photos: 27 genuine and 49 impostor pairs of faces (6 with
+    TIGHT_CROP), and 2 impostor pairs with NO_FACE."""
+    path = write_pairs_subset(in_subset, tmp_path_factory.mktemp("pairs") / "subset.csv")
+    with path.open("a", newline="") as handle:
+        csv.writer(handle).writerows([NO_FACE, partner, "0"] for partner in NO_FACE_PARTNERS)
+    return path
 
 
 @pytest.fixture(scope="session")

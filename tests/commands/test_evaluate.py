@@ -50,10 +50,11 @@ def test_verification_report_on_real_pairs(
     assert (out / "roc.png").read_bytes().startswith(b"\x89PNG")
 
     no_face = report["no_face"]
-    assert no_face["images"] == 25
+    assert no_face["images"] == 26
     assert no_face["images_without_face"] == 1
     assert no_face["paths"] == [str(shared_faces / NO_FACE)]
-    assert no_face["pairs"] == 76
+    assert no_face["pairs"] == 78
+    assert no_face["impostor_excluded"] == 2
     assert no_face["pairs_excluded"] == no_face["genuine_excluded"] + no_face["impostor_excluded"]
     assert no_face["pairs_excluded"] > 0
     assert report["pairs"] + no_face["pairs_excluded"] == no_face["pairs"]
@@ -79,20 +80,23 @@ def test_identification_on_a_folder_per_subject(
         if in_subset(photo.relative_to(shared_faces).as_posix()):
             (root / photo.parent.name).mkdir(parents=True, exist_ok=True)
             (root / photo.parent.name / photo.name).symlink_to(photo)
+    (root / "amy" / "dog.jpg").symlink_to(shared_faces / NO_FACE)
     out = tmp_path / "out"
     args = parse("evaluate", "--identify", "--root", root, "--out", out, "--threshold", "0.3")
     assert evaluate.run(args, settings, pipeline) == 0
 
     report = json.loads((out / "identification.json").read_text())
-    # 8 people x 3 photos, one of bernadette's 4 without a face; 2 of 8 held out as strangers.
-    assert report["no_face"]["images"] == 25 and report["no_face"]["images_without_face"] == 1
+    # 8 people x 3 photos, bernadette with a 4th, and a dog among amy's; 2 of 8 held out.
+    assert report["no_face"]["images"] == 26 and report["no_face"]["images_without_face"] == 1
     assert len(report["held_out"]) == 2 and report["too_few_photos"] == []
     assert report["subjects"] == report["gallery_faces"] == 6
-    assert report["known_probes"] == 12
+    # One gallery photo per kept person: 5 x 2 probes, plus bernadette's 3.
+    assert report["held_out"] and "bernadette" not in report["held_out"]
+    assert report["known_probes"] == 13
     assert report["stranger_probes"] == 6
     assert report["rank_1"] > 0.8 and report["rank_5"] >= report["rank_1"]
     open_set = report["open_set"]
-    assert open_set["strangers"] == 6 and open_set["known"] == 12
+    assert open_set["strangers"] == 6 and open_set["known"] == 13
     assert open_set["below_resolution"] and open_set["far_actual"] == 0.0
     assert 0.0 <= open_set["dir"] <= report["rank_1"]
     assert report["at_threshold"][0]["strangers"] == 6

@@ -100,3 +100,18 @@ def face_tile(image: ImageArray, box: tuple[float, float, float, float]) -> Imag
     square = (int(cx - side / 2), int(cy - side / 2), int(cx + side / 2), int(cy + side / 2))
     tile = Image.fromarray(image).crop(square).resize((250, 250), Image.Resampling.BILINEAR)
     return np.asarray(tile, dtype=np.uint8)
+
+
+def test_batched_detection_takes_the_padded_second_look(models: Any, shared_faces: Path) -> None:
+    from app.pipeline.image_io import decode_image
+
+    tight = decode_image((shared_faces / "faceapi_js/howard/howard5.png").read_bytes(), 10**8)
+    pipeline = BatchingPipeline(
+        models.detector, models.embedder, LIMITS, max_size=4, max_wait_s=0.01, max_callers=2
+    )
+    batched = call_together([partial(pipeline.detect, tight), partial(pipeline.detect, tight)])
+    expected = models.detector.detect(tight)
+    assert len(expected) == 1
+    for faces in batched:
+        assert len(faces) == 1
+        np.testing.assert_allclose(faces[0].box, expected[0].box, atol=0.5)

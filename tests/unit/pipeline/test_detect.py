@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from facenet_pytorch import MTCNN
 
 from app.pipeline.detect import FaceDetector
 from app.pipeline.types import DetectedFace, ImageArray
@@ -90,3 +91,78 @@ def test_group_photos_find_several_faces(
     assert len(faces) >= 2
     for face in faces:
         assert all(_inside(point, face) for point in face.landmarks)
+
+
+def test_channels_last_nets_match_stock_mtcnn(detector: FaceDetector, yaoming: ImageArray) -> None:
+    stock = MTCNN(keep_all=True, min_face_size=20, device=torch.device("cpu")).eval()
+    boxes, probs, points = stock.detect(yaoming, landmarks=True)
+    faces = detector.detect(yaoming)
+    np.testing.assert_allclose(faces[0].box, np.asarray(boxes, dtype=np.float32)[0], atol=1e-3)
+    np.testing.assert_allclose(faces[0].landmarks, np.asarray(points, np.float32)[0], atol=1e-3)
+    assert faces[0].probability == pytest.approx(float(probs[0]), abs=1e-5)
+
+
+def test_pyramid_skips_faces_below_the_minimum(yaoming: ImageArray) -> None:
+    width = FaceDetector(torch.device("cpu")).detect(yaoming)[0].width
+    assert FaceDetector(torch.device("cpu"), min_face_size=round(width * 0.8)).detect(yaoming)
+    # A pyramid that starts at 3x the face's size cannot find it.
+    assert not FaceDetector(torch.device("cpu"), min_face_size=round(width * 3)).detect(yaoming)
+
+
+def test_minimum_face_is_scaled_into_the_detection_image() -> None:
+    detector = FaceDetector(torch.device("cpu"), max_side=500, min_face_size=80)
+    big = detector.prepare(np.zeros((1000, 2000, 3), dtype=np.uint8))
+    assert big is not None and big.image.shape == (250, 500, 3)
+    assert big.pyramid_min_face == 20  # 80 px at a quarter scale, floored at MTCNN's 20
+    small = detector.prepare(np.zeros((300, 400, 3), dtype=np.uint8))
+    assert small is not None and small.pyramid_min_face == 80
+    assert detector.prepare(np.zeros((60, 400, 3), dtype=np.uint8)) is None
+
+
+def test_run_refuses_inputs_that_cannot_share_a_pass(detector: FaceDetector) -> None:
+    a = detector.prepare(np.zeros((100, 120, 3), dtype=np.uint8))
+    b = detector.prepare(np.zeros((100, 140, 3), dtype=np.uint8))
+    assert a is not None and b is not None
+    with pytest.raises(ValueError, match="one size"):
+        detector.run([a, b])
+
+
+def test_detect_batch_shares_passes_and_matches_single_images(
+    detector: FaceDetector, yaoming: ImageArray
+) -> None:
+    mirrored = np.ascontiguousarray(yaoming[:, ::-1])
+    batched = detector.detect_batch([yaoming, mirrored, yaoming[:200]])
+    single = [detector.detect(image) for image in (yaoming, mirrored, yaoming[:200])]
+    for got, expected in zip(batched, single, strict=True):
+        assert len(got) == len(expected)
+        for a, b in zip(got, expected, strict=True):
+            np.testing.assert_allclose(a.box, b.box, atol=0.5)
+
+
+def test_padded_second_look_maps_back_to_the_original(
+    detector: FaceDetector, yaoming: ImageArray, yaoming_face: DetectedFace
+) -> None:
+    item = detector.prepare(yaoming)
+    assert item is not None
+    faces = detector.detect_padded(item)
+    assert len(faces) == 1
+    tolerance = 0.05 * yaoming_face.width
+    assert np.abs(np.array(faces[0].box) - np.array(yaoming_face.box)).max() < tolerance
+    assert np.abs(faces[0].landmarks - yaoming_face.landmarks).max() < tolerance
+
+
+@pytest.mark.parametrize(
+    "name", ["faceapi_js/bernadette/bernadette5.png", "faceapi_js/howard/howard5.png"]
+)
+def test_tight_face_crops_are_found_on_the_second_look(
+    shared_faces: Path, load_image: ImageLoader, name: str
+) -> None:
+    image = load_image(shared_faces / name)
+    detector = FaceDetector(torch.device("cpu"), min_face_size=32)
+    item = detector.prepare(image)
+    assert item is not None
+    assert detector.to_faces(item, detector.run([item])[0]) == []  # MTCNN alone misses it
+    faces = detector.detect(image)
+    assert len(faces) == 1 and faces[0].probability > 0.95
+    # The face fills the crop: its box covers most of the frame.
+    assert faces[0].width > 0.6 * image.shape[1]
