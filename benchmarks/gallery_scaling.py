@@ -13,11 +13,10 @@ distinct subjects from the hits (the database lookup of names is not included).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import gc
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -56,12 +55,12 @@ def perturbed_queries(
     return unit(gallery[sources] + noise), sources
 
 
-def top_subjects(index: Any, query: np.ndarray, top_k: int, per_subject: int) -> list[int]:
+def top_subjects(index: Any, query: np.ndarray, top_k: int, per_subject: int, ef: int) -> list[int]:
     """The service's identify search: widen k until top_k distinct subjects appear."""
     total = len(index)
     k = min(total, top_k * 4)
     while True:
-        _, ids = index.search(query, k)
+        _, ids = index.search(query, k, ef)
         subjects = ids[0][ids[0] >= 0] // per_subject
         _, first = np.unique(subjects, return_index=True)
         ranked = [int(s) for s in subjects[np.sort(first)][:top_k]]
@@ -125,29 +124,17 @@ def exact_top1(gallery: np.ndarray, queries: np.ndarray) -> np.ndarray:
     return ids
 
 
-@contextlib.contextmanager
-def ef_search(ef: int | None) -> Iterator[None]:
-    """Temporarily search HNSW with `ef` candidates instead of FaceIndex's constant."""
-    from app.index import faiss_index
-
-    default = faiss_index.HNSW_EF_SEARCH
-    faiss_index.HNSW_EF_SEARCH = ef or default
-    try:
-        yield
-    finally:
-        faiss_index.HNSW_EF_SEARCH = default
-
-
 def search_row(
-    index: Any, queries: np.ndarray, exact: np.ndarray, per: int, k: int
+    index: Any, queries: np.ndarray, exact: np.ndarray, per: int, k: int, ef: int
 ) -> dict[str, Any]:
-    """Latency of the identify search one query at a time, and recall@1 against exact."""
+    """Latency of the identify search one query at a time, and recall@1 against exact;
+    `ef` is HNSW's efSearch, 0 for the service's size-scaled default."""
     latencies, top1, subjects = [], [], []
     for query in queries:
         start = time.perf_counter()
-        ranked = top_subjects(index, query[None], k, per)
+        ranked = top_subjects(index, query[None], k, per, ef)
         latencies.append(time.perf_counter() - start)
-        top1.append(int(index.search(query[None], 1)[1][0, 0]))
+        top1.append(int(index.search(query[None], 1, ef)[1][0, 0]))
         subjects.append(ranked[0] if ranked else -1)
     return {
         **latency_summary(latencies),
@@ -159,7 +146,7 @@ def search_row(
 def measure(n: int, kinds: Sequence[str], args: argparse.Namespace) -> list[dict[str, Any]]:
     import faiss
 
-    from app.index import faiss_index
+    from app.index.hnsw import auto_ef_search
 
     gallery = synthetic_gallery(n, args.faces_per_subject)
     rows = []
@@ -171,15 +158,16 @@ def measure(n: int, kinds: Sequence[str], args: argparse.Namespace) -> list[dict
         stored = gallery[: info["built"]]
         queries, _ = perturbed_queries(stored, min(args.queries, len(stored)))
         exact = exact_top1(stored, queries)
-        efs = [int(e) for e in args.ef.split(",")] if kind == "hnsw" else [None]
-        for ef in efs:
-            with ef_search(ef):
-                found = search_row(index, queries, exact, args.faces_per_subject, args.top_k)
-            default = ef in (None, faiss_index.HNSW_EF_SEARCH)
-            row = {"faces": n, "kind": kind, "ef_search": ef, "service_default": default}
+        efs = [0 if e == "auto" else int(e) for e in args.ef.split(",")]
+        for ef in efs if kind == "hnsw" else [0]:
+            found = search_row(index, queries, exact, args.faces_per_subject, args.top_k, ef)
+            # The service's default: an hnsw index searched with the size-scaled efSearch.
+            default = kind == "hnsw" and ef == 0
+            used = (ef or auto_ef_search(len(index))) if kind == "hnsw" else None
+            row = {"faces": n, "kind": kind, "ef_search": used, "service_default": default}
             rows.append({**row, **info, **found})
             print(
-                f"{n:>8} {kind:<5} ef {ef or '-':>4} built {info['built']:>8} in "
+                f"{n:>8} {kind:<5} ef {used or '-':>4} built {info['built']:>8} in "
                 f"{info['build_s']:>6.1f}s {info['index_mb']:>6} MB  p50 {found['p50_ms']:>6.2f} "
                 f"p99 {found['p99_ms']:>6.2f} ms  recall@1 {found['recall_at_1']:.4f}",
                 flush=True,
@@ -198,7 +186,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--faces-per-subject", type=int, default=5)
     parser.add_argument("--build-threads", type=int, default=2, help="FAISS threads for adds")
     parser.add_argument("--build-budget", type=float, default=600.0, help="seconds per build")
-    parser.add_argument("--ef", default="64,128,256,512,1024", help="HNSW efSearch to try")
+    parser.add_argument(
+        "--ef", default="auto,128,512,1024", help="HNSW efSearch to try; auto: the service's"
+    )
     parser.add_argument("--out", type=Path, default=None, help="JSON path")
     args = parser.parse_args(argv)
     kinds = args.kinds.split(",")

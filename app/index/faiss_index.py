@@ -7,21 +7,20 @@ import logging
 import os
 import threading
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import faiss
 import numpy as np
 import numpy.typing as npt
 
+from app.index.hnsw import IndexKind, auto_ef_search, new_faiss_index, search_parameters
+from app.index.tombstones import Tombstones
+
 logger = logging.getLogger(__name__)
 
-IndexKind = Literal["flat", "hnsw"]
 IdArray = npt.NDArray[np.int64]
 VectorArray = npt.NDArray[np.float32]
 
-HNSW_M = 32
-HNSW_EF_CONSTRUCTION = 80
-HNSW_EF_SEARCH = 128
 REBUILD_TOMBSTONE_FRACTION = 0.10
 
 
@@ -30,10 +29,8 @@ class FaceIndex:
 
     "flat" is exact: IndexIDMap2(IndexFlatIP). "hnsw" is approximate and much faster at
     scale: IndexIDMap2(IndexHNSWFlat). HNSW cannot remove vectors, so a removal only
-    tombstones the entry's position, and searches pass FAISS a selector that skips
-    tombstones during the graph walk (rather than over-fetching k + len(tombstones) and
-    filtering, which costs a k of 100k at 10% of 1M). Re-adding an id tombstones its old
-    position too, so ids stay unique. Once tombstones exceed 10% of the stored entries
+    tombstones the entry's position (app.index.tombstones). Re-adding an id tombstones its
+    old position too, so ids stay unique. Once tombstones exceed 10% of the stored entries
     `needs_rebuild` turns true and the owner should rebuild the index from the database.
 
     One lock guards every call: FAISS is not safe for a write concurrent with a search.
@@ -49,12 +46,9 @@ class FaceIndex:
         # Only orders whole saves, so two savers never share a temp file; searches wait
         # for the write_index call alone, not for the fsyncs.
         self._save_lock = threading.Lock()
-        self._index: Any = _new_faiss_index(dim, kind)
-        # hnsw only: tombstoned positions, the live position of each id, and a cached
-        # FAISS selector that skips the tombstones (with the objects it points into).
-        self._tombstones: set[int] = set()
-        self._position: dict[int, int] = {}
-        self._selector: tuple[Any, ...] | None = None
+        self._index: Any = new_faiss_index(dim, kind)
+        self._label_cache: IdArray | None = None
+        self._tombstones = Tombstones()  # hnsw only
 
     def __len__(self) -> int:
         with self._lock:
@@ -71,7 +65,7 @@ class FaceIndex:
         with self._lock:
             if self.kind == "flat":
                 return np.sort(self._labels())
-            return np.array(sorted(self._position), dtype=np.int64)
+            return self._tombstones.live_ids()
 
     def add(self, ids: npt.ArrayLike, vectors: npt.ArrayLike) -> None:
         """Add vectors under `ids`; an id already present is replaced."""
@@ -87,9 +81,9 @@ class FaceIndex:
             self._remove_locked(id_array)
             start = int(self._index.ntotal)
             self._index.add_with_ids(matrix, id_array)
+            self._label_cache = None
             if self.kind == "hnsw":
-                for offset, face_id in enumerate(id_array.tolist()):
-                    self._position[face_id] = start + offset
+                self._tombstones.added(id_array, start)
 
     def remove(self, ids: npt.ArrayLike) -> int:
         """Remove `ids`; returns how many were present."""
@@ -97,8 +91,14 @@ class FaceIndex:
         with self._lock:
             return self._remove_locked(id_array)
 
-    def search(self, queries: npt.ArrayLike, k: int) -> tuple[VectorArray, IdArray]:
-        """Top-k (scores, ids) per query, best first; k is capped at the size, -1 pads."""
+    def search(
+        self, queries: npt.ArrayLike, k: int, ef_search: int = 0
+    ) -> tuple[VectorArray, IdArray]:
+        """Top-k (scores, ids) per query, best first; k is capped at the size, -1 pads.
+
+        `ef_search` is how many candidates an HNSW search keeps (at least k); 0 scales it
+        with the gallery size (see app.index.hnsw). Flat searches are exact and ignore it.
+        """
         matrix = self._as_vectors(queries)
         with self._lock:
             live = int(self._index.ntotal) - len(self._tombstones)
@@ -111,7 +111,8 @@ class FaceIndex:
             if self.kind == "flat":
                 scores, ids = self._index.search(matrix, k)
                 return scores.astype(np.float32), ids.astype(np.int64)
-            return self._search_hnsw_locked(matrix, k)
+            ef = max(k, ef_search or auto_ef_search(live))
+            return self._search_hnsw_locked(matrix, k, ef)
 
     def save(self, path: Path) -> None:
         """Write the index and its `<path>.json` sidecar, each via a temp file and rename."""
@@ -129,7 +130,7 @@ class FaceIndex:
                     "dim": self.dim,
                     "count": int(self._index.ntotal) - len(self._tombstones),
                     "ntotal": int(self._index.ntotal),
-                    "tombstones": sorted(self._tombstones),
+                    "tombstones": sorted(self._tombstones.dead),
                 }
             sidecar_tmp.write_text(json.dumps(meta))
             _fsync(index_tmp)
@@ -171,46 +172,32 @@ class FaceIndex:
         loaded = cls(int(index.d), model_version, kind)
         loaded._index = index
         if kind == "hnsw":
-            tombstones = {int(p) for p in meta.get("tombstones", [])}
-            loaded._tombstones = tombstones
-            # Later positions win: a replaced id's earlier position is tombstoned.
-            loaded._position = {
-                face_id: position
-                for position, face_id in enumerate(loaded._labels().tolist())
-                if position not in tombstones
-            }
+            dead = {int(p) for p in meta.get("tombstones", [])}
+            loaded._tombstones = Tombstones.from_labels(loaded._labels(), dead)
         return loaded
 
     def _labels(self) -> IdArray:
-        # A copy: the id_map buffer moves when FAISS grows it.
-        return faiss.vector_to_array(self._index.id_map).astype(np.int64)
+        # A copy, since the id_map buffer moves when FAISS grows it; cached between writes
+        # because copying 1M ids costs a millisecond per search.
+        if self._label_cache is None:
+            self._label_cache = faiss.vector_to_array(self._index.id_map).astype(np.int64)
+        return self._label_cache
 
     def _remove_locked(self, ids: IdArray) -> int:
         if not len(ids):
             return 0
         if self.kind == "flat":
+            self._label_cache = None
             return int(self._index.remove_ids(ids))
-        removed = 0
-        for face_id in ids.tolist():
-            position = self._position.pop(face_id, None)
-            if position is not None:
-                self._tombstones.add(position)
-                removed += 1
-        if removed:
-            self._selector = None
-        return removed
+        return self._tombstones.remove(ids)
 
-    def _search_hnsw_locked(self, queries: VectorArray, k: int) -> tuple[VectorArray, IdArray]:
+    def _search_hnsw_locked(
+        self, queries: VectorArray, k: int, ef_search: int
+    ) -> tuple[VectorArray, IdArray]:
         # The inner HNSW index works in positions, which (unlike ids) tell a replaced entry
         # from its replacement; the selector makes the graph walk skip tombstones, so
         # asking for k never returns fewer live hits because of them.
-        # faiss's bundled stubs omit SearchParametersHNSW.
-        params = faiss.SearchParametersHNSW(efSearch=HNSW_EF_SEARCH)  # type: ignore[attr-defined]
-        if self._tombstones:
-            if self._selector is None:
-                batch = faiss.IDSelectorBatch(np.fromiter(self._tombstones, dtype=np.int64))
-                self._selector = (faiss.IDSelectorNot(batch), batch)
-            params.sel = self._selector[0]
+        params = search_parameters(ef_search, self._tombstones.selector())
         scores, positions = self._index.index.search(queries, k, params=params)
         labels = self._labels()
         ids = np.where(positions >= 0, labels[np.maximum(positions, 0)], -1)
@@ -222,14 +209,6 @@ class FaceIndex:
         if matrix.ndim != 2 or matrix.shape[1] != self.dim:
             raise ValueError(f"expected (n, {self.dim}) vectors, got shape {matrix.shape}")
         return matrix
-
-
-def _new_faiss_index(dim: int, kind: IndexKind) -> Any:
-    if kind == "flat":
-        return faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
-    hnsw = faiss.IndexHNSWFlat(dim, HNSW_M, faiss.METRIC_INNER_PRODUCT)
-    hnsw.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
-    return faiss.IndexIDMap2(hnsw)
 
 
 def _as_ids(ids: npt.ArrayLike) -> IdArray:

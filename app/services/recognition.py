@@ -119,7 +119,11 @@ def _search_subjects(
     total = len(runtime.index)
     k = min(total, top_k * 4)
     while True:
-        scores, ids = runtime.index.search(vectors, k) if k else _empty(len(vectors))
+        scores, ids = (
+            runtime.index.search(vectors, k, state.settings.index_ef_search)
+            if k
+            else _empty(len(vectors))
+        )
         with state.sessions() as session:
             owners = repository.subjects_for_faces(
                 session, [int(i) for i in np.unique(ids) if i >= 0]

@@ -34,10 +34,21 @@ class Models:
     embedder: Embedder
 
 
-def configure_threads(settings: Settings) -> None:
+def torch_threads(settings: Settings, serving: bool) -> int:
+    """Intra-op threads: the setting, else one share of the cores per inference worker."""
+    if settings.torch_threads:
+        return settings.torch_threads
+    cores = os.cpu_count() or 1
+    if serving:
+        # Each worker runs its own (micro-batched) passes; one pool per worker sized to its
+        # share keeps the cores busy without the pools spinning against each other.
+        return max(1, cores // settings.inference_workers)
+    return cores
+
+
+def configure_threads(settings: Settings, serving: bool = False) -> None:
     # Torch and FAISS each bring an OpenMP pool; on small machines they spin against each other.
-    threads = settings.torch_threads or os.cpu_count() or 1
-    torch.set_num_threads(threads)
+    torch.set_num_threads(torch_threads(settings, serving))
     faiss.omp_set_num_threads(1)
 
 
@@ -122,7 +133,7 @@ def build_runtime(
     models: Models | None,
     on_timing: StageTimer | None = None,
 ) -> Runtime:
-    configure_threads(settings)
+    configure_threads(settings, serving=True)
     models = models or load_models(settings)
     models = with_active_embedder(settings, sessions, models)
     pipeline = build_pipeline(settings, models, on_timing)

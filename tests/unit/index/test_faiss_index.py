@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from app.index.faiss_index import FaceIndex
+from app.index.hnsw import HNSW_EF_SEARCH_MAX, HNSW_EF_SEARCH_MIN, auto_ef_search
 
 DIM = 512
 MODEL = "arcface-mbf@9cc6e4a75f0e"
@@ -214,3 +215,42 @@ def test_concurrent_adds_removes_and_searches(kind: str, unit_vectors: UnitVecto
         t.join()
     assert errors == []
     assert len(index) == 200 + 20 * 15
+
+
+def test_auto_ef_search_scales_with_the_gallery() -> None:
+    assert auto_ef_search(0) == auto_ef_search(100_000) == HNSW_EF_SEARCH_MIN == 128
+    assert auto_ef_search(650_000) == 650
+    assert auto_ef_search(1_000_000) == 1000
+    assert auto_ef_search(100_000_000) == HNSW_EF_SEARCH_MAX
+
+
+def test_ef_search_trades_recall_for_speed() -> None:
+    # Unclustered 64-d vectors are hard for HNSW: a tiny efSearch visibly loses recall,
+    # and the default (128 at this size) finds the exact nearest neighbour.
+    rng = np.random.default_rng(0)
+    vectors = rng.standard_normal((5000, 64)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    queries = rng.standard_normal((300, 64)).astype(np.float32)
+    queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+    index = FaceIndex(64, MODEL, "hnsw")
+    index.add(np.arange(len(vectors)), vectors)
+    exact = (queries @ vectors.T).argmax(axis=1)
+
+    def recall(ef: int) -> float:
+        return float((index.search(queries, 1, ef)[1][:, 0] == exact).mean())
+
+    assert recall(1) < 0.5 < recall(16) < 0.95
+    assert recall(0) == recall(1024) == 1.0
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_searches_see_every_write_between_them(kind: str, unit_vectors: UnitVectors) -> None:
+    vectors = unit_vectors(6)
+    index = filled(kind, vectors[:3])
+    assert index.search(vectors[:3], 1)[1][:, 0].tolist() == [100, 101, 102]
+    index.add([200, 201], vectors[3:5])
+    assert index.search(vectors[3:5], 1)[1][:, 0].tolist() == [200, 201]
+    index.remove([100])
+    index.add([300], vectors[5:])
+    assert index.search(vectors[5:], 1)[1][0, 0] == 300
+    assert 100 not in index.search(vectors[:1], 5)[1]
