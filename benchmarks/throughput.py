@@ -115,9 +115,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--http-repeats", type=int, default=1, help="HTTP runs per config")
     parser.add_argument("--sweep", default="1,2,4,8,16,32,64", help="embedder batch sizes")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (all cores)")
-    parser.add_argument(
-        "--channels-last", action="store_true", help="experiment: MTCNN nets in channels_last"
-    )
     parser.add_argument("--out", type=Path, default=None, help="JSON path")
     args = parser.parse_args(argv)
     threads = prepare_process(args.threads)
@@ -128,12 +125,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = settings_for({}, embedder="arcface-mbf", device="cpu", torch_threads=threads)
     configure_threads(settings)
     models = load_models(settings)
-    if args.channels_last:  # not what the service does (yet): see docs/benchmarks.md
-        import torch
-
-        mtcnn = models.detector._mtcnn
-        for net in (mtcnn.pnet, mtcnn.rnet, mtcnn.onet):
-            net.to(memory_format=torch.channels_last)
     photos = load_photos(args.crop, args.photos, models.detector)
     inputs = repeat_to(photos, args.images)
     results: dict[str, Any] = {}
@@ -163,7 +154,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     sweep_rows = embedder_sweep(models, photos, sweep) if sweep else []
     for row in sweep_rows:
         print(f"embed batch {row['batch']:>3}: {row['faces_per_s']:>7.1f} faces/s")
-    label = (f"{args.crop}px" if args.crop else "photos") + ("_cl" if args.channels_last else "")
+    label = f"{args.crop}px" if args.crop else "photos"
     config = {**vars(args), "threads": threads, "unique_photos": len(photos), "out": None}
     output = {"config": config, "service_configs": CONFIGS, "modes": results}
     write_result(f"throughput_{label}", {**output, "embedder_sweep": sweep_rows}, args.out)
