@@ -10,12 +10,13 @@ from typing import Any
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
-_MIGRATION_LOCK_KEY = 0x66616365  # arbitrary, constant across releases
+# The PostgreSQL advisory lock held while migrating: arbitrary ("face"), constant across releases.
+MIGRATION_LOCK_KEY = 0x66616365
 
 _WAL_RETRIES = 200  # x 50 ms
 
@@ -29,11 +30,25 @@ _SQLITE_PRAGMAS = (
 )
 
 
+# URL schemes that name PostgreSQL but no driver. SQLAlchemy 2.0 gives the first psycopg2
+# and refuses the second (which libpq and many hosts use too); both get psycopg 3, the
+# driver this package installs.
+_POSTGRES_SCHEMES = ("postgresql", "postgres")
+
+
+def engine_url(url: str) -> URL:
+    """The URL as given, except that a driverless PostgreSQL URL gets psycopg (version 3)."""
+    parsed = make_url(url)
+    if parsed.drivername in _POSTGRES_SCHEMES:
+        return parsed.set(drivername="postgresql+psycopg")
+    return parsed
+
+
 def make_engine(url: str) -> Engine:
     """Build an engine; SQLite gets its folder created and its pragmas set per connection."""
-    parsed = make_url(url)
+    parsed = engine_url(url)
     if parsed.get_backend_name() != "sqlite":
-        return create_engine(url, pool_pre_ping=True)
+        return create_engine(parsed, pool_pre_ping=True)
 
     database = parsed.database
     if database and database != ":memory:" and not database.startswith("file:"):
@@ -85,7 +100,7 @@ def migrate(engine: Engine) -> None:
         if connection.dialect.name == "sqlite":
             connection.exec_driver_sql("BEGIN IMMEDIATE")
         elif connection.dialect.name == "postgresql":
-            connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK_KEY})")
+            connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK_KEY})")
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
 

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import delete, exists, func, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from app.errors import ModelNotFound
@@ -23,10 +24,22 @@ def ensure_model(
     metrics: dict[str, Any] | None = None,
     job_id: str | None = None,
 ) -> ModelVersion:
-    """The row of `version`, inserted if missing (an existing row is left as it is)."""
+    """The row of `version`, inserted if missing (an existing row is left as it is).
+
+    Service processes starting together on one database can all find the row missing; the
+    insert then skips a row another one committed meanwhile instead of failing on its key.
+    """
     row = s.get(ModelVersion, version)
-    if row is None:
-        row = ModelVersion(
+    if row is not None:
+        return row
+    # INSERT ... ON CONFLICT DO NOTHING, which both supported databases have.
+    insert: postgresql.Insert | sqlite.Insert
+    if s.get_bind().dialect.name == "postgresql":
+        insert = postgresql.insert(ModelVersion)
+    else:
+        insert = sqlite.insert(ModelVersion)
+    s.execute(
+        insert.values(
             id=version,
             embedder=embedder,
             sha256=sha256,
@@ -34,10 +47,9 @@ def ensure_model(
             base_version=base_version,
             metrics=dict(metrics or {}),
             job_id=job_id,
-        )
-        s.add(row)
-        s.flush()
-    return row
+        ).on_conflict_do_nothing(index_elements=[ModelVersion.id])
+    )
+    return get_model(s, version)
 
 
 def get_model(s: Session, version: str) -> ModelVersion:

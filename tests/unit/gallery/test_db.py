@@ -11,7 +11,7 @@ from sqlalchemy import Engine, inspect, text
 from sqlalchemy.exc import IntegrityError
 
 from app.gallery import repository
-from app.gallery.db import make_engine, make_session_factory, migrate
+from app.gallery.db import engine_url, make_engine, make_session_factory, migrate
 from app.gallery.orm import Base, Face
 
 
@@ -26,6 +26,24 @@ def test_migrate_creates_schema_in_a_fresh_file(tmp_path: Path) -> None:
     with engine.connect() as conn:
         assert conn.scalar(text("SELECT version_num FROM alembic_version")) == "0002"
     engine.dispose()
+
+
+@pytest.mark.parametrize(
+    ("given", "driver"),
+    [
+        ("postgresql://face:p%40ss@db:5432/faces", "postgresql+psycopg"),
+        ("postgres://face@db/faces", "postgresql+psycopg"),
+        ("postgresql+psycopg://face@db/faces", "postgresql+psycopg"),
+        ("postgresql+psycopg2://face@db/faces", "postgresql+psycopg2"),  # asked for: kept
+        ("sqlite:///data/faces.db", "sqlite"),
+    ],
+)
+def test_a_url_without_a_driver_gets_psycopg_3(given: str, driver: str) -> None:
+    url = engine_url(given)
+    assert url.drivername == driver
+    # Only the scheme changes: user, password, host, port and database are kept.
+    after_scheme = url.render_as_string(hide_password=False).split(":", 1)[1]
+    assert after_scheme == given.split(":", 1)[1]
 
 
 def test_migrate_is_idempotent_and_keeps_data(engine: Engine, db_url: str) -> None:

@@ -1,0 +1,34 @@
+"""The SQLite gallery tests, run unchanged on PostgreSQL: each gets a fresh database."""
+
+from __future__ import annotations
+
+# Collected again here, where the `db_url` fixture names a PostgreSQL database.
+from tests.unit.gallery.test_db import (  # noqa: F401
+    test_foreign_keys_are_enforced,
+    test_migrate_is_idempotent_and_keeps_data,
+    test_migration_matches_the_orm,
+    test_objects_stay_readable_after_commit_with_utc_timestamps,
+)
+from tests.unit.gallery.test_jobs_repo import (  # noqa: F401
+    test_a_job_runs_and_finishes_once,
+    test_cancelling_a_queued_job_keeps_it_from_starting,
+    test_restart_interrupts_unfinished_jobs,
+    test_unknown_jobs_raise,
+)
+from tests.unit.gallery.test_models_repo import (  # noqa: F401
+    test_crops_missing_a_version,
+    test_the_latest_activation_wins,
+)
+from tests.unit.gallery.test_repository import (  # noqa: F401
+    test_add_embeddings_for_a_new_model_and_faces_with_crops,
+    test_add_face_rejects_a_vector_of_the_wrong_size,
+    test_delete_face,
+    test_delete_subject_cascades_to_faces_and_embeddings,
+    test_deletes_leave_no_stale_rows_in_the_session,
+    test_face_ids_are_never_reused,
+    test_faces_round_trip_and_counts,
+    test_list_subjects_paginates_and_filters_by_name,
+    test_subject_crud,
+    test_unknown_subject_raises_everywhere,
+    test_vectors_round_trip_bit_exactly,
+)
