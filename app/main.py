@@ -7,6 +7,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
+from urllib.parse import unquote_plus
 
 from fastapi import FastAPI, Request, Response
 
@@ -65,6 +66,12 @@ def create_app(settings: Settings | None = None, models: Models | None = None) -
         length = request.headers.get("content-length", "")
         if length.isdigit() and int(length) > limit:
             return error_response(413, "payload_too_large", f"Request body exceeds {limit} bytes.")
+        # PostgreSQL cannot store NUL characters, so ids and names holding one are refused
+        # here for paths and queries, and by schemas.common.NulFree for bodies and forms.
+        if "\x00" in request.url.path or "\x00" in unquote_plus(request.url.query):
+            return error_response(
+                422, "invalid_request", "NUL characters are not allowed in the path or query."
+            )
         return await metrics.middleware(request, call_next)
 
     for router in (health.router, subjects.router, faces.router, recognition.router, admin.router):

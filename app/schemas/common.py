@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field
 
 
 class ErrorBody(BaseModel):
@@ -16,6 +16,29 @@ class ErrorBody(BaseModel):
 class ErrorResponse(BaseModel):
     error: ErrorBody
 
+
+def reject_nul(value: Any) -> Any:
+    """Refuse NUL characters in a string, or in any key or string inside JSON data.
+
+    PostgreSQL cannot store them in text or JSON, so they would fail at the database;
+    refusing them on every backend keeps the API the same on SQLite and PostgreSQL.
+    """
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise ValueError("NUL characters are not allowed")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            reject_nul(key)
+            reject_nul(item)
+    elif isinstance(value, list):
+        for item in value:
+            reject_nul(item)
+    return value
+
+
+NulFree = AfterValidator(reject_nul)
+Text = Annotated[str, NulFree]
+JsonObject = Annotated[dict[str, Any], NulFree]
 
 Box = list[float]  # x1, y1, x2, y2 in pixels of the uploaded (EXIF-rotated) image
 

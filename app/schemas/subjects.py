@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.schemas.common import Box, QualityPublic
+from app.schemas.common import Box, JsonObject, QualityPublic, Text
 
 
 class SubjectCreate(BaseModel):
@@ -16,15 +16,15 @@ class SubjectCreate(BaseModel):
         json_schema_extra={"examples": [{"name": "Ada Lovelace", "metadata": {"badge": "42"}}]},
     )
 
-    name: str = Field(min_length=1, max_length=255)
-    metadata: dict[str, Any] = Field(default_factory=dict)
+    name: Text = Field(min_length=1, max_length=255)
+    metadata: JsonObject = Field(default_factory=dict)
 
 
 class SubjectUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str | None = Field(None, min_length=1, max_length=255)
-    metadata: dict[str, Any] | None = None
+    name: Text | None = Field(None, min_length=1, max_length=255)
+    metadata: JsonObject | None = None
 
 
 class SubjectPublic(BaseModel):

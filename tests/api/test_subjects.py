@@ -62,3 +62,28 @@ def test_delete_subject_removes_faces_from_db_and_index(
     players = (package_images / "players.jpg").read_bytes()
     found = client.post("/v1/identify", files={"image": ("p.jpg", players)}).json()
     assert all(face["candidates"] == [] for face in found["faces"])
+
+
+def test_nul_characters_are_refused_and_the_service_keeps_serving(client: TestClient) -> None:
+    # PostgreSQL cannot store NUL, so every backend refuses it with the same 422.
+    for body in (
+        {"name": "Ada\x00"},
+        {"name": "Ada", "metadata": {"badge": "4\x002"}},
+        {"name": "Ada", "metadata": {"k\x00": 1}},
+        {"name": "Ada", "metadata": {"tags": ["ok", {"deep": "\x00"}]}},
+    ):
+        assert_error(client.post("/v1/subjects", json=body), 422, "invalid_request")
+    subject = new_subject(client, "Ada")
+    assert_error(
+        client.patch(f"/v1/subjects/{subject}", json={"name": "\x00"}), 422, "invalid_request"
+    )
+    assert_error(client.get("/v1/subjects/a%00b"), 422, "invalid_request")
+    assert_error(client.get("/v1/subjects", params={"name": "\x00"}), 422, "invalid_request")
+    verify = client.post(
+        "/v1/verify", files={"image": ("probe.jpg", b"x")}, data={"subject_id": "\x00"}
+    )
+    assert_error(verify, 422, "invalid_request")
+    # Nothing was stored, and the service still answers.
+    listed = client.get("/v1/subjects").json()
+    assert [s["name"] for s in listed["items"]] == ["Ada"]
+    assert client.get(f"/v1/subjects/{subject}").status_code == 200

@@ -15,6 +15,9 @@ from PIL import Image, ImageOps
 from app.gallery import repository
 from app.gallery.db import make_engine, make_session_factory
 from tests.api.conftest import assert_error, enrol, jpeg_bytes, new_subject, open_client
+from tests.api.test_subjects import (
+    test_nul_characters_are_refused_and_the_service_keeps_serving as check_nul_refused,
+)
 
 OpenApp = Callable[[str], TestClient]
 
@@ -102,3 +105,7 @@ def test_concurrent_enrolments_all_land_in_the_database_and_the_index(
     finally:
         engine.dispose()
     assert info["faces"] == info["index_size"] == len(stored) == len(variants)
+
+
+def test_nul_characters_get_the_same_422_as_on_sqlite(open_app: OpenApp) -> None:
+    check_nul_refused(open_app("nul"))

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, File, Form, Query, UploadFile
 
 from app.api.deps import ClientKey, FacePolicyDep, StateDep, read_upload
-from app.schemas.common import ERROR_RESPONSES
+from app.schemas.common import ERROR_RESPONSES, Text
 from app.schemas.recognition import DetectResult, IdentifyResult, VerifyResult
 from app.services import matching
 
@@ -23,7 +23,7 @@ async def verify(
     image: Annotated[UploadFile, File(description="The probe image.")],
     face: FacePolicyDep,
     image2: Annotated[UploadFile | None, File(description="Compare with this image.")] = None,
-    subject_id: Annotated[str | None, Form(description="Compare with this subject.")] = None,
+    subject_id: Annotated[Text | None, Form(description="Compare with this subject.")] = None,
     threshold: Threshold = None,
 ) -> VerifyResult:
     """Is the probe's face the enrolled subject (or the face in image2)?"""
