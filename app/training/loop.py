@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, TypeVar
@@ -32,6 +33,10 @@ class LoopConfig:
             raise ValueError(f"amp_dtype must be one of {sorted(_AMP_DTYPES)}")
         if self.max_grad_norm is not None and self.max_grad_norm <= 0:
             raise ValueError("max_grad_norm must be positive or None")
+
+
+class NonFiniteLoss(RuntimeError):
+    """The loss became NaN or infinite without a gradient scaler to skip the step."""
 
 
 @dataclass(frozen=True)
@@ -169,10 +174,19 @@ def train(
 
     def finish_group(epoch: int) -> None:
         nonlocal steps, pending, final_loss
+        # Read before stepping (it syncs a GPU once per step, not per micro-batch): a NaN or
+        # infinite loss would write NaN into every weight. A GradScaler skips such a step on
+        # its own (fp16 overflow is routine), so only the unscaled path stops here.
+        final_loss = epoch_loss.value()
+        if scaler is None and not math.isfinite(final_loss):
+            raise NonFiniteLoss(
+                f"the training loss became {final_loss} by optimizer step {steps + 1} "
+                f"(epoch {epoch + 1}); the model is unchanged by that step. Try a lower "
+                "learning rate."
+            )
         _optimizer_step(optimizer, scaler, config, pending)
         steps += 1
         pending = 0
-        final_loss = epoch_loss.value()
         if on_progress is not None:
             size = effective_batch_size(last_size, n)
             on_progress(Progress(epoch, steps, micro_batches, final_loss, images_seen, size))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from typing import Any
@@ -63,7 +64,8 @@ class JobTracker:
             epoch=progress.epoch + 1,
             step=progress.step,
             total_steps=total_steps,
-            loss=round(progress.loss, 6),
+            # JSON (and PostgreSQL's json type) has no NaN or infinity.
+            loss=round(progress.loss, 6) if math.isfinite(progress.loss) else None,
             effective_batch_size=progress.effective_batch_size,
             images_seen=progress.images_seen,
             eta_s=round(remaining, 1),

@@ -105,6 +105,11 @@ def train_network(
     return TrainSummary(
         steps=result.steps,
         micro_batches=result.micro_batches,
-        final_loss=None if result.final_loss is None else round(result.final_loss, 6),
+        # JSON (and PostgreSQL's json type) has no NaN or infinity.
+        final_loss=(
+            round(result.final_loss, 6)
+            if result.final_loss is not None and math.isfinite(result.final_loss)
+            else None
+        ),
         trainable_parameters=count(trainable),
     )

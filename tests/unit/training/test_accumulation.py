@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from app.training.loop import LoopConfig, Progress, effective_batch_size, train
+from app.training.loop import LoopConfig, NonFiniteLoss, Progress, effective_batch_size, train
 
 MICRO = 2
 
@@ -224,3 +224,18 @@ def test_cuda_fp16_amp_creates_a_grad_scaler_and_matches_full_batch(
     assert result.steps == 3
     for got, want in zip(optimizer.recorded[2], expected, strict=True):
         assert torch.allclose(got, want, rtol=2e-2, atol=1e-3)
+
+
+def test_a_non_finite_loss_stops_before_it_reaches_the_weights(data, make_model, recording_sgd):
+    x, y = data[0][:8].clone(), data[1][:8]
+    x[5, 0] = float("nan")  # in the second accumulation group (micro-batches 3 and 4)
+    model = make_model()
+    after_first_step: list[torch.Tensor] = []
+
+    def remember(progress: Progress) -> None:
+        after_first_step[:] = [p.detach().clone() for p in model.parameters()]
+
+    with pytest.raises(NonFiniteLoss, match="optimizer step 2"):
+        run(recording_sgd, model, micro_batches(x, y), n=2, on_progress=remember)
+    assert after_first_step and all(torch.isfinite(p).all() for p in model.parameters())
+    assert all_close(list(model.parameters()), after_first_step)
