@@ -66,7 +66,7 @@ def reconcile(
 
 
 def rebuild(dim: int, model_version: str, kind: IndexKind, batches: VectorBatches) -> FaceIndex:
-    """A fresh index filled from (ids, vectors) batches, e.g. repository.iter_vectors.
+    """A fresh index filled from (ids, vectors) batches, e.g. embeddings_repo.iter_vectors.
 
     FAISS runs on one thread while serving; a build borrows every core, which makes an
     HNSW build about 1.3x faster on 2 cores and more on bigger machines.

@@ -10,7 +10,7 @@ from app.errors import CalibrationNotFound, InsufficientCalibrationData
 from app.evaluation.gallery_scores import GalleryScores, score_gallery
 from app.evaluation.identification import open_set_threshold
 from app.evaluation.verification import FarCalibration, calibrate_far, impostors_needed
-from app.gallery import repository
+from app.gallery import embeddings_repo, repository
 from app.schemas.calibration import CalibrateParams, CalibrationPublic, CalibrationResult
 from app.schemas.info import ThresholdsPublic
 from app.services.calibration import METHOD_GALLERY_ADJUSTED, Calibration, CalibrationStore
@@ -66,11 +66,11 @@ def stored_calibration(state: AppState) -> CalibrationPublic:
 def gallery_embeddings(state: AppState, version: str) -> tuple[np.ndarray, list[str]]:
     """Every stored `version` vector of a face that still exists, and its subject id."""
     with state.sessions() as session:
-        batches = list(repository.iter_vectors(session, version))
+        batches = list(embeddings_repo.iter_vectors(session, version))
         ids = [int(i) for face_ids, _ in batches for i in face_ids]
         owners = repository.subjects_for_faces(session, ids)
     if not batches:
-        return np.empty((0, repository.EMBEDDING_DIM), dtype=np.float32), []
+        return np.empty((0, embeddings_repo.EMBEDDING_DIM), dtype=np.float32), []
     vectors = np.concatenate([matrix for _, matrix in batches])
     keep = [row for row, face_id in enumerate(ids) if face_id in owners]
     return vectors[keep], [owners[ids[row]][0] for row in keep]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from app.gallery import repository
+from app.gallery import embeddings_repo
 from app.index import rebuild
 from app.schemas.admin import IndexRebuilt
 from app.services.runtime import save_index
@@ -21,7 +21,7 @@ def rebuild_active_index(state: AppState) -> IndexRebuilt:
                 runtime.pipeline.embedder.embedding_dim,
                 runtime.model_version,
                 state.settings.index_type,
-                repository.iter_vectors(session, runtime.model_version),
+                embeddings_repo.iter_vectors(session, runtime.model_version),
             )
         previous = len(runtime.index)
         runtime.index = fresh

@@ -7,7 +7,7 @@ import logging
 from datetime import datetime
 
 from app.errors import FaceServiceError
-from app.gallery import repository
+from app.gallery import embeddings_repo
 from app.index import reconcile
 from app.services.active_model import desired_version, load_version
 from app.services.reembed import embed_missing
@@ -92,8 +92,8 @@ class ModelWatcher:
         with state.sessions() as session:
             report = reconcile(
                 runtime.index,
-                repository.model_face_ids(session, version),
-                lambda ids: repository.vectors_for(session, version, ids),
+                embeddings_repo.model_face_ids(session, version),
+                lambda ids: embeddings_repo.vectors_for(session, version, ids),
             )
         if report.added or report.removed:
             state.index_dirty = True

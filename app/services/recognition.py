@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from app.errors import SubjectHasNoFaces
-from app.gallery import repository
+from app.gallery import embeddings_repo, repository
 from app.pipeline.analyzer import AnalyzedFace
 from app.pipeline.types import FloatArray
 from app.schemas.common import QualityPublic
@@ -51,7 +51,7 @@ def verify_against_subject(
     """
     with state.sessions() as session:
         repository.get_subject(session, subject_id)
-        gallery = repository.subject_vectors(session, subject_id, runtime.model_version)
+        gallery = embeddings_repo.subject_vectors(session, subject_id, runtime.model_version)
     if len(gallery) == 0:
         raise SubjectHasNoFaces("The subject has no enrolled faces to compare with.")
     similarity = float(np.max(gallery @ vector))

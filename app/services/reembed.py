@@ -11,7 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.errors import InvalidImage
-from app.gallery import models_repo, repository
+from app.gallery import embeddings_repo, models_repo
 from app.gallery.orm import Face
 from app.pipeline.align import align_face
 from app.pipeline.embedders import Embedder
@@ -74,10 +74,10 @@ def _store(
 ) -> None:
     try:
         with sessions.begin() as session:
-            repository.add_embeddings(session, version, ids, vectors)
+            embeddings_repo.add_embeddings(session, version, ids, vectors)
     except IntegrityError:
         # A face was deleted while its crop was being embedded: store the survivors.
         with sessions.begin() as session:
             alive = set(session.scalars(select(Face.id).where(Face.id.in_(ids))))
             keep = [i for i, face_id in enumerate(ids) if face_id in alive]
-            repository.add_embeddings(session, version, [ids[i] for i in keep], vectors[keep])
+            embeddings_repo.add_embeddings(session, version, [ids[i] for i in keep], vectors[keep])

@@ -12,7 +12,7 @@ import torch
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.config import Settings
-from app.gallery import repository
+from app.gallery import embeddings_repo
 from app.index import FaceIndex, index_path, open_index
 from app.pipeline.analyzer import FacePipeline, StageTimer
 from app.pipeline.batched_pipeline import BatchingPipeline
@@ -76,10 +76,10 @@ def open_model_index(
     settings: Settings, sessions: sessionmaker[Session], model_version: str, dim: int
 ) -> tuple[FaceIndex, str]:
     with sessions() as session:
-        db_ids = repository.model_face_ids(session, model_version)
+        db_ids = embeddings_repo.model_face_ids(session, model_version)
 
         def load_vectors(ids: np.ndarray) -> np.ndarray:
-            return repository.vectors_for(session, model_version, ids)
+            return embeddings_repo.vectors_for(session, model_version, ids)
 
         index, report, how = open_index(
             settings.index_dir,
@@ -88,7 +88,7 @@ def open_model_index(
             dim,
             db_ids,
             load_vectors,
-            repository.iter_vectors(session, model_version),
+            embeddings_repo.iter_vectors(session, model_version),
         )
     log.info(
         "index %s: %s, %d vectors (+%d / -%d reconciled)",

@@ -12,7 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image, ImageOps
 
-from app.gallery import repository
+from app.gallery import embeddings_repo, repository
 from app.gallery.db import make_engine, make_session_factory
 from tests.api.conftest import assert_error, enrol, jpeg_bytes, new_subject, open_client
 from tests.api.test_subjects import (
@@ -100,7 +100,7 @@ def test_concurrent_enrolments_all_land_in_the_database_and_the_index(
     engine = make_engine(db_url)
     try:
         with make_session_factory(engine)() as s:
-            stored = repository.model_face_ids(s, info["model_version"])
+            stored = embeddings_repo.model_face_ids(s, info["model_version"])
             assert repository.count_subjects(s) == len(variants)
     finally:
         engine.dispose()

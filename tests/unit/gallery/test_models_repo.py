@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.gallery import models_repo, repository
+from app.gallery import embeddings_repo, models_repo, repository
 
 BASE, TUNED = "arcface-mbf@9cc6e4a75f0e", "arcface-mbf@0123456789ab"
 
@@ -41,7 +41,7 @@ def test_crops_missing_a_version(
         bob = repository.create_subject(s, "Bob").id
         with_crop = [enrol(s, ada).id, enrol(s, ada).id, enrol(s, bob).id]
         enrol(s, bob, crop=None)
-        repository.add_embeddings(s, TUNED, with_crop[:1], np.zeros((1, 512), np.float32))
+        embeddings_repo.add_embeddings(s, TUNED, with_crop[:1], np.zeros((1, 512), np.float32))
     with session_factory() as s:
         missing = models_repo.crops_missing(s, TUNED)
         assert [row[0] for row in missing] == with_crop[1:]

@@ -8,6 +8,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.errors import FaceNotFound, SubjectNotFound
+from app.gallery import embeddings_repo
 from app.gallery import repository as repo
 from app.gallery.orm import Face
 
@@ -107,20 +108,22 @@ def test_vectors_round_trip_bit_exactly(
     owners = [ada, bob, ada, bob, ada]
     face_ids = [enrol(session, o, v).id for o, v in zip(owners, vectors, strict=True)]
 
-    got = repo.subject_vectors(session, ada, model)
+    got = embeddings_repo.subject_vectors(session, ada, model)
     assert got.dtype == np.float32 and got.shape == (3, 512)
     assert got.tobytes() == vectors[[0, 2, 4]].tobytes()
-    assert repo.subject_vectors(session, ada, OTHER_MODEL).shape == (0, 512)
+    assert embeddings_repo.subject_vectors(session, ada, OTHER_MODEL).shape == (0, 512)
 
-    ids = repo.model_face_ids(session, model)
+    ids = embeddings_repo.model_face_ids(session, model)
     assert ids.dtype == np.int64 and ids.tolist() == face_ids
-    assert repo.model_face_ids(session, OTHER_MODEL).tolist() == []
+    assert embeddings_repo.model_face_ids(session, OTHER_MODEL).tolist() == []
     order = [face_ids[3], face_ids[0], face_ids[4]]
-    assert repo.vectors_for(session, model, order).tobytes() == vectors[[3, 0, 4]].tobytes()
+    assert (
+        embeddings_repo.vectors_for(session, model, order).tobytes() == vectors[[3, 0, 4]].tobytes()
+    )
     with pytest.raises(KeyError):
-        repo.vectors_for(session, model, [face_ids[0], 10_000])
+        embeddings_repo.vectors_for(session, model, [face_ids[0], 10_000])
 
-    batches = list(repo.iter_vectors(session, model, batch=2))
+    batches = list(embeddings_repo.iter_vectors(session, model, batch=2))
     assert [len(ids) for ids, _ in batches] == [2, 2, 1]
     assert np.concatenate([i for i, _ in batches]).tolist() == face_ids
     assert np.concatenate([v for _, v in batches]).tobytes() == vectors.tobytes()
@@ -140,7 +143,7 @@ def test_delete_subject_cascades_to_faces_and_embeddings(
         bob = repo.create_subject(s, "Bob", {}).id
         ada_faces = [enrol(s, ada).id for _ in range(3)]
         bob_face = enrol(s, bob).id
-        repo.add_embeddings(s, OTHER_MODEL, ada_faces, np.stack([unit_vector()] * 3))
+        embeddings_repo.add_embeddings(s, OTHER_MODEL, ada_faces, np.stack([unit_vector()] * 3))
 
     with session_factory.begin() as s:
         assert sorted(repo.delete_subject(s, ada)) == ada_faces
@@ -149,7 +152,7 @@ def test_delete_subject_cascades_to_faces_and_embeddings(
         assert raw_count(s, "subjects") == 1
         assert raw_count(s, "faces") == 1
         assert raw_count(s, "embeddings") == 1
-        assert repo.model_face_ids(s, model).tolist() == [bob_face]
+        assert embeddings_repo.model_face_ids(s, model).tolist() == [bob_face]
 
 
 def test_deletes_leave_no_stale_rows_in_the_session(session: Session, enrol: Enrol) -> None:
@@ -200,12 +203,12 @@ def test_add_embeddings_for_a_new_model_and_faces_with_crops(
     assert [f.id for f in repo.faces_with_crops(session, batch=2)] == with_crop
 
     new = np.stack([unit_vector() for _ in with_crop])
-    repo.add_embeddings(session, OTHER_MODEL, with_crop, new)
-    assert repo.vectors_for(session, OTHER_MODEL, with_crop).tobytes() == new.tobytes()
+    embeddings_repo.add_embeddings(session, OTHER_MODEL, with_crop, new)
+    assert embeddings_repo.vectors_for(session, OTHER_MODEL, with_crop).tobytes() == new.tobytes()
     # Running it again (a resumed job) replaces rather than conflicts.
     newer = np.stack([unit_vector() for _ in with_crop])
-    repo.add_embeddings(session, OTHER_MODEL, with_crop, newer)
-    assert repo.vectors_for(session, OTHER_MODEL, with_crop).tobytes() == newer.tobytes()
-    assert len(repo.model_face_ids(session, model)) == 4
+    embeddings_repo.add_embeddings(session, OTHER_MODEL, with_crop, newer)
+    assert embeddings_repo.vectors_for(session, OTHER_MODEL, with_crop).tobytes() == newer.tobytes()
+    assert len(embeddings_repo.model_face_ids(session, model)) == 4
     with pytest.raises(ValueError):
-        repo.add_embeddings(session, OTHER_MODEL, with_crop, new[:2])
+        embeddings_repo.add_embeddings(session, OTHER_MODEL, with_crop, new[:2])

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
+from app.gallery import embeddings_repo
 from app.gallery import repository as repo
 from app.index.faiss_index import FaceIndex
 from app.index.reconcile import ReconcileReport, index_path, open_index, rebuild, reconcile
@@ -43,9 +44,9 @@ def open_from_db(
         MODEL,
         kind,  # type: ignore[arg-type]
         DIM,
-        repo.model_face_ids(s, MODEL),
-        lambda ids: repo.vectors_for(s, MODEL, ids),
-        repo.iter_vectors(s, MODEL, batch=7),
+        embeddings_repo.model_face_ids(s, MODEL),
+        lambda ids: embeddings_repo.vectors_for(s, MODEL, ids),
+        embeddings_repo.iter_vectors(s, MODEL, batch=7),
     )
 
 
@@ -71,8 +72,8 @@ def test_reconcile_adds_faces_committed_before_a_crash(
     with session_factory() as s:
         report = reconcile(
             index,
-            repo.model_face_ids(s, MODEL),
-            lambda ids: repo.vectors_for(s, MODEL, ids),
+            embeddings_repo.model_face_ids(s, MODEL),
+            lambda ids: embeddings_repo.vectors_for(s, MODEL, ids),
             chunk=4,
         )
     assert (report.added, report.removed, report.total) == (15, 0, 25)
@@ -97,7 +98,7 @@ def test_reconcile_removes_ids_the_database_lost(
         raise AssertionError("nothing should need loading")
 
     with session_factory() as s:
-        report = reconcile(index, repo.model_face_ids(s, MODEL), no_loads)
+        report = reconcile(index, embeddings_repo.model_face_ids(s, MODEL), no_loads)
     assert (report.added, report.removed, report.total) == (0, 2, 4)
     assert index.ids().tolist() == [face_ids[i] for i in (1, 2, 4, 5)]
 

@@ -1,0 +1,110 @@
+"""Embedding vector queries; like repository.py, functions flush and callers commit."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from sqlalchemy import delete, insert, select
+from sqlalchemy.orm import Session
+
+from app.gallery.orm import Embedding, Face
+
+EMBEDDING_DIM = 512
+# Stays under SQLite's bound-parameter limit (999 before 3.32) in IN (...) lists.
+_IN_CHUNK = 500
+_VECTOR_DTYPE = np.dtype("<f4")  # stored little-endian whatever the host
+
+IdArray = npt.NDArray[np.int64]
+VectorArray = npt.NDArray[np.float32]
+
+
+def subject_vectors(s: Session, subject_id: str, model: str) -> VectorArray:
+    """(n, 512) vectors of a subject's faces under `model`, in face id order."""
+    rows = s.scalars(
+        select(Embedding.vector)
+        .join(Face, Face.id == Embedding.face_id)
+        .where(Face.subject_id == subject_id, Embedding.model == model)
+        .order_by(Embedding.face_id)
+    )
+    return _decode(list(rows))
+
+
+def model_face_ids(s: Session, model: str) -> IdArray:
+    """Sorted ids of the faces that have an embedding under `model`."""
+    query = select(Embedding.face_id).where(Embedding.model == model).order_by(Embedding.face_id)
+    return np.fromiter(s.scalars(query), dtype=np.int64)
+
+
+def vectors_for(s: Session, model: str, face_ids: Iterable[int]) -> VectorArray:
+    """Vectors of `face_ids` in the order given; KeyError names any without one."""
+    wanted = [int(i) for i in face_ids]
+    found: dict[int, bytes] = {}
+    for chunk in in_chunks(wanted):
+        rows = s.execute(
+            select(Embedding.face_id, Embedding.vector).where(
+                Embedding.model == model, Embedding.face_id.in_(chunk)
+            )
+        )
+        for face_id, vector in rows:
+            found[face_id] = vector
+    missing = [i for i in wanted if i not in found]
+    if missing:
+        raise KeyError(f"no {model} embedding for faces {missing[:10]}")
+    return _decode([found[i] for i in wanted])
+
+
+def iter_vectors(
+    s: Session, model: str, batch: int = 10_000
+) -> Iterator[tuple[IdArray, VectorArray]]:
+    """All (ids, vectors) under `model` in id order, `batch` rows per query (keyset paging)."""
+    after = -1
+    while True:
+        rows = s.execute(
+            select(Embedding.face_id, Embedding.vector)
+            .where(Embedding.model == model, Embedding.face_id > after)
+            .order_by(Embedding.face_id)
+            .limit(batch)
+        ).all()
+        if not rows:
+            return
+        yield np.array([r[0] for r in rows], dtype=np.int64), _decode([r[1] for r in rows])
+        after = rows[-1][0]
+
+
+def add_embeddings(s: Session, model: str, face_ids: Sequence[int], vectors: npt.ArrayLike) -> None:
+    """Store (or replace) the `model` vectors of existing faces, e.g. after fine-tuning."""
+    matrix = np.asarray(vectors)
+    if matrix.ndim != 2 or len(matrix) != len(face_ids):
+        raise ValueError(f"expected {len(face_ids)} vectors, got shape {matrix.shape}")
+    ids = [int(i) for i in face_ids]
+    for chunk in in_chunks(ids):
+        s.execute(delete(Embedding).where(Embedding.model == model, Embedding.face_id.in_(chunk)))
+    if ids:
+        rows = [
+            {"face_id": i, "model": model, "vector": encode_vector(v)}
+            for i, v in zip(ids, matrix, strict=True)
+        ]
+        s.execute(insert(Embedding), rows)
+    s.flush()
+
+
+def in_chunks(items: list[Any]) -> Iterator[list[Any]]:
+    for start in range(0, len(items), _IN_CHUNK):
+        yield items[start : start + _IN_CHUNK]
+
+
+def encode_vector(vector: npt.ArrayLike) -> bytes:
+    array = np.asarray(vector, dtype=_VECTOR_DTYPE)
+    if array.shape != (EMBEDDING_DIM,):
+        raise ValueError(f"expected a ({EMBEDDING_DIM},) vector, got shape {array.shape}")
+    return array.tobytes()
+
+
+def _decode(blobs: list[bytes]) -> VectorArray:
+    if not blobs:
+        return np.empty((0, EMBEDDING_DIM), dtype=np.float32)
+    matrix = np.frombuffer(b"".join(blobs), dtype=_VECTOR_DTYPE).reshape(len(blobs), -1)
+    return matrix.astype(np.float32)
