@@ -68,6 +68,11 @@ class Settings(BaseSettings):
         description="HNSW candidates per search (recall against speed); 0 scales with the "
         "gallery: 1 per 1,000 faces, from 128 to 4,096.",
     )
+    index_auto_rebuild: bool = Field(
+        True,
+        description="Rebuild an hnsw index in the background once deletes leave over 10% "
+        "tombstones (checked every index_save_interval_s).",
+    )
     index_save_interval_s: float = Field(
         30.0, description="How often a changed index is written to disk."
     )

@@ -19,6 +19,7 @@ from app.gallery import repository
 from app.gallery.db import make_engine, make_session_factory, migrate
 from app.metrics import Metrics
 from app.security import KeyRing
+from app.services.maintenance import rebuild_if_needed
 from app.services.promotion import watch_models
 from app.services.runtime import Models, build_runtime, save_index
 from app.state import AppState
@@ -39,6 +40,11 @@ def create_app(settings: Settings | None = None, models: Models | None = None) -
         tasks = [
             asyncio.create_task(_load_runtime(state, models)),
             asyncio.create_task(_save_periodically(state)),
+            *(
+                [asyncio.create_task(_rebuild_when_needed(state))]
+                if settings.index_auto_rebuild
+                else []
+            ),
             asyncio.create_task(watch_models(state)),
         ]
         try:
@@ -125,6 +131,16 @@ async def _save_periodically(state: AppState) -> None:
     while True:
         await asyncio.sleep(state.settings.index_save_interval_s)
         await asyncio.to_thread(flush_index, state)
+
+
+async def _rebuild_when_needed(state: AppState) -> None:
+    """Rebuild an index whose deletes left too many tombstones, in the background."""
+    while True:
+        await asyncio.sleep(state.settings.index_save_interval_s)
+        try:
+            await asyncio.to_thread(rebuild_if_needed, state)
+        except Exception:  # logged; the old index keeps serving and the next check retries
+            log.exception("background index rebuild failed")
 
 
 def flush_index(state: AppState) -> None:

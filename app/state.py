@@ -59,6 +59,8 @@ class AppState:
     executor: ThreadPoolExecutor
     # Serialises "DB commit then index update" so the index never diverges from the DB.
     write_lock: threading.Lock = field(default_factory=threading.Lock)
+    # One index rebuild at a time (admin or automatic); it builds outside write_lock.
+    rebuild_lock: threading.Lock = field(default_factory=threading.Lock)
     runtime: Runtime | None = None
     startup_error: str | None = None
     index_dirty: bool = False

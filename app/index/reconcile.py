@@ -90,16 +90,19 @@ def open_index(
     db_ids: npt.ArrayLike,
     load_vectors: LoadVectors,
     batches: VectorBatches,
+    rebuild_tombstoned: bool = True,
 ) -> tuple[FaceIndex, ReconcileReport, Literal["loaded", "rebuilt"]]:
     """Load the saved index when valid, else rebuild it from `batches`; then reconcile.
 
-    `batches` is only iterated on a rebuild. Saving the result is left to the caller.
+    `batches` is only iterated on a rebuild. A saved index past its tombstone limit is
+    rebuilt too, unless `rebuild_tombstoned` is false (the caller rebuilds it later, in
+    the background). Saving the result is left to the caller.
     """
     started = time.perf_counter()
     path = index_path(index_dir, model_version, kind)
     index = FaceIndex.load(path, model_version, kind, dim=dim)
     how: Literal["loaded", "rebuilt"] = "loaded"
-    if index is not None and index.needs_rebuild:
+    if index is not None and index.needs_rebuild and rebuild_tombstoned:
         logger.info("index at %s has too many tombstones; rebuilding", path)
         index = None
     if index is None:

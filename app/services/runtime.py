@@ -89,6 +89,8 @@ def open_model_index(
             db_ids,
             load_vectors,
             embeddings_repo.iter_vectors(session, model_version),
+            # With background rebuilds on, start serving at once and rebuild afterwards.
+            rebuild_tombstoned=not settings.index_auto_rebuild,
         )
     log.info(
         "index %s: %s, %d vectors (+%d / -%d reconciled)",

@@ -29,13 +29,12 @@ def wait_ready(client: TestClient, timeout: float = 60.0) -> None:
 
 
 def open_client(data_dir: Path, models: Any, **overrides: Any) -> TestClient:
-    settings = Settings(
-        data_dir=data_dir,
-        embedder="arcface-mbf",
-        device="cpu",
-        index_save_interval_s=3600,
-        **overrides,
-    )
+    defaults: dict[str, Any] = {
+        "embedder": "arcface-mbf",
+        "device": "cpu",
+        "index_save_interval_s": 3600,
+    }
+    settings = Settings(data_dir=data_dir, **(defaults | overrides))
     client = TestClient(create_app(settings, models))
     client.__enter__()
     wait_ready(client)

@@ -37,7 +37,7 @@ def enrol_many(s: Session, subject_id: str, vectors: np.ndarray) -> list[int]:
 
 
 def open_from_db(
-    s: Session, index_dir: Path, kind: str = "flat"
+    s: Session, index_dir: Path, kind: str = "flat", rebuild_tombstoned: bool = True
 ) -> tuple[FaceIndex, ReconcileReport, str]:
     return open_index(
         index_dir,
@@ -47,6 +47,7 @@ def open_from_db(
         embeddings_repo.model_face_ids(s, MODEL),
         lambda ids: embeddings_repo.vectors_for(s, MODEL, ids),
         embeddings_repo.iter_vectors(s, MODEL, batch=7),
+        rebuild_tombstoned,
     )
 
 
@@ -157,4 +158,10 @@ def test_open_index_rebuilds_an_hnsw_index_full_of_tombstones(
     with session_factory() as s:
         index, _, how = open_from_db(s, tmp_path, "hnsw")
     assert how == "rebuilt" and not index.needs_rebuild
+    assert index.ids().tolist() == face_ids[2:]
+
+    # With background rebuilds the service loads it as it is and serves at once.
+    with session_factory() as s:
+        index, report, how = open_from_db(s, tmp_path, "hnsw", rebuild_tombstoned=False)
+    assert how == "loaded" and index.needs_rebuild and report.removed == 0
     assert index.ids().tolist() == face_ids[2:]

@@ -1,0 +1,92 @@
+"""Index rebuilds: they build beside the serving index, catch up with concurrent writes,
+and run by themselves once deletes leave an hnsw index too many tombstones."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from app.gallery import embeddings_repo
+from app.services.maintenance import rebuild_active_index
+from app.state import AppState
+from tests.api.conftest import ClientFactory, enrol, new_subject
+
+
+def state_of(client: TestClient) -> AppState:
+    state: AppState = client.app.state.face  # type: ignore[attr-defined]
+    return state
+
+
+def enrolled(client: TestClient, photo: bytes, count: int) -> list[str]:
+    """`count` subjects with one face each (the same photo: duplicates are per subject)."""
+    subjects = []
+    for i in range(count):
+        subject = new_subject(client, f"person {i}")
+        assert enrol(client, subject, ("face.jpg", photo)).status_code == 201
+        subjects.append(subject)
+    return subjects
+
+
+def db_face_ids(state: AppState) -> list[int]:
+    runtime = state.require_runtime()
+    with state.sessions() as session:
+        return sorted(embeddings_repo.model_face_ids(session, runtime.model_version).tolist())
+
+
+def test_rebuild_catches_up_with_writes_made_while_it_builds(
+    client: TestClient, package_images: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    photo = (package_images / "yaoming.jpg").read_bytes()
+    first, second, third = enrolled(client, photo, 3)
+    state = state_of(client)
+    old_index = state.require_runtime().index
+    snapshot = embeddings_repo.iter_vectors
+    late: list[str] = []
+
+    def iter_vectors_with_concurrent_writes(*args: Any, **kwargs: Any) -> Iterator[Any]:
+        # The build reads its snapshot first; these requests commit while it builds, and
+        # must not wait for it: the rebuild holds no write lock until it swaps indexes.
+        batches = list(snapshot(*args, **kwargs))
+        late.extend(enrolled(client, photo, 1))
+        assert client.delete(f"/v1/subjects/{second}").status_code == 204
+        yield from batches
+
+    monkeypatch.setattr(embeddings_repo, "iter_vectors", iter_vectors_with_concurrent_writes)
+    done = rebuild_active_index(state)
+
+    index = state.require_runtime().index
+    assert index is not old_index
+    assert done.previous_size == done.size == 3  # +1 enrolled, -1 deleted meanwhile
+    assert sorted(index.ids().tolist()) == db_face_ids(state)
+    found = client.post("/v1/identify", files={"image": ("probe.jpg", photo)}).json()
+    matched = {c["subject_id"] for face in found["faces"] for c in face["candidates"]}
+    assert {first, third, late[0]} <= matched and second not in matched
+
+
+def test_tombstoned_hnsw_index_is_rebuilt_in_the_background(
+    make_client: ClientFactory, package_images: Path
+) -> None:
+    client = make_client(index_type="hnsw", index_save_interval_s=0.2)
+    photo = (package_images / "yaoming.jpg").read_bytes()
+    subjects = enrolled(client, photo, 8)
+    state = state_of(client)
+    old_index = state.require_runtime().index
+    for subject in subjects[:2]:  # 2 of 8 tombstoned: past the 10% limit
+        assert client.delete(f"/v1/subjects/{subject}").status_code == 204
+    assert old_index.needs_rebuild
+
+    deadline = time.monotonic() + 30
+    while state.require_runtime().index is old_index and time.monotonic() < deadline:
+        time.sleep(0.05)
+    index = state.require_runtime().index
+    assert index is not old_index and not index.needs_rebuild
+    assert sorted(index.ids().tolist()) == db_face_ids(state)
+    found = client.post(
+        "/v1/identify", files={"image": ("probe.jpg", photo)}, data={"top_k": "10"}
+    ).json()
+    assert {c["subject_id"] for c in found["faces"][0]["candidates"]} == set(subjects[2:])
