@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import logging
-import os
 import threading
 from pathlib import Path
 from typing import Any
@@ -13,10 +10,9 @@ import faiss
 import numpy as np
 import numpy.typing as npt
 
+from app.index import files
 from app.index.hnsw import IndexKind, auto_ef_search, new_faiss_index, search_parameters
 from app.index.tombstones import Tombstones
-
-logger = logging.getLogger(__name__)
 
 IdArray = npt.NDArray[np.int64]
 VectorArray = npt.NDArray[np.float32]
@@ -117,13 +113,8 @@ class FaceIndex:
     def save(self, path: Path) -> None:
         """Write the index and its `<path>.json` sidecar, each via a temp file and rename."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        sidecar = _sidecar_path(path)
-        index_tmp = path.with_name(path.name + ".tmp")
-        sidecar_tmp = sidecar.with_name(sidecar.name + ".tmp")
         with self._save_lock:
             with self._lock:
-                faiss.write_index(self._index, str(index_tmp))
                 meta = {
                     "model_version": self.model_version,
                     "kind": self.kind,
@@ -132,43 +123,21 @@ class FaceIndex:
                     "ntotal": int(self._index.ntotal),
                     "tombstones": sorted(self._tombstones.dead),
                 }
-            sidecar_tmp.write_text(json.dumps(meta))
-            _fsync(index_tmp)
-            _fsync(sidecar_tmp)
-            # Renamed back to back; a crash between them leaves a pair that load() rejects
-            # or that reconcile() repairs against the database.
-            os.replace(index_tmp, path)
-            os.replace(sidecar_tmp, sidecar)
+                files.stage(path, self._index, meta)
+            files.commit(path)
 
     @classmethod
     def load(
         cls, path: Path, model_version: str, kind: IndexKind, dim: int | None = None
     ) -> FaceIndex | None:
         """The index saved at `path`, or None (logged) when missing, corrupt or foreign."""
-        path = Path(path)
-        sidecar = _sidecar_path(path)
-        if not path.exists() or not sidecar.exists():
-            logger.info("no saved index at %s", path)
-            return None
-        try:
-            meta = json.loads(sidecar.read_text())
-            if not isinstance(meta, dict):
-                raise ValueError(f"sidecar holds a {type(meta).__name__}, not an object")
-            index = faiss.read_index(str(path))
-        except (OSError, ValueError, RuntimeError) as exc:
-            logger.warning("unreadable index at %s: %s", path, exc)
-            return None
         expected: dict[str, object] = {"model_version": model_version, "kind": kind}
         if dim is not None:
             expected["dim"] = dim
-        problems = [f"{k}={meta.get(k)!r}" for k, want in expected.items() if meta.get(k) != want]
-        if not isinstance(index, faiss.IndexIDMap2):
-            problems.append(f"type={type(index).__name__}")
-        elif index.d != meta.get("dim") or index.ntotal != meta.get("ntotal"):
-            problems.append(f"file has d={index.d} ntotal={index.ntotal}, sidecar {meta}")
-        if problems:
-            logger.warning("ignoring index at %s: %s", path, ", ".join(problems))
+        found = files.read(Path(path), expected)
+        if found is None:
             return None
+        index, meta = found
         loaded = cls(int(index.d), model_version, kind)
         loaded._index = index
         if kind == "hnsw":
@@ -213,12 +182,3 @@ class FaceIndex:
 
 def _as_ids(ids: npt.ArrayLike) -> IdArray:
     return np.ascontiguousarray(ids, dtype=np.int64).reshape(-1)
-
-
-def _sidecar_path(path: Path) -> Path:
-    return path.with_name(path.name + ".json")
-
-
-def _fsync(path: Path) -> None:
-    with open(path, "rb") as handle:
-        os.fsync(handle.fileno())
