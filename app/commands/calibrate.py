@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 from pathlib import Path
 
@@ -14,7 +13,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from app.commands.file_embeddings import embed_files, load_pipeline
 from app.config import Settings
 from app.errors import FaceServiceError
-from app.evaluation.identification import open_set_threshold
+from app.evaluation.identification import open_set_threshold, per_comparison_far
 from app.evaluation.pairs import no_face_summary, rates_at, read_pairs, score_pairs
 from app.evaluation.verification import calibrate_far
 from app.gallery import repository
@@ -92,7 +91,7 @@ def run(args: argparse.Namespace, settings: Settings, pipeline: FacePipeline | N
     no_face = no_face_summary(pairs, embeddings, scored)
     rates = rates_at(scored, verify.threshold)
     resolution = 1 / impostors.size
-    per_comparison = -math.expm1(math.log1p(-identify_far) / gallery)
+    per_comparison = per_comparison_far(identify_far, gallery)
     print(f"calibrated {calibration.model_version} on {args.pairs}")
     print(
         f"  pairs: {scored.scores.size} scored ({rates['genuine']} genuine, {impostors.size} "

@@ -82,6 +82,13 @@ def open_set_dir_at_far(
     }
 
 
+def per_comparison_far(target_far: float, gallery_size: int) -> float:
+    """The single-comparison FAR p at which N independent comparisons give a stranger
+    false-alarm rate of target_far: p = 1 - (1 - target_far)^(1/N)."""
+    # expm1/log1p keep p accurate when target_far / N is tiny.
+    return -math.expm1(math.log1p(-target_far) / gallery_size)
+
+
 def open_set_threshold(
     impostor_scores_per_subject: npt.ArrayLike, gallery_size: int, target_far: float
 ) -> float:
@@ -104,6 +111,6 @@ def open_set_threshold(
         raise ValueError(f"gallery_size must be >= 1, got {gallery_size}")
     if not 0.0 < target_far < 1.0:
         raise ValueError(f"a target FAR must lie in (0, 1), got {target_far}")
-    # expm1/log1p keep p accurate when target_far / N is tiny.
-    per_comparison = -math.expm1(math.log1p(-target_far) / gallery_size)
-    return threshold_for_far(impostor_scores_per_subject, per_comparison)
+    return threshold_for_far(
+        impostor_scores_per_subject, per_comparison_far(target_far, gallery_size)
+    )

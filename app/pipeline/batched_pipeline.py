@@ -49,7 +49,7 @@ class BatchingPipeline(FacePipeline):
         item = self.detector.prepare(image)
         if item is not None:
             raw = self.detect_batcher([item], key=item.batch_key)[0]
-            faces = self.detector.to_faces(item, raw) or self.detector.detect_padded(item)
+            faces = self.detector.faces(item, raw)
         self._timed("detect", start)
         return faces
 

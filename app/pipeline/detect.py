@@ -95,12 +95,16 @@ class FaceDetector:
             return []
         return _to_faces(boxes, probs, points, item.original_shape, item.image.shape)
 
+    def faces(self, item: DetectionInput, raw: RawDetection) -> list[DetectedFace]:
+        """`to_faces`, with the padded second look when MTCNN found nothing."""
+        return self.to_faces(item, raw) or self.detect_padded(item)
+
     def detect(self, image: ImageArray) -> list[DetectedFace]:
         """Faces sorted by detection probability, highest first; [] when there are none."""
         item = self.prepare(image)
         if item is None:
             return []
-        return self.to_faces(item, self.run([item])[0]) or self.detect_padded(item)
+        return self.faces(item, self.run([item])[0])
 
     def detect_padded(self, item: DetectionInput) -> list[DetectedFace]:
         """The second look when nothing was found. MTCNN misses a face that fills the whole
@@ -130,7 +134,7 @@ class FaceDetector:
         for members in groups.values():
             raws = self.run([item for _, item in members])
             for (i, item), raw in zip(members, raws, strict=True):
-                results[i] = self.to_faces(item, raw) or self.detect_padded(item)
+                results[i] = self.faces(item, raw)
         return results
 
 

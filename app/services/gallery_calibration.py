@@ -8,7 +8,7 @@ import numpy as np
 
 from app.errors import CalibrationNotFound, InsufficientCalibrationData
 from app.evaluation.gallery_scores import GalleryScores, score_gallery
-from app.evaluation.identification import open_set_threshold
+from app.evaluation.identification import open_set_threshold, per_comparison_far
 from app.evaluation.verification import FarCalibration, calibrate_far, impostors_needed
 from app.gallery import embeddings_repo, repository
 from app.schemas.calibration import CalibrateParams, CalibrationPublic, CalibrationResult
@@ -85,7 +85,7 @@ def _result(
     active: Thresholds,
 ) -> CalibrationResult:
     gallery = calibration.gallery_size
-    per_comparison = -math.expm1(math.log1p(-calibration.identify_far) / gallery)
+    per_comparison = per_comparison_far(calibration.identify_far, gallery)
     passing = float(np.mean(scores.per_subject >= calibration.identify_threshold))
     stranger_far = 1.0 if passing >= 1.0 else -math.expm1(gallery * math.log1p(-passing))
     notes: list[str] = []

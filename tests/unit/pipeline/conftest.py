@@ -6,8 +6,11 @@ tests/conftest.py.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -18,6 +21,21 @@ from app.pipeline.types import DetectedFace, ImageArray
 
 ImageLoader = Callable[[Path], ImageArray]
 Detection = tuple[list[DetectedFace], tuple[int, int]]
+
+
+def call_together(calls: Sequence[Callable[[], Any]]) -> list[Any]:
+    """Start every call at once on its own thread; results (or exceptions) in order."""
+    barrier = threading.Barrier(len(calls))
+
+    def run(call: Callable[[], Any]) -> Any:
+        barrier.wait()
+        try:
+            return call()
+        except Exception as error:
+            return error
+
+    with ThreadPoolExecutor(len(calls)) as pool:
+        return list(pool.map(run, calls))
 
 
 @pytest.fixture(scope="session")

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -15,24 +12,10 @@ import pytest
 from app.pipeline.analyzer import FacePipeline
 from app.pipeline.batched_pipeline import BatchingPipeline
 from app.pipeline.types import ImageArray, QualityLimits
+from tests.unit.pipeline.conftest import call_together
 
 LIMITS = QualityLimits(min_face_size=32, min_probability=0.9, min_blur=40.0)
 PHOTOS = ["deepface/img1.jpg", "deepface/img2.jpg", "deepface/img3.jpg", "deepface/img5.jpg"]
-
-
-def call_together(calls: Sequence[Callable[[], Any]]) -> list[Any]:
-    """Start every call at once on its own thread; results (or exceptions) in order."""
-    barrier = threading.Barrier(len(calls))
-
-    def run(call: Callable[[], Any]) -> Any:
-        barrier.wait()
-        try:
-            return call()
-        except Exception as error:
-            return error
-
-    with ThreadPoolExecutor(len(calls)) as pool:
-        return list(pool.map(run, calls))
 
 
 @pytest.fixture(scope="module")

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
-from typing import Any
 
 import pytest
 
 from app.pipeline.batching import BatcherClosed, MicroBatcher
+from tests.unit.pipeline.conftest import call_together
 
 
 class Recorder:
@@ -27,21 +26,6 @@ class Recorder:
         if any(item < 0 for item in items):
             raise ValueError(f"negative item in {items}")
         return [2 * item for item in items]
-
-
-def call_together(calls: Sequence[Callable[[], Any]]) -> list[Any]:
-    """Start every call at once on its own thread; results (or exceptions) in order."""
-    barrier = threading.Barrier(len(calls))
-
-    def run(call: Callable[[], Any]) -> Any:
-        barrier.wait()
-        try:
-            return call()
-        except Exception as error:
-            return error
-
-    with ThreadPoolExecutor(len(calls)) as pool:
-        return list(pool.map(run, calls))
 
 
 def test_concurrent_callers_share_batches_and_get_their_own_items() -> None:
