@@ -28,6 +28,11 @@ class Settings(BaseSettings):
         description="facenet-vggface2, arcface-mbf, or auto (facenet when its weights exist).",
     )
     device: str = Field("auto", description="auto, cpu, cuda or cuda:N.")
+    embed_precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
+        "auto",
+        description="Number format of embedding inference: auto is bf16 where the CPU or GPU "
+        "computes it natively (about 2x faster on the CPU), else fp32.",
+    )
     api_keys: str = Field("", description="Comma-separated role:key entries (admin/client).")
     host: str = Field("127.0.0.1", description="Bind address for `python -m app serve`.")
     port: int = Field(8000, description="Bind port for `python -m app serve`.")

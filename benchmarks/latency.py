@@ -15,6 +15,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from benchmarks.photos import Photo, load_photos
 from benchmarks.report import prepare_process, write_result
 
@@ -47,6 +49,7 @@ def measure_config(
     env = {"FACE_TORCH_THREADS": str(threads), **CONFIGS[config]}
     rows = []
     with tempfile.TemporaryDirectory() as tmp, ServiceProcess(Path(tmp), env) as service:
+        precision = httpx.get(f"{service.url}/v1/info").json()["precision"]
         gallery = enrol_gallery(service.url, photos, args.subjects)
         if not gallery:
             raise RuntimeError("no face could be enrolled")
@@ -57,7 +60,7 @@ def measure_config(
                 load = run_load(
                     service.url, make, clients, args.duration, service.cpu_seconds
                 ).summary()
-                row = {"config": config, "endpoint": endpoint, **load}
+                row = {"config": config, "precision": precision, "endpoint": endpoint, **load}
                 rows.append(row)
                 print(_line(row), flush=True)
     return rows

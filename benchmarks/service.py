@@ -151,3 +151,5 @@ CONFIGS: dict[str, dict[str, str]] = {
         "FACE_BATCH_MAX_WAIT_MS": "2",
     },
 }
+# The shipped defaults, but embedding in fp32 where auto would pick bf16.
+CONFIGS["batched-fp32"] = {**CONFIGS["batched"], "FACE_EMBED_PRECISION": "fp32"}

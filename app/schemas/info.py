@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 
 class Health(BaseModel):
@@ -28,6 +28,9 @@ class Info(BaseModel):
     embedder: str | None
     model_version: str | None
     device: str | None
+    precision: str | None = Field(
+        description="Number format of embedding inference (fp32, bf16 or fp16)."
+    )
     thresholds: ThresholdsPublic | None
     index_type: str
     index_size: int | None

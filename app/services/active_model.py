@@ -41,13 +41,16 @@ def desired_version(session: Session, settings: Settings, name: str) -> ModelVer
 def load_version(settings: Settings, row: ModelVersion, device: torch.device) -> Embedder:
     """Load (and checksum) the weights of one model row."""
     if row.weights_path is None:
-        return create_embedder(row.embedder, settings.models_dir, device)
+        return create_embedder(
+            row.embedder, settings.models_dir, device, precision=settings.embed_precision
+        )
     return create_embedder(
         row.embedder,
         settings.models_dir,
         device,
         weights_path=settings.models_dir / row.weights_path,
         expected_sha256=row.sha256,
+        precision=settings.embed_precision,
     )
 
 

@@ -33,6 +33,7 @@ def service_info(state: AppState) -> Info:
         embedder=embedder.name if embedder else None,
         model_version=embedder.version if embedder else None,
         device=str(embedder.device) if embedder else None,
+        precision=embedder.precision_name if embedder else None,
         thresholds=ThresholdsPublic(**vars(thresholds)) if thresholds else None,
         index_type=state.settings.index_type,
         index_size=len(runtime.index) if runtime else None,

@@ -56,11 +56,13 @@ def load_models(settings: Settings) -> Models:
     device = resolve_device(settings.device)
     name = resolve_embedder_name(settings.embedder, settings.models_dir)
     log.info("loading embedder %s on %s", name, device)
-    embedder = create_embedder(name, settings.models_dir, device)
+    embedder = create_embedder(
+        name, settings.models_dir, device, precision=settings.embed_precision
+    )
     detector = FaceDetector(
         device, max_side=settings.detect_max_side, min_face_size=settings.min_face_size
     )
-    log.info("embedder %s ready (version %s)", name, embedder.version)
+    log.info("embedder %s ready (version %s, %s)", name, embedder.version, embedder.precision_name)
     return Models(detector=detector, embedder=embedder)
 
 

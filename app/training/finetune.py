@@ -139,7 +139,9 @@ def _promote(
         "metrics": metrics,
     }
     info = save_checkpoint(directory, state, metadata)
-    model = type(trained)(trained.module, trained.device, info.sha256, trained.default_thresholds)
+    model = type(trained)(
+        trained.module, trained.device, info.sha256, trained.default_thresholds, trained.precision
+    )
     try:
         with sessions() as session:
             total = models_repo.count_crops_missing(session, model.version)

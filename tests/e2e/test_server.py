@@ -9,7 +9,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+import torch
 
+from app.pipeline.embedders.precision import native_bf16
 from tests.e2e.conftest import Server
 
 pytestmark = pytest.mark.e2e
@@ -53,6 +55,8 @@ def test_enrol_verify_identify_and_restart(server: Server, package_images: Path)
     info = client.get("/v1/info").json()
     assert (info["subjects"], info["faces"], info["index_size"]) == (1, 1, 1)
     assert info["index_how"] == "loaded"  # saved on shutdown, not rebuilt
+    # FACE_EMBED_PRECISION=auto: bf16 where this CPU computes it natively.
+    assert info["precision"] == ("bf16" if native_bf16(torch.device("cpu")) else "fp32")
     assert client.get(f"/v1/subjects/{yao}").json()["face_count"] == 1
     assert identify_players(client, package_images) == before
 

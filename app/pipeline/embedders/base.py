@@ -11,6 +11,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from app.pipeline.embedders.precision import autocast, precision_name
 from app.pipeline.types import AlignTemplate, FloatArray, ImageArray
 
 if TYPE_CHECKING:
@@ -40,9 +41,15 @@ class Embedder(ABC):
         device: torch.device,
         weights_sha256: str,
         default_thresholds: Thresholds,
+        precision: torch.dtype | None = None,
     ) -> None:
         self.module = module.to(device).eval()
+        if device.type == "cpu":
+            # Convolutions run 10-30% faster on NHWC tensors on the CPU; outputs are the same.
+            self.module.to(memory_format=torch.channels_last)
         self.device = device
+        # The autocast dtype of embed(); None is fp32. forward() (fine-tuning) ignores it.
+        self.precision = precision
         self.weights_sha256 = weights_sha256
         # The version keys the FAISS index and stored embeddings, so new weights never mix.
         self.version = f"{self.name}@{weights_sha256[:12]}"
@@ -72,7 +79,14 @@ class Embedder(ABC):
         # Ship uint8 to the device and convert there: a quarter of the bytes over PCIe.
         batch = torch.from_numpy(np.stack(faces)).to(self.device, non_blocking=True)
         batch = batch.permute(0, 3, 1, 2).float()
-        return (batch - self.input_mean) / self.input_std
+        batch = (batch - self.input_mean) / self.input_std
+        if self.device.type == "cpu":
+            batch = batch.contiguous(memory_format=torch.channels_last)
+        return batch
+
+    @property
+    def precision_name(self) -> str:
+        return precision_name(self.precision)
 
     def forward(self, batch: torch.Tensor) -> torch.Tensor:
         """Raw embeddings for a preprocessed batch; differentiable, for fine-tuning."""
@@ -84,6 +98,9 @@ class Embedder(ABC):
         if not faces:
             return np.zeros((0, self.embedding_dim), dtype=np.float32)
         with torch.inference_mode():
-            vectors = F.normalize(self.forward(self.preprocess(faces)).float(), dim=1)
+            batch = self.preprocess(faces)
+            with autocast(self.device, self.precision):
+                raw = self.forward(batch)
+            vectors = F.normalize(raw.float(), dim=1)
             result: FloatArray = vectors.cpu().numpy().astype(np.float32, copy=False)
         return result

@@ -14,6 +14,7 @@ from app.errors import ModelError
 from app.pipeline.embedders.arcface import ArcfaceEmbedder
 from app.pipeline.embedders.base import Embedder
 from app.pipeline.embedders.facenet import FacenetEmbedder
+from app.pipeline.embedders.precision import inference_dtype
 from app.pipeline.embedders.weights import locate_weights, read_state_dict, verify_file
 
 REGISTRY_FILE = "registry.json"
@@ -106,8 +107,13 @@ def create_embedder(
     device: torch.device,
     weights_path: Path | None = None,
     expected_sha256: str | None = None,
+    precision: str = "fp32",
 ) -> Embedder:
-    """Checksum, load and place an embedder; weights_path loads a fine-tuned state_dict."""
+    """Checksum, load and place an embedder; weights_path loads a fine-tuned state_dict.
+
+    `precision` (auto, fp32, bf16, fp16) is the format embed() infers in.
+    """
+    dtype = inference_dtype(precision, device)
     spec = _known_specs(models_dir)[resolve_embedder_name(name, models_dir)]
     cls = _EMBEDDERS[spec.name]
     if weights_path is None:
@@ -132,7 +138,7 @@ def create_embedder(
         except RuntimeError as exc:
             raise ModelError(f"{weights_path} does not fit {spec.name}: {exc}") from exc
         sha256 = expected_sha256
-    return cls(module, device, sha256, spec.default_thresholds)
+    return cls(module, device, sha256, spec.default_thresholds, dtype)
 
 
 def _known_specs(models_dir: Path) -> dict[str, ModelSpec]:
