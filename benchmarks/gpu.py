@@ -9,9 +9,8 @@ Meant to finish in a few minutes on one H100.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -21,8 +20,6 @@ import numpy as np
 from benchmarks.gpu_setup import device_sync, load_gpu_models
 from benchmarks.photos import load_photos, repeat_to
 from benchmarks.report import write_result
-
-DTYPES = {"fp32": None, "bf16": "bfloat16", "fp16": "float16"}
 
 
 def timed_rate(work: Callable[[], object], sync: Callable[[], None], min_s: float) -> float:
@@ -37,31 +34,22 @@ def timed_rate(work: Callable[[], object], sync: Callable[[], None], min_s: floa
     return (time.perf_counter() - start) / runs
 
 
-@contextlib.contextmanager
-def precision(device: Any, name: str) -> Iterator[None]:
-    import torch
-
-    dtype = DTYPES[name]
-    if dtype is None:
-        yield
-        return
-    with torch.autocast(device_type=device.type, dtype=getattr(torch, dtype)):
-        yield
-
-
 def embedder_rows(
     models: Any, sizes: Sequence[int], dtypes: Sequence[str], min_s: float, sync: Callable[[], None]
 ) -> list[dict[str, Any]]:
+    from app.pipeline.embedders.precision import inference_dtype
+
     embedder = models.embedder
+    default = embedder.precision
     size = embedder.template.size
     crops = list(np.random.default_rng(0).integers(0, 255, (max(sizes), size, size, 3), np.uint8))
     rows = []
     for dtype in dtypes:
+        embedder.precision = inference_dtype(dtype, embedder.device)
         for batch in sizes:
 
-            def work(batch: int = batch, dtype: str = dtype) -> None:
-                with precision(embedder.device, dtype):
-                    embedder.embed(crops[:batch])
+            def work(batch: int = batch) -> None:
+                embedder.embed(crops[:batch])
 
             seconds = timed_rate(work, sync, min_s)
             rows.append(
@@ -73,6 +61,7 @@ def embedder_rows(
                 }
             )
             print(f"embed {dtype} batch {batch:>3}: {batch / seconds:>9.1f} faces/s", flush=True)
+    embedder.precision = default  # the end-to-end runs use FACE_EMBED_PRECISION's choice
     return rows
 
 
@@ -127,6 +116,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     result: dict[str, Any] = {"config": config}
     if device.type == "cuda":
         result["gpu"] = torch.cuda.get_device_name(device)
+    result["end_to_end_precision"] = models.embedder.precision_name
     sizes = [int(s) for s in args.sizes.split(",")]
     result["embedder"] = embedder_rows(
         models, sizes, args.dtypes.split(","), args.min_seconds, sync

@@ -82,6 +82,7 @@ def run(args: argparse.Namespace, settings: Settings, pipeline: FacePipeline | N
         "embedder": pipeline.embedder.name,
         "model_version": pipeline.embedder.version,
         "device": str(pipeline.embedder.device),
+        "precision": pipeline.embedder.precision_name,
         "seconds": round(time.perf_counter() - start, 1),
         **report,
     }

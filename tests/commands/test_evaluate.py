@@ -42,6 +42,7 @@ def test_verification_report_on_real_pairs(
 
     report = json.loads((out / "verification.json").read_text())
     assert report["model_version"] == pipeline.embedder.version
+    assert report["precision"] == pipeline.embedder.precision_name
     assert report["accuracy_mean"] > 0.8
     assert report["roc_auc"] > 0.9
     assert 0.0 <= report["eer"] < 0.2
