@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -68,11 +69,20 @@ class FaceDetector:
     def prepare(self, image: ImageArray) -> DetectionInput | None:
         """Downscale for detection; None when the image is smaller than the smallest face."""
         small, scale = downscale(image, self.max_side)
-        pyramid_min_face = max(MTCNN_SMALLEST_FACE, round(self.min_face_size * scale))
+        pyramid_min_face = self._pyramid_min_face(scale)
         # MTCNN's image pyramid is empty (and it crashes) below one minimum face.
         if min(small.shape[:2]) < pyramid_min_face:
             return None
         return DetectionInput(small, image.shape, pyramid_min_face)
+
+    def smallest_face(self, shape: tuple[int, ...]) -> int:
+        """The smallest face side, in the image's own pixels, searched for in an image of
+        `shape`: the minimum face, unless downscaling for detection pushes it higher."""
+        scale = min(1.0, self.max_side / max(shape[:2]))
+        return max(self.min_face_size, math.ceil(self._pyramid_min_face(scale) / scale))
+
+    def _pyramid_min_face(self, scale: float) -> int:
+        return max(MTCNN_SMALLEST_FACE, round(self.min_face_size * scale))
 
     def run(self, inputs: list[DetectionInput]) -> list[RawDetection]:
         """One MTCNN pass over inputs that share a batch_key."""

@@ -9,7 +9,7 @@ from pydantic import AfterValidator, BaseModel, Field
 
 class ErrorBody(BaseModel):
     code: str = Field(examples=["no_face"])
-    message: str = Field(examples=["No face was found in the image."])
+    message: str = Field(examples=["No face of at least 32 px was found in the image."])
     details: Any | None = None
 
 

@@ -44,7 +44,7 @@ def choose_face(
     """
     detected = pipeline.detect(image)
     if not detected:
-        raise NoFace("No face was found in the image.")
+        raise no_face(pipeline, image)
     analyzed = pipeline.analyze(image, detected)
     pool = [a for a in analyzed if a.quality.passed] or analyzed
     if len(pool) == 1:
@@ -74,6 +74,12 @@ def embed_probes(
     ]
 
 
+def no_face(pipeline: FacePipeline, image: ImageArray) -> NoFace:
+    # Smaller faces are not searched for (the quality gate would refuse them), so say so.
+    size = pipeline.detector.smallest_face(image.shape)
+    return NoFace(f"No face of at least {size} px was found in the image.")
+
+
 def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -85,7 +91,7 @@ def analyze_all(
     image = load_image(settings, upload)
     detected = sorted(pipeline.detect(image), key=lambda f: f.width * f.height, reverse=True)
     if not detected:
-        raise NoFace("No face was found in the image.")
+        raise no_face(pipeline, image)
     faces = pipeline.analyze(image, detected[:max_faces])
     return faces, pipeline.embed(faces)
 

@@ -49,8 +49,22 @@ def test_all_or_nothing_lists_every_rejected_file(client: TestClient, package_im
         (1, "no_face"),
         (2, "unsupported_media_type"),
     ]
+    # Smaller faces are not searched for, and the message says which size that is.
+    assert files[0]["message"] == "No face of at least 32 px was found in the image."
     assert client.get(f"/v1/subjects/{subject}").json()["face_count"] == 0
     assert client.get("/v1/info").json()["index_size"] == 0
+
+
+def test_no_face_message_names_the_smallest_face_searched_in_a_large_photo(
+    client: TestClient,
+) -> None:
+    # 3000 px wide: detection runs at 960 px (x0.32), where MTCNN looks for 20 px and up.
+    blank = jpeg_bytes(Image.new("RGB", (3000, 2000), (120, 160, 200)))
+    response = client.post(
+        "/v1/verify", files=[("image", ("a.jpg", blank)), ("image2", ("b.jpg", blank))]
+    )
+    error = assert_error(response, 422, "no_face")
+    assert error["message"] == "No face of at least 63 px was found in the image."
 
 
 def test_low_quality_face_is_refused_with_reasons(client: TestClient, package_images: Path) -> None:

@@ -131,7 +131,9 @@ def test_import_enrols_reports_and_resumes(make_client: ClientFactory, photos: P
     assert summary.exit_code == 0
     report = read_report(summary.report)
     assert {path: (r["status"], r["code"]) for path, r in report.items()} == EXPECTED
-    assert report["noface/dog.jpg"]["message"] == "No face was found in the image."
+    assert (
+        report["noface/dog.jpg"]["message"] == "No face of at least 32 px was found in the image."
+    )
     subjects = subjects_by_name(client)
     assert {name: s["face_count"] for name, s in subjects.items()} == {
         "Yao Ming": 1,

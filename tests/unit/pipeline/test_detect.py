@@ -58,6 +58,21 @@ def test_image_smaller_than_a_face_gives_no_faces(detector: FaceDetector) -> Non
     assert detector.detect(np.full((10, 12, 3), 128, dtype=np.uint8)) == []
 
 
+@pytest.mark.parametrize(
+    ("shape", "smallest"),
+    [
+        ((250, 250, 3), 32),  # not downscaled: the quality gate's minimum
+        ((1920, 1080, 3), 40),  # x0.5: 16 px in the detection image, MTCNN's floor is 20
+        ((4000, 3000, 3), 84),  # x0.24: 20 / 0.24 = 83.3
+    ],
+)
+def test_smallest_face_searched_grows_with_downscaling(
+    shape: tuple[int, int, int], smallest: int
+) -> None:
+    detector = FaceDetector(torch.device("cpu"), max_side=960, min_face_size=32)
+    assert detector.smallest_face(shape) == smallest
+
+
 def test_large_image_maps_back_to_original_coordinates(
     yaoming: ImageArray, yaoming_face: DetectedFace
 ) -> None:
