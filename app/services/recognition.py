@@ -50,10 +50,11 @@ def verify_against_subject(
     compares vectors of two models.
     """
     with state.sessions() as session:
-        repository.get_subject(session, subject_id)
         gallery = embeddings_repo.subject_vectors(session, subject_id, runtime.model_version)
-    if len(gallery) == 0:
-        raise SubjectHasNoFaces("The subject has no enrolled faces to compare with.")
+        if len(gallery) == 0:
+            # One query on the usual path; only an empty answer asks whether it exists.
+            repository.get_subject(session, subject_id)
+            raise SubjectHasNoFaces("The subject has no enrolled faces to compare with.")
     similarity = float(np.max(gallery @ vector))
     return _verdict(runtime, similarity, threshold, face, subject_id=subject_id)
 
