@@ -91,9 +91,10 @@ class FaceDetector:
         if len({item.batch_key for item in inputs}) != 1:
             raise ValueError("MTCNN batches only images of one size and minimum face")
         batch = np.stack([item.image for item in inputs]) if len(inputs) > 1 else inputs[0].image
+        images = _planar(batch) if self.device.type == "cpu" else batch
         with self._lock:
             self._mtcnn.min_face_size = inputs[0].pyramid_min_face
-            boxes, probs, points = self._mtcnn.detect(batch, landmarks=True)
+            boxes, probs, points = self._mtcnn.detect(images, landmarks=True)
         if len(inputs) == 1:
             return [(boxes, probs, points)]
         return [(boxes[i], probs[i], points[i]) for i in range(len(inputs))]
@@ -146,6 +147,18 @@ class FaceDetector:
             for (i, item), raw in zip(members, raws, strict=True):
                 results[i] = self.faces(item, raw)
         return results
+
+
+def _planar(images: ImageArray) -> torch.Tensor:
+    """The same HWC (or NHWC) view, over planar (channels-first) memory.
+
+    MTCNN turns its input into NCHW with a permute, so HWC memory gives it a channels-last
+    float image; its area resizes (the pyramid, the 24/48 px crops) run 10-20% faster on
+    planar memory, with bit-identical results.
+    """
+    order, back = ((0, 3, 1, 2), (0, 2, 3, 1)) if images.ndim == 4 else ((2, 0, 1), (1, 2, 0))
+    planar = np.ascontiguousarray(images.transpose(order))  # a writable copy
+    return torch.from_numpy(planar).permute(back)
 
 
 def _to_faces(

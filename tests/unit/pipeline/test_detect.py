@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -115,6 +116,26 @@ def test_channels_last_nets_match_stock_mtcnn(detector: FaceDetector, yaoming: I
     np.testing.assert_allclose(faces[0].box, np.asarray(boxes, dtype=np.float32)[0], atol=1e-3)
     np.testing.assert_allclose(faces[0].landmarks, np.asarray(points, np.float32)[0], atol=1e-3)
     assert faces[0].probability == pytest.approx(float(probs[0]), abs=1e-5)
+
+
+def test_batches_on_planar_memory_match_stock_mtcnn_on_numpy(
+    detector: FaceDetector, package_images: Path, load_image: ImageLoader
+) -> None:
+    item = detector.prepare(load_image(package_images / "players.jpg"))
+    assert item is not None
+    stock = MTCNN(keep_all=True, min_face_size=item.pyramid_min_face, device="cpu").eval()
+    flipped = replace(item, image=np.ascontiguousarray(item.image[:, ::-1]))
+    batch = np.stack([item.image, flipped.image])
+    expected_boxes, expected_probs, expected_points = stock.detect(batch, landmarks=True)
+    for (boxes, probs, points), i in zip(detector.run([item, flipped]), range(2), strict=True):
+        want = np.asarray(expected_boxes[i], np.float32)
+        assert len(boxes) == len(want) > 5  # every player, in both images
+        ours, theirs = np.argsort(boxes[:, 0]), np.argsort(want[:, 0])  # same faces, any order
+        np.testing.assert_allclose(boxes[ours], want[theirs], atol=1e-3)
+        want_probs = np.asarray(expected_probs[i], np.float32)
+        np.testing.assert_allclose(probs[ours], want_probs[theirs], atol=1e-5)
+        want_points = np.asarray(expected_points[i], np.float32)
+        np.testing.assert_allclose(points[ours], want_points[theirs], atol=1e-3)
 
 
 def test_pyramid_skips_faces_below_the_minimum(yaoming: ImageArray) -> None:
