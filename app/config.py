@@ -31,7 +31,8 @@ class Settings(BaseSettings):
     embed_precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
         "auto",
         description="Number format of embedding inference: auto is bf16 where the CPU or GPU "
-        "computes it natively (about 2x faster on the CPU), else fp32.",
+        "computes it natively (about 2x faster on the CPU), else fp32. fp16 is for GPUs: "
+        "most CPUs emulate it, many times slower.",
     )
     api_keys: str = Field("", description="Comma-separated role:key entries (admin/client).")
     host: str = Field("127.0.0.1", description="Bind address for `python -m app serve`.")

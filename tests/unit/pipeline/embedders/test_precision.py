@@ -87,3 +87,11 @@ def test_bf16_embeddings_stay_close_to_fp32(
     scores_exact, scores_fast = exact[:-1] @ exact[-1], fast[:-1] @ fast[-1]
     assert np.argmax(scores_fast) == np.argmax(scores_exact)
     assert scores_fast.max() > 0.4
+
+
+def test_fp16_runs_on_the_cpu_too(arcface: Embedder, align_faces: AlignFaces) -> None:
+    # Meant for GPUs, and slow on most CPUs, but it must still give the same person.
+    half = create_embedder("arcface-mbf", REPO_MODELS_DIR, CPU, precision="fp16")
+    (face,) = align_faces("yaoming.jpg", arcface.template)
+    (exact,), (fast,) = arcface.embed([face]), half.embed([face])
+    assert fast.dtype == np.float32 and float(exact @ fast) > 0.999
