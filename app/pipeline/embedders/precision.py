@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from typing import Literal
 
 import torch
 
 from app.errors import ModelError
-
-Precision = Literal["auto", "fp32", "bf16", "fp16"]
 
 _DTYPES: dict[str, torch.dtype | None] = {
     "fp32": None,
