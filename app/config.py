@@ -34,6 +34,18 @@ class Settings(BaseSettings):
         "computes it natively (about 2x faster on the CPU), else fp32. fp16 is for GPUs: "
         "most CPUs emulate it, many times slower.",
     )
+    torchscript: bool = Field(
+        True,
+        description="Run detection and embedding networks as TorchScript, which holds the "
+        "GIL only between calls: several times the throughput of eager PyTorch beside busy "
+        "Python request threads. A network that fails to trace runs eagerly.",
+    )
+    detection_process: bool = Field(
+        True,
+        description="On the CPU, run face detection (MTCNN) in a child process of its own, "
+        "so that the service's Python threads do not stall it on the GIL; it restarts if "
+        "it dies. GPUs detect in the service process.",
+    )
     api_keys: str = Field("", description="Comma-separated role:key entries (admin/client).")
     host: str = Field("127.0.0.1", description="Bind address for `python -m app serve`.")
     port: int = Field(8000, description="Bind port for `python -m app serve`.")

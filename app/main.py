@@ -21,7 +21,7 @@ from app.metrics import Metrics
 from app.security import KeyRing
 from app.services.maintenance import rebuild_if_needed
 from app.services.promotion import watch_models
-from app.services.runtime import Models, build_runtime, save_index
+from app.services.runtime import Models, build_runtime, save_index, settle_heap
 from app.state import AppState
 
 log = logging.getLogger(__name__)
@@ -122,6 +122,8 @@ async def _load_runtime(state: AppState, models: Models | None) -> None:
         log.exception("start-up failed")
         state.startup_error = str(error)
         return
+    if models is None:  # this process's own models, not ones shared by tests
+        await asyncio.to_thread(settle_heap)
     state.runtime = runtime
     state.metrics.index_size.set(len(runtime.index))
     log.info("ready: %s, %d faces indexed", runtime.model_version, len(runtime.index))

@@ -11,7 +11,9 @@ import numpy as np
 import torch
 from facenet_pytorch import MTCNN
 
+from app.pipeline.detect_process import DetectionProcess
 from app.pipeline.image_io import downscale
+from app.pipeline.torchscript import trace_module
 from app.pipeline.types import DetectedFace, FloatArray, ImageArray
 
 # MTCNN's P-net looks through a 12 px window; below about 20 px in the detection image its
@@ -47,7 +49,11 @@ class FaceDetector:
     """
 
     def __init__(
-        self, device: torch.device, max_side: int = 1280, min_face_size: int = MTCNN_SMALLEST_FACE
+        self,
+        device: torch.device,
+        max_side: int = 1280,
+        min_face_size: int = MTCNN_SMALLEST_FACE,
+        torchscript: bool = True,
     ) -> None:
         self.device = device
         self.max_side = max_side
@@ -62,9 +68,16 @@ class FaceDetector:
             # 2x for the whole detector at 250 px. Outputs are unchanged.
             for net in (self._mtcnn.pnet, self._mtcnn.rnet, self._mtcnn.onet):
                 net.to(memory_format=torch.channels_last)
+        if torchscript:
+            _trace_nets(self._mtcnn, device)
         # The nets are shared modules; serialise calls rather than rely on torch
         # re-entrancy from the inference thread pool.
         self._lock = threading.Lock()
+        self.process: DetectionProcess | None = None
+
+    def run_in(self, process: DetectionProcess | None) -> None:
+        """Run MTCNN in `process` from now on (app/pipeline/detect_process.py); None: here."""
+        self.process = process
 
     def prepare(self, image: ImageArray) -> DetectionInput | None:
         """Downscale for detection; None when the image is smaller than the smallest face."""
@@ -90,6 +103,8 @@ class FaceDetector:
             return []
         if len({item.batch_key for item in inputs}) != 1:
             raise ValueError("MTCNN batches only images of one size and minimum face")
+        if self.process is not None:
+            return self.process.run(inputs)
         batch = np.stack([item.image for item in inputs]) if len(inputs) > 1 else inputs[0].image
         images = _planar(batch) if self.device.type == "cpu" else batch
         with self._lock:
@@ -147,6 +162,29 @@ class FaceDetector:
             for (i, item), raw in zip(members, raws, strict=True):
                 results[i] = self.faces(item, raw)
         return results
+
+
+# Input shapes the three nets are traced and checked with: P-net takes whole pyramid levels.
+_NET_EXAMPLES = {
+    "pnet": ((1, 3, 31, 40), (2, 3, 17, 23)),
+    "rnet": ((3, 3, 24, 24), (1, 3, 24, 24)),
+    "onet": ((3, 3, 48, 48), (1, 3, 48, 48)),
+}
+
+
+def _trace_nets(mtcnn: MTCNN, device: torch.device) -> None:
+    """Swap MTCNN's P/R/O-nets for TorchScript traces of themselves (app/pipeline/torchscript.py).
+
+    Not frozen: facenet-pytorch reads the dtype from P-net's parameters, which a trace
+    shares with the net; a net that fails to trace stays as it is.
+    """
+    generator = torch.Generator().manual_seed(0)
+    for name, shapes in _NET_EXAMPLES.items():
+        net = getattr(mtcnn, name)
+        examples = [torch.rand(shape, generator=generator).to(device) * 2 - 1 for shape in shapes]
+        traced = trace_module(net, examples, freeze=False)
+        if traced is not None:
+            setattr(mtcnn, name, traced)
 
 
 def _planar(images: ImageArray) -> torch.Tensor:

@@ -42,7 +42,11 @@ def load_version(settings: Settings, row: ModelVersion, device: torch.device) ->
     """Load (and checksum) the weights of one model row."""
     if row.weights_path is None:
         return create_embedder(
-            row.embedder, settings.models_dir, device, precision=settings.embed_precision
+            row.embedder,
+            settings.models_dir,
+            device,
+            precision=settings.embed_precision,
+            torchscript=settings.torchscript,
         )
     return create_embedder(
         row.embedder,
@@ -51,6 +55,7 @@ def load_version(settings: Settings, row: ModelVersion, device: torch.device) ->
         weights_path=settings.models_dir / row.weights_path,
         expected_sha256=row.sha256,
         precision=settings.embed_precision,
+        torchscript=settings.torchscript,
     )
 
 

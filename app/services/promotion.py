@@ -11,7 +11,7 @@ from app.gallery import embeddings_repo
 from app.index import reconcile
 from app.services.active_model import desired_version, load_version
 from app.services.reembed import embed_missing
-from app.services.runtime import Models, build_runtime, save_index
+from app.services.runtime import Models, build_runtime, resettle_heap, save_index
 from app.state import AppState, Runtime
 
 log = logging.getLogger(__name__)
@@ -65,6 +65,7 @@ class ModelWatcher:
         """Build the new runtime beside the old one, then replace it in one assignment."""
         state = self.state
         previous = state.require_runtime()
+        previous_version = previous.model_version
         # Embeds crops that lack this version's vectors, then loads or rebuilds its index.
         fresh = build_runtime(state.settings, state.sessions, models, self._on_timing)
         with state.write_lock:
@@ -77,11 +78,13 @@ class ModelWatcher:
         # Requests that read the old runtime just before the swap may still write to it;
         # one more pass after they finish brings their faces over.
         self._settle = True
+        del previous  # so that the collector can free the old runtime
+        resettle_heap()
         state.metrics.index_size.set(len(fresh.index))
         log.info(
             "now serving %s (was %s): %d faces indexed",
             fresh.model_version,
-            previous.model_version,
+            previous_version,
             len(fresh.index),
         )
 

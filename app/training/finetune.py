@@ -140,7 +140,12 @@ def _promote(
     }
     info = save_checkpoint(directory, state, metadata)
     model = type(trained)(
-        trained.module, trained.device, info.sha256, trained.default_thresholds, trained.precision
+        trained.module,
+        trained.device,
+        info.sha256,
+        trained.default_thresholds,
+        trained.precision,
+        trained.torchscript,
     )
     try:
         with sessions() as session:
@@ -183,7 +188,10 @@ def _load_external(settings: Settings, embedder: Embedder) -> ExternalPairs | No
     if settings.finetune_external_pairs is None:
         return None
     detector = FaceDetector(
-        embedder.device, max_side=settings.detect_max_side, min_face_size=settings.min_face_size
+        embedder.device,
+        max_side=settings.detect_max_side,
+        min_face_size=settings.min_face_size,
+        torchscript=settings.torchscript,
     )
     pipeline = FacePipeline(detector, embedder, quality_limits(settings))
     return load_external(

@@ -61,6 +61,19 @@ def test_latency(run: Any) -> None:
     assert all(r["errors"] == 0 and r["requests"] > 0 and r["p99_ms"] > 0 for r in rows)
 
 
+def test_contention(run: Any) -> None:
+    result = run("contention", "--duration 0.3 --photos 4 --batch 2")
+    names = [row["name"] for row in result["rows"]]
+    assert [n.split(" (")[0] for n in names] == [
+        "embed eager",
+        "embed torchscript",
+        "detect eager, in-process",
+        "detect torchscript, in-process",
+        "detect torchscript, child process",
+    ]
+    assert all(row["alone_per_s"] > 0 and row["beside_spinner_per_s"] > 0 for row in result["rows"])
+
+
 def test_gallery_scaling(run: Any) -> None:
     result = run("gallery_scaling", "--sizes 2000 --queries 20")
     rows = {row["kind"]: row for row in result["rows"]}

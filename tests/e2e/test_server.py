@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -12,7 +13,7 @@ import pytest
 import torch
 
 from app.pipeline.embedders.precision import native_bf16
-from tests.e2e.conftest import Server
+from tests.e2e.conftest import Server, wait_exited
 
 pytestmark = pytest.mark.e2e
 
@@ -96,7 +97,11 @@ def test_kill_9_during_concurrent_enrolment_loses_nothing_acknowledged(
             for i in range(len(subjects)):
                 pool.submit(worker, i)
             assert enough.wait(timeout=120), "too few enrolments were acknowledged"
+            children = server.child_pids()
+            assert server.detection_pid() in children
             assert server.stop(signal.SIGKILL) == -signal.SIGKILL
+        # The detection process notices its parent is gone and exits: no orphans.
+        assert wait_exited(children) == []
         assert len(acknowledged) < len(subjects), "kill came after the burst; not a real test"
 
         client = server.start()
@@ -125,3 +130,29 @@ def test_kill_9_during_concurrent_enrolment_loses_nothing_acknowledged(
         if server.process is not None:
             server.process.kill()
             server.process.wait(timeout=30)
+
+
+def test_the_service_outlives_its_detection_process(server: Server, package_images: Path) -> None:
+    client = server.start()
+    yaoming = (package_images / "yaoming.jpg").read_bytes()
+    subject = client.post("/v1/subjects", json={"name": "Yao Ming"}).json()["id"]
+    assert enrol(client, subject, "y.jpg", yaoming).status_code == 201
+    child = server.detection_pid()
+    os.kill(child, signal.SIGKILL)
+    assert wait_exited([child]) == []
+    verdicts = []
+    for _ in range(3):  # a call in flight when it died fails with 503; the next restarts it
+        response = client.post(
+            "/v1/verify", data={"subject_id": subject}, files={"image": ("y.jpg", yaoming)}
+        )
+        verdicts.append(response.status_code)
+        if response.status_code == 200:
+            assert response.json()["verified"] is True
+            break
+        assert response.json()["error"]["code"] == "model_unavailable", response.text
+    assert verdicts[-1] == 200, verdicts
+    restarted = server.detection_pid()
+    assert restarted != child
+    children = server.child_pids()
+    server.stop()
+    assert wait_exited(children) == []

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import copy
+import functools
+import itertools
+import threading
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
@@ -12,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from app.pipeline.embedders.precision import autocast, precision_name
+from app.pipeline.torchscript import trace_module
 from app.pipeline.types import AlignTemplate, FloatArray, ImageArray
 
 if TYPE_CHECKING:
@@ -23,6 +28,26 @@ def make_template(size: int, points: Sequence[Sequence[float]]) -> AlignTemplate
     array = np.asarray(points, dtype=np.float32).reshape(5, 2)
     array.setflags(write=False)
     return AlignTemplate(size=size, points=array)
+
+
+Runner = Callable[[torch.Tensor], torch.Tensor]
+
+
+def _weights_version(module: torch.nn.Module) -> tuple[tuple[int, int], ...]:
+    """Changes whenever a parameter or buffer is replaced or modified in place."""
+    tensors = itertools.chain(module.parameters(), module.buffers())
+    return tuple((id(t), t._version) for t in tensors)
+
+
+def _run_eager(
+    module: torch.nn.Module,
+    device: torch.device,
+    precision: torch.dtype | None,
+    batch: torch.Tensor,
+) -> torch.Tensor:
+    with autocast(device, precision):
+        output: torch.Tensor = module(batch)
+    return output
 
 
 class Embedder(ABC):
@@ -42,6 +67,7 @@ class Embedder(ABC):
         weights_sha256: str,
         default_thresholds: Thresholds,
         precision: torch.dtype | None = None,
+        torchscript: bool = True,
     ) -> None:
         self.module = module.to(device).eval()
         if device.type == "cpu":
@@ -50,6 +76,11 @@ class Embedder(ABC):
         self.device = device
         # The autocast dtype of embed(); None is fp32. forward() (fine-tuning) ignores it.
         self.precision = precision
+        # embed() runs a TorchScript copy of the module, which releases the GIL (see
+        # app/pipeline/torchscript.py); False, or a module that will not trace, runs eagerly.
+        self.torchscript = torchscript
+        self._runner: tuple[tuple[tuple[int, int], ...], Runner] | None = None
+        self._runner_lock = threading.Lock()
         self.weights_sha256 = weights_sha256
         # The version keys the FAISS index and stored embeddings, so new weights never mix.
         self.version = f"{self.name}@{weights_sha256[:12]}"
@@ -93,14 +124,53 @@ class Embedder(ABC):
         output: torch.Tensor = self.module(batch)
         return output
 
+    def inference_runner(self) -> Runner:
+        """The network embed() runs, built on first use and again whenever the module's
+        weights change (a fine-tuning step, a loaded state dict): a frozen TorchScript copy
+        in the inference precision, or the module itself under autocast."""
+        version = _weights_version(self.module)
+        with self._runner_lock:
+            if self._runner is None or self._runner[0] != version:
+                self._runner = (version, self._build_runner())
+            return self._runner[1]
+
+    def _build_runner(self) -> Runner:
+        traced = self._trace() if self.torchscript else None
+        if traced is None:
+            # Not a bound method: the runner is stored on self, and a reference cycle would
+            # outlive a swapped-out model once the service has frozen its heap (gc.freeze).
+            return functools.partial(_run_eager, self.module, self.device, self.precision)
+        dtype = self.precision
+
+        def run(batch: torch.Tensor) -> torch.Tensor:
+            output: torch.Tensor = traced(batch if dtype is None else batch.to(dtype))
+            return output
+
+        return run
+
+    def _trace(self) -> torch.jit.ScriptModule | None:
+        module = copy.deepcopy(self.module).eval()
+        if self.precision is not None:
+            module = module.to(self.precision)
+        size = self.template.size
+        memory = torch.channels_last if self.device.type == "cpu" else torch.contiguous_format
+        generator = torch.Generator().manual_seed(0)
+        examples = [
+            torch.randn((n, 3, size, size), generator=generator)
+            .to(self.device, self.precision or torch.float32)
+            .contiguous(memory_format=memory)
+            for n in (2, 3)
+        ]
+        return trace_module(module, examples)
+
     def embed(self, faces: Sequence[ImageArray]) -> FloatArray:
         """(n, embedding_dim) float32 unit vectors for aligned crops, in one forward pass."""
         if not faces:
             return np.zeros((0, self.embedding_dim), dtype=np.float32)
+        run = self.inference_runner()
         with torch.inference_mode():
             batch = self.preprocess(faces)
-            with autocast(self.device, self.precision):
-                raw = self.forward(batch)
+            raw = run(batch)
             vectors = F.normalize(raw.float(), dim=1)
             result: FloatArray = vectors.cpu().numpy().astype(np.float32, copy=False)
         return result

@@ -108,10 +108,12 @@ def create_embedder(
     weights_path: Path | None = None,
     expected_sha256: str | None = None,
     precision: str = "fp32",
+    torchscript: bool = True,
 ) -> Embedder:
     """Checksum, load and place an embedder; weights_path loads a fine-tuned state_dict.
 
-    `precision` (auto, fp32, bf16, fp16) is the format embed() infers in.
+    `precision` (auto, fp32, bf16, fp16) is the format embed() infers in; `torchscript`
+    whether embed() runs a TorchScript copy of the network.
     """
     dtype = inference_dtype(precision, device)
     spec = _known_specs(models_dir)[resolve_embedder_name(name, models_dir)]
@@ -138,7 +140,7 @@ def create_embedder(
         except RuntimeError as exc:
             raise ModelError(f"{weights_path} does not fit {spec.name}: {exc}") from exc
         sha256 = expected_sha256
-    return cls(module, device, sha256, spec.default_thresholds, dtype)
+    return cls(module, device, sha256, spec.default_thresholds, dtype, torchscript)
 
 
 def _known_specs(models_dir: Path) -> dict[str, ModelSpec]:

@@ -1,0 +1,188 @@
+"""MTCNN in a child process of its own, out of reach of the service's GIL.
+
+facenet-pytorch's MTCNN runs dozens of small tensor operations and NumPy steps per image,
+and takes Python's GIL back after each one. In the service other threads want the GIL
+too (HTTP, decoding, the database), and each time detection waits for it, up to Python's
+5 ms switch interval. On 2 cores, MTCNN ran 91 images/s alone and 2 beside one busy
+Python thread; in a 16-client load its batches took 18 ms of wall time per image against
+10 on an idle machine, with the detection lane busy 97% of the time: the service's
+bottleneck. A child process has a GIL of its own.
+
+Images go to the child and MTCNN's raw output comes back over a pipe; the cost is a copy
+of each image. The child exits when the service does: `recv` sees the pipe close, even
+after a kill -9 of the service.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import multiprocessing
+import os
+import threading
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
+from typing import TYPE_CHECKING, Any
+
+from app.errors import ModelError
+
+if TYPE_CHECKING:
+    from app.pipeline.detect import DetectionInput, RawDetection
+
+log = logging.getLogger(__name__)
+
+START_TIMEOUT_S = 120.0
+
+
+class DetectionProcess:
+    """Runs `FaceDetector.run` in a spawned child; restarts it after it dies."""
+
+    def __init__(
+        self, device: str, max_side: int, min_face_size: int, torchscript: bool, threads: int
+    ) -> None:
+        self._args = (device, max_side, min_face_size, torchscript, threads)
+        # Spawn, not fork: a forked child inherits torch's OpenMP pool in a broken state.
+        self._context = multiprocessing.get_context("spawn")
+        self._lock = threading.Lock()
+        self._process: BaseProcess | None = None
+        self._conn: Connection | None = None
+        self._starting = False  # launched, "ready" not yet read
+        self._closed = False
+        self.starts = 0
+
+    def launch(self) -> None:
+        """Start the child without waiting for it: it loads while the service does."""
+        with self._lock:
+            if self._process is None:
+                self._launch()
+
+    def start(self) -> None:
+        """Start the child, if needed, and wait until it is ready."""
+        with self._lock:
+            self._ensure_started()
+
+    def run(self, inputs: list[DetectionInput]) -> list[RawDetection]:
+        """MTCNN's output for inputs that share a batch_key, computed in the child.
+
+        A child found dead (killed, out of memory) is restarted and the batch sent again,
+        once: detection has no side effects. A batch that kills two children fails.
+        """
+        with self._lock:
+            for attempt in (1, 2):
+                conn = self._ensure_started()
+                try:
+                    conn.send(inputs)
+                    status, payload = conn.recv()
+                    break
+                except (EOFError, OSError) as error:
+                    self._stop()
+                    if attempt == 2:
+                        raise ModelError(
+                            "the face detection process stopped twice on this request; "
+                            "it restarts with the next one"
+                        ) from error
+                    log.warning("face detection process stopped (%s); restarting it", error)
+        if status != "ok":
+            raise RuntimeError(f"face detection failed: {payload}")
+        result: list[RawDetection] = payload
+        return result
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            self._stop()
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None else None
+
+    def _ensure_started(self) -> Connection:
+        if self._closed:
+            raise ModelError("the face detection process is closed")
+        if self._process is None or not self._process.is_alive():
+            self._stop()
+            self._launch()
+        assert self._conn is not None and self._process is not None
+        if self._starting:
+            self._await_ready(self._conn, self._process)
+        return self._conn
+
+    def _launch(self) -> None:
+        parent, child = self._context.Pipe()
+        process = self._context.Process(
+            target=_serve, args=(child, *self._args), name="face-detection", daemon=True
+        )
+        process.start()
+        child.close()
+        self._process, self._conn, self._starting = process, parent, True
+        self.starts += 1
+
+    def _await_ready(self, conn: Connection, process: BaseProcess) -> None:
+        try:
+            if not conn.poll(START_TIMEOUT_S):
+                raise ModelError("the face detection process did not start in time")
+            status, payload = conn.recv()
+        except (EOFError, OSError) as error:
+            self._stop()
+            raise ModelError("the face detection process exited while starting") from error
+        except ModelError:
+            self._stop()
+            raise
+        if status != "ready":
+            self._stop()
+            raise ModelError(f"the face detection process failed to start: {payload}")
+        self._starting = False
+        log.info("face detection process %s ready", process.pid)
+
+    def _stop(self) -> None:
+        conn, process = self._conn, self._process
+        self._conn = self._process = None
+        self._starting = False
+        if conn is not None:
+            conn.close()  # the child's recv ends, and it exits
+        if process is not None:
+            process.join(timeout=5)
+            if process.is_alive():
+                process.kill()
+                process.join()
+
+
+def _serve(
+    conn: Connection,
+    device: str,
+    max_side: int,
+    min_face_size: int,
+    torchscript: bool,
+    threads: int,
+) -> None:
+    """The child: build a FaceDetector, then answer batches until the pipe closes."""
+    # Set before torch loads: OpenMP reads it once.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    try:
+        import torch
+
+        from app.pipeline.detect import FaceDetector
+
+        torch.set_num_threads(threads)
+        detector = FaceDetector(torch.device(device), max_side, min_face_size, torchscript)
+        # As the service does (runtime.settle_heap): full collections skip start-up objects.
+        gc.collect()
+        gc.freeze()
+    except Exception as error:  # report it; the parent raises
+        conn.send(("error", f"{type(error).__name__}: {error}"))
+        return
+    conn.send(("ready", None))
+    while True:
+        try:
+            inputs = conn.recv()
+        except (EOFError, OSError, KeyboardInterrupt):
+            return
+        reply: tuple[str, Any]
+        try:
+            reply = ("ok", detector.run(inputs))
+        except Exception as error:
+            reply = ("error", f"{type(error).__name__}: {error}")
+        try:
+            conn.send(reply)
+        except (OSError, ValueError):
+            return
