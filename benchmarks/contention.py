@@ -18,6 +18,7 @@ import argparse
 import threading
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -110,7 +111,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per measurement")
     parser.add_argument("--photos", type=int, default=40, help="shared photos to crop")
     parser.add_argument("--batch", type=int, default=4, help="images per detection batch")
-    parser.add_argument("--out", default=None, help="JSON path")
+    parser.add_argument("--out", type=Path, default=None, help="JSON path")
     args = parser.parse_args(argv)
     prepare_process(1)  # one torch thread, as the service runs on 2 cores
 
