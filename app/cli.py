@@ -111,8 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    # OpenMP threads that spin while idle steal the few cores from the other pools (torch,
-    # FAISS, the web server); this must be set before torch is first imported.
+    # Also set by app/__main__.py before torch loads; this covers callers of main() that
+    # have not imported torch yet.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     args = build_parser().parse_args(argv)
     settings = Settings()
