@@ -88,12 +88,12 @@ def load_models(settings: Settings, serving: bool = False) -> Models:
         precision=settings.embed_precision,
         torchscript=settings.torchscript,
     )
-    embedder.inference_runner()  # trace now rather than in the first request
     detector = FaceDetector(
         device,
         max_side=settings.detect_max_side,
         min_face_size=settings.min_face_size,
-        torchscript=settings.torchscript,
+        # With a detection process, this copy of MTCNN never runs: no need to trace it.
+        torchscript=settings.torchscript and process is None,
     )
     if process is not None:
         process.start()
@@ -189,6 +189,7 @@ def build_runtime(
     configure_threads(settings, serving=True)
     models = models or load_models(settings, serving=True)
     models = with_active_embedder(settings, sessions, models)
+    models.embedder.inference_runner()  # trace the serving model now, not in a request
     pipeline = build_pipeline(settings, models, on_timing)
     embedder = models.embedder
     index, how = open_model_index(settings, sessions, embedder.version, embedder.embedding_dim)

@@ -14,6 +14,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.processes import children_of, cmdline
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -70,7 +72,7 @@ class Server:
         return children_of(self.process.pid)
 
     def detection_pid(self) -> int:
-        (pid,) = [p for p in self.child_pids() if b"spawn_main" in _cmdline(p)]
+        (pid,) = [p for p in self.child_pids() if b"spawn_main" in cmdline(p)]
         return pid
 
     def stop(self, sig: int = signal.SIGTERM) -> int:
@@ -79,42 +81,6 @@ class Server:
         code = self.process.wait(timeout=60)
         self.process = None
         return code
-
-
-def children_of(pid: int) -> list[int]:
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            state, parent = stat.read_text().rsplit(")", 1)[1].split()[:2]
-        except OSError:
-            continue
-        if int(parent) == pid and state != "Z":
-            found.append(int(stat.parent.name))
-    return found
-
-
-def wait_exited(pids: list[int], timeout: float = 15.0) -> list[int]:
-    """The pids still running (not exited, not zombies) after up to `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    running = pids
-    while running and time.monotonic() < deadline:
-        time.sleep(0.1)
-        running = [pid for pid in running if _running(pid)]
-    return running
-
-
-def _cmdline(pid: int) -> bytes:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return b""
-
-
-def _running(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 @pytest.fixture

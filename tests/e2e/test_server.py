@@ -13,7 +13,8 @@ import pytest
 import torch
 
 from app.pipeline.embedders.precision import native_bf16
-from tests.e2e.conftest import Server, wait_exited
+from tests.e2e.conftest import Server
+from tests.processes import wait_exited
 
 pytestmark = pytest.mark.e2e
 
@@ -141,7 +142,7 @@ def test_the_service_outlives_its_detection_process(server: Server, package_imag
     os.kill(child, signal.SIGKILL)
     assert wait_exited([child]) == []
     verdicts = []
-    for _ in range(3):  # a call in flight when it died fails with 503; the next restarts it
+    for _ in range(3):  # the service restarts the child and retries; or, failing, says 503
         response = client.post(
             "/v1/verify", data={"subject_id": subject}, files={"image": ("y.jpg", yaoming)}
         )

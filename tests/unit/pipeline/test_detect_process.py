@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 from collections.abc import Callable, Iterator
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -17,6 +16,7 @@ from app.errors import ModelError
 from app.pipeline.detect import DetectionInput, FaceDetector
 from app.pipeline.detect_process import DetectionProcess
 from app.pipeline.types import ImageArray
+from tests.processes import wait_exited
 
 MIN_FACE = 20
 
@@ -45,21 +45,6 @@ def _prepared(detector: FaceDetector, image: ImageArray) -> DetectionInput:
     item = detector.prepare(image)
     assert item is not None
     return item
-
-
-def _wait_dead(pid: int, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return
-        if Path(f"/proc/{pid}/stat").is_file():
-            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-            if state == "Z":  # exited, not yet reaped
-                return
-        time.sleep(0.05)
-    raise AssertionError(f"process {pid} still running")
 
 
 def test_child_finds_the_same_faces(
@@ -97,7 +82,7 @@ def test_a_killed_child_is_restarted(
     pid, starts = process.pid, process.starts
     assert pid is not None
     os.kill(pid, signal.SIGKILL)
-    _wait_dead(pid)
+    assert wait_exited([pid]) == []
     assert len(remote_detector.detect(yaoming)) == 1
     assert process.starts == starts + 1 and process.pid != pid
 
@@ -110,7 +95,7 @@ class _DiesOnSend:
 
     def send(self, inputs: object) -> None:
         os.kill(self.pid, signal.SIGKILL)
-        _wait_dead(self.pid)
+        assert wait_exited([self.pid]) == []
         self.deaths.append(self.pid)
         self.conn.send(inputs)  # BrokenPipeError, or lands in a pipe nobody reads
 
@@ -165,7 +150,7 @@ def test_a_closed_process_refuses_work(yaoming: ImageArray, detector: FaceDetect
     pid = child.pid
     assert pid is not None
     child.close()
-    _wait_dead(pid)
+    assert wait_exited([pid]) == []
     with pytest.raises(ModelError, match="closed"):
         child.run([_prepared(detector, yaoming)])
 
