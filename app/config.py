@@ -95,7 +95,11 @@ class Settings(BaseSettings):
         30.0, description="How often a changed index is written to disk."
     )
     inference_workers: int = Field(
-        8, ge=1, description="Threads running detection and embedding; their batches share passes."
+        0,
+        ge=0,
+        description="Threads running detection and embedding; their batches share passes. "
+        "0: 8 on the CPU, 1 on a GPU, where concurrent micro-batches ran several times "
+        "slower than one request at a time (docs/benchmarks.md, section 5).",
     )
     torch_threads: int = Field(
         0,

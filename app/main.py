@@ -21,7 +21,13 @@ from app.metrics import Metrics
 from app.security import KeyRing
 from app.services.maintenance import rebuild_if_needed
 from app.services.promotion import watch_models
-from app.services.runtime import Models, build_runtime, save_index, settle_heap
+from app.services.runtime import (
+    Models,
+    build_runtime,
+    inference_workers,
+    save_index,
+    settle_heap,
+)
 from app.state import AppState
 
 log = logging.getLogger(__name__)
@@ -101,7 +107,7 @@ def open_state(settings: Settings, metrics: Metrics) -> AppState:
         metrics=metrics,
         engine=engine,
         sessions=sessions,
-        executor=ThreadPoolExecutor(settings.inference_workers, thread_name_prefix="inference"),
+        executor=ThreadPoolExecutor(inference_workers(settings), thread_name_prefix="inference"),
     )
     state.jobs.recover(sessions)
     with sessions() as session:

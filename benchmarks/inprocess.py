@@ -18,13 +18,13 @@ def settings_for(env: dict[str, str], **fields: Any) -> Any:
 
 
 def run_pipeline(models: Any, inputs: list[Photo], settings: Any) -> dict[str, Any]:
-    """embed_probes over every input from `settings.inference_workers` threads, with the
+    """embed_probes over every input from the service's inference threads, with the
     pipeline and torch threads the service would build from `settings`."""
     import torch
 
     from app.errors import FaceServiceError
     from app.services.probes import Upload, embed_probes
-    from app.services.runtime import build_pipeline
+    from app.services.runtime import build_pipeline, inference_workers
 
     stages: dict[str, float] = {}
 
@@ -47,7 +47,7 @@ def run_pipeline(models: Any, inputs: list[Photo], settings: Any) -> dict[str, A
             one(photo)
         stages.clear()
         start, cpu = time.perf_counter(), time.process_time()
-        with ThreadPoolExecutor(settings.inference_workers) as pool:
+        with ThreadPoolExecutor(inference_workers(settings)) as pool:
             found = sum(pool.map(one, inputs))
         seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
     finally:

@@ -54,6 +54,25 @@ def resettle_heap() -> None:
         settle_heap()
 
 
+# Inference threads when FACE_INFERENCE_WORKERS is 0 (auto), by device type.
+CPU_WORKERS = 8
+GPU_WORKERS = 1
+
+
+def inference_workers(settings: Settings) -> int:
+    """The setting, else CPU_WORKERS or GPU_WORKERS for the device the models will use.
+
+    On an H200, 16 threads sharing micro-batches ran the pipeline at 7.7 images/s against
+    39.6 for one thread, and verify fell to 4 req/s at 4 clients (docs/benchmarks.md,
+    section 5); until that is understood, a GPU serves one request at a time.
+    """
+    if settings.inference_workers:
+        return settings.inference_workers
+    name = settings.device
+    gpu = name.startswith("cuda") or (name == "auto" and torch.cuda.is_available())
+    return GPU_WORKERS if gpu else CPU_WORKERS
+
+
 def torch_threads(settings: Settings, serving: bool) -> int:
     """Intra-op threads: the setting, else one share of the cores per inference worker."""
     if settings.torch_threads:
@@ -62,7 +81,7 @@ def torch_threads(settings: Settings, serving: bool) -> int:
     if serving:
         # Each worker runs its own (micro-batched) passes; one pool per worker sized to its
         # share keeps the cores busy without the pools spinning against each other.
-        return max(1, cores // settings.inference_workers)
+        return max(1, cores // inference_workers(settings))
     return cores
 
 
@@ -175,7 +194,7 @@ def build_pipeline(
         max_size=settings.batch_max_size,
         max_wait_s=settings.batch_max_wait_ms / 1000,
         # Every request runs on an inference thread, so no more can queue for one batch.
-        max_callers=settings.inference_workers,
+        max_callers=inference_workers(settings),
         batch_detect=settings.batch_detect,
     )
 

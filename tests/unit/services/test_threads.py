@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from app.config import Settings
-from app.services.runtime import torch_threads
+from app.services.runtime import CPU_WORKERS, GPU_WORKERS, inference_workers, torch_threads
 
 
 @pytest.mark.parametrize(
@@ -29,3 +29,27 @@ def test_explicit_threads_win(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("os.cpu_count", lambda: 64)
     settings = Settings(inference_workers=8, torch_threads=3)
     assert torch_threads(settings, serving=True) == torch_threads(settings, serving=False) == 3
+
+
+@pytest.mark.parametrize(
+    ("device", "cuda", "expected"),
+    [
+        ("cpu", True, CPU_WORKERS),  # asked for the CPU: micro-batching threads
+        ("auto", False, CPU_WORKERS),
+        ("auto", True, GPU_WORKERS),  # one request at a time on a GPU
+        ("cuda:1", False, GPU_WORKERS),  # load_models reports the missing GPU, not this
+    ],
+)
+def test_auto_workers_follow_the_device(
+    monkeypatch: pytest.MonkeyPatch, device: str, cuda: bool, expected: int
+) -> None:
+    monkeypatch.setattr("torch.cuda.is_available", lambda: cuda)
+    monkeypatch.setattr("os.cpu_count", lambda: 16)
+    settings = Settings(device=device, inference_workers=0, torch_threads=0)
+    assert inference_workers(settings) == expected
+    assert torch_threads(settings, serving=True) == 16 // expected
+
+
+def test_explicit_workers_win(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("torch.cuda.is_available", lambda: True)
+    assert inference_workers(Settings(device="cuda", inference_workers=6)) == 6
