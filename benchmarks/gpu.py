@@ -65,6 +65,30 @@ def embedder_rows(
     return rows
 
 
+def cold_shape_rows(
+    models: Any, sizes: Sequence[int], sync: Callable[[], None]
+) -> list[dict[str, Any]]:
+    """embed() at batch sizes not run before: the first call against the next three.
+
+    A GPU library may plan or compile kernels per input shape; micro-batching makes a new
+    shape whenever a batch of a new size forms."""
+    size = models.embedder.template.size
+    crops = list(np.random.default_rng(1).integers(0, 255, (max(sizes), size, size, 3), np.uint8))
+    rows = []
+    for batch in sizes:
+        times = []
+        for _ in range(4):
+            sync()
+            start = time.perf_counter()
+            models.embedder.embed(crops[:batch])
+            sync()
+            times.append(time.perf_counter() - start)
+        first, warm = times[0] * 1e3, float(np.median(times[1:])) * 1e3
+        rows.append({"batch": batch, "first_ms": round(first, 2), "warm_ms": round(warm, 2)})
+        print(f"embed new batch {batch:>3}: first {first:>8.1f} ms, then {warm:.1f} ms", flush=True)
+    return rows
+
+
 def detector_rows(
     models: Any, photos: list[Any], batches: Sequence[int], min_s: float, sync: Callable[[], None]
 ) -> list[dict[str, Any]]:
@@ -98,7 +122,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--dtypes", default="fp32,bf16,fp16")
     parser.add_argument("--detect-batches", default="1,4,16,32")
     parser.add_argument("--images", type=int, default=1000, help="images per end-to-end run")
-    parser.add_argument("--workers", type=int, default=16, help="threads, end-to-end batched")
+    parser.add_argument(
+        "--workers", default="4,16", help="thread counts of the batched end-to-end runs"
+    )
+    parser.add_argument(
+        "--cold-sizes", default="3,5,7,12,24,48", help="embedder batches not in --sizes"
+    )
     parser.add_argument("--min-seconds", type=float, default=0.5, help="per timed figure")
     parser.add_argument("--photos", type=int, default=None, help="use only the first N photos")
     parser.add_argument("--out", type=Path, default=None, help="JSON path")
@@ -118,9 +147,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         result["gpu"] = torch.cuda.get_device_name(device)
     result["end_to_end_precision"] = models.embedder.precision_name
     sizes = [int(s) for s in args.sizes.split(",")]
+    cold = [int(s) for s in args.cold_sizes.split(",") if s]
+    result["embedder_new_shapes"] = cold_shape_rows(models, cold, sync)
     result["embedder"] = embedder_rows(
         models, sizes, args.dtypes.split(","), args.min_seconds, sync
     )
+    modes = [("sequential", 1, 1)]
+    modes += [(f"batched_{w}", int(w), 64) for w in args.workers.split(",") if w]
     end_to_end = {}
     for crop in (250, 0):
         photos = load_photos(crop, args.photos, models.detector)
@@ -128,7 +161,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         batches = [int(b) for b in args.detect_batches.split(",")]
         result[f"mtcnn_{label}"] = detector_rows(models, photos, batches, args.min_seconds, sync)
         inputs = repeat_to(photos, args.images)
-        for mode, workers, batch in (("sequential", 1, 1), ("batched", args.workers, 64)):
+        for mode, workers, batch in modes:
             settings = settings_for({}, inference_workers=workers, batch_max_size=batch)
             row = run_pipeline(models, inputs, settings)
             end_to_end[f"{label}_{mode}"] = row

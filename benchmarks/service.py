@@ -177,3 +177,7 @@ CONFIGS["batched-fp32"] = {**CONFIGS["batched"], "FACE_EMBED_PRECISION": "fp32"}
 CONFIGS["batched-in-process"] = {**CONFIGS["batched"], "FACE_DETECTION_PROCESS": "false"}
 # ... and also running the networks eagerly rather than as TorchScript.
 CONFIGS["batched-eager"] = {**CONFIGS["batched-in-process"], "FACE_TORCHSCRIPT": "false"}
+# On the first CUDA device: the shipped defaults there (one inference thread), and the
+# CPU's micro-batching defaults, which ran several times slower on an H200 (docs section 5).
+CONFIGS["gpu"] = {"FACE_DEVICE": "cuda"}
+CONFIGS["gpu-batched"] = {**CONFIGS["batched"], "FACE_DEVICE": "cuda"}

@@ -104,8 +104,10 @@ def test_gpu_dry_run_on_cpu(run: Any) -> None:
     result = run(
         "gpu",
         "--device cpu --sizes 1,2 --dtypes fp32,bf16 --detect-batches 1,2 --images 3 --photos 3 "
-        "--min-seconds 0.01",
+        "--min-seconds 0.01 --workers 2 --cold-sizes 3",
     )
+    [cold] = result["embedder_new_shapes"]
+    assert cold["batch"] == 3 and cold["first_ms"] > 0 and cold["warm_ms"] > 0
     assert {(row["dtype"], row["batch"]) for row in result["embedder"]} == {
         ("fp32", 1),
         ("fp32", 2),
@@ -114,7 +116,29 @@ def test_gpu_dry_run_on_cpu(run: Any) -> None:
     }
     assert set(result["end_to_end"]) == {
         "250px_sequential",
-        "250px_batched",
+        "250px_batched_2",
         "photos_sequential",
-        "photos_batched",
+        "photos_batched_2",
     }
+
+
+def test_finetune_gpu_skips_without_cuda(run: Any) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is present; the full GPU run is not a smoke test")
+    assert run("finetune_gpu")["skipped"] == "no CUDA device"
+
+
+@pytest.mark.slow
+def test_finetune_gpu_dry_run_on_cpu(run: Any) -> None:
+    result = run(
+        "finetune_gpu", "--device cpu --effective 8 --micro 4 --steps 2 --layers head --photos 4"
+    )
+    by_amp = {entry["one_batch"]["amp"]: entry for entry in result["runs"]}
+    assert set(by_amp) == {"bf16", "fp32"}
+    fp32 = by_amp["fp32"]
+    assert fp32["one_batch"]["micro_batch"] == 8 and fp32["accumulated"]["accumulation"] == 2
+    assert fp32["one_batch"]["steps"] == fp32["accumulated"]["steps"] == 2
+    # Two micro-batches accumulated into each step train the same weights as one batch.
+    assert fp32["max_weight_difference"] < 1e-4
