@@ -12,6 +12,7 @@ import torch
 from facenet_pytorch import MTCNN
 
 from app.pipeline.detect_process import DetectionProcess
+from app.pipeline.device_thread import on_device_thread
 from app.pipeline.image_io import downscale
 from app.pipeline.torchscript import trace_module
 from app.pipeline.types import DetectedFace, FloatArray, ImageArray
@@ -107,12 +108,17 @@ class FaceDetector:
             return self.process.run(inputs)
         batch = np.stack([item.image for item in inputs]) if len(inputs) > 1 else inputs[0].image
         images = _planar(batch) if self.device.type == "cpu" else batch
-        with self._lock:
-            self._mtcnn.min_face_size = inputs[0].pyramid_min_face
-            boxes, probs, points = self._mtcnn.detect(images, landmarks=True)
+        min_face = inputs[0].pyramid_min_face
+        boxes, probs, points = on_device_thread(self.device, self._detect, images, min_face)
         if len(inputs) == 1:
             return [(boxes, probs, points)]
         return [(boxes[i], probs[i], points[i]) for i in range(len(inputs))]
+
+    def _detect(self, images: Any, pyramid_min_face: int) -> RawDetection:
+        with self._lock:
+            self._mtcnn.min_face_size = pyramid_min_face
+            boxes, probs, points = self._mtcnn.detect(images, landmarks=True)
+        return boxes, probs, points
 
     def to_faces(self, item: DetectionInput, raw: RawDetection) -> list[DetectedFace]:
         """MTCNN's output for one input as faces in original-image coordinates."""

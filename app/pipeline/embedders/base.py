@@ -15,6 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from app.pipeline.device_thread import on_device_thread
 from app.pipeline.embedders.precision import autocast, precision_name
 from app.pipeline.torchscript import trace_module
 from app.pipeline.types import AlignTemplate, FloatArray, ImageArray
@@ -167,6 +168,10 @@ class Embedder(ABC):
         """(n, embedding_dim) float32 unit vectors for aligned crops, in one forward pass."""
         if not faces:
             return np.zeros((0, self.embedding_dim), dtype=np.float32)
+        # On a GPU, on the device's own thread (app/pipeline/device_thread.py).
+        return on_device_thread(self.device, self._embed, faces)
+
+    def _embed(self, faces: Sequence[ImageArray]) -> FloatArray:
         run = self.inference_runner()
         with torch.inference_mode():
             batch = self.preprocess(faces)
