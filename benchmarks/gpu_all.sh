@@ -1,0 +1,19 @@
+#!/bin/bash
+# Every GPU figure in one go (docs/benchmarks.md section 5, docs/finetuning.md), about
+# 6 minutes on one H200: JSON and logs to ${OUT:-benchmarks/results}.
+#   bash benchmarks/gpu_all.sh                       # PYTHON=.venv/bin/python by default
+set -u
+export PYTHONUNBUFFERED=1 OMP_WAIT_POLICY=PASSIVE
+PY=${PYTHON:-.venv/bin/python}
+OUT=${OUT:-benchmarks/results}
+mkdir -p "$OUT"
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/nvidia-smi.txt"
+run() {
+    local name=$1 limit=$2
+    shift 2
+    echo "== $name"
+    timeout "$limit" "$PY" -m "benchmarks.$name" "$@" 2>&1 | tee "$OUT/$name.log"
+}
+run gpu 300 --images 500 --out "$OUT/gpu.json"
+run finetune_gpu 200 --out "$OUT/finetune_gpu.json"
+run latency 240 --configs gpu,gpu-batched --duration 8 --warmup 2 --out "$OUT/latency_gpu.json"
