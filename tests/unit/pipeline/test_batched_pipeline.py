@@ -98,3 +98,41 @@ def test_batched_detection_takes_the_padded_second_look(models: Any, shared_face
     for faces in batched:
         assert len(faces) == 1
         np.testing.assert_allclose(faces[0].box, expected[0].box, atol=0.5)
+
+
+def test_handing_passes_to_one_device_thread_keeps_every_result(
+    monkeypatch: pytest.MonkeyPatch, models: Any, images: list[ImageArray]
+) -> None:
+    """On a GPU every pass runs on the device's one thread (app/pipeline/device_thread.py);
+    here the CPU's passes are sent to such a thread, under concurrent micro-batching."""
+    import threading
+
+    import torch
+
+    from app.pipeline import device_thread
+
+    reference = FacePipeline(models.detector, models.embedder, LIMITS)
+    expected = [reference.embed(reference.analyze(image)[:1]) for image in images]
+    ran_on: list[str] = []
+
+    def hand_off(device: torch.device, fn: Any, *args: Any) -> Any:
+        def record(*inner: Any) -> Any:
+            ran_on.append(threading.current_thread().name)
+            return fn(*inner)
+
+        return device_thread.on_device_thread(torch.device("cuda:7"), record, *args)
+
+    monkeypatch.setattr("app.pipeline.embedders.base.on_device_thread", hand_off)
+    monkeypatch.setattr("app.pipeline.detect.on_device_thread", hand_off)
+    pipeline = BatchingPipeline(
+        models.detector, models.embedder, LIMITS, max_size=8, max_wait_s=0.02, max_callers=4
+    )
+
+    def analyze_and_embed(image: ImageArray) -> Any:
+        return pipeline.embed(pipeline.analyze(image)[:1])
+
+    results = call_together([partial(analyze_and_embed, image) for image in images])
+    for got, want in zip(results, expected, strict=True):
+        np.testing.assert_allclose(got, want, atol=1e-4)
+    assert len(ran_on) >= len(images) + 1  # detections, and at least one embedding batch
+    assert {name.split("_")[0] for name in ran_on} == {"cuda:7"}
