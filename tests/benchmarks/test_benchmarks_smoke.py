@@ -91,12 +91,13 @@ def test_startup(run: Any) -> None:
     assert all(0 < row["listening_s"] <= row["ready_s"] for row in result["rows"])
 
 
-def test_gpu_skips_without_cuda(run: Any) -> None:
+@pytest.mark.parametrize("name", ["gpu", "finetune_gpu"])
+def test_gpu_benchmarks_skip_without_cuda(run: Any, name: str) -> None:
     import torch
 
     if torch.cuda.is_available():
         pytest.skip("a CUDA device is present; the full GPU run is not a smoke test")
-    assert run("gpu")["skipped"] == "no CUDA device"
+    assert run(name)["skipped"] == "no CUDA device"
 
 
 @pytest.mark.slow
@@ -120,14 +121,6 @@ def test_gpu_dry_run_on_cpu(run: Any) -> None:
         "photos_sequential",
         "photos_batched_2",
     }
-
-
-def test_finetune_gpu_skips_without_cuda(run: Any) -> None:
-    import torch
-
-    if torch.cuda.is_available():
-        pytest.skip("a CUDA device is present; the full GPU run is not a smoke test")
-    assert run("finetune_gpu")["skipped"] == "no CUDA device"
 
 
 @pytest.mark.slow
