@@ -6,6 +6,10 @@ set -u
 export PYTHONUNBUFFERED=1 OMP_WAIT_POLICY=PASSIVE
 PY=${PYTHON:-.venv/bin/python}
 OUT=${OUT:-benchmarks/results}
+if ! "$PY" -c "import torch, sys; sys.exit(not torch.cuda.is_available())"; then
+    echo "skipped: no CUDA device"
+    exit 0
+fi
 mkdir -p "$OUT"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/nvidia-smi.txt"
 run() {
