@@ -1,12 +1,18 @@
 """`python -m app ...` entry point."""
 
 import os
+import sys
 
 # Idle OpenMP threads that spin steal the few cores from the other pools (torch, FAISS, the
 # web server). OpenMP reads this once, when torch loads, and importing app.cli loads torch.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from app.cli import main  # noqa: E402
-
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["serve"]:
+        # Before the imports below (seconds): the detection process loads meanwhile.
+        from app.services.early_start import start_detection_early
+
+        start_detection_early()
+    from app.cli import main
+
     raise SystemExit(main())

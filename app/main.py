@@ -21,13 +21,8 @@ from app.metrics import Metrics
 from app.security import KeyRing
 from app.services.maintenance import rebuild_if_needed
 from app.services.promotion import watch_models
-from app.services.runtime import (
-    Models,
-    build_runtime,
-    inference_workers,
-    save_index,
-    settle_heap,
-)
+from app.services.runtime import Models, build_runtime, save_index, settle_heap
+from app.services.threads import inference_workers
 from app.state import AppState
 
 log = logging.getLogger(__name__)

@@ -24,7 +24,8 @@ def run_pipeline(models: Any, inputs: list[Photo], settings: Any) -> dict[str, A
 
     from app.errors import FaceServiceError
     from app.services.probes import Upload, embed_probes
-    from app.services.runtime import build_pipeline, inference_workers
+    from app.services.runtime import build_pipeline
+    from app.services.threads import inference_workers
 
     stages: dict[str, float] = {}
 

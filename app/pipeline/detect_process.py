@@ -41,7 +41,7 @@ class DetectionProcess:
     def __init__(
         self, device: str, max_side: int, min_face_size: int, torchscript: bool, threads: int
     ) -> None:
-        self._args = (device, max_side, min_face_size, torchscript, threads)
+        self.args = (device, max_side, min_face_size, torchscript, threads)
         # Spawn, not fork: a forked child inherits torch's OpenMP pool in a broken state.
         self._context = multiprocessing.get_context("spawn")
         self._lock = threading.Lock()
@@ -111,7 +111,7 @@ class DetectionProcess:
     def _launch(self) -> None:
         parent, child = self._context.Pipe()
         process = self._context.Process(
-            target=_serve, args=(child, *self._args), name="face-detection", daemon=True
+            target=_serve, args=(child, *self.args), name="face-detection", daemon=True
         )
         process.start()
         child.close()

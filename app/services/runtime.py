@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gc
 import logging
-import os
 from dataclasses import dataclass
 
 import faiss
@@ -22,6 +21,8 @@ from app.pipeline.detect_process import DetectionProcess
 from app.pipeline.embedders import Embedder, create_embedder, resolve_device, resolve_embedder_name
 from app.pipeline.types import QualityLimits
 from app.services.active_model import with_active_embedder
+from app.services.early_start import detection_args, take_early
+from app.services.threads import inference_workers, torch_threads
 from app.services.thresholds import active_thresholds
 from app.state import Runtime
 
@@ -52,37 +53,6 @@ def resettle_heap() -> None:
     if gc.get_freeze_count():  # only where settle_heap ran: the service's own process
         gc.unfreeze()
         settle_heap()
-
-
-# Inference threads when FACE_INFERENCE_WORKERS is 0 (auto), by device type.
-CPU_WORKERS = 8
-GPU_WORKERS = 1
-
-
-def inference_workers(settings: Settings) -> int:
-    """The setting, else CPU_WORKERS or GPU_WORKERS for the device the models will use.
-
-    On an H200, 16 threads sharing micro-batches ran the pipeline at 7.7 images/s against
-    39.6 for one thread, and verify fell to 4 req/s at 4 clients (docs/benchmarks.md,
-    section 5); until that is understood, a GPU serves one request at a time.
-    """
-    if settings.inference_workers:
-        return settings.inference_workers
-    name = settings.device
-    gpu = name.startswith("cuda") or (name == "auto" and torch.cuda.is_available())
-    return GPU_WORKERS if gpu else CPU_WORKERS
-
-
-def torch_threads(settings: Settings, serving: bool) -> int:
-    """Intra-op threads: the setting, else one share of the cores per inference worker."""
-    if settings.torch_threads:
-        return settings.torch_threads
-    cores = os.cpu_count() or 1
-    if serving:
-        # Each worker runs its own (micro-batched) passes; one pool per worker sized to its
-        # share keeps the cores busy without the pools spinning against each other.
-        return max(1, cores // inference_workers(settings))
-    return cores
 
 
 def configure_threads(settings: Settings, serving: bool = False) -> None:
@@ -122,16 +92,13 @@ def load_models(settings: Settings, serving: bool = False) -> Models:
 
 
 def detection_process(settings: Settings, device: torch.device) -> DetectionProcess | None:
-    """The child process MTCNN runs in, where the setting asks for one (CPU only)."""
+    """The child process MTCNN runs in, where the setting asks for one (CPU only): the one
+    `python -m app serve` started early, if it fits (app/services/early_start.py)."""
     if not settings.detection_process or device.type != "cpu":
+        take_early(None)
         return None
-    return DetectionProcess(
-        str(device),
-        settings.detect_max_side,
-        settings.min_face_size,
-        settings.torchscript,
-        torch_threads(settings, serving=True),
-    )
+    args = detection_args(settings, str(device))
+    return take_early(args) or DetectionProcess(*args)
 
 
 def quality_limits(settings: Settings) -> QualityLimits:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from app.config import Settings
-from app.services.runtime import CPU_WORKERS, GPU_WORKERS, inference_workers, torch_threads
+from app.services.threads import CPU_WORKERS, GPU_WORKERS, inference_workers, torch_threads
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,53 @@
+"""How many inference threads, and torch threads each, the service and commands use.
+
+Light on purpose (torch loads only to ask whether CUDA is there): `python -m app serve`
+reads it before its heavy imports, to start the detection process early.
+"""
+
+from __future__ import annotations
+
+import os
+
+from app.config import Settings
+
+# Inference threads when FACE_INFERENCE_WORKERS is 0 (auto), by device type.
+CPU_WORKERS = 8
+GPU_WORKERS = 1
+
+
+def inference_workers(settings: Settings, gpu: bool | None = None) -> int:
+    """The setting, else CPU_WORKERS or GPU_WORKERS for the device the models will use
+    (`gpu`, or found from settings.device when None).
+
+    On an H200, 16 threads sharing micro-batches ran the pipeline at 7.7 images/s against
+    39.6 for one thread, and verify fell to 4 req/s at 4 clients (docs/benchmarks.md,
+    section 5); until that is understood, a GPU serves one request at a time.
+    """
+    if settings.inference_workers:
+        return settings.inference_workers
+    if gpu is None:
+        gpu = uses_gpu(settings.device)
+    return GPU_WORKERS if gpu else CPU_WORKERS
+
+
+def uses_gpu(device: str) -> bool:
+    """Whether FACE_DEVICE names, or auto finds, a CUDA device."""
+    if device.startswith("cuda"):
+        return True
+    if device != "auto":
+        return False
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def torch_threads(settings: Settings, serving: bool, gpu: bool | None = None) -> int:
+    """Intra-op threads: the setting, else one share of the cores per inference worker."""
+    if settings.torch_threads:
+        return settings.torch_threads
+    cores = os.cpu_count() or 1
+    if serving:
+        # Each worker runs its own (micro-batched) passes; one pool per worker sized to its
+        # share keeps the cores busy without the pools spinning against each other.
+        return max(1, cores // inference_workers(settings, gpu))
+    return cores
