@@ -1,6 +1,6 @@
 #!/bin/bash
 # Every GPU figure in one go (docs/benchmarks.md section 5, docs/finetuning.md), about
-# 6 minutes on one H200: JSON and logs to ${OUT:-benchmarks/results}.
+# 6 to 9 minutes on one H200 (each part is cut off in time; together at most 9): JSON and logs to ${OUT:-benchmarks/results}.
 #   bash benchmarks/gpu_all.sh                       # PYTHON=.venv/bin/python by default
 set -u
 export PYTHONUNBUFFERED=1 OMP_WAIT_POLICY=PASSIVE
@@ -18,6 +18,6 @@ run() {
     echo "== $name"
     timeout "$limit" "$PY" -m "benchmarks.$name" "$@" 2>&1 | tee "$OUT/$name.log"
 }
-run gpu 300 --images 500 --out "$OUT/gpu.json"
-run finetune_gpu 200 --out "$OUT/finetune_gpu.json"
-run latency 240 --configs gpu,gpu-batched --duration 8 --warmup 2 --out "$OUT/latency_gpu.json"
+run gpu 220 --images 300 --out "$OUT/gpu.json"
+run finetune_gpu 140 --out "$OUT/finetune_gpu.json"
+run latency 180 --configs gpu,gpu-batched --duration 6 --warmup 2 --out "$OUT/latency_gpu.json"
