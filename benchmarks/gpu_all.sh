@@ -1,6 +1,7 @@
 #!/bin/bash
-# Every GPU figure in one go (docs/benchmarks.md section 5, docs/finetuning.md), about
-# 6 to 9 minutes on one H200 (each part is cut off in time; together at most 9): JSON and logs to ${OUT:-benchmarks/results}.
+# Every GPU figure in one go (docs/benchmarks.md section 5, docs/finetuning.md): 6 to 9
+# minutes on one H200, each part cut off in time. JSON and logs go to
+# ${OUT:-benchmarks/results}.
 #   bash benchmarks/gpu_all.sh                       # PYTHON=.venv/bin/python by default
 set -u
 export PYTHONUNBUFFERED=1 OMP_WAIT_POLICY=PASSIVE
