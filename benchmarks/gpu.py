@@ -34,6 +34,12 @@ def timed_rate(work: Callable[[], object], sync: Callable[[], None], min_s: floa
     return (time.perf_counter() - start) / runs
 
 
+def random_crops(models: Any, count: int, seed: int) -> list[Any]:
+    """`count` random uint8 crops of the embedder's input size."""
+    size = models.embedder.template.size
+    return list(np.random.default_rng(seed).integers(0, 255, (count, size, size, 3), np.uint8))
+
+
 def embedder_rows(
     models: Any, sizes: Sequence[int], dtypes: Sequence[str], min_s: float, sync: Callable[[], None]
 ) -> list[dict[str, Any]]:
@@ -41,8 +47,7 @@ def embedder_rows(
 
     embedder = models.embedder
     default = embedder.precision
-    size = embedder.template.size
-    crops = list(np.random.default_rng(0).integers(0, 255, (max(sizes), size, size, 3), np.uint8))
+    crops = random_crops(models, max(sizes), seed=0)
     rows = []
     for dtype in dtypes:
         embedder.precision = inference_dtype(dtype, embedder.device)
@@ -72,8 +77,7 @@ def cold_shape_rows(
 
     A GPU library may plan or compile kernels per input shape; micro-batching makes a new
     shape whenever a batch of a new size forms."""
-    size = models.embedder.template.size
-    crops = list(np.random.default_rng(1).integers(0, 255, (max(sizes), size, size, 3), np.uint8))
+    crops = random_crops(models, max(sizes), seed=1)
     rows = []
     for batch in sizes:
         times = []

@@ -28,10 +28,10 @@ NVIDIA_CONTROL_DEVICE = Path("/dev/nvidiactl")
 _early: DetectionProcess | None = None
 
 
-def detection_args(settings: Settings, device: str) -> DetectionArgs:
-    """What DetectionProcess is started with, for a process on `device` (a CPU)."""
+def detection_args(settings: Settings) -> DetectionArgs:
+    """What DetectionProcess is started with: it only ever runs on the CPU."""
     threads = torch_threads(settings, serving=True, gpu=False)
-    return (device, settings.detect_max_side, settings.min_face_size, settings.torchscript, threads)
+    return ("cpu", settings.detect_max_side, settings.min_face_size, settings.torchscript, threads)
 
 
 def start_detection_early() -> None:
@@ -46,7 +46,7 @@ def start_detection_early() -> None:
     )
     if not settings.detection_process or gpu_possible or _early is not None:
         return
-    _early = DetectionProcess(*detection_args(settings, "cpu"))
+    _early = DetectionProcess(*detection_args(settings))
     _early.launch()
 
 

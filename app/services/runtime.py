@@ -97,7 +97,7 @@ def detection_process(settings: Settings, device: torch.device) -> DetectionProc
     if not settings.detection_process or device.type != "cpu":
         take_early(None)
         return None
-    args = detection_args(settings, str(device))
+    args = detection_args(settings)
     return take_early(args) or DetectionProcess(*args)
 
 

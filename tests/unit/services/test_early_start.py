@@ -46,7 +46,7 @@ def test_an_early_process_that_does_not_fit_is_closed(
     process = detection_process(other, torch.device("cpu"))
     assert closed == [early]
     assert process is not None and process is not early
-    assert process.args == early_start.detection_args(other, "cpu")
+    assert process.args == early_start.detection_args(other)
 
 
 def test_a_gpu_service_closes_the_early_process(
