@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
-from urllib.parse import unquote_plus
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI
 
-from app.api.handlers import error_response, install_error_handlers
+from app.api.handlers import install_error_handlers
+from app.api.middleware import GuardAndMeasure
 from app.api.routes import admin, faces, health, jobs, recognition, subjects
 from app.api.routes import models as model_routes
 from app.config import Settings, get_settings
@@ -64,22 +64,9 @@ def create_app(settings: Settings | None = None, models: Models | None = None) -
     )
     install_error_handlers(app)
 
-    @app.middleware("http")
-    async def guard_and_measure(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        # Refuse oversized bodies before the multipart parser spools them to disk.
-        limit = settings.max_upload_bytes * settings.max_files_per_request + 1_000_000
-        length = request.headers.get("content-length", "")
-        if length.isdigit() and int(length) > limit:
-            return error_response(413, "payload_too_large", f"Request body exceeds {limit} bytes.")
-        # PostgreSQL cannot store NUL characters, so ids and names holding one are refused
-        # here for paths and queries, and by schemas.common.NulFree for bodies and forms.
-        if "\x00" in request.url.path or "\x00" in unquote_plus(request.url.query):
-            return error_response(
-                422, "invalid_request", "NUL characters are not allowed in the path or query."
-            )
-        return await metrics.middleware(request, call_next)
+    # Bodies larger than every file a request may carry, plus room for the form fields.
+    max_body = settings.max_upload_bytes * settings.max_files_per_request + 1_000_000
+    app.add_middleware(GuardAndMeasure, metrics=metrics, max_body_bytes=max_body)
 
     for router in (health.router, subjects.router, faces.router, recognition.router, admin.router):
         app.include_router(router)

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Awaitable, Callable
-
-from fastapi import Request, Response
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 
@@ -44,23 +40,3 @@ class Metrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
-
-    async def middleware(
-        self, request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        start = time.perf_counter()
-        status = 500
-        try:
-            response = await call_next(request)
-            status = response.status_code
-            return response
-        finally:
-            route = _route_template(request)
-            self.latency.labels(request.method, route).observe(time.perf_counter() - start)
-            self.requests.labels(request.method, route, str(status)).inc()
-
-
-def _route_template(request: Request) -> str:
-    # Label by the route's path template, not the raw path, to keep label cardinality bounded.
-    route = request.scope.get("route")
-    return str(getattr(route, "path", "unmatched"))

@@ -17,7 +17,9 @@ from app.state import AppState, Runtime
 _api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False)
 
 
-def get_state(request: Request) -> AppState:
+# Dependencies that do no I/O are async: FastAPI runs a plain `def` dependency on its
+# thread pool, a thread hop per dependency per request that waits for the GIL under load.
+async def get_state(request: Request) -> AppState:
     state: AppState = request.app.state.face
     return state
 
@@ -25,11 +27,11 @@ def get_state(request: Request) -> AppState:
 StateDep = Annotated[AppState, Depends(get_state)]
 
 
-def get_settings(state: StateDep) -> Settings:
+async def get_settings(state: StateDep) -> Settings:
     return state.settings
 
 
-def get_runtime(state: StateDep) -> Runtime:
+async def get_runtime(state: StateDep) -> Runtime:
     return state.require_runtime()
 
 
@@ -37,8 +39,8 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
 
-def require_role(required: Role) -> Callable[[AppState, str | None], None]:
-    def check(state: StateDep, key: Annotated[str | None, Depends(_api_key_header)]) -> None:
+def require_role(required: Role) -> Callable[[AppState, str | None], Awaitable[None]]:
+    async def check(state: StateDep, key: Annotated[str | None, Depends(_api_key_header)]) -> None:
         if not state.keys.enabled:
             return
         role = state.keys.role_of(key)
@@ -64,7 +66,7 @@ async def read_upload(file: UploadFile, settings: Settings) -> Upload:
     return Upload(filename=file.filename or "upload", data=data)
 
 
-def face_policy(
+async def face_policy(
     face_query: Annotated[FacePolicy | None, Query(alias="face")] = None,
     face: Annotated[FacePolicy | None, Form()] = None,
 ) -> FacePolicy | None:
