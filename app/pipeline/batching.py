@@ -21,6 +21,8 @@ class _Request(Generic[In, Out]):
     items: list[In]
     key: Hashable
     arrived: float
+    # Wakes this caller alone: when its outputs are in, or when it is to lead a batch.
+    ready: threading.Condition
     outputs: list[Out] | None = None
     error: BaseException | None = None
 
@@ -38,13 +40,18 @@ class BatchStats:
 class MicroBatcher(Generic[In, Out]):
     """Runs `run` once over the items of several concurrent callers.
 
-    Leader/follower, with no thread of its own: a blocked caller that finds the model idle
-    becomes the leader. It waits until `max_size` items of the oldest request's key are
-    queued, or `max_callers` requests are (nobody else can come), or the oldest has waited
-    `max_wait_s`; then it runs them in one call, hands each caller its slice, and steps
-    down. Callers that queue while a batch runs form the next one, so batches grow with the
-    load. A request is never split; one larger than `max_size` runs alone. When a batch
-    fails it is rerun request by request, so an error reaches only the caller that caused it.
+    Leader/follower, with no thread of its own: a caller that finds the model idle becomes
+    the leader. It waits until `max_size` items of its key are queued, or `max_callers`
+    requests are (nobody else can come), or it has waited `max_wait_s`; then it runs them
+    in one call, hands each caller its slice, passes the lead to the oldest caller still
+    queued, and returns. Callers that queue while a batch runs form the next one, so
+    batches grow with the load. A request is never split; one larger than `max_size` runs
+    alone. When a batch fails it is rerun request by request, so an error reaches only the
+    caller that caused it.
+
+    Each caller sleeps on a condition of its own (all share one lock), and is woken only
+    when its result is in or it is to lead: under load, waking every waiting thread at
+    each step cost more CPU than the batching saved.
     """
 
     def __init__(
@@ -61,23 +68,31 @@ class MicroBatcher(Generic[In, Out]):
         self.max_wait_s = max_wait_s
         self.max_callers = max_callers
         self.stats = BatchStats()
-        self._cond = threading.Condition()
+        self._lock = threading.Lock()
         self._queue: list[_Request[In, Out]] = []
-        self._busy = False
+        # The caller gathering or running the current batch; None while the model is idle.
+        self._leader: _Request[In, Out] | None = None
         self._closed = False
 
     def __call__(self, items: Sequence[In], key: Hashable = None) -> list[Out]:
         """Outputs for `items`, in order; only items with an equal `key` share a batch."""
-        request: _Request[In, Out] = _Request(list(items), key, time.monotonic())
-        if not request.items:
+        if not items:
             return []
-        with self._cond:
+        request: _Request[In, Out] = _Request(
+            list(items), key, time.monotonic(), threading.Condition(self._lock)
+        )
+        with self._lock:
             if self._closed:
                 raise BatcherClosed("the batcher is closed")
             self._queue.append(request)
-            self._cond.notify_all()
-        while (batch := self._lead(request)) is not None:
-            self._execute(batch)
+            if self._leader is None:
+                self._leader = request
+            else:
+                self._leader.ready.notify()  # a gathering leader checks whether it is full
+            while not request.done and self._leader is not request:
+                request.ready.wait()
+        if not request.done:
+            self._lead(request)
         if request.error is not None:
             raise request.error
         assert request.outputs is not None
@@ -85,32 +100,45 @@ class MicroBatcher(Generic[In, Out]):
 
     def close(self) -> None:
         """Refuse new calls and fail queued ones; a batch already running completes."""
-        with self._cond:
+        with self._lock:
             self._closed = True
             for request in self._queue:
                 request.error = BatcherClosed("the batcher closed before this call ran")
+                request.ready.notify()
             self._queue.clear()
-            self._cond.notify_all()
 
-    def _lead(self, request: _Request[In, Out]) -> list[_Request[In, Out]] | None:
-        """Wait until `request` is done (None) or this caller may run the next batch."""
-        with self._cond:
-            while not request.done and self._busy:
-                self._cond.wait()
-            if request.done:
-                return None
-            self._busy = True
-            deadline = self._queue[0].arrived + self.max_wait_s
+    def _lead(self, leader: _Request[In, Out]) -> None:
+        """Gather a batch headed by `leader` (the oldest queued request), run it, and pass
+        the lead on."""
+        with self._lock:
+            deadline = leader.arrived + self.max_wait_s
             while (
                 not self._closed and not self._full() and (left := deadline - time.monotonic()) > 0
             ):
-                self._cond.wait(left)
-            if self._queue:
-                return self._take()
-            # Closed while gathering: every queued request, this one included, has failed.
-            self._busy = False
-            self._cond.notify_all()
-            return None
+                leader.ready.wait(left)
+            if self._closed:  # close() failed every queued request, this one included
+                self._leader = None
+                return
+            batch = self._take()
+        results: list[list[Out] | BaseException] = []
+        try:
+            results = _run_all(self._run, batch)
+        except BaseException as error:  # e.g. SystemExit: never strand the followers
+            results = [error] * len(batch)
+            raise
+        finally:
+            with self._lock:
+                for request, result in zip(batch, results, strict=True):
+                    if isinstance(result, BaseException):
+                        request.error = result
+                    else:
+                        request.outputs = result
+                    request.ready.notify()
+                self.stats.batches += 1
+                self.stats.items += sum(len(r.items) for r in batch)
+                self._leader = self._queue[0] if self._queue else None
+                if self._leader is not None:
+                    self._leader.ready.notify()
 
     def _full(self) -> bool:
         head = self._queue[0].key
@@ -127,25 +155,6 @@ class MicroBatcher(Generic[In, Out]):
                 size += len(request.items)
         self._queue = [r for r in self._queue if r not in batch]
         return batch
-
-    def _execute(self, batch: list[_Request[In, Out]]) -> None:
-        results: list[list[Out] | BaseException]
-        try:
-            results = _run_all(self._run, batch)
-        except BaseException as error:  # e.g. SystemExit: never strand the followers
-            results = [error] * len(batch)
-            raise
-        finally:
-            with self._cond:
-                for request, result in zip(batch, results, strict=True):
-                    if isinstance(result, BaseException):
-                        request.error = result
-                    else:
-                        request.outputs = result
-                self.stats.batches += 1
-                self.stats.items += sum(len(r.items) for r in batch)
-                self._busy = False
-                self._cond.notify_all()
 
 
 def _run_all(
