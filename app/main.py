@@ -99,12 +99,9 @@ def open_state(settings: Settings, metrics: Metrics) -> AppState:
 
 
 async def _load_runtime(state: AppState, models: Models | None) -> None:
-    def on_timing(stage: str, seconds: float) -> None:
-        state.metrics.inference.labels(stage).observe(seconds)
-
     try:
         runtime = await asyncio.to_thread(
-            build_runtime, state.settings, state.sessions, models, on_timing
+            build_runtime, state.settings, state.sessions, models, state.metrics
         )
     except Exception as error:  # reported by /v1/ready; the process stays up to say why
         log.exception("start-up failed")

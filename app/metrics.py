@@ -28,6 +28,13 @@ class Metrics:
             registry=self.registry,
             buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
         )
+        self.batch_sizes = Histogram(
+            "face_batch_items",
+            "Items (images for detect, faces for embed) per shared forward pass.",
+            ["lane"],
+            registry=self.registry,
+            buckets=(1, 2, 3, 4, 6, 8, 12, 16, 24, 32),
+        )
         self.faces_enrolled = Gauge(
             "face_faces_enrolled", "Faces stored in the gallery.", registry=self.registry
         )
@@ -37,6 +44,13 @@ class Metrics:
         self.index_size = Gauge(
             "face_index_size", "Vectors in the active FAISS index.", registry=self.registry
         )
+
+    # PipelineObserver (app/pipeline/analyzer.py)
+    def stage_seconds(self, stage: str, seconds: float) -> None:
+        self.inference.labels(stage).observe(seconds)
+
+    def batch_items(self, lane: str, items: int) -> None:
+        self.batch_sizes.labels(lane).observe(items)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

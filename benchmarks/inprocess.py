@@ -29,10 +29,14 @@ def run_pipeline(models: Any, inputs: list[Photo], settings: Any) -> dict[str, A
 
     stages: dict[str, float] = {}
 
-    def on_timing(stage: str, seconds: float) -> None:
-        stages[stage] = stages.get(stage, 0.0) + seconds
+    class StageTotals:
+        def stage_seconds(self, stage: str, seconds: float) -> None:
+            stages[stage] = stages.get(stage, 0.0) + seconds
 
-    pipeline = build_pipeline(settings, models, on_timing)
+        def batch_items(self, lane: str, items: int) -> None:
+            pass  # the batchers' own stats give the mean batch below
+
+    pipeline = build_pipeline(settings, models, StageTotals())
 
     def one(photo: Photo) -> bool:
         try:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
@@ -15,7 +16,15 @@ from app.pipeline.image_io import encode_png
 from app.pipeline.quality import assess_quality
 from app.pipeline.types import DetectedFace, FloatArray, ImageArray, QualityLimits, QualityReport
 
-StageTimer = Callable[[str, float], None]
+
+class PipelineObserver(Protocol):
+    """Receives the pipeline's measurements (app/metrics.py turns them into metrics)."""
+
+    def stage_seconds(self, stage: str, seconds: float) -> None:
+        """Wall time of one detect or embed call."""
+
+    def batch_items(self, lane: str, items: int) -> None:
+        """Items in one batch that concurrent requests shared (BatchingPipeline)."""
 
 
 @dataclass(frozen=True)
@@ -41,16 +50,16 @@ class FacePipeline:
         detector: FaceDetector,
         embedder: Embedder,
         limits: QualityLimits,
-        on_timing: StageTimer | None = None,
+        observer: PipelineObserver | None = None,
     ) -> None:
         self.detector = detector
         self.embedder = embedder
         self.limits = limits
-        self._on_timing = on_timing
+        self.observer = observer
 
     def _timed(self, stage: str, start: float) -> None:
-        if self._on_timing is not None:
-            self._on_timing(stage, time.perf_counter() - start)
+        if self.observer is not None:
+            self.observer.stage_seconds(stage, time.perf_counter() - start)
 
     def detect(self, image: ImageArray) -> list[DetectedFace]:
         start = time.perf_counter()

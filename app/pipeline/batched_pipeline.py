@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from app.pipeline.analyzer import AnalyzedFace, FacePipeline, StageTimer
+from app.pipeline.analyzer import AnalyzedFace, FacePipeline, PipelineObserver
 from app.pipeline.batching import MicroBatcher
 from app.pipeline.detect import DetectionInput, FaceDetector, RawDetection
 from app.pipeline.embedders import Embedder
@@ -26,20 +26,22 @@ class BatchingPipeline(FacePipeline):
         detector: FaceDetector,
         embedder: Embedder,
         limits: QualityLimits,
-        on_timing: StageTimer | None = None,
+        observer: PipelineObserver | None = None,
         *,
         max_size: int,
         max_wait_s: float,
         max_callers: int | None = None,
         batch_detect: bool = True,
     ) -> None:
-        super().__init__(detector, embedder, limits, on_timing=on_timing)
+        super().__init__(detector, embedder, limits, observer=observer)
         self.embed_batcher: MicroBatcher[ImageArray, FloatArray] = MicroBatcher(
-            self._embed_rows, max_size, max_wait_s, max_callers
+            self._embed_rows, max_size, max_wait_s, max_callers, self._batch_counter("embed")
         )
-        self.detect_batcher: MicroBatcher[DetectionInput, RawDetection] | None = (
-            MicroBatcher(detector.run, max_size, max_wait_s, max_callers) if batch_detect else None
-        )
+        self.detect_batcher: MicroBatcher[DetectionInput, RawDetection] | None = None
+        if batch_detect:
+            self.detect_batcher = MicroBatcher(
+                detector.run, max_size, max_wait_s, max_callers, self._batch_counter("detect")
+            )
 
     def detect(self, image: ImageArray) -> list[DetectedFace]:
         if self.detect_batcher is None:
@@ -67,6 +69,12 @@ class BatchingPipeline(FacePipeline):
         self.embed_batcher.close()
         if self.detect_batcher is not None:
             self.detect_batcher.close()
+
+    def _batch_counter(self, lane: str) -> Callable[[int], None] | None:
+        observer = self.observer
+        if observer is None:
+            return None
+        return lambda items: observer.batch_items(lane, items)
 
     def _embed_rows(self, crops: list[ImageArray]) -> list[FloatArray]:
         return list(self.embedder.embed(crops))

@@ -60,6 +60,7 @@ class MicroBatcher(Generic[In, Out]):
         max_size: int,
         max_wait_s: float = 0.0,
         max_callers: int | None = None,
+        on_batch: Callable[[int], None] | None = None,
     ) -> None:
         if max_size < 1:
             raise ValueError(f"max_size must be at least 1, got {max_size}")
@@ -68,6 +69,7 @@ class MicroBatcher(Generic[In, Out]):
         self.max_wait_s = max_wait_s
         self.max_callers = max_callers
         self.stats = BatchStats()
+        self._on_batch = on_batch  # told the item count of every batch run
         self._lock = threading.Lock()
         self._queue: list[_Request[In, Out]] = []
         # The caller gathering or running the current batch; None while the model is idle.
@@ -139,6 +141,8 @@ class MicroBatcher(Generic[In, Out]):
                 self._leader = self._queue[0] if self._queue else None
                 if self._leader is not None:
                     self._leader.ready.notify()
+        if self._on_batch is not None:
+            self._on_batch(sum(len(r.items) for r in batch))
 
     def _full(self) -> bool:
         head = self._queue[0].key

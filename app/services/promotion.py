@@ -67,7 +67,7 @@ class ModelWatcher:
         previous = state.require_runtime()
         previous_version = previous.model_version
         # Embeds crops that lack this version's vectors, then loads or rebuilds its index.
-        fresh = build_runtime(state.settings, state.sessions, models, self._on_timing)
+        fresh = build_runtime(state.settings, state.sessions, models, state.metrics)
         with state.write_lock:
             if state.index_dirty:
                 save_index(state.settings, previous.index)
@@ -100,6 +100,3 @@ class ModelWatcher:
             )
         if report.added or report.removed:
             state.index_dirty = True
-
-    def _on_timing(self, stage: str, seconds: float) -> None:
-        self.state.metrics.inference.labels(stage).observe(seconds)

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from app.config import Settings
 from app.gallery import embeddings_repo
 from app.index import FaceIndex, index_path, open_index
-from app.pipeline.analyzer import FacePipeline, StageTimer
+from app.pipeline.analyzer import FacePipeline, PipelineObserver
 from app.pipeline.batched_pipeline import BatchingPipeline
 from app.pipeline.detect import FaceDetector
 from app.pipeline.detect_process import DetectionProcess
@@ -147,17 +147,17 @@ def save_index(settings: Settings, index: FaceIndex) -> None:
 
 
 def build_pipeline(
-    settings: Settings, models: Models, on_timing: StageTimer | None = None
+    settings: Settings, models: Models, observer: PipelineObserver | None = None
 ) -> FacePipeline:
     """A micro-batching pipeline unless batch_max_size is 1."""
     limits = quality_limits(settings)
     if settings.batch_max_size == 1:
-        return FacePipeline(models.detector, models.embedder, limits, on_timing=on_timing)
+        return FacePipeline(models.detector, models.embedder, limits, observer=observer)
     return BatchingPipeline(
         models.detector,
         models.embedder,
         limits,
-        on_timing,
+        observer,
         max_size=settings.batch_max_size,
         max_wait_s=settings.batch_max_wait_ms / 1000,
         # Every request runs on an inference thread, so no more can queue for one batch.
@@ -170,13 +170,13 @@ def build_runtime(
     settings: Settings,
     sessions: sessionmaker[Session],
     models: Models | None,
-    on_timing: StageTimer | None = None,
+    observer: PipelineObserver | None = None,
 ) -> Runtime:
     configure_threads(settings, serving=True)
     models = models or load_models(settings, serving=True)
     models = with_active_embedder(settings, sessions, models)
     models.embedder.inference_runner()  # trace the serving model now, not in a request
-    pipeline = build_pipeline(settings, models, on_timing)
+    pipeline = build_pipeline(settings, models, observer)
     embedder = models.embedder
     index, how = open_model_index(settings, sessions, embedder.version, embedder.embedding_dim)
     return Runtime(

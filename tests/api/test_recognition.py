@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -116,3 +117,25 @@ def test_detect_reports_every_face(client: TestClient, package_images: Path) -> 
         assert len(face["landmarks"]) == 5 and 0 < face["probability"] <= 1
         assert all(x1 - 5 <= x <= x2 + 5 and y1 - 5 <= y <= y2 + 5 for x, y in face["landmarks"])
     assert (body["width"], body["height"]) == (1237, 800)
+
+
+def test_metrics_report_stage_times_and_batch_sizes(
+    client: TestClient, package_images: Path
+) -> None:
+    response = client.post("/v1/identify", files={"image": image(package_images, "players.jpg")})
+    assert response.status_code == 200, response.text
+    faces = len(response.json()["faces"])
+    assert faces > 1
+    metrics = client.get("/metrics").text
+
+    def sample(name: str) -> float:
+        match = re.search(rf"^{re.escape(name)} (\S+)$", metrics, re.MULTILINE)
+        assert match is not None, name
+        return float(match.group(1))
+
+    # All the photo's faces went through the embedder in one batch.
+    assert sample('face_batch_items_count{lane="embed"}') == 1
+    assert sample('face_batch_items_sum{lane="embed"}') == faces
+    assert sample('face_batch_items_count{lane="detect"}') >= 1
+    assert sample('face_inference_seconds_count{stage="embed"}') == 1
+    assert sample('face_inference_seconds_sum{stage="detect"}') > 0

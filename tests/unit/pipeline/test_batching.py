@@ -30,12 +30,14 @@ class Recorder:
 
 def test_concurrent_callers_share_batches_and_get_their_own_items() -> None:
     run = Recorder(delay=0.05)
-    batcher = MicroBatcher(run, max_size=4, max_wait_s=0.02)
+    sizes: list[int] = []
+    batcher = MicroBatcher(run, max_size=4, max_wait_s=0.02, on_batch=sizes.append)
     results = call_together([partial(batcher, [i, 100 + i]) for i in range(8)])
     assert results == [[2 * i, 200 + 2 * i] for i in range(8)]
     assert all(len(batch) <= 4 for batch in run.batches)
     assert max(len(batch) for batch in run.batches) == 4
     assert batcher.stats.items == 16 and batcher.stats.batches == len(run.batches)
+    assert sizes == [len(batch) for batch in run.batches]
 
 
 def test_a_request_larger_than_the_batch_runs_alone_and_whole() -> None:
