@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
-from concurrent.futures import ThreadPoolExecutor
 
 from fastapi import FastAPI
 
@@ -19,6 +18,7 @@ from app.gallery import repository
 from app.gallery.db import make_engine, make_session_factory, migrate
 from app.metrics import Metrics
 from app.security import KeyRing
+from app.services.inference_pool import InferencePool
 from app.services.maintenance import rebuild_if_needed
 from app.services.promotion import watch_models
 from app.services.runtime import Models, build_runtime, save_index, settle_heap
@@ -89,7 +89,7 @@ def open_state(settings: Settings, metrics: Metrics) -> AppState:
         metrics=metrics,
         engine=engine,
         sessions=sessions,
-        executor=ThreadPoolExecutor(inference_workers(settings), thread_name_prefix="inference"),
+        pool=InferencePool(inference_workers(settings)),
     )
     state.jobs.recover(sessions)
     with sessions() as session:
@@ -101,7 +101,7 @@ def open_state(settings: Settings, metrics: Metrics) -> AppState:
 async def _load_runtime(state: AppState, models: Models | None) -> None:
     try:
         runtime = await asyncio.to_thread(
-            build_runtime, state.settings, state.sessions, models, state.metrics
+            build_runtime, state.settings, state.sessions, models, state.metrics, state.pool.running
         )
     except Exception as error:  # reported by /v1/ready; the process stays up to say why
         log.exception("start-up failed")
@@ -141,6 +141,6 @@ def flush_index(state: AppState) -> None:
 
 def close_state(state: AppState) -> None:
     state.jobs.shutdown(state.sessions)
-    state.executor.shutdown(wait=True, cancel_futures=True)
+    state.pool.shutdown()
     flush_index(state)
     state.engine.dispose()

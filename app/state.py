@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from functools import partial
 from typing import TypeVar
 
 from sqlalchemy import Engine
@@ -19,6 +16,7 @@ from app.index import FaceIndex
 from app.metrics import Metrics
 from app.pipeline.analyzer import FacePipeline
 from app.security import KeyRing
+from app.services.inference_pool import InferencePool
 from app.training.supervisor import JobSupervisor
 
 T = TypeVar("T")
@@ -56,7 +54,7 @@ class AppState:
     metrics: Metrics
     engine: Engine
     sessions: sessionmaker[Session]
-    executor: ThreadPoolExecutor
+    pool: InferencePool
     # Serialises "DB commit then index update" so the index never diverges from the DB.
     write_lock: threading.Lock = field(default_factory=threading.Lock)
     # One index rebuild at a time (admin or automatic); it builds outside write_lock.
@@ -74,5 +72,4 @@ class AppState:
 
     async def infer(self, fn: Callable[..., T], *args: object) -> T:
         """Run blocking inference on the bounded inference pool, off the event loop."""
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.executor, partial(fn, *args))
+        return await self.pool.run(fn, *args)

@@ -30,17 +30,27 @@ class BatchingPipeline(FacePipeline):
         *,
         max_size: int,
         max_wait_s: float,
-        max_callers: int | None = None,
+        callers: Callable[[], int] | None = None,
         batch_detect: bool = True,
     ) -> None:
         super().__init__(detector, embedder, limits, observer=observer)
+        # A lane stops waiting for company once every caller that could join is queued:
+        # the running requests (`callers`) less those in the other lane.
         self.embed_batcher: MicroBatcher[ImageArray, FloatArray] = MicroBatcher(
-            self._embed_rows, max_size, max_wait_s, max_callers, self._batch_counter("embed")
+            self._embed_rows,
+            max_size,
+            max_wait_s,
+            None if callers is None else lambda: callers() - self._occupancy(self.detect_batcher),
+            self._batch_counter("embed"),
         )
         self.detect_batcher: MicroBatcher[DetectionInput, RawDetection] | None = None
         if batch_detect:
             self.detect_batcher = MicroBatcher(
-                detector.run, max_size, max_wait_s, max_callers, self._batch_counter("detect")
+                detector.run,
+                max_size,
+                max_wait_s,
+                None if callers is None else lambda: callers() - self.embed_batcher.occupancy,
+                self._batch_counter("detect"),
             )
 
     def detect(self, image: ImageArray) -> list[DetectedFace]:
@@ -69,6 +79,10 @@ class BatchingPipeline(FacePipeline):
         self.embed_batcher.close()
         if self.detect_batcher is not None:
             self.detect_batcher.close()
+
+    @staticmethod
+    def _occupancy(batcher: MicroBatcher[DetectionInput, RawDetection] | None) -> int:
+        return 0 if batcher is None else batcher.occupancy
 
     def _batch_counter(self, lane: str) -> Callable[[int], None] | None:
         observer = self.observer

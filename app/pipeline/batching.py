@@ -42,12 +42,12 @@ class MicroBatcher(Generic[In, Out]):
 
     Leader/follower, with no thread of its own: a caller that finds the model idle becomes
     the leader. It waits until `max_size` items of its key are queued, or `max_callers`
-    requests are (nobody else can come), or it has waited `max_wait_s`; then it runs them
-    in one call, hands each caller its slice, passes the lead to the oldest caller still
-    queued, and returns. Callers that queue while a batch runs form the next one, so
-    batches grow with the load. A request is never split; one larger than `max_size` runs
-    alone. When a batch fails it is rerun request by request, so an error reaches only the
-    caller that caused it.
+    requests are (nobody else can come; it may be a function giving a live count), or it
+    has waited `max_wait_s`; then it runs them in one call, hands each caller its slice,
+    passes the lead to the oldest caller still queued, and returns. Callers that queue
+    while a batch runs form the next one, so batches grow with the load. A request is never
+    split; one larger than `max_size` runs alone. When a batch fails it is rerun request by
+    request, so an error reaches only the caller that caused it.
 
     Each caller sleeps on a condition of its own (all share one lock), and is woken only
     when its result is in or it is to lead: under load, waking every waiting thread at
@@ -59,7 +59,7 @@ class MicroBatcher(Generic[In, Out]):
         run: Callable[[list[In]], Sequence[Out]],
         max_size: int,
         max_wait_s: float = 0.0,
-        max_callers: int | None = None,
+        max_callers: int | Callable[[], int] | None = None,
         on_batch: Callable[[int], None] | None = None,
     ) -> None:
         if max_size < 1:
@@ -74,6 +74,7 @@ class MicroBatcher(Generic[In, Out]):
         self._queue: list[_Request[In, Out]] = []
         # The caller gathering or running the current batch; None while the model is idle.
         self._leader: _Request[In, Out] | None = None
+        self._running = 0  # requests in the batch being run
         self._closed = False
 
     def __call__(self, items: Sequence[In], key: Hashable = None) -> list[Out]:
@@ -122,6 +123,7 @@ class MicroBatcher(Generic[In, Out]):
                 self._leader = None
                 return
             batch = self._take()
+            self._running = len(batch)
         results: list[list[Out] | BaseException] = []
         try:
             results = _run_all(self._run, batch)
@@ -136,6 +138,7 @@ class MicroBatcher(Generic[In, Out]):
                     else:
                         request.outputs = result
                     request.ready.notify()
+                self._running = 0
                 self.stats.batches += 1
                 self.stats.items += sum(len(r.items) for r in batch)
                 self._leader = self._queue[0] if self._queue else None
@@ -144,10 +147,16 @@ class MicroBatcher(Generic[In, Out]):
         if self._on_batch is not None:
             self._on_batch(sum(len(r.items) for r in batch))
 
+    @property
+    def occupancy(self) -> int:
+        """Requests queued or in the running batch (read without the lock: a snapshot)."""
+        return len(self._queue) + self._running
+
     def _full(self) -> bool:
         head = self._queue[0].key
         queued = sum(len(r.items) for r in self._queue if r.key == head)
-        everyone = self.max_callers is not None and len(self._queue) >= self.max_callers
+        callers = self.max_callers() if callable(self.max_callers) else self.max_callers
+        everyone = callers is not None and len(self._queue) >= callers
         return queued >= self.max_size or everyone
 
     def _take(self) -> list[_Request[In, Out]]:

@@ -67,7 +67,9 @@ class ModelWatcher:
         previous = state.require_runtime()
         previous_version = previous.model_version
         # Embeds crops that lack this version's vectors, then loads or rebuilds its index.
-        fresh = build_runtime(state.settings, state.sessions, models, state.metrics)
+        fresh = build_runtime(
+            state.settings, state.sessions, models, state.metrics, state.pool.running
+        )
         with state.write_lock:
             if state.index_dirty:
                 save_index(state.settings, previous.index)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import faiss
@@ -147,9 +148,14 @@ def save_index(settings: Settings, index: FaceIndex) -> None:
 
 
 def build_pipeline(
-    settings: Settings, models: Models, observer: PipelineObserver | None = None
+    settings: Settings,
+    models: Models,
+    observer: PipelineObserver | None = None,
+    callers: Callable[[], int] | None = None,
 ) -> FacePipeline:
-    """A micro-batching pipeline unless batch_max_size is 1."""
+    """A micro-batching pipeline unless batch_max_size is 1. `callers` counts the requests
+    running on the inference threads (InferencePool.running); without it, batches assume
+    every thread may be busy."""
     limits = quality_limits(settings)
     if settings.batch_max_size == 1:
         return FacePipeline(models.detector, models.embedder, limits, observer=observer)
@@ -161,7 +167,7 @@ def build_pipeline(
         max_size=settings.batch_max_size,
         max_wait_s=settings.batch_max_wait_ms / 1000,
         # Every request runs on an inference thread, so no more can queue for one batch.
-        max_callers=inference_workers(settings),
+        callers=callers or (lambda: inference_workers(settings)),
         batch_detect=settings.batch_detect,
     )
 
@@ -171,12 +177,13 @@ def build_runtime(
     sessions: sessionmaker[Session],
     models: Models | None,
     observer: PipelineObserver | None = None,
+    callers: Callable[[], int] | None = None,
 ) -> Runtime:
     configure_threads(settings, serving=True)
     models = models or load_models(settings, serving=True)
     models = with_active_embedder(settings, sessions, models)
     models.embedder.inference_runner()  # trace the serving model now, not in a request
-    pipeline = build_pipeline(settings, models, observer)
+    pipeline = build_pipeline(settings, models, observer, callers)
     embedder = models.embedder
     index, how = open_model_index(settings, sessions, embedder.version, embedder.embedding_dim)
     return Runtime(

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.api.conftest import assert_error, enrol, new_subject
+from tests.api.conftest import ClientFactory, assert_error, enrol, new_subject
 
 
 @pytest.fixture
@@ -117,6 +118,19 @@ def test_detect_reports_every_face(client: TestClient, package_images: Path) -> 
         assert len(face["landmarks"]) == 5 and 0 < face["probability"] <= 1
         assert all(x1 - 5 <= x <= x2 + 5 and y1 - 5 <= y <= y2 + 5 for x, y in face["landmarks"])
     assert (body["width"], body["height"]) == (1237, 800)
+
+
+def test_a_lone_request_never_waits_for_batch_company(
+    make_client: ClientFactory, package_images: Path
+) -> None:
+    # Each lane would wait up to 3 s for other requests, but none is running.
+    client = make_client(batch_max_wait_ms=3000)
+    start = time.monotonic()
+    response = client.post("/v1/detect", files={"image": image(package_images, "yaoming.jpg")})
+    assert response.status_code == 200, response.text
+    response = client.post("/v1/identify", files={"image": image(package_images, "yaoming.jpg")})
+    assert response.status_code == 200, response.text
+    assert time.monotonic() - start < 3.0
 
 
 def test_metrics_report_stage_times_and_batch_sizes(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -31,9 +32,24 @@ def aligned(models: Any, images: list[ImageArray]) -> list[ImageArray]:
     return [pipeline.analyze(image)[0].aligned for image in images]
 
 
+def test_a_lane_does_not_wait_for_callers_held_in_the_other(
+    models: Any, aligned: list[ImageArray]
+) -> None:
+    pipeline = BatchingPipeline(
+        models.detector, models.embedder, LIMITS, max_size=8, max_wait_s=5.0, callers=lambda: 2
+    )
+    assert pipeline.detect_batcher is not None
+    # The other running request sits in the detection lane, so it cannot join this embed.
+    pipeline.detect_batcher._running = 1
+    start = time.monotonic()
+    vectors = pipeline.embed_aligned([aligned[0]])
+    assert time.monotonic() - start < 2.5
+    np.testing.assert_allclose(vectors, models.embedder.embed([aligned[0]]), atol=1e-5)
+
+
 def test_concurrent_embeddings_match_unbatched(models: Any, aligned: list[ImageArray]) -> None:
     pipeline = BatchingPipeline(
-        models.detector, models.embedder, LIMITS, max_size=16, max_wait_s=0.05, max_callers=8
+        models.detector, models.embedder, LIMITS, max_size=16, max_wait_s=0.05, callers=lambda: 8
     )
     crops = [aligned[i % len(aligned)] for i in range(8)]
     expected = models.embedder.embed(crops)
@@ -44,7 +60,7 @@ def test_concurrent_embeddings_match_unbatched(models: Any, aligned: list[ImageA
 
 def test_wrong_crop_fails_only_its_caller(models: Any, aligned: list[ImageArray]) -> None:
     pipeline = BatchingPipeline(
-        models.detector, models.embedder, LIMITS, max_size=16, max_wait_s=0.05, max_callers=3
+        models.detector, models.embedder, LIMITS, max_size=16, max_wait_s=0.05, callers=lambda: 3
     )
     bad = np.zeros((50, 50, 3), dtype=np.uint8)
     calls = [partial(pipeline.embed_aligned, [c]) for c in (aligned[0], bad, aligned[1])]
@@ -56,7 +72,7 @@ def test_wrong_crop_fails_only_its_caller(models: Any, aligned: list[ImageArray]
 
 def test_batched_detection_matches_the_detector(models: Any, images: list[ImageArray]) -> None:
     pipeline = BatchingPipeline(
-        models.detector, models.embedder, LIMITS, max_size=8, max_wait_s=0.05, max_callers=4
+        models.detector, models.embedder, LIMITS, max_size=8, max_wait_s=0.05, callers=lambda: 4
     )
     # Equal-size tiles around each face, so the four detections can share one MTCNN pass.
     tiles = [face_tile(image, models.detector.detect(image)[0].box) for image in images]
@@ -90,7 +106,7 @@ def test_batched_detection_takes_the_padded_second_look(models: Any, shared_face
 
     tight = decode_image((shared_faces / "faceapi_js/howard/howard5.png").read_bytes(), 10**8)
     pipeline = BatchingPipeline(
-        models.detector, models.embedder, LIMITS, max_size=4, max_wait_s=0.01, max_callers=2
+        models.detector, models.embedder, LIMITS, max_size=4, max_wait_s=0.01, callers=lambda: 2
     )
     batched = call_together([partial(pipeline.detect, tight), partial(pipeline.detect, tight)])
     expected = models.detector.detect(tight)
@@ -125,7 +141,7 @@ def test_handing_passes_to_one_device_thread_keeps_every_result(
     monkeypatch.setattr("app.pipeline.embedders.base.on_device_thread", hand_off)
     monkeypatch.setattr("app.pipeline.detect.on_device_thread", hand_off)
     pipeline = BatchingPipeline(
-        models.detector, models.embedder, LIMITS, max_size=8, max_wait_s=0.02, max_callers=4
+        models.detector, models.embedder, LIMITS, max_size=8, max_wait_s=0.02, callers=lambda: 4
     )
 
     def analyze_and_embed(image: ImageArray) -> Any:

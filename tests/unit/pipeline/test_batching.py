@@ -66,6 +66,16 @@ def test_no_waiting_once_every_possible_caller_is_queued() -> None:
     assert run.batches in ([[1, 2]], [[2, 1]])
 
 
+def test_max_callers_may_be_a_live_count() -> None:
+    running = [3]
+    batcher = MicroBatcher(Recorder(), max_size=8, max_wait_s=5.0, max_callers=lambda: running[0])
+    running[0] = 1  # the others finished: nobody else can come
+    start = time.monotonic()
+    assert batcher([1]) == [2]
+    assert time.monotonic() - start < 2.0
+    assert batcher.occupancy == 0
+
+
 def test_only_requests_with_equal_keys_share_a_batch() -> None:
     run = Recorder(delay=0.05)
     batcher = MicroBatcher(run, max_size=8, max_wait_s=0.05)
