@@ -123,14 +123,14 @@ def test_detect_reports_every_face(client: TestClient, package_images: Path) -> 
 def test_a_lone_request_never_waits_for_batch_company(
     make_client: ClientFactory, package_images: Path
 ) -> None:
-    # Each lane would wait up to 3 s for other requests, but none is running.
-    client = make_client(batch_max_wait_ms=3000)
+    # Each lane would wait up to 10 s for other requests (30 s in all), but none is running.
+    client = make_client(batch_max_wait_ms=10_000)
     start = time.monotonic()
     response = client.post("/v1/detect", files={"image": image(package_images, "yaoming.jpg")})
     assert response.status_code == 200, response.text
     response = client.post("/v1/identify", files={"image": image(package_images, "yaoming.jpg")})
     assert response.status_code == 200, response.text
-    assert time.monotonic() - start < 3.0
+    assert time.monotonic() - start < 10.0
 
 
 def test_metrics_report_stage_times_and_batch_sizes(
