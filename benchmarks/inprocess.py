@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -36,13 +37,22 @@ def run_pipeline(models: Any, inputs: list[Photo], settings: Any) -> dict[str, A
         def batch_items(self, lane: str, items: int) -> None:
             pass  # the batchers' own stats give the mean batch below
 
-    pipeline = build_pipeline(settings, models, StageTotals())
+    # Calls running, as the service's InferencePool counts them: a batch stops waiting for
+    # company once every running call is in it.
+    running = [0]
+    lock = threading.Lock()
+    pipeline = build_pipeline(settings, models, StageTotals(), lambda: running[0])
 
     def one(photo: Photo) -> bool:
+        with lock:
+            running[0] += 1
         try:
             embed_probes(pipeline, settings, [Upload(photo.path, photo.data)], "prominent")
         except FaceServiceError:
             return False
+        finally:
+            with lock:
+                running[0] -= 1
         return True
 
     threads = torch.get_num_threads()

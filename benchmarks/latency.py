@@ -1,15 +1,17 @@
 """Figure 2: verify and identify latency with 1, 4 and 16 concurrent clients over HTTP.
 
     .venv/bin/python -m benchmarks.latency
-    .venv/bin/python -m benchmarks.latency --configs unbatched,batched --duration 15
+    .venv/bin/python -m benchmarks.latency --configs unbatched,batched --duration 50 --rounds 5
 
 Each configuration (service settings in benchmarks/service.py) gets a fresh service process
-on a temporary data folder with a small enrolled gallery; probes are 250 px face crops.
+on a temporary data folder with a small enrolled gallery; probes are 250 px face crops. The
+services run side by side, and with --rounds each measurement alternates between them.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -40,29 +42,48 @@ def requests_for(endpoint: str, probes: list[Photo], gallery: dict[str, str]) ->
     return make
 
 
-def measure_config(
-    config: str, photos: list[Photo], args: argparse.Namespace, threads: int
-) -> list[dict[str, Any]]:
-    from benchmarks.load import run_load
+def measure(photos: list[Photo], args: argparse.Namespace, threads: int) -> list[dict[str, Any]]:
+    """Every configuration's service runs side by side; each cell (endpoint, clients) is
+    measured in `args.rounds` rounds that alternate between the configurations, so a
+    machine whose speed drifts (shared VMs do, by up to 20% within minutes) favours none.
+    """
+    from benchmarks.load import LoadResult, run_load
     from benchmarks.service import CONFIGS, ServiceProcess, enrol_gallery
 
-    env = {"FACE_TORCH_THREADS": str(threads), **CONFIGS[config]}
+    configs = args.configs.split(",")
     rows = []
-    with tempfile.TemporaryDirectory() as tmp, ServiceProcess(Path(tmp), env) as service:
-        precision = httpx.get(f"{service.url}/v1/info").json()["precision"]
-        gallery = enrol_gallery(service.url, photos, args.subjects)
-        if not gallery:
-            raise RuntimeError("no face could be enrolled")
+    with contextlib.ExitStack() as stack:
+        services, precisions, galleries = {}, {}, {}
+        for config in configs:
+            data_dir = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+            env = {"FACE_TORCH_THREADS": str(threads), **CONFIGS[config]}
+            service = stack.enter_context(ServiceProcess(data_dir, env))
+            services[config] = service
+            precisions[config] = httpx.get(f"{service.url}/v1/info").json()["precision"]
+            galleries[config] = enrol_gallery(service.url, photos, args.subjects)
+            if not galleries[config]:
+                raise RuntimeError("no face could be enrolled")
         for endpoint in args.endpoints.split(","):
-            make = requests_for(endpoint, photos, gallery)
             for clients in (int(c) for c in args.clients.split(",")):
-                run_load(service.url, make, clients, args.warmup)
-                load = run_load(
-                    service.url, make, clients, args.duration, service.cpu_seconds
-                ).summary()
-                row = {"config": config, "precision": precision, "endpoint": endpoint, **load}
-                rows.append(row)
-                print(_line(row), flush=True)
+                totals = {config: LoadResult(clients=clients) for config in configs}
+                for round_ in range(args.rounds):
+                    for config in configs if round_ % 2 == 0 else configs[::-1]:
+                        service = services[config]
+                        make = requests_for(endpoint, photos, galleries[config])
+                        run_load(service.url, make, clients, args.warmup)
+                        seconds = args.duration / args.rounds
+                        load = run_load(service.url, make, clients, seconds, service.cpu_seconds)
+                        totals[config].add(load)
+                for config in configs:
+                    row = {
+                        "config": config,
+                        "precision": precisions[config],
+                        "endpoint": endpoint,
+                        "rounds": args.rounds,
+                        **totals[config].summary(),
+                    }
+                    rows.append(row)
+                    print(_line(row), flush=True)
     return rows
 
 
@@ -80,13 +101,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--endpoints", default="verify,identify")
     parser.add_argument("--clients", default="1,4,16", help="concurrent clients, comma-separated")
     parser.add_argument("--duration", type=float, default=15.0, help="seconds per measurement")
-    parser.add_argument("--warmup", type=float, default=2.0, help="seconds before each one")
+    parser.add_argument("--warmup", type=float, default=2.0, help="seconds before each round")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="split each measurement into this many rounds, alternating between configs",
+    )
     parser.add_argument("--crop", type=int, default=250, help="probe size; 0: photos as they are")
     parser.add_argument("--photos", type=int, default=None, help="use only the first N photos")
     parser.add_argument("--subjects", type=int, default=20, help="gallery size")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (all cores)")
     parser.add_argument("--out", type=Path, default=None, help="JSON path")
     args = parser.parse_args(argv)
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
     threads = prepare_process(args.threads)
 
     import torch
@@ -94,9 +123,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from app.pipeline.detect import FaceDetector
 
     photos = load_photos(args.crop, args.photos, FaceDetector(torch.device("cpu"), 960))
-    rows = [
-        row for c in args.configs.split(",") for row in measure_config(c, photos, args, threads)
-    ]
+    rows = measure(photos, args, threads)
     errors = sum(row["errors"] for row in rows)
     print(f"{len(rows)} measurements, {errors} errors")
     config = {**vars(args), "threads": threads, "probes": len(photos), "out": None}

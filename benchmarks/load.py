@@ -27,6 +27,16 @@ class LoadResult:
     server_cpu_s: float | None = None
     client_cpu_s: float = 0.0
 
+    def add(self, other: LoadResult) -> None:
+        """Fold in another run of the same load (a later round of an interleaved cell)."""
+        self.elapsed_s += other.elapsed_s
+        self.latencies_s.extend(other.latencies_s)
+        self.errors += other.errors
+        self.error_samples.extend(other.error_samples)
+        if other.server_cpu_s is not None:
+            self.server_cpu_s = (self.server_cpu_s or 0.0) + other.server_cpu_s
+        self.client_cpu_s += other.client_cpu_s
+
     def summary(self) -> dict[str, Any]:
         done = len(self.latencies_s)
         return {

@@ -49,16 +49,18 @@ def test_throughput(run: Any) -> None:
 def test_latency(run: Any) -> None:
     result = run(
         "latency",
-        "--configs batched --clients 1,2 --duration 1 --warmup 0.2 --photos 6 --subjects 2",
+        "--configs batched,unbatched --clients 1,2 --duration 1 --rounds 2 --warmup 0.2 "
+        "--photos 6 --subjects 2",
     )
     rows = result["rows"]
-    assert {(r["endpoint"], r["clients"]) for r in rows} == {
-        ("verify", 1),
-        ("verify", 2),
-        ("identify", 1),
-        ("identify", 2),
+    assert {(r["config"], r["endpoint"], r["clients"]) for r in rows} == {
+        (config, endpoint, clients)
+        for config in ("batched", "unbatched")
+        for endpoint in ("verify", "identify")
+        for clients in (1, 2)
     }
     assert all(r["errors"] == 0 and r["requests"] > 0 and r["p99_ms"] > 0 for r in rows)
+    assert all(r["rounds"] == 2 and r["elapsed_s"] >= 0.9 for r in rows)
 
 
 def test_contention(run: Any) -> None:
