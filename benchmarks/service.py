@@ -166,14 +166,15 @@ CONFIGS: dict[str, dict[str, str]] = {
         "FACE_BATCH_MAX_SIZE": "1",
     },
     "batched": {
-        "FACE_INFERENCE_WORKERS": "16",
+        "FACE_INFERENCE_WORKERS": "8",
         "FACE_TORCH_THREADS": "1",
         "FACE_BATCH_MAX_SIZE": "8",
         "FACE_BATCH_MAX_WAIT_MS": "2",
     },
 }
-# The shipped defaults before 2026-11-27T06Z: 8 inference threads.
-CONFIGS["batched-8"] = {**CONFIGS["batched"], "FACE_INFERENCE_WORKERS": "8"}
+# The shipped defaults but 16 inference threads, so that 16 clients all reach the batching
+# lanes: bigger batches, no faster here (docs/benchmarks.md, section 2).
+CONFIGS["batched-16"] = {**CONFIGS["batched"], "FACE_INFERENCE_WORKERS": "16"}
 # The shipped defaults, but embedding in fp32 where auto would pick bf16.
 CONFIGS["batched-fp32"] = {**CONFIGS["batched"], "FACE_EMBED_PRECISION": "fp32"}
 # The shipped defaults, but detecting in the service process, as before stop 8.

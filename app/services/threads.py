@@ -11,10 +11,9 @@ import os
 from app.config import Settings
 
 # Inference threads when FACE_INFERENCE_WORKERS is 0 (auto), by device type. On the CPU,
-# enough that 16 concurrent requests all reach the batching lanes: at 16 clients on 2
-# cores, 16 threads formed detection batches of 5.4 images (8 threads: 3.3) and used about
-# 15% less CPU per request (docs/benchmarks.md, section 2).
-CPU_WORKERS = 16
+# 16 (every request of 16 clients in the batching lanes) formed bigger batches but served
+# no faster than 8 on 2 cores, and would hold twice the decoded images in memory.
+CPU_WORKERS = 8
 GPU_WORKERS = 1
 
 
