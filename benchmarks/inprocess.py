@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from benchmarks.photos import Photo
@@ -24,6 +22,7 @@ def run_pipeline(models: Any, inputs: list[Photo], settings: Any) -> dict[str, A
     import torch
 
     from app.errors import FaceServiceError
+    from app.services.inference_pool import InferencePool
     from app.services.probes import Upload, embed_probes
     from app.services.runtime import build_pipeline
     from app.services.threads import inference_workers
@@ -37,22 +36,16 @@ def run_pipeline(models: Any, inputs: list[Photo], settings: Any) -> dict[str, A
         def batch_items(self, lane: str, items: int) -> None:
             pass  # the batchers' own stats give the mean batch below
 
-    # Calls running, as the service's InferencePool counts them: a batch stops waiting for
-    # company once every running call is in it.
-    running = [0]
-    lock = threading.Lock()
-    pipeline = build_pipeline(settings, models, StageTotals(), lambda: running[0])
+    # The service's pool: it counts running calls, and a batch stops waiting for company
+    # once every running call is in it.
+    pool = InferencePool(inference_workers(settings))
+    pipeline = build_pipeline(settings, models, StageTotals(), pool.running)
 
     def one(photo: Photo) -> bool:
-        with lock:
-            running[0] += 1
         try:
             embed_probes(pipeline, settings, [Upload(photo.path, photo.data)], "prominent")
         except FaceServiceError:
             return False
-        finally:
-            with lock:
-                running[0] -= 1
         return True
 
     threads = torch.get_num_threads()
@@ -62,10 +55,10 @@ def run_pipeline(models: Any, inputs: list[Photo], settings: Any) -> dict[str, A
             one(photo)
         stages.clear()
         start, cpu = time.perf_counter(), time.process_time()
-        with ThreadPoolExecutor(inference_workers(settings)) as pool:
-            found = sum(pool.map(one, inputs))
+        found = sum(future.result() for future in [pool.submit(one, p) for p in inputs])
         seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
     finally:
+        pool.shutdown()
         torch.set_num_threads(threads)
     result = rate(len(inputs), seconds, cpu, found)
     result["stage_ms_per_image"] = {k: round(v * 1000 / len(inputs), 2) for k, v in stages.items()}

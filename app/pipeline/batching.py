@@ -124,6 +124,7 @@ class MicroBatcher(Generic[In, Out]):
                 return
             batch = self._take()
             self._running = len(batch)
+        items = sum(len(r.items) for r in batch)
         results: list[list[Out] | BaseException] = []
         try:
             results = _run_all(self._run, batch)
@@ -140,12 +141,12 @@ class MicroBatcher(Generic[In, Out]):
                     request.ready.notify()
                 self._running = 0
                 self.stats.batches += 1
-                self.stats.items += sum(len(r.items) for r in batch)
+                self.stats.items += items
                 self._leader = self._queue[0] if self._queue else None
                 if self._leader is not None:
                     self._leader.ready.notify()
         if self._on_batch is not None:
-            self._on_batch(sum(len(r.items) for r in batch))
+            self._on_batch(items)
 
     @property
     def occupancy(self) -> int:

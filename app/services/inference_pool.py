@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from functools import partial
 from typing import TypeVar
 
@@ -26,10 +26,13 @@ class InferencePool:
         """Calls running on the pool's threads now."""
         return self._running
 
+    def submit(self, fn: Callable[..., T], *args: object) -> Future[T]:
+        """`fn(*args)` on a pool thread, counted while it runs."""
+        return self._executor.submit(self._counted, partial(fn, *args))
+
     async def run(self, fn: Callable[..., T], *args: object) -> T:
-        """`fn(*args)` on a pool thread, off the event loop."""
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self._counted, partial(fn, *args))
+        """`fn(*args)` on a pool thread, awaited off the event loop."""
+        return await asyncio.wrap_future(self.submit(fn, *args))
 
     def _counted(self, call: Callable[[], T]) -> T:
         with self._lock:

@@ -157,6 +157,7 @@ def build_pipeline(
     running on the inference threads (InferencePool.running); without it, batches assume
     every thread may be busy."""
     limits = quality_limits(settings)
+    workers = inference_workers(settings)
     if settings.batch_max_size == 1:
         return FacePipeline(models.detector, models.embedder, limits, observer=observer)
     return BatchingPipeline(
@@ -167,7 +168,7 @@ def build_pipeline(
         max_size=settings.batch_max_size,
         max_wait_s=settings.batch_max_wait_ms / 1000,
         # Every request runs on an inference thread, so no more can queue for one batch.
-        callers=callers or (lambda: inference_workers(settings)),
+        callers=callers or (lambda: workers),
         batch_detect=settings.batch_detect,
     )
 
