@@ -40,6 +40,12 @@ class Settings(BaseSettings):
         "GIL only between calls: several times the throughput of eager PyTorch beside busy "
         "Python request threads. A network that fails to trace runs eagerly.",
     )
+    gpu_warmup: bool = Field(
+        True,
+        description="On a GPU, run the networks once at each padded batch size before "
+        "serving: a size's first pass took about 1 s on an H200. Adds seconds to start-up; "
+        "nothing happens on the CPU.",
+    )
     detection_process: bool = Field(
         True,
         description="On the CPU, run face detection (MTCNN) in a child process of its own, "

@@ -14,6 +14,7 @@ from facenet_pytorch import MTCNN
 from app.pipeline.detect_process import DetectionProcess
 from app.pipeline.device_thread import on_device_thread
 from app.pipeline.image_io import downscale
+from app.pipeline.shape_buckets import PaddedBatches
 from app.pipeline.torchscript import trace_module
 from app.pipeline.types import DetectedFace, FloatArray, ImageArray
 
@@ -23,6 +24,14 @@ MTCNN_SMALLEST_FACE = 20
 
 # Padding, as a fraction of each side, for the second look at an image with no face found.
 PAD_RETRY_FRACTION = 0.25
+
+# On a GPU, MTCNN's nets run padded batches (app/pipeline/shape_buckets.py). R- and O-net
+# get one row per candidate face, which facenet-pytorch sends 512 at most at a time: 6
+# shapes each from 16 rows. P-net gets whole images of one size: 1, 2, 4, 8, ... of them.
+# Sizes of the input image are left alone, so each new image size still costs its first
+# pass per pyramid level.
+_GPU_BUCKETS = {"pnet": (1, 8), "rnet": (16, 512), "onet": (16, 512)}
+_CROP_INPUTS = {"rnet": (3, 24, 24), "onet": (3, 48, 48)}
 
 RawDetection = tuple[Any, Any, Any]  # MTCNN's boxes, probabilities and landmarks of one image
 
@@ -55,6 +64,7 @@ class FaceDetector:
         max_side: int = 1280,
         min_face_size: int = MTCNN_SMALLEST_FACE,
         torchscript: bool = True,
+        pad_batches: bool | None = None,
     ) -> None:
         self.device = device
         self.max_side = max_side
@@ -71,10 +81,29 @@ class FaceDetector:
                 net.to(memory_format=torch.channels_last)
         if torchscript:
             _trace_nets(self._mtcnn, device)
+        # None: pad on a GPU only, where padding rows cost next to nothing.
+        if device.type == "cuda" if pad_batches is None else pad_batches:
+            for name, (smallest, largest) in _GPU_BUCKETS.items():
+                net = getattr(self._mtcnn, name)
+                setattr(self._mtcnn, name, PaddedBatches(net, smallest, largest))
         # The nets are shared modules; serialise calls rather than rely on torch
         # re-entrancy from the inference thread pool.
         self._lock = threading.Lock()
         self.process: DetectionProcess | None = None
+
+    def warm_up(self) -> list[tuple[str, int]]:
+        """On a GPU, one R- and O-net pass at each padded batch size, so that no request
+        pays for a size's first pass: the (net, rows) run; [] elsewhere. P-net's shapes
+        follow the images' sizes, which are not known in advance."""
+        done: list[tuple[str, int]] = []
+        for name, shape in _CROP_INPUTS.items():
+            net = getattr(self._mtcnn, name)
+            if isinstance(net, PaddedBatches):
+                done += [
+                    (name, rows)
+                    for rows in on_device_thread(self.device, net.warm_up, shape, self.device)
+                ]
+        return done
 
     def run_in(self, process: DetectionProcess | None) -> None:
         """Run MTCNN in `process` from now on (app/pipeline/detect_process.py); None: here."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -89,7 +90,24 @@ def load_models(settings: Settings, serving: bool = False) -> Models:
         process.start()
         detector.run_in(process)
     log.info("embedder %s ready (version %s, %s)", name, embedder.version, embedder.precision_name)
-    return Models(detector=detector, embedder=embedder)
+    models = Models(detector=detector, embedder=embedder)
+    if serving and settings.gpu_warmup:
+        warm_up(models)
+    return models
+
+
+def warm_up(models: Models) -> None:
+    """Meets every padded batch size once on a GPU (app/pipeline/shape_buckets.py)."""
+    start = time.perf_counter()
+    sizes = models.embedder.warm_up()
+    passes = models.detector.warm_up()
+    if sizes or passes:
+        log.info(
+            "warmed up %d embedder and %d MTCNN batch sizes in %.1f s",
+            len(sizes),
+            len(passes),
+            time.perf_counter() - start,
+        )
 
 
 def detection_process(settings: Settings, device: torch.device) -> DetectionProcess | None:

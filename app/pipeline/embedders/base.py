@@ -17,6 +17,7 @@ import torch.nn.functional as F
 
 from app.pipeline.device_thread import on_device_thread
 from app.pipeline.embedders.precision import autocast, precision_name
+from app.pipeline.shape_buckets import buckets, run_padded
 from app.pipeline.torchscript import trace_module
 from app.pipeline.types import AlignTemplate, FloatArray, ImageArray
 
@@ -32,6 +33,11 @@ def make_template(size: int, points: Sequence[Sequence[float]]) -> AlignTemplate
 
 
 Runner = Callable[[torch.Tensor], torch.Tensor]
+
+# On a GPU, embed() runs batches padded to a power of two from 16 rows, in chunks of at
+# most 256 faces: 5 batch shapes in all (app/pipeline/shape_buckets.py).
+GPU_SMALLEST_BATCH = 16
+GPU_LARGEST_BATCH = 256
 
 
 def _weights_version(module: torch.nn.Module) -> tuple[tuple[int, int], ...]:
@@ -86,6 +92,9 @@ class Embedder(ABC):
         # The version keys the FAISS index and stored embeddings, so new weights never mix.
         self.version = f"{self.name}@{weights_sha256[:12]}"
         self.default_thresholds = default_thresholds
+        # Pad embed()'s batches to a few fixed sizes: on a GPU, each new size costs about
+        # a second the first time. Not on the CPU, where padding rows cost their share.
+        self.pad_batches = device.type == "cuda"
 
     @classmethod
     @abstractmethod
@@ -173,9 +182,25 @@ class Embedder(ABC):
 
     def _embed(self, faces: Sequence[ImageArray]) -> FloatArray:
         run = self.inference_runner()
+        chunk = GPU_LARGEST_BATCH if self.pad_batches else len(faces)
+        parts = []
         with torch.inference_mode():
-            batch = self.preprocess(faces)
-            raw = run(batch)
-            vectors = F.normalize(raw.float(), dim=1)
+            for start in range(0, len(faces), chunk):
+                batch = self.preprocess(faces[start : start + chunk])
+                padded = self.pad_batches
+                raw = run_padded(run, batch, GPU_SMALLEST_BATCH) if padded else run(batch)
+                parts.append(F.normalize(raw.float(), dim=1))
+            vectors = parts[0] if len(parts) == 1 else torch.cat(parts)
             result: FloatArray = vectors.cpu().numpy().astype(np.float32, copy=False)
         return result
+
+    def warm_up(self) -> list[int]:
+        """Runs embed() once at each padded batch size, so that no request pays for a
+        size's first pass; the sizes run ([] where batches are not padded)."""
+        if not self.pad_batches:
+            return []
+        size = self.template.size
+        sizes = buckets(GPU_SMALLEST_BATCH, GPU_LARGEST_BATCH)
+        for rows in sizes:
+            self.embed([np.zeros((size, size, 3), np.uint8)] * rows)
+        return sizes
