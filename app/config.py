@@ -104,8 +104,7 @@ class Settings(BaseSettings):
         0,
         ge=0,
         description="Threads running detection and embedding; their batches share passes. "
-        "0: 8 on the CPU, 1 on a GPU, where concurrent micro-batches ran several times "
-        "slower than one request at a time (docs/benchmarks.md, section 5).",
+        "0: 8, on the CPU or a GPU (docs/benchmarks.md, sections 2 and 5).",
     )
     torch_threads: int = Field(
         0,

@@ -181,7 +181,18 @@ CONFIGS["batched-fp32"] = {**CONFIGS["batched"], "FACE_EMBED_PRECISION": "fp32"}
 CONFIGS["batched-in-process"] = {**CONFIGS["batched"], "FACE_DETECTION_PROCESS": "false"}
 # ... and also running the networks eagerly rather than as TorchScript.
 CONFIGS["batched-eager"] = {**CONFIGS["batched-in-process"], "FACE_TORCHSCRIPT": "false"}
-# On the first CUDA device: the shipped defaults there (one inference thread), and the
-# CPU's micro-batching defaults, which ran several times slower on an H200 (docs section 5).
-CONFIGS["gpu"] = {"FACE_DEVICE": "cuda"}
+# On the first CUDA device: one inference thread (the GPU default until stop 11), and the
+# CPU's micro-batching defaults (the GPU default since), which ran several times slower on
+# an H200 before every CUDA pass went to one device thread, and 1.5x faster after it
+# (docs/benchmarks.md, section 5).
+CONFIGS["gpu"] = {"FACE_DEVICE": "cuda", "FACE_INFERENCE_WORKERS": "1"}
 CONFIGS["gpu-batched"] = {**CONFIGS["batched"], "FACE_DEVICE": "cuda"}
+# ... and with 16 threads and batches of up to 16, now that every CUDA pass runs on one
+# device thread (app/pipeline/device_thread.py).
+CONFIGS["gpu-batched-16"] = {
+    **CONFIGS["gpu-batched"],
+    "FACE_INFERENCE_WORKERS": "16",
+    "FACE_BATCH_MAX_SIZE": "16",
+}
+# The CPU's batching defaults on CUDA, with the networks eager rather than TorchScript.
+CONFIGS["gpu-batched-eager"] = {**CONFIGS["gpu-batched"], "FACE_TORCHSCRIPT": "false"}

@@ -12,19 +12,17 @@ from app.config import Settings
 
 # Inference threads when FACE_INFERENCE_WORKERS is 0 (auto), by device type. On the CPU,
 # 16 (every request of 16 clients in the batching lanes) formed bigger batches but served
-# no faster than 8 on 2 cores, and would hold twice the decoded images in memory.
+# no faster than 8 on 2 cores, and would hold twice the decoded images in memory. On an
+# H200, with every CUDA pass on one device thread, 8 threads served 16 clients at 58-60
+# verifies/s against 39 for one thread, and 16 threads were no faster than 8
+# (docs/benchmarks.md, section 5).
 CPU_WORKERS = 8
-GPU_WORKERS = 1
+GPU_WORKERS = 8
 
 
 def inference_workers(settings: Settings, gpu: bool | None = None) -> int:
     """The setting, else CPU_WORKERS or GPU_WORKERS for the device the models will use
-    (`gpu`, or found from settings.device when None).
-
-    On an H200, 16 threads sharing micro-batches ran the pipeline at 7.7 images/s against
-    39.6 for one thread, and verify fell to 4 req/s at 4 clients (docs/benchmarks.md,
-    section 5); until that is understood, a GPU serves one request at a time.
-    """
+    (`gpu`, or found from settings.device when None)."""
     if settings.inference_workers:
         return settings.inference_workers
     if gpu is None:

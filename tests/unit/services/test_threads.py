@@ -36,7 +36,7 @@ def test_explicit_threads_win(monkeypatch: pytest.MonkeyPatch) -> None:
     [
         ("cpu", True, CPU_WORKERS),  # asked for the CPU: micro-batching threads
         ("auto", False, CPU_WORKERS),
-        ("auto", True, GPU_WORKERS),  # one request at a time on a GPU
+        ("auto", True, GPU_WORKERS),  # found on the machine
         ("cuda:1", False, GPU_WORKERS),  # load_models reports the missing GPU, not this
     ],
 )
