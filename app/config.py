@@ -113,10 +113,11 @@ class Settings(BaseSettings):
         "service, all cores in commands and fine-tuning.",
     )
     batch_max_size: int = Field(
-        8,
-        ge=1,
+        0,
+        ge=0,
         description="Most faces (or same-size images) concurrent requests share in one forward "
-        "pass; 1 turns micro-batching off. Batches form only with inference_workers > 1.",
+        "pass; 1 turns micro-batching off. 0: 4 on the CPU, 8 on a GPU. Batches form only with "
+        "inference_workers > 1.",
     )
     batch_max_wait_ms: float = Field(
         2.0, ge=0, description="Longest a batch waits for more concurrent requests to join it."

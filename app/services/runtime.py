@@ -24,7 +24,7 @@ from app.pipeline.embedders import Embedder, create_embedder, resolve_device, re
 from app.pipeline.types import QualityLimits
 from app.services.active_model import with_active_embedder
 from app.services.early_start import detection_args, take_early
-from app.services.threads import inference_workers, torch_threads
+from app.services.threads import batch_max_size, inference_workers, torch_threads, uses_gpu
 from app.services.thresholds import active_thresholds
 from app.state import Runtime
 
@@ -171,19 +171,21 @@ def build_pipeline(
     observer: PipelineObserver | None = None,
     callers: Callable[[], int] | None = None,
 ) -> FacePipeline:
-    """A micro-batching pipeline unless batch_max_size is 1. `callers` counts the requests
+    """A micro-batching pipeline unless the batch size is 1. `callers` counts the requests
     running on the inference threads (InferencePool.running); without it, batches assume
     every thread may be busy."""
     limits = quality_limits(settings)
-    workers = inference_workers(settings)
-    if settings.batch_max_size == 1:
+    gpu = uses_gpu(settings.device)
+    workers = inference_workers(settings, gpu)
+    max_size = batch_max_size(settings, gpu)
+    if max_size == 1:
         return FacePipeline(models.detector, models.embedder, limits, observer=observer)
     return BatchingPipeline(
         models.detector,
         models.embedder,
         limits,
         observer,
-        max_size=settings.batch_max_size,
+        max_size=max_size,
         max_wait_s=settings.batch_max_wait_ms / 1000,
         # Every request runs on an inference thread, so no more can queue for one batch.
         callers=callers or (lambda: workers),

@@ -1,11 +1,23 @@
-"""Torch thread counts: a share of the cores per inference worker when serving."""
+"""Device-dependent defaults: inference threads, torch threads, micro-batch sizes."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import pytest
 
 from app.config import Settings
-from app.services.threads import CPU_WORKERS, GPU_WORKERS, inference_workers, torch_threads
+from app.pipeline.batched_pipeline import BatchingPipeline
+from app.services.runtime import build_pipeline
+from app.services.threads import (
+    CPU_BATCH,
+    CPU_WORKERS,
+    GPU_BATCH,
+    GPU_WORKERS,
+    batch_max_size,
+    inference_workers,
+    torch_threads,
+)
 
 
 @pytest.mark.parametrize(
@@ -53,3 +65,23 @@ def test_auto_workers_follow_the_device(
 def test_explicit_workers_win(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("torch.cuda.is_available", lambda: True)
     assert inference_workers(Settings(device="cuda", inference_workers=6)) == 6
+
+
+@pytest.mark.parametrize(
+    ("device", "cuda", "expected"), [("cpu", True, CPU_BATCH), ("auto", True, GPU_BATCH)]
+)
+def test_auto_batch_size_follows_the_device(
+    monkeypatch: pytest.MonkeyPatch, device: str, cuda: bool, expected: int
+) -> None:
+    monkeypatch.setattr("torch.cuda.is_available", lambda: cuda)
+    assert batch_max_size(Settings(device=device, batch_max_size=0)) == expected
+    assert batch_max_size(Settings(device=device, batch_max_size=3)) == 3
+
+
+def test_the_service_pipeline_batches_by_the_resolved_size(models: Any) -> None:
+    pipeline = build_pipeline(Settings(device="cpu", batch_max_size=0), models)
+    assert isinstance(pipeline, BatchingPipeline) and pipeline.detect_batcher is not None
+    assert pipeline.embed_batcher.max_size == pipeline.detect_batcher.max_size == CPU_BATCH
+    pipeline.close()
+    single = build_pipeline(Settings(device="cpu", batch_max_size=1), models)
+    assert not isinstance(single, BatchingPipeline)
