@@ -19,6 +19,9 @@ run() {
     echo "== $name"
     timeout "$limit" "$PY" -m "benchmarks.$name" "$@" 2>&1 | tee "$OUT/$name.log"
 }
-run gpu 220 --images 300 --out "$OUT/gpu.json"
+# Latency first: whether the padded batch sizes and start-up warm-up remove the 1 s tails
+# (docs/benchmarks.md, section 5), and what the warm-up adds to start-up (service_ready_s).
+run latency 200 --configs gpu,gpu-batched --rounds 2 --duration 8 --warmup 2 \
+    --out "$OUT/latency_gpu.json"
+run gpu 200 --images 200 --dtypes fp32,bf16 --out "$OUT/gpu.json"
 run finetune_gpu 140 --out "$OUT/finetune_gpu.json"
-run latency 180 --configs gpu,gpu-batched --duration 6 --warmup 2 --out "$OUT/latency_gpu.json"

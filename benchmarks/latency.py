@@ -80,6 +80,7 @@ def measure(photos: list[Photo], args: argparse.Namespace, threads: int) -> list
                         "precision": precisions[config],
                         "endpoint": endpoint,
                         "rounds": args.rounds,
+                        "service_ready_s": services[config].ready_s,
                         **totals[config].summary(),
                     }
                     rows.append(row)

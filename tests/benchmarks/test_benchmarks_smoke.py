@@ -61,6 +61,7 @@ def test_latency(run: Any) -> None:
     }
     assert all(r["errors"] == 0 and r["requests"] > 0 and r["p99_ms"] > 0 for r in rows)
     assert all(r["rounds"] == 2 and r["elapsed_s"] >= 0.9 for r in rows)
+    assert all(r["service_ready_s"] > 0 for r in rows)
 
 
 def test_contention(run: Any) -> None:
