@@ -72,6 +72,7 @@ class PaddedBatches(torch.nn.Module):
         self.smallest = smallest
         # The largest batch the caller sends (facenet-pytorch cuts R/O-net input at 512).
         self.largest = largest
+        self.train(net.training)  # a wrapper built around an eval-mode net stays in eval mode
 
     def forward(self, batch: torch.Tensor) -> Any:
         return run_padded(self.net, batch, self.smallest)

@@ -62,6 +62,7 @@ def test_padded_mtcnn_finds_the_same_faces(
     seen: list[int] = []
     rnet = padded_detector._mtcnn.rnet
     assert isinstance(rnet, PaddedBatches)
+    assert not rnet.training and not rnet.net.training
     hook = rnet.net.register_forward_pre_hook(lambda _, args: seen.append(args[0].shape[0]))
     try:
         padded = padded_detector.detect(image)
