@@ -99,10 +99,7 @@ class FaceDetector:
         for name, shape in _CROP_INPUTS.items():
             net = getattr(self._mtcnn, name)
             if isinstance(net, PaddedBatches):
-                done += [
-                    (name, rows)
-                    for rows in on_device_thread(self.device, net.warm_up, shape, self.device)
-                ]
+                done += [(name, rows) for rows in on_device_thread(self.device, net.warm_up, shape)]
         return done
 
     def run_in(self, process: DetectionProcess | None) -> None:

@@ -77,12 +77,12 @@ class PaddedBatches(torch.nn.Module):
     def forward(self, batch: torch.Tensor) -> Any:
         return run_padded(self.net, batch, self.smallest)
 
-    def warm_up(self, shape: tuple[int, ...], device: torch.device) -> list[int]:
-        """One pass at every bucket up to `largest`, for inputs of `shape` (less the batch);
-        the batch sizes run."""
-        dtype = next(self.net.parameters()).dtype
+    def warm_up(self, shape: tuple[int, ...]) -> list[int]:
+        """One pass at every bucket up to `largest`, for inputs of `shape` (less the batch)
+        on the net's own device and dtype; the batch sizes run."""
+        weight = next(self.net.parameters())
         sizes = buckets(self.smallest, self.largest)
         with torch.inference_mode():
             for rows in sizes:
-                self.net(torch.zeros((rows, *shape), device=device, dtype=dtype))
+                self.net(weight.new_zeros((rows, *shape)))
         return sizes

@@ -21,9 +21,9 @@ CPU_WORKERS = 8
 GPU_WORKERS = 8
 
 # Most items per micro-batch when FACE_BATCH_MAX_SIZE is 0 (auto). On 2 CPU cores, batches
-# of up to 4 cut 16-client p99 by 8-17% against 8, at the same throughput, in three
-# interleaved runs: a request that arrives during a batch of 8 detections waits about
-# 100 ms for it (docs/benchmarks.md, section 2). On an H200, 8 (measured) served 16
+# of up to 4 had the lower 16-client p99 than 8 in 7 of 8 interleaved comparisons (by
+# 6-17%), at the same throughput: a request that arrives during a batch of 8 detections
+# waits about 100 ms for it (docs/benchmarks.md, section 2). On an H200, 8 (measured) served 16
 # clients 1.5x faster than one thread; 4 was not tried there.
 CPU_BATCH = 4
 GPU_BATCH = 8
@@ -32,20 +32,21 @@ GPU_BATCH = 8
 def inference_workers(settings: Settings, gpu: bool | None = None) -> int:
     """The setting, else CPU_WORKERS or GPU_WORKERS for the device the models will use
     (`gpu`, or found from settings.device when None)."""
-    if settings.inference_workers:
-        return settings.inference_workers
-    if gpu is None:
-        gpu = uses_gpu(settings.device)
-    return GPU_WORKERS if gpu else CPU_WORKERS
+    return _by_device(settings.inference_workers, CPU_WORKERS, GPU_WORKERS, settings, gpu)
 
 
 def batch_max_size(settings: Settings, gpu: bool | None = None) -> int:
     """The setting, else CPU_BATCH or GPU_BATCH, as for inference_workers."""
-    if settings.batch_max_size:
-        return settings.batch_max_size
+    return _by_device(settings.batch_max_size, CPU_BATCH, GPU_BATCH, settings, gpu)
+
+
+def _by_device(value: int, cpu: int, gpu_value: int, settings: Settings, gpu: bool | None) -> int:
+    """`value` where set (non-zero), else the CPU's or the GPU's default."""
+    if value:
+        return value
     if gpu is None:
         gpu = uses_gpu(settings.device)
-    return GPU_BATCH if gpu else CPU_BATCH
+    return gpu_value if gpu else cpu
 
 
 def uses_gpu(device: str) -> bool:

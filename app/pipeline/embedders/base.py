@@ -182,13 +182,13 @@ class Embedder(ABC):
 
     def _embed(self, faces: Sequence[ImageArray]) -> FloatArray:
         run = self.inference_runner()
-        chunk = GPU_LARGEST_BATCH if self.pad_batches else len(faces)
+        pad = self.pad_batches
+        chunk = GPU_LARGEST_BATCH if pad else len(faces)
         parts = []
         with torch.inference_mode():
             for start in range(0, len(faces), chunk):
                 batch = self.preprocess(faces[start : start + chunk])
-                padded = self.pad_batches
-                raw = run_padded(run, batch, GPU_SMALLEST_BATCH) if padded else run(batch)
+                raw = run_padded(run, batch, GPU_SMALLEST_BATCH) if pad else run(batch)
                 parts.append(F.normalize(raw.float(), dim=1))
             vectors = parts[0] if len(parts) == 1 else torch.cat(parts)
             result: FloatArray = vectors.cpu().numpy().astype(np.float32, copy=False)
