@@ -14,6 +14,7 @@ from app.services.recognition import (
     identify_faces,
     points_of,
     quality_public,
+    subject_gallery,
     verify_against_subject,
     verify_images,
 )
@@ -30,13 +31,17 @@ async def verify(
     if (subject_id is None) == (len(uploads) == 1):
         raise InvalidRequest("Pass either subject_id or image2, not both and not neither.")
     runtime = state.require_runtime()
+    gallery = None
+    if subject_id is not None:
+        # Unknown and empty subjects fail here, before any inference is spent on them.
+        gallery = await run_in_threadpool(subject_gallery, state, runtime, subject_id)
     probes = await state.infer(
         embed_probes, runtime.pipeline, state.settings, uploads, policy or "prominent"
     )
-    if subject_id is not None:
+    if subject_id is not None and gallery is not None:
         probe = probes[0]
-        return await run_in_threadpool(
-            verify_against_subject, state, runtime, subject_id, probe.face, probe.vector, threshold
+        return verify_against_subject(
+            runtime, subject_id, gallery, probe.face, probe.vector, threshold
         )
     vectors = np.stack([p.vector for p in probes])
     return verify_images(runtime, probes[0].face, probes[1].face, vectors, threshold)

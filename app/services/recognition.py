@@ -36,17 +36,11 @@ def points_of(points: FloatArray) -> list[list[float]]:
     return rounded
 
 
-def verify_against_subject(
-    state: AppState,
-    runtime: Runtime,
-    subject_id: str,
-    face: AnalyzedFace,
-    vector: FloatArray,
-    threshold: float | None,
-) -> VerifyResult:
-    """Similarity to a subject is the best cosine over its enrolled faces.
+def subject_gallery(state: AppState, runtime: Runtime, subject_id: str) -> FloatArray:
+    """The subject's enrolled vectors under `runtime`'s model, read before the probe is
+    embedded, so that an unknown or empty subject costs no inference.
 
-    `runtime` is the one whose model embedded the probe, so a model swap in between never
+    `runtime` must be the one that then embeds the probe, so a model swap in between never
     compares vectors of two models.
     """
     with state.sessions() as session:
@@ -55,6 +49,18 @@ def verify_against_subject(
             # One query on the usual path; only an empty answer asks whether it exists.
             repository.get_subject(session, subject_id)
             raise SubjectHasNoFaces("The subject has no enrolled faces to compare with.")
+    return gallery
+
+
+def verify_against_subject(
+    runtime: Runtime,
+    subject_id: str,
+    gallery: FloatArray,
+    face: AnalyzedFace,
+    vector: FloatArray,
+    threshold: float | None,
+) -> VerifyResult:
+    """Similarity to a subject is the best cosine over its enrolled faces (`gallery`)."""
     similarity = float(np.max(gallery @ vector))
     return _verdict(runtime, similarity, threshold, face, subject_id=subject_id)
 

@@ -103,6 +103,30 @@ def test_verify_needs_exactly_one_reference(
     )
 
 
+def test_verify_spends_no_inference_on_a_subject_it_cannot_compare_with(
+    client: TestClient, package_images: Path
+) -> None:
+    probe = image(package_images, "yaoming.jpg")
+    empty = new_subject(client, "nobody enrolled")
+    before = detect_passes(client)
+    for subject, status, code in (
+        (empty, 422, "subject_has_no_faces"),
+        ("missing", 404, "subject_not_found"),
+    ):
+        response = client.post("/v1/verify", data={"subject_id": subject}, files={"image": probe})
+        assert_error(response, status, code)
+    assert detect_passes(client) == before
+    client.post("/v1/detect", files={"image": probe})
+    assert detect_passes(client) == before + 1  # the counter does count detections
+
+
+def detect_passes(client: TestClient) -> float:
+    """Detection passes run so far, from the service's inference-time histogram."""
+    metrics = client.get("/metrics").text
+    found = re.search(r'^face_inference_seconds_count\{stage="detect"\} (\S+)$', metrics, re.M)
+    return float(found.group(1)) if found else 0.0
+
+
 def test_identify_validates_top_k(client: TestClient, package_images: Path) -> None:
     probe = image(package_images, "yaoming.jpg")
     for bad in ("0", "101"):
