@@ -123,8 +123,8 @@ class FaceIndex:
                     "ntotal": int(self._index.ntotal),
                     "tombstones": sorted(self._tombstones.dead),
                 }
-                files.stage(path, self._index, meta)
-            files.commit(path)
+                files.stage(path, self._index)
+            files.commit(path, meta)
 
     @classmethod
     def load(

@@ -138,6 +138,50 @@ def test_load_rejects_what_is_not_ours(tmp_path: Path, unit_vectors: UnitVectors
     assert FaceIndex.load(path, MODEL, "flat") is None
 
 
+@pytest.mark.parametrize("kind", ["flat", "hnsw"])
+def test_load_refuses_a_file_whose_vectors_were_swapped(
+    kind: str, tmp_path: Path, unit_vectors: UnitVectors
+) -> None:
+    # FAISS reads such a file without complaint, and identify would name the wrong person
+    # at similarity 1.0; the sha256 in the sidecar catches it.
+    vectors = unit_vectors(10)
+    path = tmp_path / "index.faiss"
+    filled(kind, vectors).save(path)
+    data = path.read_bytes()
+    first, second = vectors[0].tobytes(), vectors[1].tobytes()
+    assert data.count(first) == 1 and data.count(second) == 1
+    swapped = data.replace(first, b"\0" * len(first)).replace(second, first)
+    path.write_bytes(swapped.replace(b"\0" * len(first), second))
+    assert path.read_bytes() != data and len(path.read_bytes()) == len(data)
+    assert FaceIndex.load(path, MODEL, kind) is None  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"tombstones": None},
+        {"tombstones": ["x"]},
+        {"tombstones": [10**6]},
+        {"tombstones": [-1]},
+        {"tombstones": [2, 2]},
+        {"sha256": None},
+    ],
+    ids=["none", "strings", "beyond-the-file", "negative", "repeated", "no-checksum"],
+)
+def test_load_refuses_a_sidecar_that_does_not_describe_the_file(
+    change: dict[str, object], tmp_path: Path, unit_vectors: UnitVectors
+) -> None:
+    path = tmp_path / "index.faiss"
+    index = filled("hnsw", unit_vectors(10))
+    index.remove([102])
+    index.save(path)
+    sidecar = path.with_name("index.faiss.json")
+    meta = json.loads(sidecar.read_text())
+    assert meta["tombstones"] == [2] and FaceIndex.load(path, MODEL, "hnsw") is not None
+    sidecar.write_text(json.dumps({**meta, **change}))
+    assert FaceIndex.load(path, MODEL, "hnsw") is None
+
+
 @pytest.mark.parametrize("damage", ["garbage", "truncated", "empty"])
 def test_load_of_a_corrupt_file_returns_none(
     damage: str, tmp_path: Path, unit_vectors: UnitVectors
