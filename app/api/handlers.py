@@ -44,6 +44,12 @@ async def _validation(_: Request, exc: Exception) -> JSONResponse:
         {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
         for e in exc.errors()
     ]
+    broken = next((e for e in exc.errors() if e.get("type") == "json_invalid"), None)
+    if broken is not None:  # its loc is the character position, not a field
+        reason = (broken.get("ctx") or {}).get("error", "unreadable")
+        where = broken.get("loc", ("body", "?"))[-1]
+        message = f"The request body is not valid JSON: {reason} at character {where}."
+        return error_response(422, "invalid_request", message, problems)
     fields = ", ".join(".".join(str(p) for p in e["loc"][1:]) or "body" for e in problems)
     return error_response(422, "invalid_request", f"Invalid request: {fields}.", problems)
 

@@ -33,12 +33,17 @@ def list_subjects(
 ) -> tuple[list[Subject], int]:
     """A page of subjects, oldest first, and the total matching count.
 
-    `name` keeps subjects whose name contains it, ignoring case (ASCII-only on SQLite);
-    `%` and `_` in it match literally.
+    `name` keeps subjects whose name contains it, ignoring case in any script; `%` and
+    `_` in it match literally.
     """
     query = select(Subject)
     if name:
-        query = query.where(Subject.name.icontains(name, autoescape=True))
+        if s.get_bind().dialect.name == "sqlite":
+            # casefold() is registered on every SQLite connection (app/gallery/db.py).
+            folded = func.casefold(Subject.name)
+            query = query.where(folded.contains(name.casefold(), autoescape=True))
+        else:  # PostgreSQL's ILIKE folds case by the database's locale
+            query = query.where(Subject.name.icontains(name, autoescape=True))
     total = s.scalar(select(func.count()).select_from(query.subquery())) or 0
     page = s.scalars(query.order_by(Subject.created_at, Subject.id).limit(limit).offset(offset))
     return list(page), total

@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+import json
+import math
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, Field
+
+# Subject metadata is the client's own JSON. These bounds keep every stored value one that
+# can be sent back: pydantic refuses to serialise much deeper nesting, so a deeper object
+# would be stored and then break every listing that includes it.
+MAX_JSON_DEPTH = 16
+MAX_METADATA_BYTES = 64 * 1024
+# The largest integer SQLite and PostgreSQL (bigint) store: the bound of ids and offsets.
+MAX_SQL_INT = 2**63 - 1
 
 
 class ErrorBody(BaseModel):
@@ -36,9 +46,33 @@ def reject_nul(value: Any) -> Any:
     return value
 
 
+def check_metadata(value: dict[str, Any]) -> dict[str, Any]:
+    """Refuse metadata that could not be stored and served back the same on every backend:
+    NUL characters, NaN or infinite numbers (not JSON), nesting deeper than MAX_JSON_DEPTH
+    levels, or more than MAX_METADATA_BYTES once encoded."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            if depth > MAX_JSON_DEPTH:
+                raise ValueError(f"metadata may nest at most {MAX_JSON_DEPTH} levels deep")
+            for key in item if isinstance(item, dict) else ():
+                reject_nul(key)
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, depth + 1) for child in children)
+        elif isinstance(item, str):
+            reject_nul(item)
+        elif isinstance(item, float) and not math.isfinite(item):
+            raise ValueError("NaN and infinite numbers are not valid JSON")
+    size = len(json.dumps(value, ensure_ascii=False).encode())
+    if size > MAX_METADATA_BYTES:
+        raise ValueError(f"metadata is {size} bytes as JSON; the limit is {MAX_METADATA_BYTES}")
+    return value
+
+
 NulFree = AfterValidator(reject_nul)
 Text = Annotated[str, NulFree]
-JsonObject = Annotated[dict[str, Any], NulFree]
+JsonObject = Annotated[dict[str, Any], AfterValidator(check_metadata)]
 
 Box = list[float]  # x1, y1, x2, y2 in pixels of the uploaded (EXIF-rotated) image
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from fastapi.testclient import TestClient
@@ -40,12 +41,80 @@ def test_list_paginates_and_filters(client: TestClient) -> None:
     assert sorted(s["name"] for s in filtered["items"]) == ["alice", "alicia"]
 
 
+def test_name_filter_ignores_case_beyond_ascii(client: TestClient) -> None:
+    for name in ["Élodie", "ÇAĞLA", "Straße", "elodie-ascii"]:
+        new_subject(client, name)
+
+    def found(query: str) -> list[str]:
+        page = client.get("/v1/subjects", params={"name": query}).json()
+        return sorted(s["name"] for s in page["items"])
+
+    assert found("élodie") == ["Élodie"]
+    assert found("ÉLODIE") == ["Élodie"]
+    assert found("çağla") == ["ÇAĞLA"]
+    assert found("STRASSE") == ["Straße"]  # casefold(), not lower()
+    assert found("100%") == []
+
+
 def test_validation_errors_have_one_shape(client: TestClient) -> None:
     assert_error(client.post("/v1/subjects", json={}), 422, "invalid_request")
     assert_error(client.post("/v1/subjects", json={"name": ""}), 422, "invalid_request")
     assert_error(client.post("/v1/subjects", content=b"{not json"), 422, "invalid_request")
     assert_error(client.get("/v1/subjects", params={"limit": 0}), 422, "invalid_request")
     assert_error(client.get("/v1/nowhere"), 404, "not_found")
+
+
+def test_broken_json_is_reported_as_such(client: TestClient) -> None:
+    error = assert_error(
+        client.post(
+            "/v1/subjects", content=b'{"name":', headers={"content-type": "application/json"}
+        ),
+        422,
+        "invalid_request",
+    )
+    assert error["message"].startswith("The request body is not valid JSON:")
+    assert "at character 8" in error["message"]
+
+
+def test_metadata_that_could_not_be_served_back_is_refused(client: TestClient) -> None:
+    # Deeper than pydantic serialises: it used to be stored, then break every listing.
+    deep: object = 1
+    for _ in range(300):
+        deep = {"a": deep}
+    allowed: object = 1
+    for _ in range(16):
+        allowed = {"a": allowed}
+    headers = {"content-type": "application/json"}
+    for metadata in ({"a": deep}, {"a": float("nan")}, {"a": float("inf")}, {"a": "x" * 70_000}):
+        body = json.dumps({"name": "refused", "metadata": metadata})  # NaN as JSON's NaN
+        assert_error(
+            client.post("/v1/subjects", content=body, headers=headers), 422, "invalid_request"
+        )
+    assert client.get("/v1/subjects").json()["total"] == 0
+
+    subject = client.post("/v1/subjects", json={"name": "ok", "metadata": allowed})
+    assert subject.status_code == 201, subject.text
+    subject_id = subject.json()["id"]
+    patch = json.dumps({"metadata": {"a": deep}})
+    assert_error(
+        client.patch(f"/v1/subjects/{subject_id}", content=patch, headers=headers),
+        422,
+        "invalid_request",
+    )
+    listed = client.get("/v1/subjects")
+    assert listed.status_code == 200
+    assert listed.json()["items"][0]["metadata"] == allowed
+
+
+def test_ids_and_offsets_beyond_a_database_integer_are_refused(client: TestClient) -> None:
+    subject = new_subject(client, "Ada")
+    too_big = 2**63
+    assert client.get("/v1/subjects", params={"offset": too_big - 1}).status_code == 200
+    assert_error(client.get("/v1/subjects", params={"offset": too_big}), 422, "invalid_request")
+    assert_error(client.delete(f"/v1/subjects/{subject}/faces/{too_big}"), 422, "invalid_request")
+    assert_error(
+        client.delete(f"/v1/subjects/{subject}/faces/{too_big - 1}"), 404, "face_not_found"
+    )
 
 
 def test_delete_subject_removes_faces_from_db_and_index(

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, File, Response, UploadFile, status
+from fastapi import APIRouter, File, Path, Response, UploadFile, status
 
 from app.api.deps import ClientKey, FacePolicyDep, StateDep, read_upload
 from app.errors import InvalidRequest
-from app.schemas.common import ERROR_RESPONSES
+from app.schemas.common import ERROR_RESPONSES, MAX_SQL_INT
 from app.schemas.subjects import FaceList, FacesCreated
 from app.services import subjects
 from app.services.enrolment import enrol
@@ -41,6 +41,8 @@ def list_faces(subject_id: str, state: StateDep) -> FaceList:
 
 
 @router.delete("/{face_id}", status_code=status.HTTP_204_NO_CONTENT)
-def delete_face(subject_id: str, face_id: int, state: StateDep) -> Response:
+def delete_face(
+    subject_id: str, face_id: Annotated[int, Path(ge=1, le=MAX_SQL_INT)], state: StateDep
+) -> Response:
     subjects.delete_face(state, subject_id, face_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response, status
 
 from app.api.deps import ClientKey, StateDep
-from app.schemas.common import ERROR_RESPONSES
+from app.schemas.common import ERROR_RESPONSES, MAX_SQL_INT
 from app.schemas.subjects import SubjectCreate, SubjectList, SubjectPublic, SubjectUpdate
 from app.services import subjects
 
@@ -25,7 +25,7 @@ def create_subject(body: SubjectCreate, state: StateDep) -> SubjectPublic:
 def list_subjects(
     state: StateDep,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_SQL_INT)] = 0,
     name: Annotated[str | None, Query(description="Case-insensitive substring.")] = None,
 ) -> SubjectList:
     return subjects.list_subjects(state, limit, offset, name)
