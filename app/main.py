@@ -66,7 +66,12 @@ def create_app(settings: Settings | None = None, models: Models | None = None) -
 
     # Bodies larger than every file a request may carry, plus room for the form fields.
     max_body = settings.max_upload_bytes * settings.max_files_per_request + 1_000_000
-    app.add_middleware(GuardAndMeasure, metrics=metrics, max_body_bytes=max_body)
+    app.add_middleware(
+        GuardAndMeasure,
+        metrics=metrics,
+        max_body_bytes=max_body,
+        keys=KeyRing.parse(settings.api_keys),
+    )
 
     for router in (health.router, subjects.router, faces.router, recognition.router, admin.router):
         app.include_router(router)

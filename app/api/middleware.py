@@ -9,29 +9,64 @@ from __future__ import annotations
 import time
 from urllib.parse import unquote_plus
 
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.api.handlers import error_response
 from app.metrics import Metrics
+from app.security import KeyRing
+
+# Bodies that are not multipart uploads are small JSON documents (subjects, admin
+# parameters): one limit for them, far below the upload limit.
+MAX_JSON_BODY_BYTES = 1_000_000
+
+_BODY_METHODS = {"POST", "PUT", "PATCH"}
+
+
+class BodyTooLarge(HTTPException):
+    """Raised from `receive` once a body has grown past its limit, whatever its headers
+    said; FastAPI passes HTTPExceptions from body parsing through, so it becomes a 413."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"Request body exceeds {limit} bytes.")
 
 
 class GuardAndMeasure:
-    """Refuses oversized bodies and NUL characters in the path or query before any parsing,
-    and records each request's latency and status by route template."""
+    """Refuses oversized bodies, NUL characters in the path or query, and bodies sent
+    without a valid API key (when keys are configured), before any parsing; and records
+    each request's latency and status by route template."""
 
-    def __init__(self, app: ASGIApp, metrics: Metrics, max_body_bytes: int) -> None:
+    def __init__(
+        self, app: ASGIApp, metrics: Metrics, max_body_bytes: int, keys: KeyRing | None = None
+    ) -> None:
         self.app = app
         self.metrics = metrics
         self.max_body_bytes = max_body_bytes
+        self.keys = keys
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        refusal = self._refusal(scope)
+        headers = dict(scope["headers"])
+        limit = self._body_limit(headers)
+        refusal = self._refusal(scope, headers, limit)
         if refusal is not None:
             await refusal(scope, receive, send)
             return
+        received = 0
+
+        async def counted_receive() -> Message:
+            # Content-Length was checked already; this catches chunked bodies, and
+            # clients whose header understated the body.
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise BodyTooLarge(limit)
+            return message
+
         start = time.perf_counter()
         status = 500
 
@@ -42,7 +77,7 @@ class GuardAndMeasure:
             await send(message)
 
         try:
-            await self.app(scope, receive, send_and_note)
+            await self.app(scope, counted_receive, send_and_note)
         finally:
             # The router has put the matched route into the scope by now. Labelled by its
             # path template, not the raw path, to keep label cardinality bounded.
@@ -51,14 +86,22 @@ class GuardAndMeasure:
             self.metrics.latency.labels(method, route).observe(time.perf_counter() - start)
             self.metrics.requests.labels(method, route, str(status)).inc()
 
-    def _refusal(self, scope: Scope) -> ASGIApp | None:
+    def _body_limit(self, headers: dict[bytes, bytes]) -> int:
+        multipart = headers.get(b"content-type", b"").lower().startswith(b"multipart/")
+        return self.max_body_bytes if multipart else min(self.max_body_bytes, MAX_JSON_BODY_BYTES)
+
+    def _refusal(self, scope: Scope, headers: dict[bytes, bytes], limit: int) -> ASGIApp | None:
         # Refuse oversized bodies before the multipart parser spools them to disk.
-        for name, value in scope["headers"]:
-            if name == b"content-length" and value.isdigit():
-                if int(value) > self.max_body_bytes:
-                    message = f"Request body exceeds {self.max_body_bytes} bytes."
-                    return error_response(413, "payload_too_large", message)
-                break
+        length = headers.get(b"content-length", b"")
+        if length.isdigit() and int(length) > limit:
+            return error_response(413, "payload_too_large", f"Request body exceeds {limit} bytes.")
+        # Every route that takes a body needs a key, so a body without a valid one is
+        # refused before it is read; the routes' own check (app/api/deps.py) still decides
+        # roles, and answers for requests without a body.
+        if self.keys is not None and self.keys.enabled and scope["method"] in _BODY_METHODS:
+            key = headers.get(b"x-api-key")
+            if key is None or self.keys.role_of(key.decode("latin-1")) is None:
+                return error_response(401, "unauthorized", "A valid X-API-Key header is required.")
         # PostgreSQL cannot store NUL characters, so ids and names holding one are refused
         # here for paths and queries, and by schemas.common.NulFree for bodies and forms.
         query = scope.get("query_string", b"").decode("latin-1")

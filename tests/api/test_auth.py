@@ -37,3 +37,44 @@ def test_bad_key_spec_is_refused() -> None:
     assert ring.role_of("adm-secret-123") == "admin"
     assert ring.role_of("cli-secret-456") == "client"
     assert ring.role_of(None) is None
+
+
+def test_a_body_without_a_valid_key_is_refused_unread() -> None:
+    """The guard answers 401 before the app, or the body, is touched; the routes' own
+    check still decides roles."""
+    import asyncio
+
+    from app.api.middleware import GuardAndMeasure
+    from app.metrics import Metrics
+    from app.security import KeyRing
+
+    reached: list[str] = []
+
+    async def app(scope: object, receive: object, send: object) -> None:
+        reached.append("app")
+
+    async def receive() -> dict[str, object]:
+        reached.append("receive")
+        return {"type": "http.request", "body": b"x" * 1000, "more_body": True}
+
+    sent: list[dict[str, object]] = []
+
+    async def send(message: dict[str, object]) -> None:
+        sent.append(message)
+
+    guard = GuardAndMeasure(app, Metrics(), 10**9, KeyRing.parse(KEYS))
+
+    def call(method: str, key: bytes | None) -> object:
+        reached.clear()
+        sent.clear()
+        headers = [(b"content-type", b"multipart/form-data; boundary=b")]
+        headers += [(b"x-api-key", key)] if key is not None else []
+        scope = {"type": "http", "method": method, "path": "/v1/verify", "headers": headers}
+        asyncio.run(guard(scope, receive, send))  # type: ignore[arg-type]
+        return sent[0]["status"] if sent else None
+
+    for key in (None, b"wrong"):
+        assert call("POST", key) == 401
+        assert reached == []
+    assert call("POST", b"cli-secret-456") is None and reached == ["app"]
+    assert call("GET", None) is None and reached == ["app"]  # the route answers for itself

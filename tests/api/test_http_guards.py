@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import re
+from collections.abc import Iterator
 
 from fastapi.testclient import TestClient
 
+from app.api.middleware import MAX_JSON_BODY_BYTES
 from tests.api.conftest import ClientFactory, assert_error, new_subject
 
 
@@ -56,3 +59,41 @@ def test_oversized_bodies_are_refused_before_parsing(make_client: ClientFactory)
     # Refusals never reach a route, and the service keeps serving.
     assert client.get("/v1/health").status_code == 200
     assert "/v1/verify" not in client.get("/metrics").text
+
+
+def _chunks(total: int, size: int = 100_000) -> Iterator[bytes]:
+    """A body without Content-Length: the client sends it chunked."""
+    for _ in range(total // size):
+        yield b"x" * size
+
+
+def test_chunked_bodies_are_counted_against_the_limit(make_client: ClientFactory) -> None:
+    # Room for one file of 1,000 bytes plus 1,000,000 bytes of form fields.
+    client = make_client(max_upload_bytes=1000, max_files_per_request=1)
+    multipart = client.post(
+        "/v1/verify",
+        content=_chunks(1_200_000),
+        headers={"content-type": "multipart/form-data; boundary=b"},
+    )
+    assert "1001000 bytes" in assert_error(multipart, 413, "payload_too_large")["message"]
+    subject = client.post(
+        "/v1/subjects", content=_chunks(1_200_000), headers={"content-type": "application/json"}
+    )
+    assert_error(subject, 413, "payload_too_large")
+    assert client.get("/v1/subjects").json()["total"] == 0
+    assert client.get("/v1/health").status_code == 200
+
+
+def test_json_bodies_have_a_limit_of_their_own(client: TestClient) -> None:
+    body = json.dumps({"name": "Ada", "metadata": {"notes": "x" * MAX_JSON_BODY_BYTES}})
+    headers = {"content-type": "application/json"}
+    refused = client.post("/v1/subjects", content=body, headers=headers)
+    message = assert_error(refused, 413, "payload_too_large")["message"]
+    assert message == f"Request body exceeds {MAX_JSON_BODY_BYTES} bytes."
+    assert client.get("/v1/subjects").json()["total"] == 0
+
+
+def test_health_and_readiness_answer_head(client: TestClient) -> None:
+    for path in ("/v1/health", "/v1/ready"):
+        response = client.head(path)
+        assert response.status_code == 200 and response.content == b""

@@ -13,13 +13,13 @@ from app.services.info import service_info
 router = APIRouter(tags=["health"])
 
 
-@router.get("/v1/health")
+@router.api_route("/v1/health", methods=["GET", "HEAD"])
 def health() -> Health:
     """The process is up and serving HTTP."""
     return Health(status="ok")
 
 
-@router.get("/v1/ready", responses={503: {"model": Readiness}})
+@router.api_route("/v1/ready", methods=["GET", "HEAD"], responses={503: {"model": Readiness}})
 def ready(state: StateDep) -> JSONResponse:
     """200 once the model is loaded and the index reconciled with the database, else 503."""
     if state.runtime is None:
