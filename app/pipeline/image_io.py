@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 import warnings
 
 import numpy as np
@@ -52,7 +53,7 @@ def decode_image(data: bytes, max_pixels: int) -> ImageArray:
         try:
             image = Image.open(io.BytesIO(data), formats=ACCEPTED_FORMATS)
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-            raise errors.ImageTooLarge(f"image has too many pixels: {exc}") from exc
+            raise _too_many_pixels(exc, max_pixels) from exc
         except UnidentifiedImageError as exc:
             sniffed = _sniff_format(data)
             if sniffed is not None:
@@ -69,7 +70,7 @@ def decode_image(data: bytes, max_pixels: int) -> ImageArray:
                 ImageOps.exif_transpose(image, in_place=True)
                 return _to_rgb_array(image)
             except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-                raise errors.ImageTooLarge(f"image has too many pixels: {exc}") from exc
+                raise _too_many_pixels(exc, max_pixels) from exc
             # Corrupt files surface as OSError, SyntaxError, ValueError, struct.error and
             # more depending on the plugin; all of them mean the same thing to a client.
             except Exception as exc:
@@ -82,6 +83,21 @@ def _sniff_format(data: bytes) -> str | None:
     if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
         return "WEBP"
     return next((name for magic, name in _SIGNATURES if data.startswith(magic)), None)
+
+
+def _too_many_pixels(exc: Exception, max_pixels: int) -> errors.ImageTooLarge:
+    """Pillow's own bomb check fired (far past our limit): report it against ours."""
+    found = re.search(r"\((\d+) pixels\)", str(exc))
+    if found is None:
+        return errors.ImageTooLarge(
+            f"image has more pixels than the limit of {max_pixels}",
+            details={"limit": max_pixels},
+        )
+    pixels = int(found.group(1))
+    return errors.ImageTooLarge(
+        f"image is {pixels} pixels; the limit is {max_pixels}",
+        details={"pixels": pixels, "limit": max_pixels},
+    )
 
 
 def _check_pixels(image: Image.Image, max_pixels: int) -> None:

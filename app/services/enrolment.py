@@ -9,7 +9,7 @@ import numpy as np
 from starlette.concurrency import run_in_threadpool
 
 from app.config import FacePolicy, Settings
-from app.errors import DuplicateImage, FaceServiceError, LowQuality, NotReady
+from app.errors import DuplicateImage, FaceServiceError, InvalidRequest, LowQuality, NotReady
 from app.gallery import repository
 from app.pipeline.analyzer import AnalyzedFace, FacePipeline, StoredCrop
 from app.pipeline.types import AlignTemplate, FloatArray
@@ -67,6 +67,7 @@ def prepare_enrolment(
     pipeline: FacePipeline, settings: Settings, uploads: list[Upload], policy: FacePolicy | None
 ) -> Enrolment:
     """Blocking: check every upload, and raise one error that lists every rejected file."""
+    _refuse_repeats(uploads)
     prepared: list[PreparedFace] = []
     rejected: list[tuple[int, Upload, FaceServiceError]] = []
     for position, upload in enumerate(uploads):
@@ -78,6 +79,21 @@ def prepare_enrolment(
         raise _combined(rejected, len(uploads))
     vectors = pipeline.embed([p.face for p in prepared])
     return Enrolment(prepared, vectors, pipeline.embedder.version, pipeline.embedder.template)
+
+
+def _refuse_repeats(uploads: list[Upload]) -> None:
+    """One request may not carry the same image twice; found before any inference."""
+    first_at: dict[str, int] = {}
+    for position, upload in enumerate(uploads):
+        digest = sha256_hex(upload.data)
+        if digest in first_at:
+            earlier = first_at[digest]
+            raise InvalidRequest(
+                f"Files {earlier} and {position} of this request are the same image "
+                f"({uploads[earlier].filename}, {upload.filename}); nothing was enrolled.",
+                details={"indexes": [earlier, position], "image_sha256": digest},
+            )
+        first_at[digest] = position
 
 
 def _combined(rejected: list[tuple[int, Upload, FaceServiceError]], total: int) -> FaceServiceError:
@@ -115,16 +131,12 @@ def store_enrolment(state: AppState, subject_id: str, enrolment: Enrolment) -> l
         prepared = enrolment.faces
         with state.sessions() as session, session.begin():
             repository.get_subject(session, subject_id)
-            seen: set[str] = set()
-            for item in prepared:
-                if item.sha256 in seen or repository.subject_has_image(
-                    session, subject_id, item.sha256
-                ):
+            for item in prepared:  # repeats within the request were refused before
+                if repository.subject_has_image(session, subject_id, item.sha256):
                     raise DuplicateImage(
                         f"{item.upload.filename} is already enrolled for this subject.",
                         details={"filename": item.upload.filename, "image_sha256": item.sha256},
                     )
-                seen.add(item.sha256)
             faces = [
                 repository.add_face(
                     session,

@@ -36,7 +36,12 @@ async def verify(
         # Unknown and empty subjects fail here, before any inference is spent on them.
         gallery = await run_in_threadpool(subject_gallery, state, runtime, subject_id)
     probes = await state.infer(
-        embed_probes, runtime.pipeline, state.settings, uploads, policy or "prominent"
+        embed_probes,
+        runtime.pipeline,
+        state.settings,
+        uploads,
+        policy or "prominent",
+        ("image", "image2"),
     )
     if subject_id is not None and gallery is not None:
         probe = probes[0]

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from app.config import FacePolicy, Settings
-from app.errors import MultipleFaces, NoFace
+from app.errors import FaceServiceError, MultipleFaces, NoFace
 from app.pipeline.analyzer import AnalyzedFace, FacePipeline
 from app.pipeline.image_io import check_upload_size, decode_image
 from app.pipeline.selection import select_face
@@ -62,16 +63,40 @@ def choose_face(
 
 
 def embed_probes(
-    pipeline: FacePipeline, settings: Settings, uploads: list[Upload], policy: FacePolicy
+    pipeline: FacePipeline,
+    settings: Settings,
+    uploads: list[Upload],
+    policy: FacePolicy,
+    labels: Sequence[str] = (),
 ) -> list[Probe]:
-    """Decode, detect and choose a face in each upload, then embed all in one forward pass."""
-    images = [load_image(settings, upload) for upload in uploads]
-    faces = [choose_face(pipeline, image, policy) for image in images]
+    """Decode, detect and choose a face in each upload, then embed all in one forward pass.
+
+    With several uploads, an error names the one it is about: `labels`, or upload 1, 2, ...
+    """
+    images, faces = [], []
+    for position, upload in enumerate(uploads):
+        try:
+            image = load_image(settings, upload)
+            faces.append(choose_face(pipeline, image, policy))
+            images.append(image)
+        except FaceServiceError as error:
+            if len(uploads) == 1:
+                raise
+            label = labels[position] if labels else f"upload {position + 1}"
+            raise _about(error, label) from error
     vectors = pipeline.embed(faces)
     return [
         Probe(image=image, face=face, vector=vectors[i], sha256=sha256_hex(upload.data))
         for i, (image, face, upload) in enumerate(zip(images, faces, uploads, strict=True))
     ]
+
+
+def _about(error: FaceServiceError, label: str) -> FaceServiceError:
+    """The same error, its message and details naming the upload it is about."""
+    details = error.details
+    if not isinstance(details, dict):
+        details = {} if details is None else {"details": details}
+    return type(error)(f"{label}: {error.message}", details={"upload": label, **details})
 
 
 def no_face(pipeline: FacePipeline, image: ImageArray) -> NoFace:

@@ -64,7 +64,8 @@ def test_no_face_message_names_the_smallest_face_searched_in_a_large_photo(
         "/v1/verify", files=[("image", ("a.jpg", blank)), ("image2", ("b.jpg", blank))]
     )
     error = assert_error(response, 422, "no_face")
-    assert error["message"] == "No face of at least 63 px was found in the image."
+    # With two images, the message says which one it is about.
+    assert error["message"] == "image: No face of at least 63 px was found in the image."
 
 
 def test_low_quality_face_is_refused_with_reasons(client: TestClient, package_images: Path) -> None:
@@ -82,6 +83,19 @@ def test_same_image_twice_is_a_conflict(client: TestClient, package_images: Path
     assert enrol(client, subject, ("a.jpg", data)).status_code == 201
     assert_error(enrol(client, subject, ("b.jpg", data)), 409, "duplicate_image")
     assert client.get(f"/v1/subjects/{subject}").json()["face_count"] == 1
+
+
+def test_the_same_image_twice_in_one_request_is_refused(
+    client: TestClient, package_images: Path
+) -> None:
+    subject = new_subject(client, "Yao Ming")
+    data = (package_images / "yaoming.jpg").read_bytes()
+    gdp = (package_images / "gdp.jpg").read_bytes()
+    refused = enrol(client, subject, ("a.jpg", data), ("gdp.jpg", gdp), ("b.jpg", data))
+    error = assert_error(refused, 422, "invalid_request")
+    assert error["message"].startswith("Files 0 and 2 of this request are the same image")
+    assert error["details"]["indexes"] == [0, 2]
+    assert client.get(f"/v1/subjects/{subject}").json()["face_count"] == 0
 
 
 def test_unknown_subject(client: TestClient, package_images: Path) -> None:

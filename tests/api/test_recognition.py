@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from PIL import Image
 
-from tests.api.conftest import ClientFactory, assert_error, enrol, new_subject
+from tests.api.conftest import ClientFactory, assert_error, enrol, jpeg_bytes, new_subject
 
 
 @pytest.fixture
@@ -125,6 +126,30 @@ def detect_passes(client: TestClient) -> float:
     metrics = client.get("/metrics").text
     found = re.search(r'^face_inference_seconds_count\{stage="detect"\} (\S+)$', metrics, re.M)
     return float(found.group(1)) if found else 0.0
+
+
+def test_verify_of_two_images_says_which_one_failed(
+    client: TestClient, package_images: Path
+) -> None:
+    face = image(package_images, "yaoming.jpg")
+    blank = ("blank.jpg", jpeg_bytes(Image.new("RGB", (200, 200), (120, 160, 200))))
+    for files, label in (
+        ({"image": blank, "image2": face}, "image"),
+        ({"image": face, "image2": blank}, "image2"),
+    ):
+        error = assert_error(client.post("/v1/verify", files=files), 422, "no_face")
+        assert error["message"].startswith(f"{label}: No face of at least")
+        assert error["details"]["upload"] == label
+
+
+def test_threshold_must_be_a_finite_number(client: TestClient, package_images: Path) -> None:
+    face = image(package_images, "yaoming.jpg")
+    for bad in ("nan", "inf"):
+        response = client.post(
+            "/v1/verify", files={"image": face, "image2": face}, data={"threshold": bad}
+        )
+        error = assert_error(response, 422, "invalid_request")
+        assert error["details"][0]["type"] == "finite_number"
 
 
 def test_identify_validates_top_k(client: TestClient, package_images: Path) -> None:

@@ -14,7 +14,10 @@ from app.services import matching
 router = APIRouter(
     prefix="/v1", tags=["recognition"], dependencies=[ClientKey], responses=ERROR_RESPONSES
 )
-Threshold = Annotated[float | None, Form(ge=-1.0, le=1.0, description="Overrides the default.")]
+Threshold = Annotated[
+    float | None,
+    Form(ge=-1.0, le=1.0, allow_inf_nan=False, description="Overrides the default."),
+]
 
 
 @router.post("/verify")

@@ -113,9 +113,12 @@ def test_pillow_bomb_guard_becomes_image_too_large(side: int) -> None:
     limit_before = Image.MAX_IMAGE_PIXELS
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        with pytest.raises(errors.ImageTooLarge):
+        with pytest.raises(errors.ImageTooLarge) as refused:
             decode_image(_png_header_only(side, side), max_pixels=10**12)
     assert limit_before == Image.MAX_IMAGE_PIXELS
+    # Reported against our limit, not in Pillow's words about its own.
+    assert refused.value.message == f"image is {side * side} pixels; the limit is {10**12}"
+    assert refused.value.details == {"pixels": side * side, "limit": 10**12}
 
 
 @pytest.mark.parametrize(
