@@ -14,7 +14,7 @@ RUN apt-get update \
 
 WORKDIR /app
 RUN pip install torch==2.14.1 torchvision==0.29.1
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md LICENSE ./
 COPY app ./app
 COPY models ./models
 RUN pip install .

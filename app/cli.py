@@ -1,4 +1,4 @@
-"""Command line: serve, models fetch (more commands join as features land)."""
+"""Command line: serve, config, models fetch, import, evaluate, calibrate, finetune."""
 
 from __future__ import annotations
 
@@ -69,8 +69,10 @@ def settings_table() -> str:
     """The Markdown table of every setting, as the README shows it."""
     rows = ["| setting | environment variable | default | meaning |", "|---|---|---|---|"]
     for name, field in Settings.model_fields.items():
-        default = "repo `models/`" if name == "models_dir" else field.default
+        default = field.default
         shown = "(unset)" if default is None or default == "" else f"`{default}`"
+        if name == "models_dir":  # an absolute path that differs between checkouts
+            shown = "the repository's `models/` (`/app/models` in Docker)"
         rows.append(f"| `{name}` | `FACE_{name.upper()}` | {shown} | {field.description} |")
     return "\n".join(rows)
 
