@@ -6,20 +6,23 @@ import argparse
 import sys
 from pathlib import Path
 
-from sqlalchemy import inspect
-from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from app.commands.file_embeddings import embed_files, load_pipeline
+from app.commands.service_db import existing_database
 from app.config import Settings
 from app.errors import FaceServiceError
 from app.evaluation.identification import open_set_threshold, per_comparison_far
 from app.evaluation.pairs import no_face_summary, rates_at, read_pairs, score_pairs
-from app.evaluation.verification import calibrate_far
+from app.evaluation.verification import calibrate_far, impostors_needed
 from app.gallery import repository
-from app.gallery.db import make_engine, make_session_factory
 from app.pipeline.analyzer import FacePipeline
-from app.services.calibration import METHOD_GALLERY_ADJUSTED, Calibration, CalibrationStore
+from app.services.calibration import (
+    METHOD_GALLERY_ADJUSTED,
+    Calibration,
+    CalibrationStore,
+    vouched_far,
+)
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -47,7 +50,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def run(args: argparse.Namespace, settings: Settings, pipeline: FacePipeline | None = None) -> int:
     """The subcommand; `pipeline` lets a caller that already holds loaded models pass them."""
-    identify_far: float = args.identify_target_far or args.target_far
+    identify_far: float = (
+        args.target_far if args.identify_target_far is None else args.identify_target_far
+    )
     for name, far in (("--target-far", args.target_far), ("--identify-target-far", identify_far)):
         if not 0.0 < far < 1.0:
             print(f"{name} must lie in (0, 1), got {far}", file=sys.stderr)
@@ -103,6 +108,14 @@ def run(args: argparse.Namespace, settings: Settings, pipeline: FacePipeline | N
         f"achieved FAR {verify.far_actual:.4g} ({rates['false_accepts']}/{impostors.size} "
         f"impostor pairs), FRR {rates['frr']:.4f} on the genuine pairs"
     )
+    needed = impostors_needed(args.target_far)
+    if impostors.size < needed:
+        print(
+            f"  note: {impostors.size} impostor pairs are too few to measure FAR "
+            f"{args.target_far:g} (about {needed} are needed to see 10 false accepts); "
+            f"responses will state FAR {vouched_far(args.target_far, int(impostors.size)):g}, "
+            "what these pairs can vouch for"
+        )
     if verify.below_resolution:
         print(
             f"  note: target FAR {args.target_far:g} is below the resolution of "
@@ -132,26 +145,17 @@ def gallery_size(requested: int | None, settings: Settings) -> tuple[int, str]:
     if count is None:
         return 1, f"{source}: using {hint}"
     if count < 1:
-        return 1, f"no subject enrolled in {source}: using {hint}"
-    return count, f"subjects enrolled now in {source}"
+        return 1, f"no subject with faces in {source}: using {hint}"
+    return count, f"subjects with faces now in {source}"
 
 
 def enrolled_subjects(settings: Settings) -> tuple[int | None, str]:
-    """Subjects in the service's database, or None (and why) when there is none to read."""
-    url = make_url(settings.resolved_database_url)
-    shown = url.render_as_string(hide_password=True)
-    database = url.database or ":memory:"
-    on_disk = url.get_backend_name() == "sqlite" and database != ":memory:"
-    # Connecting would create an empty file; a missing one just means nothing enrolled.
-    if on_disk and not database.startswith("file:") and not Path(database).is_file():
-        return None, f"no database at {database}"
-    engine = make_engine(settings.resolved_database_url)
-    try:
-        if not inspect(engine).has_table("subjects"):
-            return None, f"{shown} has no subjects table yet"
-        with make_session_factory(engine)() as session:
-            return repository.count_subjects(session), shown
-    except SQLAlchemyError as exc:
-        return None, f"cannot read {shown} ({type(exc).__name__})"
-    finally:
-        engine.dispose()
+    """Subjects with at least one face in the service's database (what identify searches,
+    and what the admin calibration counts), or None and why when there is none to read."""
+    with existing_database(settings) as (session, shown):
+        if session is None:
+            return None, shown
+        try:
+            return repository.count_subjects_with_faces(session), shown
+        except SQLAlchemyError as exc:
+            return None, f"cannot read {shown} ({type(exc).__name__})"

@@ -115,15 +115,21 @@ def calibrate_far(impostor_scores: npt.ArrayLike, target_far: float) -> FarCalib
     is the largest attainable fraction <= target_far (possibly below it). When
     target_far < 1/n, k = 0 and the threshold sits just above the maximum impostor score
     with `below_resolution` set.
+
+    Scores are cosines, clipped to [-1, 1] (float32 gives 1.0000001 for one image against
+    itself), and the threshold never exceeds 1: an impostor pair of two identical images
+    (one photo enrolled under two subjects) passes any threshold, and `far_actual` says so.
     """
     if not 0.0 < target_far < 1.0:
         raise ValueError(f"a target FAR must lie in (0, 1), got {target_far}")
     imp = np.sort(np.asarray(impostor_scores, dtype=np.float64).ravel())[::-1]
     if imp.size == 0 or not np.all(np.isfinite(imp)):
         raise ValueError("need at least one finite impostor score")
+    imp = np.clip(imp, -1.0, 1.0)
     # The relative nudge keeps e.g. 0.57 * 100 = 56.999... from losing an allowed accept.
     allowed = math.floor(target_far * imp.size * (1 + 1e-9))
     threshold = float(np.nextafter(imp[allowed], np.inf)) if allowed < imp.size else float(imp[-1])
+    threshold = min(threshold, 1.0)
     far_actual = float(np.mean(imp >= threshold))
     return FarCalibration(threshold, far_actual, int(imp.size), below_resolution=allowed == 0)
 

@@ -166,6 +166,10 @@ def count_subjects(s: Session) -> int:
     return s.scalar(select(func.count()).select_from(Subject)) or 0
 
 
+def count_subjects_with_faces(s: Session) -> int:
+    return s.scalar(select(func.count(func.distinct(Face.subject_id)))) or 0
+
+
 def faces_with_crops(s: Session, batch: int = 256) -> Iterator[Face]:
     """Every face that kept its aligned crop, in id order, fetched `batch` at a time."""
     after = -1

@@ -14,6 +14,20 @@ from app.errors import ModelError
 
 CALIBRATION_FILE = "calibration.json"
 
+# With n impostor scores and no false accept among them, a true FAR above 3/n would have
+# shown one with 95% probability (the "rule of three"); below that, n scores cannot vouch.
+RULE_OF_THREE = 3.0
+
+
+def vouched_far(target: float, impostors: int, comparisons: int = 1) -> float:
+    """The FAR to state for a threshold calibrated for `target` on `impostors` impostor
+    scores: the target, but never less than those scores can vouch for, 3/n per comparison
+    at 95% confidence (over `comparisons` comparisons, for identify's whole gallery)."""
+    per_comparison = min(1.0, RULE_OF_THREE / max(1, impostors))
+    floor = 1.0 - (1.0 - per_comparison) ** max(1, comparisons)
+    return float(f"{max(target, floor):.3g}")
+
+
 METHOD_GALLERY_ADJUSTED = "impostor scores adjusted for gallery size N (independence assumption)"
 METHOD_STRANGER_SET = "stranger set"
 

@@ -5,20 +5,24 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import datetime
+from pathlib import Path
 
 from app.errors import FaceServiceError
 from app.gallery import embeddings_repo
 from app.index import reconcile
 from app.services.active_model import desired_version, load_version
+from app.services.calibration import CalibrationStore
 from app.services.reembed import embed_missing
 from app.services.runtime import Models, build_runtime, resettle_heap, save_index
+from app.services.thresholds import refresh_thresholds
 from app.state import AppState, Runtime
 
 log = logging.getLogger(__name__)
 
 
 async def watch_models(state: AppState) -> None:
-    """Lifespan task: every poll interval, serve whatever model the database says is active."""
+    """Lifespan task: every poll interval, serve whatever model the database says is active,
+    with the thresholds the calibration file holds for it."""
     watcher = ModelWatcher(state)
     while True:
         await asyncio.sleep(state.settings.finetune_poll_interval_s)
@@ -35,6 +39,7 @@ class ModelWatcher:
         self.state = state
         self._failed: tuple[str, datetime | None] | None = None
         self._settle = False
+        self._calibration = _stamp(CalibrationStore(state.settings.data_dir).path)
 
     def tick(self) -> None:
         state = self.state
@@ -42,6 +47,7 @@ class ModelWatcher:
         runtime = state.runtime
         if runtime is None:
             return
+        self._follow_calibration(runtime.model_version)
         with state.sessions.begin() as session:
             row = desired_version(session, state.settings, runtime.pipeline.embedder.name)
             wanted = (row.id, row.activated_at)
@@ -60,6 +66,18 @@ class ModelWatcher:
             log.error("cannot load %s: %s; still serving %s", row.id, error, runtime.model_version)
             return
         self.swap(Models(detector=runtime.pipeline.detector, embedder=embedder))
+
+    def _follow_calibration(self, version: str) -> None:
+        """Serve thresholds that another process (`python -m app calibrate`) stored, from
+        the next tick on, as the admin endpoint's serve from the next request."""
+        stamp = _stamp(CalibrationStore(self.state.settings.data_dir).path)
+        if stamp == self._calibration:
+            return
+        self._calibration = stamp
+        with self.state.write_lock:
+            runtime = refresh_thresholds(self.state, version)
+        if runtime is not None:
+            log.info("calibration file changed; serving %s", runtime.thresholds)
 
     def swap(self, models: Models) -> None:
         """Build the new runtime beside the old one, then replace it in one assignment."""
@@ -102,3 +120,12 @@ class ModelWatcher:
             )
         if report.added or report.removed:
             state.index_dirty = True
+
+
+def _stamp(path: Path) -> tuple[int, int] | None:
+    """When and how large the file was last written; None while it does not exist."""
+    try:
+        found = path.stat()
+    except FileNotFoundError:
+        return None
+    return found.st_mtime_ns, found.st_size

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from app.config import Settings
 from app.pipeline.embedders import Embedder
-from app.services.calibration import CalibrationStore
+from app.services.calibration import CalibrationStore, vouched_far
 from app.state import AppState, Runtime, Thresholds
 
 
@@ -16,14 +16,16 @@ def active_thresholds(settings: Settings, embedder: Embedder) -> Thresholds:
     identify, identify_far, identify_source = defaults.identify, None, "embedder default"
     if calibration is not None:
         stamp = f"calibrated {calibration.created_at:%Y-%m-%d} from {calibration.source}"
+        # The FARs stated are the targets, unless too few impostor scores were measured to
+        # vouch for them: a target of 1e-9 on 143 pairs is stated as 3/143.
         verify, verify_far, verify_source = (
             calibration.verify_threshold,
-            calibration.verify_far,
+            vouched_far(calibration.verify_far, calibration.impostors),
             stamp,
         )
         identify, identify_far, identify_source = (
             calibration.identify_threshold,
-            calibration.identify_far,
+            vouched_far(calibration.identify_far, calibration.impostors, calibration.gallery_size),
             stamp,
         )
     if settings.verify_threshold is not None:

@@ -84,6 +84,8 @@ def test_target_below_resolution_is_reported(
     printed = capsys.readouterr().out
     assert "below the resolution of 2 impostor pairs" in printed
     assert "achieved FAR 0 (0/2" in printed
+    assert "2 impostor pairs are too few to measure FAR 0.001" in printed
+    assert "responses will state FAR 1," in printed  # 3/2, capped at 1
     assert "no database at" in printed and "N=1" in printed
 
 
@@ -96,18 +98,37 @@ def test_gallery_size_defaults_to_enrolled_subjects(settings: Settings) -> None:
     migrate(engine)
     with make_session_factory(engine)() as session:
         size, why = calibrate.gallery_size(None, settings)
-        assert size == 1 and "no subject enrolled" in why
-        for name in ("ada", "bob", "cy"):
-            repository.create_subject(session, name)
+        assert size == 1 and "no subject with faces" in why
+        # Identify searches subjects with faces only: "dee" has none, "ada" two.
+        for name, faces in (("ada", 2), ("bob", 1), ("cy", 1), ("dee", 0)):
+            subject = repository.create_subject(session, name)
+            for n in range(faces):
+                repository.add_face(
+                    session,
+                    subject.id,
+                    box=[0, 0, 10, 10],
+                    landmarks=[[1, 1]] * 5,
+                    quality={},
+                    image_sha256=f"{name}{n}",
+                    crop=None,
+                    crop_landmarks=None,
+                    model="m@1",
+                    vector=np.full(512, 512**-0.5, dtype=np.float32),
+                )
         session.commit()
     engine.dispose()
     size, why = calibrate.gallery_size(None, settings)
-    assert size == 3 and "subjects enrolled now" in why
+    assert size == 3 and "subjects with faces now" in why
     assert calibrate.gallery_size(7, settings) == (7, "from --gallery-size")
 
 
 def test_rejects_a_target_outside_zero_one(parse, settings: Settings, tmp_path: Path) -> None:
     args = parse(
         "calibrate", "--pairs", tmp_path / "p.csv", "--root", tmp_path, "--target-far", "1"
+    )
+    assert calibrate.run(args, settings) == 2
+    # 0 is refused too, not mistaken for "not given" (which falls back to --target-far).
+    args = parse(
+        "calibrate", "--pairs", tmp_path / "p.csv", "--root", tmp_path, "--identify-target-far", "0"
     )
     assert calibrate.run(args, settings) == 2

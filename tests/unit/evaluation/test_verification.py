@@ -149,6 +149,16 @@ def test_threshold_for_far_ties_and_resolution():
     assert coarse.below_resolution
 
 
+def test_an_identical_impostor_pair_caps_the_threshold_at_one():
+    # float32 scores one image against itself at 1.0000001; no threshold <= 1 rejects it.
+    same_image = float(np.float32(1.0000001))
+    assert same_image > 1.0
+    cal = calibrate_far([same_image, 0.5, 0.2, 0.1], 0.01)
+    assert cal.threshold == 1.0
+    assert cal.far_actual == 0.25 and cal.below_resolution
+    assert threshold_for_far([1.0, 0.3], 0.4) == 1.0
+
+
 def test_invalid_inputs_are_rejected():
     with pytest.raises(ValueError, match="labels"):
         best_threshold([0.1, 0.2], [1, 2])

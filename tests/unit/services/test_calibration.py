@@ -131,3 +131,12 @@ def test_a_calibration_from_pairs_must_name_them() -> None:
     fields = make_calibration("model@x").model_dump() | {"pairs": None}
     with pytest.raises(ValueError, match="pairs file"):
         Calibration.model_validate(fields)
+
+
+def test_a_stated_far_is_no_lower_than_the_scores_can_vouch_for() -> None:
+    from app.services.calibration import vouched_far
+
+    assert vouched_far(1e-3, 5000) == 1e-3  # 3/5000 = 6e-4 is below the target
+    assert vouched_far(1e-9, 143) == 0.021  # 3/143: nothing lower was measured
+    assert vouched_far(0.01, 5000, comparisons=50) == 0.0296  # 1 - (1 - 6e-4)^50
+    assert vouched_far(0.2, 1) == 1.0  # one score vouches for nothing

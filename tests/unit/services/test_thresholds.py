@@ -41,7 +41,9 @@ def test_calibration_wins_over_default_and_reports_far(tmp_path: Path, models: A
     calibrate(tmp_path, "some-other-model@123")
     active = active_thresholds(Settings(data_dir=tmp_path), models.embedder)
     assert (active.verify, active.verify_far) == (0.33, 0.001)
-    assert (active.identify, active.identify_far) == (0.44, 0.01)
+    # 5000 impostor scores vouch for 3/5000 per comparison; over 50 subjects that is
+    # 1 - (1 - 6e-4)^50 = 0.0296, more than the 0.01 the identify threshold aimed at.
+    assert (active.identify, active.identify_far) == (0.44, 0.0296)
     assert active.source.startswith("calibrated")
 
 
@@ -49,5 +51,5 @@ def test_settings_override_a_calibration(tmp_path: Path, models: Any) -> None:
     calibrate(tmp_path, models.embedder.version)
     active = active_thresholds(Settings(data_dir=tmp_path, verify_threshold=0.5), models.embedder)
     assert (active.verify, active.verify_far) == (0.5, None)
-    assert (active.identify, active.identify_far) == (0.44, 0.01)
+    assert (active.identify, active.identify_far) == (0.44, 0.0296)
     assert active.source.startswith("verify: settings; identify: calibrated")
