@@ -6,14 +6,19 @@ import sys
 from collections.abc import Iterable
 from pathlib import Path
 
+from sqlalchemy.exc import SQLAlchemyError
 from tqdm import tqdm
 
+from app.commands.service_db import existing_database
 from app.config import Settings
 from app.errors import FaceServiceError
 from app.evaluation.pairs import Embeddings
+from app.gallery import models_repo
 from app.pipeline.analyzer import AnalyzedFace, FacePipeline
+from app.pipeline.embedders import Embedder
 from app.pipeline.image_io import decode_image
 from app.pipeline.selection import select_face
+from app.services.active_model import load_version
 from app.services.runtime import configure_threads, load_models, quality_limits
 
 # "prominent" is what the service uses when a request allows several faces; it picks
@@ -22,12 +27,30 @@ FACE_POLICY = "prominent"
 
 
 def load_pipeline(settings: Settings, embedder: str | None = None) -> FacePipeline:
-    """Load the detector and an embedder (default: the one the settings select)."""
+    """Load the detector and an embedder (default: the one the settings select), in the
+    version the service's database says serves it: a fine-tuned one after a promotion."""
     if embedder is not None:
         settings = settings.model_copy(update={"embedder": embedder})
     configure_threads(settings)
     models = load_models(settings)
-    return FacePipeline(models.detector, models.embedder, quality_limits(settings))
+    serving = active_embedder(settings, models.embedder)
+    return FacePipeline(models.detector, serving, quality_limits(settings))
+
+
+def active_embedder(settings: Settings, packaged: Embedder) -> Embedder:
+    """The version of `packaged`'s embedder that the service's database activated, or
+    `packaged` when there is no database or no activation. Reads, never writes."""
+    with existing_database(settings) as (session, _):
+        if session is None:
+            return packaged
+        try:
+            row = models_repo.active_model(session, packaged.name)
+        except SQLAlchemyError:  # a database from before model versions existed
+            return packaged
+        if row is None or row.id == packaged.version:
+            return packaged
+        print(f"using {row.id}, the model the service serves", file=sys.stderr)
+        return load_version(settings, row, packaged.device)
 
 
 def embed_files(
