@@ -61,6 +61,11 @@ def read_pairs(csv_path: Path, root: Path) -> list[Pair]:
             raise ValueError(f"{csv_path} lacks the column(s) {', '.join(missing)}")
         pairs = []
         for line, row in enumerate(reader, start=2):
+            # A short row leaves its last fields None; a long one puts the extras under None.
+            empty = [c for c in _COLUMNS if not (row[c] or "").strip()]
+            if empty or None in row:
+                problem = f"lacks {', '.join(empty)}" if empty else "has more than 3 fields"
+                raise ValueError(f"{csv_path}:{line}: the row {problem}")
             label = _LABELS.get(row["same"].strip().lower())
             if label is None:
                 raise ValueError(f"{csv_path}:{line}: same must be 1 or 0, got {row['same']!r}")

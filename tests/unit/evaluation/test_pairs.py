@@ -68,3 +68,19 @@ def test_read_pairs_resolves_paths_and_checks_labels(tmp_path: Path) -> None:
     csv.write_text("a,b\n")
     with pytest.raises(ValueError, match="path_a"):
         read_pairs(csv, tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("row", "problem"),
+    [
+        ("x/1.jpg,x/2.jpg", "lacks same"),
+        ("x/1.jpg", "lacks path_b, same"),
+        (",x/2.jpg,1", "lacks path_a"),
+        ("x/1,a.jpg,x/2.jpg,1", "has more than 3 fields"),  # a comma in a path, unquoted
+    ],
+)
+def test_a_malformed_row_is_named_not_a_crash(tmp_path: Path, row: str, problem: str) -> None:
+    csv = tmp_path / "pairs.csv"
+    csv.write_text(f"path_a,path_b,same\nx/1.jpg,x/2.jpg,1\n{row}\n")
+    with pytest.raises(ValueError, match=rf"pairs.csv:3: the row {problem}"):
+        read_pairs(csv, tmp_path)
