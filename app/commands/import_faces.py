@@ -22,7 +22,8 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 from app.commands.gallery_client import GalleryClient, RetryPolicy, ServiceError, Subject
 from app.config import FacePolicy, Settings
 
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp"})
+# Every format the service decodes (app/pipeline/image_io.py ACCEPTED_FORMATS).
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
 REPORT_COLUMNS = ("path", "subject", "status", "code", "message", "face_id")
 DEFAULT_URL = "http://127.0.0.1:8000"
 # Enrolment runs detection and embedding; on a busy CPU a large photo can take a while.
@@ -170,10 +171,13 @@ def scan_directory(root: Path) -> list[Album]:
     """Sub-folders of `root` holding images, by name; hidden files and folders are left out."""
     albums = []
     for folder in sorted(p for p in root.iterdir() if p.is_dir() and not _hidden(p)):
+        # A broken link is kept, so that the report says it could not be read.
         files = sorted(
             p
             for p in folder.iterdir()
-            if p.is_file() and not _hidden(p) and p.suffix.lower() in IMAGE_SUFFIXES
+            if (p.is_file() or p.is_symlink())
+            and not _hidden(p)
+            and p.suffix.lower() in IMAGE_SUFFIXES
         )
         if files:
             albums.append(Album(name=folder.name, files=files))

@@ -270,3 +270,23 @@ def test_cli_imports_into_a_real_server(
     finally:
         if server.process is not None:
             server.stop()
+
+
+def test_scan_takes_every_format_the_service_reads_and_reports_broken_links(
+    tmp_path: Path,
+) -> None:
+    from functools import partial
+
+    from app.commands.import_faces import ReportRow, _import_file
+
+    folder = tmp_path / "photos" / "ada"
+    folder.mkdir(parents=True)
+    for name in ("a.gif", "b.TIF", "c.tiff", "d.webp", "e.bmp"):
+        (folder / name).write_bytes(b"an image, as far as the scan can tell")
+    (folder / "gone.jpg").symlink_to(tmp_path / "nowhere.jpg")
+    albums = scan_directory(tmp_path / "photos")
+    files = [p.name for p in albums[0].files]
+    assert files == ["a.gif", "b.TIF", "c.tiff", "d.webp", "e.bmp", "gone.jpg"]
+
+    row = _import_file(None, None, folder / "gone.jpg", None, partial(ReportRow, "gone.jpg", "ada"))  # type: ignore[arg-type]
+    assert (row.status, row.code) == ("error", "unreadable")
