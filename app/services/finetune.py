@@ -8,14 +8,20 @@ from app.gallery.orm import Job
 from app.schemas.finetune import FinetuneParams, JobAccepted, JobList, JobPublic
 from app.state import AppState
 
+_ENDED_EARLY = (jobs_repo.FAILED, jobs_repo.CANCELLED, jobs_repo.INTERRUPTED)
+
 
 def job_public(job: Job) -> JobPublic:
+    progress = dict(job.progress or {})
+    if job.state in _ENDED_EARLY:
+        # The worker's last word was written while it ran; it says nothing of the end.
+        progress.update(phase=job.state, eta_s=None)
     return JobPublic.model_validate(
         {
             "id": job.id,
             "state": job.state,
             "params": job.params,
-            "progress": job.progress,
+            "progress": progress,
             "result": job.result,
             "error": job.error,
             "created_at": job.created_at,
