@@ -72,7 +72,7 @@ def measure(photos: list[Photo], args: argparse.Namespace, threads: int) -> list
                         make = requests_for(endpoint, photos, galleries[config])
                         run_load(service.url, make, clients, args.warmup)
                         seconds = args.duration / args.rounds
-                        load = run_load(service.url, make, clients, seconds, service.cpu_seconds)
+                        load = run_load(service.url, make, clients, seconds, service.cpu_split)
                         totals[config].add(load)
                 for config in configs:
                     row = {

@@ -25,6 +25,7 @@ class LoadResult:
     errors: int = 0
     error_samples: list[str] = field(default_factory=list)
     server_cpu_s: float | None = None
+    server_cpu_parts_s: dict[str, float] = field(default_factory=dict)  # by process
     client_cpu_s: float = 0.0
 
     def add(self, other: LoadResult) -> None:
@@ -35,6 +36,8 @@ class LoadResult:
         self.error_samples.extend(other.error_samples)
         if other.server_cpu_s is not None:
             self.server_cpu_s = (self.server_cpu_s or 0.0) + other.server_cpu_s
+        for part, seconds in other.server_cpu_parts_s.items():
+            self.server_cpu_parts_s[part] = self.server_cpu_parts_s.get(part, 0.0) + seconds
         self.client_cpu_s += other.client_cpu_s
 
     def summary(self) -> dict[str, Any]:
@@ -49,6 +52,10 @@ class LoadResult:
             **latency_summary(self.latencies_s),
             # CPU per request is steadier than wall-clock figures on a shared machine.
             "server_cpu_ms_per_request": _per_request(self.server_cpu_s, done),
+            "server_cpu_ms_per_request_by_process": {
+                part: _per_request(seconds, done)
+                for part, seconds in self.server_cpu_parts_s.items()
+            },
             "client_cpu_ms_per_request": _per_request(self.client_cpu_s, done),
         }
 
@@ -62,22 +69,25 @@ def run_load(
     make_request: RequestFactory,
     clients: int,
     duration_s: float,
-    server_cpu: Callable[[], float] | None = None,
+    server_cpu: Callable[[], dict[str, float]] | None = None,
 ) -> LoadResult:
     """Every client loops until `duration_s` has passed; requests in flight then finish.
 
-    `server_cpu` reads the server's CPU seconds, to report its CPU time per request.
+    `server_cpu` reads the server's CPU seconds by process (ServiceProcess.cpu_split), to
+    report its CPU time per request, in all and by process.
     """
     # The client's own full garbage collections (100-200 ms with torch loaded) would stall
     # every request in flight and show as server latency: exempt what is already loaded.
     gc.collect()
     gc.freeze()
-    server_before = server_cpu() if server_cpu else 0.0
+    server_before = server_cpu() if server_cpu else {}
     client_before = time.process_time()
     result = asyncio.run(_run(url, make_request, clients, duration_s))
     result.client_cpu_s = time.process_time() - client_before
     if server_cpu is not None:
-        result.server_cpu_s = server_cpu() - server_before
+        after = server_cpu()
+        result.server_cpu_parts_s = {k: v - server_before.get(k, 0.0) for k, v in after.items()}
+        result.server_cpu_s = sum(result.server_cpu_parts_s.values())
     return result
 
 

@@ -88,12 +88,12 @@ class ServiceProcess:
             process.kill()
             process.wait()
 
-    def cpu_seconds(self) -> float:
-        """CPU time (user + system, all threads) the service has used so far, its child
-        processes (face detection) included."""
+    def cpu_split(self) -> dict[str, float]:
+        """CPU time (user + system, all threads) used so far by the service itself, and by
+        its children together (the face detection process): which of them a load saturates."""
         if self._process is None:
-            return 0.0
-        return process_tree_cpu_seconds(self._process.pid)
+            return {"service": 0.0, "children": 0.0}
+        return process_tree_cpu_split(self._process.pid)
 
     def log_tail(self, lines: int = 30) -> str:
         if not self._log.exists():
@@ -114,8 +114,9 @@ class ServiceProcess:
         self.stop()
 
 
-def process_tree_cpu_seconds(root: int) -> float:
-    """User + system CPU seconds of a process and its live descendants, from /proc."""
+def process_tree_cpu_split(root: int) -> dict[str, float]:
+    """User + system CPU seconds of a process ("service") and of its live descendants
+    together ("children"), from /proc."""
     stats: dict[int, tuple[int, float]] = {}  # pid -> (parent pid, CPU seconds)
     for path in Path("/proc").glob("[0-9]*/stat"):
         try:
@@ -124,15 +125,14 @@ def process_tree_cpu_seconds(root: int) -> float:
             continue
         cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
         stats[int(path.parent.name)] = (int(fields[1]), cpu)
-    tree, total = {root}, 0.0
+    tree = {root}
     while True:
         grown = {pid for pid, (parent, _) in stats.items() if parent in tree} - tree
         if not grown:
             break
         tree |= grown
-    for pid in tree:
-        total += stats.get(pid, (0, 0.0))[1]
-    return total
+    children = sum(stats.get(pid, (0, 0.0))[1] for pid in tree - {root})
+    return {"service": stats.get(root, (0, 0.0))[1], "children": children}
 
 
 def enrol_gallery(url: str, photos: list[Photo], subjects: int) -> dict[str, str]:

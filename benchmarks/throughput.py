@@ -67,7 +67,7 @@ def http_run(inputs: list[Photo], config: str, clients: int, duration: float) ->
             return "/v1/identify", {"image": ("probe.jpg", photo.data, "image/jpeg")}, {}
 
         run_load(svc.url, request, clients, min(2.0, duration))  # warm-up
-        load = run_load(svc.url, request, clients, duration, svc.cpu_seconds).summary()
+        load = run_load(svc.url, request, clients, duration, svc.cpu_split).summary()
     load["images_per_s"] = load["throughput_rps"]
     return {"config": config, "settings": CONFIGS[config], **load}
 

@@ -62,6 +62,12 @@ def test_latency(run: Any) -> None:
     assert all(r["errors"] == 0 and r["requests"] > 0 and r["p99_ms"] > 0 for r in rows)
     assert all(r["rounds"] == 2 and r["elapsed_s"] >= 0.9 for r in rows)
     assert all(r["service_ready_s"] > 0 for r in rows)
+    # Server CPU by process: the service and its detection child both did work.
+    for r in rows:
+        parts = r["server_cpu_ms_per_request_by_process"]
+        assert set(parts) == {"service", "children"} and parts["service"] > 0
+        assert sum(parts.values()) == pytest.approx(r["server_cpu_ms_per_request"], abs=0.02)
+    assert any(r["server_cpu_ms_per_request_by_process"]["children"] > 0 for r in rows)
 
 
 def test_contention(run: Any) -> None:
