@@ -48,7 +48,11 @@ class GuardAndMeasure:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        headers = dict(scope["headers"])
+        headers: dict[bytes, bytes] = {}
+        for name, value in scope["headers"]:
+            # The first of repeated headers, as Starlette and FastAPI read them: a second
+            # Content-Type must not choose the limit for a body parsed by the first.
+            headers.setdefault(name, value)
         limit = self._body_limit(headers)
         refusal = self._refusal(scope, headers, limit)
         if refusal is not None:

@@ -97,3 +97,17 @@ def test_health_and_readiness_answer_head(client: TestClient) -> None:
     for path in ("/v1/health", "/v1/ready"):
         response = client.head(path)
         assert response.status_code == 200 and response.content == b""
+
+
+def test_a_repeated_content_type_cannot_choose_the_larger_limit(client: TestClient) -> None:
+    # FastAPI parses by the first Content-Type; the guard must limit by the same one.
+    body = json.dumps({"name": "Ada", "metadata": {"notes": "x" * MAX_JSON_BODY_BYTES}})
+    refused = client.post(
+        "/v1/subjects",
+        content=body,
+        headers=[
+            ("content-type", "application/json"),
+            ("content-type", "multipart/form-data; boundary=b"),
+        ],
+    )
+    assert_error(refused, 413, "payload_too_large")
