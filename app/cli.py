@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import logging
 import os
 import sys
@@ -13,24 +12,15 @@ from app.commands import calibrate, evaluate, finetune, import_faces
 from app.config import Settings
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
     from app.main import create_app
-    from app.security import KeyRing
+    from app.security import KeyRing, is_loopback
 
     host = args.host or settings.host
     port = args.port or settings.port
-    if not KeyRing.parse(settings.api_keys).enabled and not _is_loopback(host):
+    if not KeyRing.parse(settings.api_keys).enabled and not is_loopback(host):
         print(
             f"refusing to listen on {host} without API keys: set FACE_API_KEYS "
             "(e.g. admin:SECRET,client:SECRET) or bind to 127.0.0.1",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 from dataclasses import dataclass
 from typing import Literal
 
@@ -52,3 +53,26 @@ class KeyRing:
 
 def allows(role: Role, required: Role) -> bool:
     return role == "admin" or role == required
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` names this machine's loopback interface ("localhost", 127.0.0.0/8,
+    ::1, or 127.x mapped into IPv6)."""
+    if host == "localhost":
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    mapped = getattr(address, "ipv4_mapped", None)
+    return bool(address.is_loopback or (mapped is not None and mapped.is_loopback))
+
+
+def is_remote_address(host: str) -> bool:
+    """Whether `host` is an IP address off the loopback interface. Names that are not
+    addresses (a test client's "testserver", a Unix socket path) are not."""
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return not is_loopback(host)

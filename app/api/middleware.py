@@ -14,7 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.api.handlers import error_response
 from app.metrics import Metrics
-from app.security import KeyRing
+from app.security import KeyRing, is_remote_address
 
 # Bodies that are not multipart uploads are small JSON documents (subjects, admin
 # parameters): one limit for them, far below the upload limit.
@@ -99,6 +99,17 @@ class GuardAndMeasure:
         length = headers.get(b"content-length", b"")
         if length.isdigit() and int(length) > limit:
             return error_response(413, "payload_too_large", f"Request body exceeds {limit} bytes.")
+        # Without keys the service is for this machine only. `python -m app serve` refuses
+        # other addresses; this holds the rule however the app is served (e.g. uvicorn
+        # --host 0.0.0.0): the address a connection arrived on must be loopback.
+        if self.keys is not None and not self.keys.enabled:
+            server = scope.get("server")
+            if server and is_remote_address(str(server[0])):
+                return error_response(
+                    403,
+                    "forbidden",
+                    "FACE_API_KEYS is empty, so this service answers loopback connections only.",
+                )
         # Every route that takes a body needs a key, so a body without a valid one is
         # refused before it is read; the routes' own check (app/api/deps.py) still decides
         # roles, and answers for requests without a body.

@@ -78,3 +78,43 @@ def test_a_body_without_a_valid_key_is_refused_unread() -> None:
         assert reached == []
     assert call("POST", b"cli-secret-456") is None and reached == ["app"]
     assert call("GET", None) is None and reached == ["app"]  # the route answers for itself
+
+
+def test_without_keys_only_loopback_connections_are_answered() -> None:
+    """However the app is served: uvicorn --host 0.0.0.0 must not open it to the network."""
+    import asyncio
+
+    from app.api.middleware import GuardAndMeasure
+    from app.metrics import Metrics
+    from app.security import KeyRing, is_loopback
+
+    reached: list[bool] = []
+
+    async def app(scope: object, receive: object, send: object) -> None:
+        reached.append(True)
+
+    async def receive() -> dict[str, object]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    guard = GuardAndMeasure(app, Metrics(), 10**6, KeyRing.parse(""))
+
+    def status(server: tuple[str, int] | None) -> object:
+        reached.clear()
+        sent: list[dict[str, object]] = []
+
+        async def send(message: dict[str, object]) -> None:
+            sent.append(message)
+
+        scope = {"type": "http", "method": "GET", "path": "/v1/subjects", "headers": []}
+        if server is not None:
+            scope["server"] = server
+        asyncio.run(guard(scope, receive, send))  # type: ignore[arg-type]
+        return sent[0]["status"] if sent else ("app" if reached else None)
+
+    assert status(("192.0.2.2", 8000)) == 403
+    assert status(("2001:db8::1", 8000)) == 403
+    for local in (("127.0.0.1", 8000), ("::1", 8000), ("::ffff:127.0.0.1", 8000)):
+        assert status(local) == "app", local
+    assert status(("testserver", 80)) == "app"  # not an address: an in-process client
+    assert status(None) == "app"
+    assert is_loopback("localhost") and not is_loopback("0.0.0.0")
