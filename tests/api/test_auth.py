@@ -118,3 +118,19 @@ def test_without_keys_only_loopback_connections_are_answered() -> None:
     assert status(("testserver", 80)) == "app"  # not an address: an in-process client
     assert status(None) == "app"
     assert is_loopback("localhost") and not is_loopback("0.0.0.0")
+
+
+def test_ready_keeps_start_up_details_from_anonymous_callers_when_keyed(
+    make_client: ClientFactory,
+) -> None:
+    detail = "cannot read /srv/face/data/calibration.json: input_value={'model_version': 1}"
+    for keys, shown in ((KEYS, "start-up failed; the service log says why"), ("", detail)):
+        client = make_client(api_keys=keys)
+        state = client.app.state.face  # type: ignore[attr-defined]
+        runtime, state.runtime, state.startup_error = state.runtime, None, detail
+        try:
+            response = client.get("/v1/ready")
+            assert response.status_code == 503
+            assert response.json()["reason"] == shown
+        finally:
+            state.runtime, state.startup_error = runtime, None

@@ -24,6 +24,9 @@ def ready(state: StateDep) -> JSONResponse:
     """200 once the model is loaded and the index reconciled with the database, else 503."""
     if state.runtime is None:
         reason = state.startup_error or "models are still loading"
+        if state.startup_error and state.keys.enabled:
+            # Anyone may ask this; the error can name files and their content.
+            reason = "start-up failed; the service log says why"
         return JSONResponse(Readiness(ready=False, reason=reason).model_dump(), status_code=503)
     return JSONResponse(Readiness(ready=True).model_dump())
 
