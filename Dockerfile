@@ -22,9 +22,11 @@ RUN pip install .
 # Weights are fetched at build time and refused unless their sha256 matches models/registry.json.
 RUN python -m app models fetch facenet-vggface2
 
+# The service writes only its data and fine-tuned checkpoints; the code, the pretrained
+# weights and registry.json (their sha256 pins) stay root's and read-only to it.
 RUN useradd --create-home --uid 10001 face \
     && mkdir -p /data /app/models/finetuned \
-    && chown -R face:face /data /app/models
+    && chown -R face:face /data /app/models/finetuned
 USER face
 
 ENV FACE_DATA_DIR=/data \

@@ -17,7 +17,7 @@ from app.config import Settings, get_settings
 from app.gallery import repository
 from app.gallery.db import make_engine, make_session_factory, migrate
 from app.metrics import Metrics
-from app.security import KeyRing
+from app.security import MIN_KEY_LENGTH, KeyRing
 from app.services.inference_pool import InferencePool
 from app.services.maintenance import rebuild_if_needed
 from app.services.promotion import watch_models
@@ -84,6 +84,12 @@ def open_state(settings: Settings, metrics: Metrics) -> AppState:
     keys = KeyRing.parse(settings.api_keys)
     if not keys.enabled:
         log.warning("FACE_API_KEYS is empty: every endpoint is open; serve on loopback only")
+    if keys.short_keys:
+        log.warning(
+            "%d API key(s) shorter than %d characters; use long random keys",
+            keys.short_keys,
+            MIN_KEY_LENGTH,
+        )
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     engine = make_engine(settings.resolved_database_url)
     migrate(engine)

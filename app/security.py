@@ -9,6 +9,9 @@ from dataclasses import dataclass
 from typing import Literal
 
 Role = Literal["client", "admin"]
+# Shorter keys are accepted, with a warning at start-up: 16 random characters are out of
+# reach of guessing over HTTP, a word or a short code is not.
+MIN_KEY_LENGTH = 16
 ROLES: tuple[Role, ...] = ("client", "admin")
 
 
@@ -21,10 +24,12 @@ class KeyRing:
     """Holds only sha256 digests of the configured keys, never the keys themselves."""
 
     entries: tuple[tuple[bytes, Role], ...]
+    short_keys: int = 0  # keys under MIN_KEY_LENGTH characters, worth a warning
 
     @classmethod
     def parse(cls, spec: str) -> KeyRing:
         entries: list[tuple[bytes, Role]] = []
+        short = 0
         for raw in spec.split(","):
             item = raw.strip()
             if not item:
@@ -32,8 +37,13 @@ class KeyRing:
             role, sep, key = item.partition(":")
             if not sep or role not in ROLES or not key:
                 raise ValueError("FACE_API_KEYS entries must look like 'admin:KEY' or 'client:KEY'")
-            entries.append((_digest(key), role))  # type: ignore[arg-type]
-        return cls(tuple(entries))
+            digest = _digest(key)
+            if any(d == digest and r != role for d, r in entries):
+                # It would quietly act as admin wherever the client role was meant.
+                raise ValueError("FACE_API_KEYS gives one key two roles; give each role its own")
+            entries.append((digest, role))  # type: ignore[arg-type]
+            short += len(key) < MIN_KEY_LENGTH
+        return cls(tuple(entries), short)
 
     @property
     def enabled(self) -> bool:

@@ -10,7 +10,7 @@ import torch
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.config import Settings
-from app.errors import FaceServiceError
+from app.errors import FaceServiceError, ModelError
 from app.gallery import models_repo
 from app.gallery.orm import ModelVersion
 from app.pipeline.embedders import Embedder, create_embedder, load_model_specs
@@ -48,11 +48,14 @@ def load_version(settings: Settings, row: ModelVersion, device: torch.device) ->
             precision=settings.embed_precision,
             torchscript=settings.torchscript,
         )
+    weights = (settings.models_dir / row.weights_path).resolve()
+    if not weights.is_relative_to(settings.models_dir.resolve()):
+        raise ModelError(f"Model {row.id} names weights outside the models folder.")
     return create_embedder(
         row.embedder,
         settings.models_dir,
         device,
-        weights_path=settings.models_dir / row.weights_path,
+        weights_path=weights,
         expected_sha256=row.sha256,
         precision=settings.embed_precision,
         torchscript=settings.torchscript,

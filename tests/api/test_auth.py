@@ -37,6 +37,12 @@ def test_bad_key_spec_is_refused() -> None:
     assert ring.role_of("adm-secret-123") == "admin"
     assert ring.role_of("cli-secret-456") == "client"
     assert ring.role_of(None) is None
+    assert ring.short_keys == 2  # 14 characters each, under MIN_KEY_LENGTH
+    assert KeyRing.parse("admin:a-long-random-admin-key").short_keys == 0
+    with pytest.raises(ValueError, match="two roles"):
+        KeyRing.parse("admin:same-key-for-both,client:same-key-for-both")
+    # The same key twice for one role is harmless.
+    assert KeyRing.parse("client:abcdefghijklmnopq,client:abcdefghijklmnopq").enabled
 
 
 def test_a_body_without_a_valid_key_is_refused_unread() -> None:

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 
@@ -54,3 +55,22 @@ def test_a_promoted_model_is_the_one_the_commands_use(
     face = np.asarray(Image.open(package_images / "yaoming.jpg").convert("RGB").resize((112, 112)))
     before, after = packaged.embed([face])[0], serving.embed([face])[0]
     assert float(before @ after) < 0.9999  # really the other weights
+
+
+def test_a_model_row_cannot_point_outside_the_models_folder(models: Any, tmp_path: Path) -> None:
+    from app.errors import ModelError
+    from app.gallery.orm import ModelVersion
+    from app.services.active_model import load_version
+
+    settings = Settings(embedder="arcface-mbf", device="cpu", models_dir=tmp_path / "m")
+    outside = tmp_path / "elsewhere" / "weights.pt"
+    outside.parent.mkdir()
+    torch.save(models.embedder.module.state_dict(), outside)
+    row = ModelVersion(
+        id="arcface-mbf@0123456789ab",
+        embedder="arcface-mbf",
+        sha256="0" * 64,
+        weights_path="../elsewhere/weights.pt",
+    )
+    with pytest.raises(ModelError, match="outside the models folder"):
+        load_version(settings, row, torch.device("cpu"))
