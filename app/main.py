@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
 
+from app.api.access_log import drop_query_strings
 from app.api.handlers import install_error_handlers
 from app.api.middleware import GuardAndMeasure
 from app.api.routes import admin, faces, health, jobs, recognition, subjects
@@ -36,6 +37,7 @@ def create_app(settings: Settings | None = None, models: Models | None = None) -
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        drop_query_strings()  # here: uvicorn has configured its loggers by now
         state = open_state(settings, metrics)
         app.state.face = state
         tasks = [
