@@ -20,6 +20,7 @@ import gc
 import logging
 import multiprocessing
 import os
+import signal
 import threading
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
@@ -33,15 +34,26 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 START_TIMEOUT_S = 120.0
+# The longest one batch may take before the child counts as hung and is killed (the batch
+# then goes to a new child, once). A batch of 8 downscaled photos, or one 960 px image
+# tiled with hundreds of faces, takes seconds on 2 cores; a stopped child takes forever.
+CALL_TIMEOUT_S = 60.0
 
 
 class DetectionProcess:
     """Runs `FaceDetector.run` in a spawned child; restarts it after it dies."""
 
     def __init__(
-        self, device: str, max_side: int, min_face_size: int, torchscript: bool, threads: int
+        self,
+        device: str,
+        max_side: int,
+        min_face_size: int,
+        torchscript: bool,
+        threads: int,
+        call_timeout_s: float = CALL_TIMEOUT_S,
     ) -> None:
         self.args = (device, max_side, min_face_size, torchscript, threads)
+        self.call_timeout_s = call_timeout_s
         # Spawn, not fork: a forked child inherits torch's OpenMP pool in a broken state.
         self._context = multiprocessing.get_context("spawn")
         self._lock = threading.Lock()
@@ -66,11 +78,16 @@ class DetectionProcess:
         """MTCNN's output for inputs that share a batch_key, computed in the child.
 
         A child found dead (killed, out of memory) is restarted and the batch sent again,
-        once: detection has no side effects. A batch that kills two children fails.
+        once: detection has no side effects. A batch that kills two children fails. A child
+        that gives no answer within `call_timeout_s` (stopped, hung) is killed, and counts
+        as dead.
         """
         with self._lock:
             for attempt in (1, 2):
                 conn = self._ensure_started()
+                watchdog = threading.Timer(self.call_timeout_s, self._kill_hung, (self._process,))
+                watchdog.daemon = True
+                watchdog.start()
                 try:
                     conn.send(inputs)
                     status, payload = conn.recv()
@@ -82,7 +99,9 @@ class DetectionProcess:
                             "the face detection process stopped twice on this request; "
                             "it restarts with the next one"
                         ) from error
-                    log.warning("face detection process stopped (%s); restarting it", error)
+                    log.warning("face detection process stopped (%r); restarting it", error)
+                finally:
+                    watchdog.cancel()
         if status != "ok":
             raise RuntimeError(f"face detection failed: {payload}")
         result: list[RawDetection] = payload
@@ -92,6 +111,17 @@ class DetectionProcess:
         with self._lock:
             self._closed = True
             self._stop()
+
+    def _kill_hung(self, process: BaseProcess | None) -> None:
+        # Runs on the watchdog's thread while run() waits on the pipe; the kill closes the
+        # child's end, so that send() or recv() fails at once.
+        if process is not None and process.is_alive():
+            log.error(
+                "face detection process %s gave no answer in %.0f s; killing it",
+                process.pid,
+                self.call_timeout_s,
+            )
+            process.kill()
 
     @property
     def pid(self) -> int | None:
@@ -157,6 +187,10 @@ def _serve(
     threads: int,
 ) -> None:
     """The child: build a FaceDetector, then answer batches until the pipe closes."""
+    # Ctrl-C in a terminal reaches the whole process group; the parent shuts down and
+    # closes the pipe, which ends this loop. Without this, the child died mid-batch and the
+    # parent restarted it while shutting down.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     # Set before torch loads: OpenMP reads it once.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     try:

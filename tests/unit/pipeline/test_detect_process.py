@@ -160,3 +160,33 @@ def test_a_child_that_cannot_start_says_why() -> None:
     with pytest.raises(ModelError, match="failed to start"):
         child.start()
     child.close()
+
+
+def test_a_hung_child_is_killed_and_the_call_goes_to_a_new_one(
+    detector: FaceDetector, yaoming: ImageArray
+) -> None:
+    item = _prepared(detector, yaoming)
+    process = DetectionProcess(
+        "cpu", 1280, MIN_FACE, torchscript=False, threads=1, call_timeout_s=2.0
+    )
+    try:
+        process.start()
+        hung = process.pid
+        assert hung is not None
+        os.kill(hung, signal.SIGSTOP)  # alive, but it will never answer
+        ((boxes, _, _),) = process.run([item])
+        assert len(boxes) == 1
+        assert process.starts == 2 and process.pid != hung
+        assert wait_exited([hung]) == []
+    finally:
+        process.close()
+
+
+def test_the_child_ignores_ctrl_c_its_parent_handles_it(
+    process: DetectionProcess, remote_detector: FaceDetector, yaoming: ImageArray
+) -> None:
+    pid, starts = process.pid, process.starts
+    assert pid is not None
+    os.kill(pid, signal.SIGINT)
+    assert len(remote_detector.detect(yaoming)) == 1
+    assert (process.pid, process.starts) == (pid, starts)
