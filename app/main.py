@@ -130,7 +130,12 @@ async def _load_runtime(state: AppState, models: Models | None) -> None:
 async def _save_periodically(state: AppState) -> None:
     while True:
         await asyncio.sleep(state.settings.index_save_interval_s)
-        await asyncio.to_thread(flush_index, state)
+        try:
+            await asyncio.to_thread(flush_index, state)
+        except Exception:  # a full disk, say: the index stays dirty, the next tick retries
+            log.exception(
+                "saving the index failed; retrying in %ss", state.settings.index_save_interval_s
+            )
 
 
 async def _rebuild_when_needed(state: AppState) -> None:
@@ -149,7 +154,11 @@ def flush_index(state: AppState) -> None:
         return
     with state.write_lock:
         state.index_dirty = False
-        save_index(state.settings, runtime.index)
+        try:
+            save_index(state.settings, runtime.index)
+        except BaseException:
+            state.index_dirty = True  # not on disk yet: the next save must try again
+            raise
 
 
 def close_state(state: AppState) -> None:

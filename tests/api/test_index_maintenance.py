@@ -3,6 +3,7 @@ and run by themselves once deletes leave an hnsw index too many tombstones."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -90,3 +91,33 @@ def test_tombstoned_hnsw_index_is_rebuilt_in_the_background(
         "/v1/identify", files={"image": ("probe.jpg", photo)}, data={"top_k": "10"}
     ).json()
     assert {c["subject_id"] for c in found["faces"][0]["candidates"]} == set(subjects[2:])
+
+
+def test_a_failed_periodic_save_is_logged_and_retried(
+    make_client: ClientFactory, package_images: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    client = make_client(index_save_interval_s=0.1)
+    state = state_of(client)
+    index_dir = state.settings.index_dir
+    enrolled(client, (package_images / "yaoming.jpg").read_bytes(), 1)
+    deadline = time.monotonic() + 10
+    while state.index_dirty:  # the first save lands
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    # The folder becomes a file: saves fail, as on a full or read-only disk.
+    index_dir.rename(index_dir.with_name("index-away"))
+    index_dir.write_text("not a folder")
+    enrolled(client, (package_images / "yaoming.jpg").read_bytes(), 1)  # a second subject
+    deadline = time.monotonic() + 10
+    while "saving the index failed" not in caplog.text:
+        assert time.monotonic() < deadline, "the failure was never logged"
+        time.sleep(0.05)
+    assert state.index_dirty  # still owed to the disk
+    index_dir.unlink()
+    index_dir.with_name("index-away").rename(index_dir)
+    deadline = time.monotonic() + 10
+    while state.index_dirty:  # a later tick saves it
+        assert time.monotonic() < deadline, "the save was never retried"
+        time.sleep(0.05)
+    sidecar = next(index_dir.glob("*.json"))
+    assert json.loads(sidecar.read_text())["count"] == 2
