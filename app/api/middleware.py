@@ -6,6 +6,7 @@ every request through an extra task and memory streams, a cost every request pai
 
 from __future__ import annotations
 
+import logging
 import time
 from urllib.parse import unquote_plus
 
@@ -15,6 +16,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from app.api.handlers import error_response
 from app.metrics import Metrics
 from app.security import KeyRing, is_remote_address
+
+log = logging.getLogger(__name__)
 
 # Bodies that are not multipart uploads are small JSON documents (subjects, admin
 # parameters): one limit for them, far below the upload limit.
@@ -73,15 +76,23 @@ class GuardAndMeasure:
 
         start = time.perf_counter()
         status = 500
+        started = False
 
         async def send_and_note(message: Message) -> None:
-            nonlocal status
+            nonlocal status, started
             if message["type"] == "http.response.start":
-                status = message["status"]
+                status, started = message["status"], True
             await send(message)
 
         try:
             await self.app(scope, counted_receive, send_and_note)
+        except Exception as error:
+            # Answered here rather than by Starlette's outermost handler, which re-raises
+            # after answering: uvicorn then logged the error a second time and closed the
+            # connection, failing the client's next request on it.
+            if started:
+                raise
+            await self._answer(error, scope)(scope, counted_receive, send_and_note)
         finally:
             # The router has put the matched route into the scope by now. Labelled by its
             # path template, not the raw path, to keep label cardinality bounded.
@@ -89,6 +100,13 @@ class GuardAndMeasure:
             method = scope["method"]
             self.metrics.latency.labels(method, route).observe(time.perf_counter() - start)
             self.metrics.requests.labels(method, route, str(status)).inc()
+
+    @staticmethod
+    def _answer(error: Exception, scope: Scope) -> ASGIApp:
+        if isinstance(error, BodyTooLarge):  # from a route that reads the body itself
+            return error_response(413, "payload_too_large", str(error.detail))
+        log.error("unhandled error on %s %s", scope["method"], scope["path"], exc_info=error)
+        return error_response(500, "internal_error", "Internal server error.")
 
     def _body_limit(self, headers: dict[bytes, bytes]) -> int:
         multipart = headers.get(b"content-type", b"").lower().startswith(b"multipart/")

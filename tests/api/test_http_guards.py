@@ -111,3 +111,17 @@ def test_a_repeated_content_type_cannot_choose_the_larger_limit(client: TestClie
         ],
     )
     assert_error(refused, 413, "payload_too_large")
+
+
+def test_an_unexpected_error_is_answered_and_not_raised_on(client: TestClient) -> None:
+    """A re-raised error made uvicorn log it twice and close the connection."""
+
+    def boom() -> None:
+        raise RuntimeError("a bug")
+
+    client.app.add_api_route("/boom", boom)  # type: ignore[attr-defined]
+    # TestClient raises whatever escapes the app; the guard now answers it instead.
+    error = assert_error(client.get("/boom"), 500, "internal_error")
+    assert error["message"] == "Internal server error." and "a bug" not in str(error)
+    assert client.get("/v1/health").status_code == 200
+    assert _counter(client.get("/metrics").text, "GET", "/boom", 500) == 1
