@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import fcntl
 import logging
 import os
+import socket
 import sys
 from collections.abc import Sequence
+from pathlib import Path
+from typing import TextIO
 
 from app.commands import calibrate, evaluate, finetune, import_faces
 from app.config import Settings
@@ -27,6 +31,18 @@ def serve(args: argparse.Namespace, settings: Settings) -> int:
             file=sys.stderr,
         )
         return 2
+    problem = _cannot_listen(host, port)
+    if problem is not None:  # found before anything loads or writes to the data folder
+        print(f"cannot listen on {host}:{port}: {problem}", file=sys.stderr)
+        return 2
+    lock = _lock_data_dir(settings.data_dir)
+    if lock is None:
+        print(
+            f"another service is running on {settings.data_dir}: two cannot share one data "
+            "folder (each keeps the index in memory); give each its own FACE_DATA_DIR",
+            file=sys.stderr,
+        )
+        return 2
     uvicorn.run(
         create_app(settings),
         host=host,
@@ -34,7 +50,33 @@ def serve(args: argparse.Namespace, settings: Settings) -> int:
         log_level=settings.log_level.lower(),
         timeout_graceful_shutdown=30,
     )
+    lock.close()
     return 0
+
+
+def _cannot_listen(host: str, port: int) -> str | None:
+    """Why `host:port` cannot be bound now (in use, no such address), or None."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does
+            probe.bind(address)
+    except OSError as error:
+        return error.strerror or str(error)
+    return None
+
+
+def _lock_data_dir(data_dir: Path) -> TextIO | None:
+    """An exclusive lock on the data folder, held while the process lives (the open file
+    must be kept); None when another process holds it."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    handle = (data_dir / "serve.lock").open("a")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        return None
+    return handle
 
 
 def fetch(args: argparse.Namespace, settings: Settings) -> int:

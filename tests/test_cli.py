@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import socket
+from pathlib import Path
+
 import pytest
 
 from app.cli import main
@@ -28,3 +31,37 @@ def test_models_fetch_skips_packaged_models(capsys: pytest.CaptureFixture[str]) 
     assert main(["models", "fetch", "arcface-mbf"]) == 0
     assert "nothing to fetch" in capsys.readouterr().out
     assert main(["models", "fetch", "no-such-model"]) == 2
+
+
+def test_serve_says_at_once_when_the_port_is_taken(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    monkeypatch.setenv("FACE_DATA_DIR", str(tmp_path / "data"))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["serve", "--port", str(port)]) == 2
+    assert f"cannot listen on 127.0.0.1:{port}" in capsys.readouterr().err
+    assert not (tmp_path / "data").exists(), "nothing was loaded or written"
+
+
+def test_two_services_cannot_share_a_data_folder(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    from app.cli import _lock_data_dir
+
+    monkeypatch.setenv("FACE_DATA_DIR", str(tmp_path / "data"))
+    held = _lock_data_dir(tmp_path / "data")  # as a running service holds it
+    assert held is not None
+    try:
+        with socket.socket() as free:
+            free.bind(("127.0.0.1", 0))
+            port = free.getsockname()[1]
+        assert main(["serve", "--port", str(port)]) == 2
+        assert "another service is running on" in capsys.readouterr().err
+    finally:
+        held.close()
+    again = _lock_data_dir(tmp_path / "data")  # free once the holder is gone
+    assert again is not None
+    again.close()
