@@ -35,7 +35,11 @@ def serve(args: argparse.Namespace, settings: Settings) -> int:
     if problem is not None:  # found before anything loads or writes to the data folder
         print(f"cannot listen on {host}:{port}: {problem}", file=sys.stderr)
         return 2
-    lock = _lock_data_dir(settings.data_dir)
+    try:
+        lock = _lock_data_dir(settings.data_dir)
+    except OSError as error:  # read-only, a file in the way, no such mount...
+        print(f"cannot use FACE_DATA_DIR={settings.data_dir}: {error}", file=sys.stderr)
+        return 2
     if lock is None:
         print(
             f"another service is running on {settings.data_dir}: two cannot share one data "

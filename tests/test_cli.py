@@ -65,3 +65,16 @@ def test_two_services_cannot_share_a_data_folder(
     again = _lock_data_dir(tmp_path / "data")  # free once the holder is gone
     assert again is not None
     again.close()
+
+
+def test_serve_names_a_data_folder_it_cannot_use(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    in_the_way = tmp_path / "data"
+    in_the_way.write_text("a file where the data folder should be")
+    monkeypatch.setenv("FACE_DATA_DIR", str(in_the_way))
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    assert main(["serve", "--port", str(port)]) == 2
+    assert f"cannot use FACE_DATA_DIR={in_the_way}" in capsys.readouterr().err
