@@ -13,7 +13,11 @@ JobState = Literal[
     "queued", "running", "cancelling", "succeeded", "failed", "cancelled", "interrupted"
 ]
 PromotionRule = Literal[
-    "forced", "validation_improved", "validation_not_improved", "external_dropped"
+    "forced",
+    "validation_improved",
+    "validation_not_improved",
+    "validation_unmeasurable",
+    "external_dropped",
 ]
 
 
@@ -36,7 +40,9 @@ class FinetuneParams(BaseModel):
     validation_fraction: float = Field(
         0.25, gt=0, lt=1, description="Share of each subject's faces held out for validation."
     )
-    seed: int = Field(0, ge=0, description="Seeds the split, batches and augmentation.")
+    seed: int = Field(
+        0, ge=0, le=2**32 - 1, description="Seeds the split, batches and augmentation."
+    )
     device: str = Field(
         "auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$", description="auto, cpu, cuda or cuda:N."
     )

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from app.errors import InsufficientTrainingData, JobFinished, JobRunning
+import torch
+
+from app.errors import InsufficientTrainingData, InvalidRequest, JobFinished, JobRunning
 from app.gallery import jobs_repo, models_repo
 from app.gallery.orm import Job
 from app.schemas.finetune import FinetuneParams, JobAccepted, JobList, JobPublic
@@ -34,6 +36,7 @@ def job_public(job: Job) -> JobPublic:
 def start_finetune(state: AppState, params: FinetuneParams) -> JobAccepted:
     """Queue a job and spawn its training process; one job at a time (409 otherwise)."""
     state.require_runtime()
+    _check_device(params.device)
     with state.jobs.lock:
         state.jobs.reap(state.sessions)
         with state.sessions.begin() as session:
@@ -81,3 +84,16 @@ def cancel_job(state: AppState, job_id: str) -> JobPublic:
                 details={"job_id": job_id, "state": job.state},
             )
         return job_public(job)
+
+
+def _check_device(device: str) -> None:
+    """Refuse a CUDA device this machine lacks now, not after the job has loaded."""
+    if not device.startswith("cuda"):
+        return
+    index = int(device.partition(":")[2] or 0)
+    if not torch.cuda.is_available() or index >= torch.cuda.device_count():
+        raise InvalidRequest(
+            f"device {device} is not available here; "
+            f"{torch.cuda.device_count()} CUDA device(s) found",
+            details={"device": device},
+        )

@@ -116,7 +116,11 @@ def validation_pairs(labels: IntArray, validation: IntArray) -> tuple[IntArray, 
 def epoch_batches(
     train: IntArray, labels: IntArray, micro_batch_size: int, rng: np.random.Generator
 ) -> list[IntArray]:
-    """Equal-size micro-batches covering every training face once (the last one padded)."""
+    """Equal-size micro-batches covering every training face once (the last one padded).
+
+    A micro-batch larger than the training set shrinks to it: padding up to it would
+    repeat the same faces many times over, for that much more compute and no more data.
+    """
     chunks: list[IntArray] = []
     for label in np.unique(labels[train]):
         faces = rng.permutation(train[labels[train] == label])
@@ -124,6 +128,7 @@ def epoch_batches(
     order = np.concatenate([chunks[i] for i in rng.permutation(len(chunks))])
     # Every micro-batch counts equally in the loop's mean, so the last one is filled up
     # from the start of the epoch rather than left short.
+    micro_batch_size = min(micro_batch_size, len(order))
     padding = -len(order) % micro_batch_size
     order = np.concatenate([order, np.resize(order, padding)])
     return list(order.reshape(-1, micro_batch_size))

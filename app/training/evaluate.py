@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from app.evaluation.pairs import Pair, read_pairs
-from app.evaluation.verification import verification_report
+from app.evaluation.verification import impostors_needed, verification_report
 from app.pipeline.analyzer import FacePipeline
 from app.pipeline.embedders import Embedder
 from app.pipeline.image_io import decode_image
@@ -22,6 +22,11 @@ from app.schemas.finetune import BeforeAfter, PairMetrics, PromotionDecision, Pr
 
 FAR = 1e-2
 EMBED_BATCH = 64
+# "Measurably better": a TAR@FAR gain of at least this many points and genuine pairs, on
+# validation pairs with enough impostors to measure FAR (tar_reliable). Smaller changes,
+# an AUC in its sixth digit, are within what one more or one fewer pair can move.
+MIN_GAIN_POINTS = 1.0
+MIN_GAIN_PAIRS = 2
 
 
 @dataclass(frozen=True)
@@ -93,12 +98,15 @@ def external_metrics(module: nn.Module, embedder: Embedder, external: ExternalPa
 def decide_promotion(
     validation: BeforeAfter, external: BeforeAfter | None, tolerance_points: float, force: bool
 ) -> PromotionDecision:
-    """Promote only if validation TAR@FAR improves (ROC AUC breaks a tie) and the external
-    TAR@FAR drops by at most `tolerance_points` percentage points; `force` overrides both."""
+    """Promote only if validation TAR@FAR is measurable and rises by a measurable amount
+    (MIN_GAIN_POINTS, and MIN_GAIN_PAIRS more genuine pairs accepted), and the external
+    TAR@FAR drops by at most `tolerance_points` percentage points; `force` overrides all."""
     before, after = validation.before, validation.after
     assert after is not None
-    improved = (after.tar_at_far, after.roc_auc) > (before.tar_at_far, before.roc_auc)
+    gain_points = 100 * (after.tar_at_far - before.tar_at_far)
+    gain_pairs = round((after.tar_at_far - before.tar_at_far) * after.genuine)
     change = f"validation TAR@FAR={FAR:g} {before.tar_at_far:.4f} -> {after.tar_at_far:.4f}"
+    change += f" ({gain_pairs:+d} of {after.genuine} genuine pairs)"
     change += f", ROC AUC {before.roc_auc:.4f} -> {after.roc_auc:.4f}"
     drop = 0.0
     if external is not None and external.after is not None:
@@ -113,8 +121,19 @@ def decide_promotion(
 
     if force:
         return decision(True, "forced", "promoted because force=true")
-    if not improved:
-        return decision(False, "validation_not_improved", "validation did not improve")
+    if not (before.tar_reliable and after.tar_reliable):
+        why = (
+            f"{after.impostor} validation impostor pairs cannot measure FAR={FAR:g} "
+            f"(about {impostors_needed(FAR)} are needed), so no gain is measurable; "
+            "enrol more subjects, or pass force=true"
+        )
+        return decision(False, "validation_unmeasurable", why)
+    if gain_points < MIN_GAIN_POINTS or gain_pairs < MIN_GAIN_PAIRS:
+        why = (
+            f"validation did not improve by at least {MIN_GAIN_POINTS:g} point and "
+            f"{MIN_GAIN_PAIRS} genuine pairs"
+        )
+        return decision(False, "validation_not_improved", why)
     if drop > tolerance_points:
         return decision(False, "external_dropped", f"external fell by more than {tolerance_points}")
     return decision(True, "validation_improved", "validation improved")

@@ -100,6 +100,7 @@ def test_finetuning_needs_two_subjects_with_two_crops(make_client: Any) -> None:
         ({"validation_fraction": 1.0}, "validation_fraction"),
         ({"device": "tpu"}, "device"),
         ({"epochs": 1, "learning_rat": 0.1}, "learning_rat"),
+        ({"seed": 2**64}, "seed"),  # torch.manual_seed overflowed after the job started
     ],
 )
 def test_invalid_parameters_are_named(
@@ -109,6 +110,19 @@ def test_invalid_parameters_are_named(
         make_client().post("/v1/admin/finetune", json=body), 422, "invalid_request"
     )
     assert parameter in error["message"]
+
+
+def test_a_cuda_device_this_machine_lacks_is_refused_before_the_job(
+    make_client: Any,
+) -> None:
+    import torch
+
+    missing = f"cuda:{torch.cuda.device_count()}"  # one past the last, or cuda:0 without any
+    error = assert_error(
+        make_client().post("/v1/admin/finetune", json={"device": missing}), 422, "invalid_request"
+    )
+    assert error["message"].startswith(f"device {missing} is not available here")
+    assert make_client().get("/v1/admin/jobs").json()["jobs"] == []
 
 
 def test_finetuning_endpoints_need_the_admin_key(make_client: Any) -> None:

@@ -48,9 +48,12 @@ def test_epoch_batches_are_equal_sized_and_cover_every_training_face() -> None:
     assert np.mean(LABELS[flat[0::2]] == LABELS[flat[1::2]]) > 0.8
 
 
-def test_a_training_set_smaller_than_a_micro_batch_still_fills_one() -> None:
-    batches = epoch_batches(np.array([0, 1, 2]), LABELS, 8, np.random.default_rng(0))
-    assert len(batches) == 1 and len(batches[0]) == 8 and set(batches[0]) == {0, 1, 2}
+def test_a_micro_batch_larger_than_the_training_set_shrinks_to_it() -> None:
+    # Padding 3 faces up to 4096 repeated each face over a thousand times: that much more
+    # compute for no more data.
+    for size in (8, 4096):
+        batches = epoch_batches(np.array([0, 1, 2]), LABELS, size, np.random.default_rng(0))
+        assert len(batches) == 1 and sorted(batches[0]) == [0, 1, 2]
 
 
 def test_augment_keeps_shape_and_type_and_changes_pixels_slightly() -> None:
