@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import signal
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -47,8 +49,20 @@ def run_job(
     return jobs_repo.SUCCEEDED
 
 
+def exit_on_sigterm() -> None:
+    """Make SIGTERM (how the service stops a job at shutdown) raise SystemExit, so that
+    the job's cleanup runs: a promotion cut short deletes its new vectors and checkpoint.
+    Python's default for SIGTERM ends the process with no cleanup at all."""
+
+    def stop(signum: int, _frame: object) -> None:
+        sys.exit(128 + signum)
+
+    signal.signal(signal.SIGTERM, stop)
+
+
 def job_process(settings_data: dict[str, Any], job_id: str) -> None:
     """Entry point of the spawned process: its own engine on the same database."""
+    exit_on_sigterm()
     settings = Settings.model_validate(settings_data)
     logging.basicConfig(
         level=settings.log_level.upper(),
