@@ -83,6 +83,10 @@ class NotReady(FaceServiceError):
     code, status_code = "not_ready", 503
 
 
+class DatabaseUnavailable(FaceServiceError):
+    code, status_code = "database_unavailable", 503
+
+
 class ModelError(FaceServiceError):
     """Weights missing, unreadable or failing their checksum."""
 

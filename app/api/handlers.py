@@ -8,9 +8,10 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from app.errors import FaceServiceError
+from app.errors import DatabaseUnavailable, FaceServiceError
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +61,14 @@ async def _http(_: Request, exc: Exception) -> JSONResponse:
     return error_response(exc.status_code, code, str(exc.detail))
 
 
+async def _database(request: Request, exc: Exception) -> JSONResponse:
+    # The database cannot be reached (stopped, restarting, network): a temporary state that
+    # clients may retry, not a bug. Logged without a traceback; the driver says why.
+    log.error("database unavailable on %s %s: %s", request.method, request.url.path, exc)
+    error = DatabaseUnavailable("The database is unavailable; retry shortly.")
+    return JSONResponse(error.to_body(), status_code=error.status_code)
+
+
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return error_response(500, "internal_error", "Internal server error.")
@@ -69,4 +78,5 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(FaceServiceError, _domain)
     app.add_exception_handler(RequestValidationError, _validation)
     app.add_exception_handler(StarletteHTTPException, _http)
+    app.add_exception_handler(OperationalError, _database)
     app.add_exception_handler(Exception, _unexpected)

@@ -48,7 +48,11 @@ def make_engine(url: str) -> Engine:
     """Build an engine; SQLite gets its folder created and its pragmas set per connection."""
     parsed = engine_url(url)
     if parsed.get_backend_name() != "sqlite":
-        return create_engine(parsed, pool_pre_ping=True)
+        # A server that accepts and never answers would otherwise hold start-up, or a
+        # request, for libpq's own limit of about two minutes. A URL's own
+        # ?connect_timeout= still wins.
+        connect_args = {} if "connect_timeout" in parsed.query else {"connect_timeout": 10}
+        return create_engine(parsed, pool_pre_ping=True, connect_args=connect_args)
 
     database = parsed.database
     if database and database != ":memory:" and not database.startswith("file:"):

@@ -24,12 +24,21 @@ async def watch_models(state: AppState) -> None:
     """Lifespan task: every poll interval, serve whatever model the database says is active,
     with the thresholds the calibration file holds for it."""
     watcher = ModelWatcher(state)
+    failing = False
     while True:
         await asyncio.sleep(state.settings.finetune_poll_interval_s)
         try:
             await asyncio.to_thread(watcher.tick)
-        except Exception:  # logged, and the old model keeps serving; the next tick retries
-            log.exception("switching the serving model failed")
+        except Exception as error:  # the old model keeps serving; the next tick retries
+            # A traceback the first time; then one line a tick, not one per second of an
+            # outage (a database restart, say).
+            if failing:
+                log.warning("model watcher still failing: %s", error)
+            else:
+                log.exception("switching the serving model failed")
+            failing = True
+        else:
+            failing = False
 
 
 class ModelWatcher:

@@ -125,3 +125,15 @@ def test_an_unexpected_error_is_answered_and_not_raised_on(client: TestClient) -
     assert error["message"] == "Internal server error." and "a bug" not in str(error)
     assert client.get("/v1/health").status_code == 200
     assert _counter(client.get("/metrics").text, "GET", "/boom", 500) == 1
+
+
+def test_an_unreachable_database_is_a_503_to_retry_not_a_bug(client: TestClient) -> None:
+    from sqlalchemy.exc import OperationalError
+
+    def database_down() -> None:
+        raise OperationalError("SELECT 1", {}, ConnectionRefusedError("connection refused"))
+
+    client.app.add_api_route("/database-down", database_down)  # type: ignore[attr-defined]
+    error = assert_error(client.get("/database-down"), 503, "database_unavailable")
+    assert error["message"] == "The database is unavailable; retry shortly."
+    assert "SELECT" not in str(error)
