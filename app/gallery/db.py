@@ -61,9 +61,6 @@ def make_engine(url: str) -> Engine:
 
     @event.listens_for(engine, "connect")
     def _set_pragmas(dbapi_connection: Any, _record: Any) -> None:
-        # SQLite's LIKE and lower() fold ASCII letters only; the subject name filter
-        # compares casefold()ed text instead (app/gallery/repository.py).
-        dbapi_connection.create_function("casefold", 1, _casefold, deterministic=True)
         cursor = dbapi_connection.cursor()
         try:
             for pragma in _SQLITE_PRAGMAS:
@@ -74,10 +71,6 @@ def make_engine(url: str) -> Engine:
             cursor.close()
 
     return engine
-
-
-def _casefold(value: object) -> object:
-    return value.casefold() if isinstance(value, str) else value
 
 
 def _enable_wal(cursor: Any) -> None:

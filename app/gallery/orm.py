@@ -19,7 +19,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, validates
 
 # SQLite only auto-increments a column declared exactly INTEGER PRIMARY KEY; PostgreSQL gets
 # a 64-bit id so face ids always fit the int64 labels of the FAISS index.
@@ -75,6 +75,9 @@ class Subject(Base):
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_subject_id)
     name: Mapped[str] = mapped_column(String(255), index=True)
+    # The name casefold()ed, set with every name: the name filter compares it, the same on
+    # SQLite and PostgreSQL (whose lower()/ILIKE follow the database's locale, often C).
+    name_folded: Mapped[str | None] = mapped_column(String(1024), nullable=True)
     # `metadata` is reserved by the declarative base, hence the trailing underscore.
     metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
@@ -83,6 +86,11 @@ class Subject(Base):
     faces: Mapped[list[Face]] = relationship(
         back_populates="subject", cascade="all, delete-orphan", passive_deletes=True
     )
+
+    @validates("name")
+    def _fold(self, _key: str, name: str) -> str:
+        self.name_folded = name.casefold()
+        return name
 
 
 class Face(Base):

@@ -38,12 +38,7 @@ def list_subjects(
     """
     query = select(Subject)
     if name:
-        if s.get_bind().dialect.name == "sqlite":
-            # casefold() is registered on every SQLite connection (app/gallery/db.py).
-            folded = func.casefold(Subject.name)
-            query = query.where(folded.contains(name.casefold(), autoescape=True))
-        else:  # PostgreSQL's ILIKE folds case by the database's locale
-            query = query.where(Subject.name.icontains(name, autoescape=True))
+        query = query.where(Subject.name_folded.contains(name.casefold(), autoescape=True))
     total = s.scalar(select(func.count()).select_from(query.subquery())) or 0
     page = s.scalars(query.order_by(Subject.created_at, Subject.id).limit(limit).offset(offset))
     return list(page), total

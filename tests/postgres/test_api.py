@@ -16,6 +16,9 @@ from app.gallery import embeddings_repo, repository
 from app.gallery.db import make_engine, make_session_factory
 from tests.api.conftest import assert_error, enrol, jpeg_bytes, new_subject, open_client
 from tests.api.test_subjects import (
+    test_name_filter_ignores_case_beyond_ascii as check_name_filter,
+)
+from tests.api.test_subjects import (
     test_nul_characters_are_refused_and_the_service_keeps_serving as check_nul_refused,
 )
 
@@ -109,3 +112,8 @@ def test_concurrent_enrolments_all_land_in_the_database_and_the_index(
 
 def test_nul_characters_get_the_same_422_as_on_sqlite(open_app: OpenApp) -> None:
     check_nul_refused(open_app("nul"))
+
+
+def test_the_name_filter_folds_case_as_on_sqlite(open_app: OpenApp) -> None:
+    # The test server's locale is C, where PostgreSQL's ILIKE folds ASCII only.
+    check_name_filter(open_app("data"))

@@ -24,7 +24,7 @@ def test_migrate_creates_schema_in_a_fresh_file(tmp_path: Path) -> None:
     tables = set(inspect(engine).get_table_names())
     assert {"subjects", "faces", "embeddings", "alembic_version"} <= tables
     with engine.connect() as conn:
-        assert conn.scalar(text("SELECT version_num FROM alembic_version")) == "0002"
+        assert conn.scalar(text("SELECT version_num FROM alembic_version")) == "0003"
     engine.dispose()
 
 
@@ -125,3 +125,26 @@ def test_concurrent_start_ups_migrate_once(tmp_path: Path) -> None:
     for t in threads:
         t.join()
     assert errors == []
+
+
+def test_migration_0003_folds_the_names_already_stored(tmp_path: Path) -> None:
+    from alembic import command
+
+    from app.gallery.db import alembic_config
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'old.db'}")
+    config = alembic_config()
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "0002")  # a gallery from before name_folded
+        connection.execute(
+            text(
+                "INSERT INTO subjects (id, name, metadata, created_at, updated_at) VALUES "
+                "('s1', 'Straße Élodie', '{}', '2026-01-01', '2026-01-01')"
+            )
+        )
+    migrate(engine)
+    with make_session_factory(engine)() as s:
+        page, total = repository.list_subjects(s, 10, 0, "STRASSE élodie")
+        assert total == 1 and page[0].name_folded == "strasse élodie"
+    engine.dispose()
