@@ -66,6 +66,7 @@ def seed_gallery(data_dir: Path, faces: int, per_subject: int, kinds: Sequence[s
                 {
                     "id": s,
                     "name": f"subject {i}",
+                    "name_folded": f"subject {i}",  # bulk inserts skip the ORM's validator
                     "metadata_": {},
                     "created_at": now,
                     "updated_at": now,
