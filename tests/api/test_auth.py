@@ -140,3 +140,23 @@ def test_ready_keeps_start_up_details_from_anonymous_callers_when_keyed(
             assert response.json()["reason"] == shown
         finally:
             state.runtime, state.startup_error = runtime, None
+
+
+def test_ready_says_so_when_the_database_is_away(make_client: ClientFactory) -> None:
+    from sqlalchemy.exc import OperationalError
+
+    client = make_client()
+    state = client.app.state.face  # type: ignore[attr-defined]
+    assert client.get("/v1/ready").status_code == 200
+
+    def unreachable() -> object:
+        raise OperationalError("connect", {}, ConnectionRefusedError("refused"))
+
+    sessions, state.sessions = state.sessions, unreachable
+    try:
+        response = client.get("/v1/ready")
+        assert response.status_code == 503
+        assert response.json()["reason"] == "the database cannot be reached"
+    finally:
+        state.sessions = sessions
+    assert client.get("/v1/ready").status_code == 200

@@ -5,6 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST
+from sqlalchemy import text
+from sqlalchemy.exc import OperationalError
 
 from app.api.deps import StateDep
 from app.schemas.info import Health, Info, Readiness
@@ -21,12 +23,19 @@ def health() -> Health:
 
 @router.api_route("/v1/ready", methods=["GET", "HEAD"], responses={503: {"model": Readiness}})
 def ready(state: StateDep) -> JSONResponse:
-    """200 once the model is loaded and the index reconciled with the database, else 503."""
+    """200 once the model is loaded and the index reconciled with the database, and while
+    the database answers; else 503 with the reason."""
     if state.runtime is None:
         reason = state.startup_error or "models are still loading"
         if state.startup_error and state.keys.enabled:
             # Anyone may ask this; the error can name files and their content.
             reason = "start-up failed; the service log says why"
+        return JSONResponse(Readiness(ready=False, reason=reason).model_dump(), status_code=503)
+    try:  # an orchestrator should stop sending traffic while the database is away
+        with state.sessions() as session:
+            session.execute(text("SELECT 1"))
+    except OperationalError:
+        reason = "the database cannot be reached"
         return JSONResponse(Readiness(ready=False, reason=reason).model_dump(), status_code=503)
     return JSONResponse(Readiness(ready=True).model_dump())
 
