@@ -21,8 +21,12 @@ def create_subject(s: Session, name: str, metadata: dict[str, Any] | None = None
     return subject
 
 
-def get_subject(s: Session, subject_id: str) -> Subject:
-    subject = s.get(Subject, subject_id)
+def get_subject(s: Session, subject_id: str, lock: bool = False) -> Subject:
+    """The subject, or SubjectNotFound. `lock` (before writing under it) takes a row lock
+    on PostgreSQL, so that a delete committing meanwhile in another process is waited for
+    and seen, not met as a foreign-key or stale-row error; SQLite serialises writes anyway.
+    """
+    subject = s.get(Subject, subject_id, with_for_update=lock or None, populate_existing=lock)
     if subject is None:
         raise SubjectNotFound(f"subject {subject_id} not found", {"subject_id": subject_id})
     return subject
@@ -51,7 +55,7 @@ def update_subject(
     metadata: dict[str, Any] | None = None,
 ) -> Subject:
     """Replace the fields that are given; `metadata` replaces the whole mapping."""
-    subject = get_subject(s, subject_id)
+    subject = get_subject(s, subject_id, lock=True)
     if name is not None:
         subject.name = name
     if metadata is not None:

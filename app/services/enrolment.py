@@ -130,7 +130,7 @@ def store_enrolment(state: AppState, subject_id: str, enrolment: Enrolment) -> l
         vectors = _current_vectors(runtime, enrolment)
         prepared = enrolment.faces
         with state.sessions() as session, session.begin():
-            repository.get_subject(session, subject_id)
+            repository.get_subject(session, subject_id, lock=True)
             for item in prepared:  # repeats within the request were refused before
                 if repository.subject_has_image(session, subject_id, item.sha256):
                     raise DuplicateImage(

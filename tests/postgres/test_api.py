@@ -117,3 +117,44 @@ def test_nul_characters_get_the_same_422_as_on_sqlite(open_app: OpenApp) -> None
 def test_the_name_filter_folds_case_as_on_sqlite(open_app: OpenApp) -> None:
     # The test server's locale is C, where PostgreSQL's ILIKE folds ASCII only.
     check_name_filter(open_app("data"))
+
+
+def test_a_delete_by_another_process_mid_write_is_a_404_not_a_500(
+    open_app: OpenApp, db_url: str, package_images: Path
+) -> None:
+    """Another process deletes the subject in a transaction that commits while this one
+    writes under it: the write waits for it and reports the subject gone."""
+    import threading
+    import time
+
+    from sqlalchemy import text
+
+    client = open_app("data")
+    photo = ("yao.jpg", (package_images / "yaoming.jpg").read_bytes())
+    other = make_engine(db_url)
+    try:
+        for write in ("enrol", "patch"):
+            subject = new_subject(client, "Yao Ming")
+            deleting = threading.Event()
+
+            def delete_slowly(subject_id: str = subject, started: Any = deleting) -> None:
+                with other.begin() as connection:
+                    connection.execute(
+                        text("DELETE FROM subjects WHERE id = :id"), {"id": subject_id}
+                    )
+                    started.set()
+                    time.sleep(1.5)  # committed while the service's write waits on the row
+
+            deleter = threading.Thread(target=delete_slowly)
+            deleter.start()
+            assert deleting.wait(10)
+            if write == "enrol":
+                response = enrol(client, subject, photo)
+            else:
+                response = client.patch(f"/v1/subjects/{subject}", json={"name": "Yao"})
+            deleter.join()
+            assert_error(response, 404, "subject_not_found")
+        assert client.get("/v1/subjects").json()["total"] == 0
+        assert client.get("/v1/info").json()["index_size"] == 0
+    finally:
+        other.dispose()
