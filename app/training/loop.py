@@ -185,10 +185,11 @@ def train(
                 "learning rate."
             )
         _optimizer_step(optimizer, scaler, config, pending)
+        # What this step averaged: a trailing partial group holds fewer micro-batches.
+        size = effective_batch_size(last_size, pending)
         steps += 1
         pending = 0
         if on_progress is not None:
-            size = effective_batch_size(last_size, n)
             on_progress(Progress(epoch, steps, micro_batches, final_loss, images_seen, size))
 
     optimizer.zero_grad(set_to_none=True)

@@ -171,6 +171,10 @@ def test_full_run_reports_increasing_steps_across_epochs(data, make_model):
     assert [p.step for p in reports] == list(range(1, 9))
     assert [p.epoch for p in reports] == [0] * 4 + [1] * 4
     assert reports[-1].images_seen == 40
+    # 10 micro-batches an epoch in groups of 3: the last step of each averages just one.
+    assert [p.effective_batch_size for p in reports] == [3 * MICRO] * 3 + [MICRO] + [
+        3 * MICRO
+    ] * 3 + [MICRO]
 
 
 def test_cpu_amp_uses_bf16_autocast(data, caplog, make_model):
