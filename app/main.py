@@ -34,11 +34,12 @@ def create_app(settings: Settings | None = None, models: Models | None = None) -
     settings = settings or get_settings()
 
     metrics = Metrics()
+    keys = KeyRing.parse(settings.api_keys)  # read by the guard middleware and the routes
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         drop_query_strings()  # here: uvicorn has configured its loggers by now
-        state = open_state(settings, metrics)
+        state = open_state(settings, metrics, keys)
         app.state.face = state
         tasks = [
             asyncio.create_task(_load_runtime(state, models)),
@@ -72,7 +73,7 @@ def create_app(settings: Settings | None = None, models: Models | None = None) -
         GuardAndMeasure,
         metrics=metrics,
         max_body_bytes=max_body,
-        keys=KeyRing.parse(settings.api_keys),
+        keys=keys,
     )
 
     for router in (health.router, subjects.router, faces.router, recognition.router, admin.router):
@@ -82,8 +83,7 @@ def create_app(settings: Settings | None = None, models: Models | None = None) -
     return app
 
 
-def open_state(settings: Settings, metrics: Metrics) -> AppState:
-    keys = KeyRing.parse(settings.api_keys)
+def open_state(settings: Settings, metrics: Metrics, keys: KeyRing) -> AppState:
     if not keys.enabled:
         log.warning("FACE_API_KEYS is empty: every endpoint is open; serve on loopback only")
     if keys.short_keys:

@@ -40,7 +40,11 @@ def _quality_dict(face: AnalyzedFace) -> dict[str, Any]:
 
 
 def _prepare(
-    pipeline: FacePipeline, settings: Settings, upload: Upload, policy: FacePolicy | None
+    pipeline: FacePipeline,
+    settings: Settings,
+    upload: Upload,
+    policy: FacePolicy | None,
+    sha256: str,
 ) -> PreparedFace:
     image = load_image(settings, upload)
     face = choose_face(pipeline, image, policy)
@@ -50,7 +54,7 @@ def _prepare(
             details={"reasons": face.quality.reasons},
         )
     crop = pipeline.stored_crop(image, face.face) if settings.store_crops else None
-    return PreparedFace(upload=upload, face=face, crop=crop, sha256=sha256_hex(upload.data))
+    return PreparedFace(upload=upload, face=face, crop=crop, sha256=sha256)
 
 
 @dataclass(frozen=True)
@@ -67,12 +71,12 @@ def prepare_enrolment(
     pipeline: FacePipeline, settings: Settings, uploads: list[Upload], policy: FacePolicy | None
 ) -> Enrolment:
     """Blocking: check every upload, and raise one error that lists every rejected file."""
-    _refuse_repeats(uploads)
+    digests = _refuse_repeats(uploads)
     prepared: list[PreparedFace] = []
     rejected: list[tuple[int, Upload, FaceServiceError]] = []
-    for position, upload in enumerate(uploads):
+    for position, (upload, digest) in enumerate(zip(uploads, digests, strict=True)):
         try:
-            prepared.append(_prepare(pipeline, settings, upload, policy))
+            prepared.append(_prepare(pipeline, settings, upload, policy, digest))
         except FaceServiceError as error:
             rejected.append((position, upload, error))
     if rejected:
@@ -81,8 +85,9 @@ def prepare_enrolment(
     return Enrolment(prepared, vectors, pipeline.embedder.version, pipeline.embedder.template)
 
 
-def _refuse_repeats(uploads: list[Upload]) -> None:
-    """One request may not carry the same image twice; found before any inference."""
+def _refuse_repeats(uploads: list[Upload]) -> list[str]:
+    """Each upload's sha256; one request may not carry the same image twice (found before
+    any inference)."""
     first_at: dict[str, int] = {}
     for position, upload in enumerate(uploads):
         digest = sha256_hex(upload.data)
@@ -94,6 +99,7 @@ def _refuse_repeats(uploads: list[Upload]) -> None:
                 details={"indexes": [earlier, position], "image_sha256": digest},
             )
         first_at[digest] = position
+    return list(first_at)
 
 
 def _combined(rejected: list[tuple[int, Upload, FaceServiceError]], total: int) -> FaceServiceError:
