@@ -99,25 +99,32 @@ def test_a_failed_periodic_save_is_logged_and_retried(
     client = make_client(index_save_interval_s=0.1)
     state = state_of(client)
     index_dir = state.settings.index_dir
-    enrolled(client, (package_images / "yaoming.jpg").read_bytes(), 1)
-    deadline = time.monotonic() + 10
-    while state.index_dirty:  # the first save lands
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+
+    def wait_saved(count: int) -> None:
+        # The sidecar, not index_dirty: a save clears the flag when it starts, not when
+        # its files are in place.
+        deadline = time.monotonic() + 10
+        while True:
+            sidecars = list(index_dir.glob("*.json")) if index_dir.is_dir() else []
+            if sidecars and json.loads(sidecars[0].read_text())["count"] == count:
+                return
+            assert time.monotonic() < deadline, f"no save of {count} faces"
+            time.sleep(0.05)
+
+    photo = (package_images / "yaoming.jpg").read_bytes()
+    enrolled(client, photo, 1)
+    wait_saved(1)
     # The folder becomes a file: saves fail, as on a full or read-only disk.
-    index_dir.rename(index_dir.with_name("index-away"))
-    index_dir.write_text("not a folder")
-    enrolled(client, (package_images / "yaoming.jpg").read_bytes(), 1)  # a second subject
+    with state.write_lock:  # not while a save is writing into it
+        index_dir.rename(index_dir.with_name("index-away"))
+        index_dir.write_text("not a folder")
+    enrolled(client, photo, 1)  # a second subject
     deadline = time.monotonic() + 10
     while "saving the index failed" not in caplog.text:
         assert time.monotonic() < deadline, "the failure was never logged"
         time.sleep(0.05)
-    assert state.index_dirty  # still owed to the disk
-    index_dir.unlink()
-    index_dir.with_name("index-away").rename(index_dir)
-    deadline = time.monotonic() + 10
-    while state.index_dirty:  # a later tick saves it
-        assert time.monotonic() < deadline, "the save was never retried"
-        time.sleep(0.05)
-    sidecar = next(index_dir.glob("*.json"))
-    assert json.loads(sidecar.read_text())["count"] == 2
+    with state.write_lock:
+        assert state.index_dirty  # still owed to the disk
+        index_dir.unlink()
+        index_dir.with_name("index-away").rename(index_dir)
+    wait_saved(2)  # a later tick saves it
