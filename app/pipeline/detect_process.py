@@ -204,9 +204,10 @@ def _serve(
         gc.collect()
         gc.freeze()
     except Exception as error:  # report it; the parent raises
-        conn.send(("error", f"{type(error).__name__}: {error}"))
+        _tell_parent(conn, ("error", f"{type(error).__name__}: {error}"))
         return
-    conn.send(("ready", None))
+    if not _tell_parent(conn, ("ready", None)):
+        return
     while True:
         try:
             inputs = conn.recv()
@@ -217,7 +218,15 @@ def _serve(
             reply = ("ok", detector.run(inputs))
         except Exception as error:
             reply = ("error", f"{type(error).__name__}: {error}")
-        try:
-            conn.send(reply)
-        except (OSError, ValueError):
+        if not _tell_parent(conn, reply):
             return
+
+
+def _tell_parent(conn: Connection, message: tuple[str, Any]) -> bool:
+    """Send `message`; False when the parent has gone (it stopped while this child was
+    starting or working), which ends the child quietly."""
+    try:
+        conn.send(message)
+    except (OSError, ValueError):
+        return False
+    return True

@@ -190,3 +190,17 @@ def test_the_child_ignores_ctrl_c_its_parent_handles_it(
     os.kill(pid, signal.SIGINT)
     assert len(remote_detector.detect(yaoming)) == 1
     assert (process.pid, process.starts) == (pid, starts)
+
+
+def test_a_child_whose_service_stops_while_it_starts_exits_quietly(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    child = DetectionProcess("cpu", 1280, MIN_FACE, torchscript=False, threads=1)
+    child.launch()
+    process, conn = child._process, child._conn
+    assert process is not None and conn is not None
+    conn.close()  # the service went away while the child was still loading torch
+    process.join(60)
+    assert process.exitcode == 0
+    assert "Traceback" not in capfd.readouterr().err  # it used to print a BrokenPipeError
+    child.close()
