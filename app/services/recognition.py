@@ -109,20 +109,32 @@ def identify_faces(
         return []
     per_face = _search_subjects(state, runtime, vectors, top_k)
     results = []
-    for face, candidates in zip(faces, per_face, strict=True):
-        match = candidates[0] if candidates and candidates[0].similarity >= threshold else None
+    for face, ranked in zip(faces, per_face, strict=True):
         results.append(
             IdentifiedFace(
-                box=box_of(face), quality=quality_public(face), candidates=candidates, match=match
+                box=box_of(face),
+                quality=quality_public(face),
+                candidates=[candidate for _, candidate in ranked],
+                match=best_match(ranked, threshold),
             )
         )
     return results
 
 
+def best_match(ranked: Sequence[tuple[float, Candidate]], threshold: float) -> Candidate | None:
+    """The first candidate if its score reaches `threshold`. Decided on the score as
+    searched: candidates show it rounded, and a rounded score could reach a threshold
+    calibrated to stay just above it."""
+    if ranked and ranked[0][0] >= threshold:
+        return ranked[0][1]
+    return None
+
+
 def _search_subjects(
     state: AppState, runtime: Runtime, vectors: FloatArray, top_k: int
-) -> list[list[Candidate]]:
-    """Top-k distinct subjects per probe, widening the face search until k subjects appear."""
+) -> list[list[tuple[float, Candidate]]]:
+    """Top-k distinct subjects per probe, each with its best score unrounded, widening the
+    face search until k subjects appear."""
     total = len(runtime.index)
     k = min(total, top_k * 4)
     while True:
@@ -149,16 +161,17 @@ def _empty(rows: int) -> tuple[np.ndarray, np.ndarray]:
 
 def _rank(
     scores: np.ndarray, ids: np.ndarray, owners: dict[int, tuple[str, str]], top_k: int
-) -> list[Candidate]:
-    best: dict[str, Candidate] = {}
+) -> list[tuple[float, Candidate]]:
+    best: dict[str, tuple[float, Candidate]] = {}
     for score, face_id in zip(scores, ids, strict=True):
         owner = owners.get(int(face_id))
         if owner is None:
             continue  # deleted after the search started, or a -1 slot
         subject_id, name = owner
         if subject_id not in best:  # results are sorted, so the first hit is the subject's best
-            best[subject_id] = Candidate(
-                subject_id=subject_id, name=name, similarity=round(float(score), 6)
+            best[subject_id] = (
+                float(score),
+                Candidate(subject_id=subject_id, name=name, similarity=round(float(score), 6)),
             )
         if len(best) == top_k:
             break
