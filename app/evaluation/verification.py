@@ -18,6 +18,12 @@ IntArray = npt.NDArray[np.int64]
 # A FAR measured on fewer than ~10 expected false accepts is mostly noise.
 MIN_EXPECTED_FALSE_ACCEPTS = 10
 
+# How far above the highest score it must reject a calibrated threshold sits, at most. The
+# service scores in float32 (FAISS or numpy), which rounds differently from the float64
+# scores here by about 1e-7: a threshold one float64 step above an impostor's score let
+# that impostor through in the service.
+SCORE_MARGIN = 1e-6
+
 
 def impostors_needed(far: float) -> int:
     """Impostor scores needed to expect MIN_EXPECTED_FALSE_ACCEPTS false accepts at `far`."""
@@ -110,11 +116,12 @@ def calibrate_far(impostor_scores: npt.ArrayLike, target_far: float) -> FarCalib
     """The smallest threshold that lets at most `target_far` of impostors through.
 
     With impostors sorted high to low, at most k = floor(target_far * n) may pass, so the
-    threshold sits just above the (k+1)-th highest score. Ties are never split: if that
-    score is shared with higher-ranked ones they are all rejected, so the achieved FAR
-    is the largest attainable fraction <= target_far (possibly below it). When
-    target_far < 1/n, k = 0 and the threshold sits just above the maximum impostor score
-    with `below_resolution` set.
+    threshold sits above the (k+1)-th highest score: SCORE_MARGIN above it, or halfway to
+    the next higher score where that is closer. Ties are never split: if that score is
+    shared with higher-ranked ones they are all rejected, so the achieved FAR is the
+    largest attainable fraction <= target_far (possibly below it). When target_far < 1/n,
+    k = 0 and the threshold sits just above the maximum impostor score with
+    `below_resolution` set.
 
     Scores are cosines, clipped to [-1, 1] (float32 gives 1.0000001 for one image against
     itself), and the threshold never exceeds 1: an impostor pair of two identical images
@@ -126,12 +133,27 @@ def calibrate_far(impostor_scores: npt.ArrayLike, target_far: float) -> FarCalib
     if imp.size == 0 or not np.all(np.isfinite(imp)):
         raise ValueError("need at least one finite impostor score")
     imp = np.clip(imp, -1.0, 1.0)
-    # The relative nudge keeps e.g. 0.57 * 100 = 56.999... from losing an allowed accept.
-    allowed = math.floor(target_far * imp.size * (1 + 1e-9))
-    threshold = float(np.nextafter(imp[allowed], np.inf)) if allowed < imp.size else float(imp[-1])
-    threshold = min(threshold, 1.0)
+    allowed = allowed_accepts(target_far, imp.size)
+    rejected = float(imp[allowed])  # allowed < n, as target_far < 1
+    higher = imp[:allowed][imp[:allowed] > rejected]  # sorted: the last is the next score up
+    threshold = rejected + SCORE_MARGIN
+    if higher.size:
+        threshold = min(threshold, (rejected + float(higher[-1])) / 2)
+    threshold = min(max(threshold, float(np.nextafter(rejected, np.inf))), 1.0)
     far_actual = float(np.mean(imp >= threshold))
     return FarCalibration(threshold, far_actual, int(imp.size), below_resolution=allowed == 0)
+
+
+def allowed_accepts(target_far: float, n: int) -> int:
+    """The most of `n` impostors that may pass for a FAR of at most `target_far`: k with
+    k / n <= target_far, computed on the quotients, so that 0.57 * 100 = 56.99... loses no
+    accept and a target a hair below 1/100 gains none."""
+    k = math.floor(target_far * n)
+    while (k + 1) / n <= target_far:
+        k += 1
+    while k > 0 and k / n > target_far:
+        k -= 1
+    return k
 
 
 def threshold_for_far(impostor_scores: npt.ArrayLike, target_far: float) -> float:

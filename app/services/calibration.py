@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import tempfile
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Literal, Self
 
@@ -25,7 +26,16 @@ def vouched_far(target: float, impostors: int, comparisons: int = 1) -> float:
     at 95% confidence (over `comparisons` comparisons, for identify's whole gallery)."""
     per_comparison = min(1.0, RULE_OF_THREE / max(1, impostors))
     floor = 1.0 - (1.0 - per_comparison) ** max(1, comparisons)
-    return float(f"{max(target, floor):.3g}")
+    return round_up(max(target, floor))
+
+
+def round_up(value: float, digits: int = 3) -> float:
+    """`value` to `digits` significant digits, rounded up: a stated FAR never understates
+    (3/9 is 0.334, not 0.333)."""
+    shown = Decimal(f"{value:.{digits}g}")
+    if float(shown) < value:
+        shown += Decimal((0, (1,), shown.as_tuple().exponent))
+    return float(shown)
 
 
 METHOD_GALLERY_ADJUSTED = "impostor scores adjusted for gallery size N (independence assumption)"
