@@ -33,8 +33,9 @@ def round_up(value: float, digits: int = 3) -> float:
     """`value` to `digits` significant digits, rounded up: a stated FAR never understates
     (3/9 is 0.334, not 0.333)."""
     shown = Decimal(f"{value:.{digits}g}")
-    if float(shown) < value:
-        shown += Decimal((0, (1,), shown.as_tuple().exponent))
+    exponent = shown.as_tuple().exponent
+    if float(shown) < value and isinstance(exponent, int):  # not NaN or infinite
+        shown += Decimal((0, (1,), exponent))
     return float(shown)
 
 
