@@ -140,3 +140,5 @@ def test_a_stated_far_is_no_lower_than_the_scores_can_vouch_for() -> None:
     assert vouched_far(1e-9, 143) == 0.021  # 3/143: nothing lower was measured
     assert vouched_far(0.01, 5000, comparisons=50) == 0.0296  # 1 - (1 - 6e-4)^50
     assert vouched_far(0.2, 1) == 1.0  # one score vouches for nothing
+    assert vouched_far(1e-9, 9) == 0.334  # 3/9 rounds up: never stated below what was seen
+    assert vouched_far(0.001, 10**6) == 0.001  # a target already 3 digits stays as it is
