@@ -52,6 +52,10 @@ def ensure_model(
     return get_model(s, version)
 
 
+def find_model(s: Session, version: str) -> ModelVersion | None:
+    return s.get(ModelVersion, version)
+
+
 def get_model(s: Session, version: str) -> ModelVersion:
     row = s.get(ModelVersion, version)
     if row is None:

@@ -18,6 +18,7 @@ PromotionRule = Literal[
     "validation_not_improved",
     "validation_unmeasurable",
     "external_dropped",
+    "weights_unchanged",
 ]
 
 

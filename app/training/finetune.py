@@ -14,7 +14,7 @@ from app.gallery import models_repo
 from app.pipeline.analyzer import FacePipeline
 from app.pipeline.detect import FaceDetector
 from app.pipeline.embedders import Embedder, resolve_device, resolve_embedder_name
-from app.schemas.finetune import BeforeAfter, FinetuneParams, JobResult
+from app.schemas.finetune import BeforeAfter, FinetuneParams, JobResult, PromotionDecision
 from app.services.active_model import desired_version, load_version
 from app.services.reembed import embed_missing
 from app.services.runtime import configure_threads, quality_limits
@@ -147,6 +147,23 @@ def _promote(
         trained.precision,
         trained.torchscript,
     )
+    with sessions() as session:
+        known = models_repo.find_model(session, model.version)
+    if known is not None:
+        # Training changed no weight (a tiny learning rate, say): the "new" model is one
+        # the database has, perhaps the one serving. Its vectors are not this job's to
+        # write, nor, on a cancel, to delete.
+        shutil.rmtree(directory, ignore_errors=True)
+        unchanged = PromotionDecision(
+            promote=False,
+            rule="weights_unchanged",
+            reason=f"training left the weights as they were: they are {model.version}'s",
+            tolerance_points=result.promotion.tolerance_points,
+        )
+        result = result.model_copy(update={"promotion": unchanged})
+        result.durations_s["total"] = round(time.perf_counter() - job_started, 2)
+        tracker.succeed(result)
+        return result
     try:
         with sessions() as session:
             total = models_repo.count_crops_missing(session, model.version)

@@ -92,6 +92,21 @@ def test_forced_finetune_promotes_reembeds_and_rolls_back(
     client = finetune_client(**settings)
     assert client.get("/v1/info").json()["model_version"] == tuned
 
+    # A job that changes no weight yields the serving model's own version: nothing is
+    # promoted, and the serving model's vectors stay (a cancel or failure used to delete
+    # them all as the job's "new" ones).
+    still = {"learning_rate": 1e-300, "force": True}
+    accepted = client.post("/v1/admin/finetune", json=QUICK_JOB | still)
+    assert accepted.status_code == 202, accepted.text
+    job = wait_for_job(client, accepted.json()["job_id"], ("succeeded", "failed"))
+    assert job["state"] == "succeeded", job["error"]
+    assert job["result"]["promotion"]["rule"] == "weights_unchanged"
+    assert not job["result"]["promotion"]["promote"] and job["result"]["model_id"] is None
+    assert stored_vectors(client, tuned) == gallery.faces
+    assert client.get("/v1/info").json()["model_version"] == tuned
+    listed = {m["id"] for m in client.get("/v1/admin/models").json()["models"]}
+    assert listed == {base, tuned}
+
     rollback = client.post(f"/v1/admin/models/{base}/activate")
     assert rollback.status_code == 202, rollback.text
     info = wait_serving(client, base)
