@@ -76,7 +76,7 @@ class FacePipeline:
     def _grade(self, image: ImageArray, face: DetectedFace) -> AnalyzedFace:
         # Blur is measured on the same 112 px ArcFace crop so one threshold fits every embedder.
         reference = align_face(image, face.landmarks, ARCFACE_112)
-        quality = assess_quality(face, reference, self.limits)
+        quality = assess_quality(face, reference, self.limits, image.shape)
         template = self.embedder.template
         same_template = template.size == ARCFACE_112.size and np.allclose(
             template.points, ARCFACE_112.points

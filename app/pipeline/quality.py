@@ -1,4 +1,5 @@
-"""Quality gate for a detected face: size, detection probability and blur."""
+"""Quality gate for a detected face: size, detection probability, blur, and whether the
+image holds the whole face."""
 
 from __future__ import annotations
 
@@ -9,6 +10,12 @@ from app.pipeline.types import DetectedFace, ImageArray, QualityLimits, QualityR
 
 # ITU-R BT.601 luma, the weights Pillow's convert("L") uses.
 _LUMA = np.array([0.299, 0.587, 0.114])
+
+# How far outside the image a landmark may lie, as a fraction of the face's size, before the
+# face counts as cut by the border. MTCNN guesses landmarks beyond the edge for a face cut
+# through an eye or the nose; aligned, such a face is partly black, and cut faces of
+# different people matched each other at cosine 0.69 (an audit, stop 13).
+OUT_OF_FRAME_TOLERANCE = 0.05
 
 
 def blur_variance(aligned: ImageArray) -> float:
@@ -22,9 +29,13 @@ def blur_variance(aligned: ImageArray) -> float:
 
 
 def assess_quality(
-    face: DetectedFace, aligned_112: ImageArray, limits: QualityLimits
+    face: DetectedFace,
+    aligned_112: ImageArray,
+    limits: QualityLimits,
+    image_shape: tuple[int, ...] | None = None,
 ) -> QualityReport:
-    """Check a face against the limits; each failure adds a reason with a stable prefix."""
+    """Check a face against the limits; each failure adds a reason with a stable prefix.
+    With `image_shape`, a face with landmarks outside the image fails as out_of_frame."""
     size = min(face.width, face.height)
     blur = blur_variance(aligned_112)
     reasons = []
@@ -36,7 +47,19 @@ def assess_quality(
         )
     if blur < limits.min_blur:
         reasons.append(f"blurry: {_below(blur, limits.min_blur, 1)}")
+    outside = 0 if image_shape is None else landmarks_outside(face, image_shape)
+    if outside:
+        reasons.append(f"out_of_frame: {outside} of 5 landmarks outside the image")
     return QualityReport(face_size=size, probability=face.probability, blur=blur, reasons=reasons)
+
+
+def landmarks_outside(face: DetectedFace, image_shape: tuple[int, ...]) -> int:
+    """How many of the face's landmarks lie outside the image, beyond a small tolerance."""
+    height, width = image_shape[:2]
+    slack = OUT_OF_FRAME_TOLERANCE * max(face.width, face.height)
+    x, y = face.landmarks[:, 0], face.landmarks[:, 1]
+    inside = (x >= -slack) & (x <= width + slack) & (y >= -slack) & (y <= height + slack)
+    return int(np.count_nonzero(~inside))
 
 
 def _below(value: float, limit: float, decimals: int, unit: str = "") -> str:

@@ -76,3 +76,29 @@ def test_blur_variance_is_on_the_uint8_scale() -> None:
     checker = (np.indices((32, 32)).sum(axis=0) % 2 * 255).astype(np.uint8)
     # Away from the border every pixel's 4-neighbour Laplacian is +-4 * 255.
     assert blur_variance(np.repeat(checker[:, :, None], 3, axis=2)) > 0.8 * 1020.0**2
+
+
+def test_a_face_cut_by_the_border_fails_as_out_of_frame(
+    detector: FaceDetector, yaoming: ImageArray
+) -> None:
+    face, _ = _first_face(detector, yaoming)
+    eyes_x = face.landmarks[:2, 0]
+    # Cut through the middle of the left eye (the image's left): half a face is left.
+    cut = np.ascontiguousarray(yaoming[:, round(eyes_x.min()) :])
+    cut_face, aligned = _first_face(detector, cut)
+    report = assess_quality(cut_face, aligned, LIMITS, cut.shape)
+    assert [reason.split(":")[0] for reason in report.reasons] == ["out_of_frame"], report
+    # The whole photo's face keeps every landmark inside, and passes.
+    whole = assess_quality(face, align_face(yaoming, face.landmarks, ARCFACE_112), LIMITS)
+    assert whole.passed
+
+
+def test_out_of_frame_counts_landmarks_beyond_a_small_tolerance() -> None:
+    flat = np.full((112, 112, 3), 128, dtype=np.uint8)
+    lenient = QualityLimits(min_face_size=0, min_probability=0.0, min_blur=0.0)
+    face = _face(100, 100, 0.99)  # landmarks at x 38-74, y 52-92
+    assert assess_quality(face, flat, lenient, (112, 112, 3)).passed
+    # 5% of the face (5 px) beyond the edge is tolerated; further is not.
+    assert assess_quality(face, flat, lenient, (112, 70, 3)).passed  # x 73.5 <= 70 + 5
+    narrow = assess_quality(face, flat, lenient, (112, 60, 3))
+    assert narrow.reasons == ["out_of_frame: 2 of 5 landmarks outside the image"]
