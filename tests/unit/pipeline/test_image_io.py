@@ -109,16 +109,26 @@ def test_pixel_bomb_is_refused_from_the_header() -> None:
 
 @pytest.mark.parametrize("side", [10_000, 20_000], ids=["pillow-warning", "pillow-error"])
 def test_pillow_bomb_guard_becomes_image_too_large(side: int) -> None:
-    # Our own limit is set out of the way, so Pillow's guard is what fires.
+    # Our own limit is the default, below Pillow's, so Pillow's guard fires first.
     limit_before = Image.MAX_IMAGE_PIXELS
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         with pytest.raises(errors.ImageTooLarge) as refused:
-            decode_image(_png_header_only(side, side), max_pixels=10**12)
+            decode_image(_png_header_only(side, side), max_pixels=LIMIT)
     assert limit_before == Image.MAX_IMAGE_PIXELS
     # Reported against our limit, not in Pillow's words about its own.
-    assert refused.value.message == f"image is {side * side} pixels; the limit is {10**12}"
-    assert refused.value.details == {"pixels": side * side, "limit": 10**12}
+    assert refused.value.message == f"image is {side * side} pixels; the limit is {LIMIT}"
+    assert refused.value.details == {"pixels": side * side, "limit": LIMIT}
+
+
+def test_a_limit_above_pillows_lets_its_warning_pass_and_names_its_hard_limit() -> None:
+    # 100M pixels: past Pillow's 89.5M warning, within a FACE_MAX_IMAGE_PIXELS of 200M. The
+    # header passes (this image holds no real pixel data, so it then fails to decode).
+    with pytest.raises(errors.InvalidImage):
+        decode_image(_png_header_only(10_000, 10_000), max_pixels=200_000_000)
+    # 400M: past twice Pillow's limit, which it refuses to open whatever ours says.
+    with pytest.raises(errors.ImageTooLarge, match="the image library decodes at most"):
+        decode_image(_png_header_only(20_000, 20_000), max_pixels=10**12)
 
 
 @pytest.mark.parametrize(
@@ -199,6 +209,43 @@ def test_sixteen_bit_png_is_scaled_not_clipped() -> None:
     decoded = decode_image(data, LIMIT)
     _assert_rgb(decoded, 1, 4)
     np.testing.assert_array_equal(decoded[0, :, 0], [0, 64, 128, 255])
+
+
+def test_sixteen_bit_scaling_matches_rounding_in_floats() -> None:
+    every = np.arange(65536, dtype=np.uint16).reshape(256, 256)
+    decoded = decode_image(_encode(Image.fromarray(every), "PNG"), LIMIT)[:, :, 0]
+    expected = np.clip(np.rint(every.astype(np.float64) / 257.0), 0, 255).astype(np.uint8)
+    np.testing.assert_array_equal(decoded, expected)
+
+
+def test_32_bit_integer_images_are_unsupported_not_blank() -> None:
+    wide = np.array([[0, 2**20, 2**30]], dtype=np.int32)
+    with pytest.raises(errors.UnsupportedMediaType, match="32-bit"):
+        decode_image(_encode(Image.fromarray(wide, mode="I"), "TIFF"), LIMIT)
+
+
+def test_float_images_in_0_to_1_are_scaled() -> None:
+    values = np.array([[0.0, 0.5, 1.0]], dtype=np.float32)
+    decoded = decode_image(_encode(Image.fromarray(values, mode="F"), "TIFF"), LIMIT)
+    np.testing.assert_array_equal(decoded[0, :, 0], [0, 128, 255])
+
+
+def test_a_damaged_exif_block_counts_as_no_orientation() -> None:
+    # A PNG eXIf chunk that is not TIFF data: Pillow's getexif() raises on it.
+    stored = _gradient()
+    clean = _encode(Image.fromarray(stored), "PNG")
+    iend = clean.rindex(b"IEND") - 4
+    body = b"\x8b\xe2XLX garbage, not a TIFF header"
+    crc = zlib.crc32(b"eXIf" + body) & 0xFFFFFFFF
+    damaged = (
+        clean[:iend]
+        + struct.pack(">I", len(body))
+        + b"eXIf"
+        + body
+        + struct.pack(">I", crc)
+        + clean[iend:]
+    )
+    np.testing.assert_array_equal(decode_image(damaged, LIMIT), stored)
 
 
 def test_exif_orientation_is_applied() -> None:
