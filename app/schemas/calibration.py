@@ -40,6 +40,11 @@ class CalibrationPublic(BaseModel):
     method: str
     pairs: Path | None = Field(description="The pairs CSV, for a calibration from pairs.")
     impostors: int
+    identify_scores: int | None = Field(
+        default=None,
+        description="Scores behind the identify threshold where they are not the impostor "
+        "pairs: each probe's best score per other subject, for a gallery calibration.",
+    )
     created_at: datetime
 
 

@@ -61,6 +61,9 @@ class Calibration(BaseModel):
     source: Literal["pairs", "gallery"] = "pairs"
     pairs: Path | None = None
     impostors: int = Field(ge=1)
+    # Scores behind the identify threshold, where they differ from `impostors`: gallery
+    # calibration sets it from each probe's best score per subject, not from face pairs.
+    identify_scores: int | None = Field(default=None, ge=1)
     created_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
 
     @model_validator(mode="after")

@@ -44,6 +44,7 @@ def calibrate_on_gallery(state: AppState, params: CalibrateParams) -> Calibratio
         method=METHOD_GALLERY_ADJUSTED,
         source="gallery",
         impostors=int(scores.impostor.size),
+        identify_scores=max(1, int(scores.per_subject.size)),
     )
     with state.write_lock:  # a model swap replaces the runtime under this lock
         CalibrationStore(state.settings.data_dir).save(calibration)

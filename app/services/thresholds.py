@@ -25,7 +25,11 @@ def active_thresholds(settings: Settings, embedder: Embedder) -> Thresholds:
         )
         identify, identify_far, identify_source = (
             calibration.identify_threshold,
-            vouched_far(calibration.identify_far, calibration.impostors, calibration.gallery_size),
+            vouched_far(
+                calibration.identify_far,
+                calibration.identify_scores or calibration.impostors,
+                calibration.gallery_size,
+            ),
             stamp,
         )
     if settings.verify_threshold is not None:
