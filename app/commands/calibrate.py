@@ -41,7 +41,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="chance a stranger matches anyone in the gallery (default: --target-far)",
     )
     parser.add_argument(
-        "--gallery-size", type=int, help="subjects searched by identify (default: enrolled now)"
+        "--gallery-size",
+        type=int,
+        help="faces identify compares a probe with (default: the faces enrolled now)",
     )
     parser.add_argument("--embedder", help="embedder name (default: FACE_EMBEDDER)")
     parser.add_argument("--batch", type=int, default=32, help="faces per embedding pass")
@@ -137,25 +139,30 @@ def run(args: argparse.Namespace, settings: Settings, pipeline: FacePipeline | N
 
 
 def gallery_size(requested: int | None, settings: Settings) -> tuple[int, str]:
-    """N for the open-set threshold, and a sentence saying where it came from."""
+    """N for the open-set threshold, and a sentence saying where it came from.
+
+    The pairs score one photo against one photo, and identify compares a probe with every
+    enrolled face (a subject matches on its best one), so N counts faces, not subjects:
+    with 3 faces a subject, N = subjects gave a stranger 3x the target's chance of a match.
+    """
     if requested is not None:
         return requested, "from --gallery-size"
-    count, source = enrolled_subjects(settings)
+    count, source = enrolled_faces(settings)
     hint = "the minimum of 1; pass --gallery-size for the gallery you expect"
     if count is None:
         return 1, f"{source}: using {hint}"
     if count < 1:
-        return 1, f"no subject with faces in {source}: using {hint}"
-    return count, f"subjects with faces now in {source}"
+        return 1, f"no face enrolled in {source}: using {hint}"
+    return count, f"faces enrolled now in {source}"
 
 
-def enrolled_subjects(settings: Settings) -> tuple[int | None, str]:
-    """Subjects with at least one face in the service's database (what identify searches,
-    and what the admin calibration counts), or None and why when there is none to read."""
+def enrolled_faces(settings: Settings) -> tuple[int | None, str]:
+    """Faces enrolled in the service's database (what identify compares a probe with), or
+    None and why when there is none to read."""
     with existing_database(settings) as (session, shown):
         if session is None:
             return None, shown
         try:
-            return repository.count_subjects_with_faces(session), shown
+            return repository.count_faces(session), shown
         except SQLAlchemyError as exc:
             return None, f"cannot read {shown} ({type(exc).__name__})"

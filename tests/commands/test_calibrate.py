@@ -89,7 +89,7 @@ def test_target_below_resolution_is_reported(
     assert "no database at" in printed and "N=1" in printed
 
 
-def test_gallery_size_defaults_to_enrolled_subjects(settings: Settings) -> None:
+def test_gallery_size_defaults_to_enrolled_faces(settings: Settings) -> None:
     size, why = calibrate.gallery_size(None, settings)
     assert size == 1 and "no database" in why
     assert not settings.data_dir.exists(), "looking must not create a database"
@@ -98,8 +98,8 @@ def test_gallery_size_defaults_to_enrolled_subjects(settings: Settings) -> None:
     migrate(engine)
     with make_session_factory(engine)() as session:
         size, why = calibrate.gallery_size(None, settings)
-        assert size == 1 and "no subject with faces" in why
-        # Identify searches subjects with faces only: "dee" has none, "ada" two.
+        assert size == 1 and "no face enrolled" in why
+        # Identify compares a probe with every face: "ada" has two, "dee" none.
         for name, faces in (("ada", 2), ("bob", 1), ("cy", 1), ("dee", 0)):
             subject = repository.create_subject(session, name)
             for n in range(faces):
@@ -118,7 +118,7 @@ def test_gallery_size_defaults_to_enrolled_subjects(settings: Settings) -> None:
         session.commit()
     engine.dispose()
     size, why = calibrate.gallery_size(None, settings)
-    assert size == 3 and "subjects with faces now" in why
+    assert size == 4 and "faces enrolled now" in why
     assert calibrate.gallery_size(7, settings) == (7, "from --gallery-size")
 
 
