@@ -76,11 +76,13 @@ def finish_job(
     state: str,
     result: dict[str, Any] | None = None,
     error: str | None = None,
+    from_states: tuple[str, ...] = ACTIVE_STATES,
 ) -> bool:
-    """Record the outcome unless the job already ended (e.g. marked interrupted meanwhile)."""
+    """Record the outcome unless the job already ended (e.g. marked interrupted meanwhile),
+    or is in none of `from_states`."""
     changed = s.execute(
         update(Job)
-        .where(Job.id == job_id, Job.state.in_(ACTIVE_STATES))
+        .where(Job.id == job_id, Job.state.in_(from_states))
         .values(state=state, result=result, error=error, finished_at=utcnow())
     )
     return bool(getattr(changed, "rowcount", 0))

@@ -90,12 +90,22 @@ class JobTracker:
     def succeed(self, result: JobResult, within: Callable[[Session], None] | None = None) -> None:
         """Record success, with `within` (e.g. activating the model) in the same transaction."""
         with self.sessions.begin() as session:
-            if jobs_repo.state_of(session, self.job_id) != jobs_repo.RUNNING:
+            # Claimed by the first write, which holds the row (PostgreSQL) or the database
+            # (SQLite) to the commit: a cancel either came first, and this fails, or waits
+            # and finds the job ended. A read first left a gap in which a cancel got its
+            # 202 and the model was activated anyway.
+            claimed = jobs_repo.finish_job(
+                session,
+                self.job_id,
+                jobs_repo.SUCCEEDED,
+                result.model_dump(),
+                from_states=(jobs_repo.RUNNING,),
+            )
+            if not claimed:
                 raise JobCancelled(f"job {self.job_id} was cancelled")
             if within is not None:
-                within(session)
+                within(session)  # if it fails, the claim rolls back with it
             jobs_repo.set_progress(session, self.job_id, self.finished_progress())
-            jobs_repo.finish_job(session, self.job_id, jobs_repo.SUCCEEDED, result.model_dump())
 
     def end(self, state: str, error: str | None = None) -> None:
         with self.sessions.begin() as session:

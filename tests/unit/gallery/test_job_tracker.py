@@ -1,0 +1,69 @@
+"""JobTracker.succeed: success is claimed by a write, so a cancel cannot slip in first."""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+import pytest
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.gallery import jobs_repo
+from app.schemas.finetune import JobResult
+from app.training.tracker import JobCancelled, JobTracker
+
+
+class _Result:
+    def model_dump(self) -> dict[str, Any]:
+        return {"model_id": "m@new"}
+
+
+RESULT = cast(JobResult, _Result())
+
+
+def _running_job(sessions: sessionmaker[Session]) -> str:
+    with sessions.begin() as s:
+        job_id = jobs_repo.create_job(s, {}).id
+        assert jobs_repo.start_job(s, job_id)
+    return job_id
+
+
+def _state(sessions: sessionmaker[Session], job_id: str) -> str:
+    with sessions() as s:
+        return jobs_repo.state_of(s, job_id)
+
+
+def test_success_records_the_result_and_runs_within_in_one_transaction(
+    session_factory: sessionmaker[Session],
+) -> None:
+    job_id = _running_job(session_factory)
+    seen: list[str] = []
+    JobTracker(session_factory, job_id).succeed(
+        RESULT, within=lambda s: seen.append(jobs_repo.state_of(s, job_id))
+    )
+    assert seen == ["succeeded"]  # within runs after the claim, inside its transaction
+    with session_factory() as s:
+        job = jobs_repo.get_job(s, job_id)
+        assert (job.state, job.result) == ("succeeded", {"model_id": "m@new"})
+
+
+def test_a_cancel_requested_first_wins_and_within_never_runs(
+    session_factory: sessionmaker[Session],
+) -> None:
+    job_id = _running_job(session_factory)
+    with session_factory.begin() as s:
+        jobs_repo.request_cancel(s, job_id)
+    ran: list[bool] = []
+    with pytest.raises(JobCancelled):
+        JobTracker(session_factory, job_id).succeed(RESULT, within=lambda s: ran.append(True))
+    assert ran == [] and _state(session_factory, job_id) == "cancelling"
+
+
+def test_a_failing_within_rolls_the_claim_back(session_factory: sessionmaker[Session]) -> None:
+    job_id = _running_job(session_factory)
+
+    def activate(_: Session) -> None:
+        raise RuntimeError("activation failed")
+
+    with pytest.raises(RuntimeError, match="activation failed"):
+        JobTracker(session_factory, job_id).succeed(RESULT, within=activate)
+    assert _state(session_factory, job_id) == "running"  # free to end failed or cancelled
