@@ -149,10 +149,12 @@ async def _rebuild_when_needed(state: AppState) -> None:
 
 
 def flush_index(state: AppState) -> None:
-    runtime = state.runtime
-    if runtime is None or not state.index_dirty:
+    if not state.index_dirty:
         return
     with state.write_lock:
+        runtime = state.runtime  # under the lock: a model swap may have replaced it
+        if runtime is None or not state.index_dirty:
+            return
         state.index_dirty = False
         try:
             save_index(state.settings, runtime.index)

@@ -69,8 +69,10 @@ def update_subject(
 
 def delete_subject(state: AppState, subject_id: str) -> None:
     # Crops live in the faces table, so the cascade removes them with the rows.
-    runtime = state.require_runtime()
     with state.write_lock:
+        # Read under the lock a model swap holds: an index read before it could be the
+        # old model's, and the new one would keep the deleted faces.
+        runtime = state.require_runtime()
         with state.sessions() as session, session.begin():
             face_ids = repository.delete_subject(session, subject_id)
         _remove_from_index(state, runtime, face_ids)
@@ -85,8 +87,8 @@ def list_faces(state: AppState, subject_id: str) -> list[FacePublic]:
 
 
 def delete_face(state: AppState, subject_id: str, face_id: int) -> None:
-    runtime = state.require_runtime()
     with state.write_lock:
+        runtime = state.require_runtime()  # under the lock, as in delete_subject
         with state.sessions() as session, session.begin():
             repository.get_subject(session, subject_id)
             repository.delete_face(session, subject_id, face_id)
