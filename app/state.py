@@ -31,6 +31,9 @@ class Thresholds:
     verify_far: float | None = None
     identify_far: float | None = None
     source: str = "embedder default"
+    # The gallery size identify_far is stated for: the live one, in what the calibration's
+    # N counts (faces, or subjects with faces), so that the FAR grows with the gallery.
+    identify_far_gallery_size: int | None = None
 
 
 @dataclass

@@ -20,6 +20,12 @@ class ThresholdsPublic(BaseModel):
     verify_far: float | None
     identify_far: float | None
     source: str
+    identify_far_gallery_size: int | None = Field(
+        default=None,
+        description="The gallery size identify_far is stated for: the gallery as it is now "
+        "(re-counted every 30 s), in faces for a calibration from pairs and in subjects with "
+        "faces for one on the gallery. A stranger's chance of a match grows with it.",
+    )
 
 
 class Info(BaseModel):

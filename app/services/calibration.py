@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import math
 import os
 import tempfile
 from datetime import UTC, datetime
-from decimal import Decimal
+from decimal import ROUND_CEILING, Decimal
 from pathlib import Path
 from typing import Literal, Self
 
@@ -31,12 +32,13 @@ def vouched_far(target: float, impostors: int, comparisons: int = 1) -> float:
 
 def round_up(value: float, digits: int = 3) -> float:
     """`value` to `digits` significant digits, rounded up: a stated FAR never understates
-    (3/9 is 0.334, not 0.333)."""
-    shown = Decimal(f"{value:.{digits}g}")
-    exponent = shown.as_tuple().exponent
-    if float(shown) < value and isinstance(exponent, int):  # not NaN or infinite
-        shown += Decimal((0, (1,), exponent))
-    return float(shown)
+    (3/9 is 0.334, not 0.333). Works on the shortest decimal that reads back as `value`,
+    so that 0.001 stays 0.001 rather than rounding its binary tail up."""
+    if not math.isfinite(value) or value == 0:
+        return value
+    shown = Decimal(repr(value))
+    step = Decimal(1).scaleb(shown.adjusted() - (digits - 1))
+    return float(shown.quantize(step, rounding=ROUND_CEILING))
 
 
 METHOD_GALLERY_ADJUSTED = "impostor scores adjusted for gallery size N (independence assumption)"

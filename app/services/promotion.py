@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from datetime import datetime
 from pathlib import Path
 
@@ -14,10 +15,13 @@ from app.services.active_model import desired_version, load_version
 from app.services.calibration import CalibrationStore
 from app.services.reembed import embed_missing
 from app.services.runtime import Models, build_runtime, resettle_heap, save_index
-from app.services.thresholds import refresh_thresholds
+from app.services.thresholds import count_gallery, refresh_thresholds
 from app.state import AppState, Runtime
 
 log = logging.getLogger(__name__)
+
+# How often identify's stated FAR is brought up to the gallery's size (two COUNT queries).
+GALLERY_RECOUNT_S = 30.0
 
 
 async def watch_models(state: AppState) -> None:
@@ -49,6 +53,7 @@ class ModelWatcher:
         self._failed: tuple[str, datetime | None] | None = None
         self._settle = False
         self._calibration = _stamp(CalibrationStore(state.settings.data_dir).path)
+        self._counted = time.monotonic()
 
     def tick(self) -> None:
         state = self.state
@@ -57,6 +62,7 @@ class ModelWatcher:
         if runtime is None:
             return
         self._follow_calibration(runtime.model_version)
+        self._follow_gallery(runtime.model_version)
         with state.sessions.begin() as session:
             row = desired_version(session, state.settings, runtime.pipeline.embedder.name)
             wanted = (row.id, row.activated_at)
@@ -87,6 +93,15 @@ class ModelWatcher:
             runtime = refresh_thresholds(self.state, version)
         if runtime is not None:
             log.info("calibration file changed; serving %s", runtime.thresholds)
+
+    def _follow_gallery(self, version: str, every_s: float = GALLERY_RECOUNT_S) -> None:
+        """State identify's FAR for the gallery as it has grown (or shrunk) meanwhile."""
+        if time.monotonic() - self._counted < every_s:
+            return
+        self._counted = time.monotonic()
+        counts = count_gallery(self.state.sessions)  # outside the lock: writes go on
+        with self.state.write_lock:
+            refresh_thresholds(self.state, version, counts)
 
     def swap(self, models: Models) -> None:
         """Build the new runtime beside the old one, then replace it in one assignment."""

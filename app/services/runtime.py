@@ -25,7 +25,7 @@ from app.pipeline.types import QualityLimits
 from app.services.active_model import with_active_embedder
 from app.services.early_start import detection_args, take_early
 from app.services.threads import batch_max_size, inference_workers, torch_threads, uses_gpu
-from app.services.thresholds import active_thresholds
+from app.services.thresholds import active_thresholds, count_gallery
 from app.state import Runtime
 
 log = logging.getLogger(__name__)
@@ -210,6 +210,6 @@ def build_runtime(
     return Runtime(
         pipeline=pipeline,
         index=index,
-        thresholds=active_thresholds(settings, embedder),
+        thresholds=active_thresholds(settings, embedder, count_gallery(sessions)),
         index_how=how,
     )

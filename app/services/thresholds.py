@@ -2,18 +2,45 @@
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
+
+from sqlalchemy.orm import Session, sessionmaker
+
 from app.config import Settings
+from app.evaluation.identification import per_comparison_far
+from app.gallery import repository
 from app.pipeline.embedders import Embedder
-from app.services.calibration import CalibrationStore, vouched_far
+from app.services.calibration import Calibration, CalibrationStore, vouched_far
 from app.state import AppState, Runtime, Thresholds
 
 
-def active_thresholds(settings: Settings, embedder: Embedder) -> Thresholds:
-    """Pick each threshold by precedence; a FAR is reported only for a calibrated threshold."""
+@dataclass(frozen=True)
+class GalleryCounts:
+    """What identify searches now: the N a stranger's chance of a match grows with."""
+
+    faces: int
+    subjects: int  # with at least one face
+
+
+def count_gallery(sessions: sessionmaker[Session]) -> GalleryCounts:
+    with sessions() as session:
+        return GalleryCounts(
+            faces=repository.count_faces(session),
+            subjects=repository.count_subjects_with_faces(session),
+        )
+
+
+def active_thresholds(
+    settings: Settings, embedder: Embedder, gallery: GalleryCounts | None = None
+) -> Thresholds:
+    """Pick each threshold by precedence; a FAR is reported only for a calibrated threshold.
+    With `gallery`, identify's FAR is stated for the gallery as it is, not as calibrated."""
     defaults = embedder.default_thresholds
     calibration = CalibrationStore(settings.data_dir).load(embedder.version)
     verify, verify_far, verify_source = defaults.verify, None, "embedder default"
     identify, identify_far, identify_source = defaults.identify, None, "embedder default"
+    identify_size = None
     if calibration is not None:
         stamp = f"calibrated {calibration.created_at:%Y-%m-%d} from {calibration.source}"
         # The FARs stated are the targets, unless too few impostor scores were measured to
@@ -23,12 +50,13 @@ def active_thresholds(settings: Settings, embedder: Embedder) -> Thresholds:
             vouched_far(calibration.verify_far, calibration.impostors),
             stamp,
         )
+        identify_size = _live_size(calibration, gallery)
         identify, identify_far, identify_source = (
             calibration.identify_threshold,
             vouched_far(
-                calibration.identify_far,
+                stranger_far(calibration, identify_size),
                 calibration.identify_scores or calibration.impostors,
-                calibration.gallery_size,
+                identify_size,
             ),
             stamp,
         )
@@ -36,6 +64,7 @@ def active_thresholds(settings: Settings, embedder: Embedder) -> Thresholds:
         verify, verify_far, verify_source = settings.verify_threshold, None, "settings"
     if settings.identify_threshold is not None:
         identify, identify_far, identify_source = settings.identify_threshold, None, "settings"
+        identify_size = None
     source = (
         verify_source
         if verify_source == identify_source
@@ -47,11 +76,34 @@ def active_thresholds(settings: Settings, embedder: Embedder) -> Thresholds:
         verify_far=verify_far,
         identify_far=identify_far,
         source=source,
+        identify_far_gallery_size=identify_size,
     )
 
 
-def refresh_thresholds(state: AppState, model_version: str) -> Runtime | None:
-    """Re-read the serving runtime's thresholds if it serves `model_version`.
+def _live_size(calibration: Calibration, gallery: GalleryCounts | None) -> int:
+    """N now, counted as the calibration counted it: each probe's best score per subject
+    for a gallery calibration, single face pairs for one from pairs."""
+    if gallery is None:
+        return calibration.gallery_size
+    live = gallery.subjects if calibration.source == "gallery" else gallery.faces
+    return max(1, live)
+
+
+def stranger_far(calibration: Calibration, gallery_size: int) -> float:
+    """The chance that a stranger matches someone in a gallery of `gallery_size`, at the
+    threshold calibrated for `calibration.identify_far` at `calibration.gallery_size`:
+    the same per-comparison FAR p, over N comparisons, 1 - (1 - p)^N."""
+    if gallery_size == calibration.gallery_size:
+        return calibration.identify_far
+    per = per_comparison_far(calibration.identify_far, calibration.gallery_size)
+    return -math.expm1(gallery_size * math.log1p(-per))
+
+
+def refresh_thresholds(
+    state: AppState, model_version: str, gallery: GalleryCounts | None = None
+) -> Runtime | None:
+    """Re-read the serving runtime's thresholds if it serves `model_version`, for the
+    gallery as `gallery` counts it (counted here when None).
 
     Call it under state.write_lock, which a model swap holds while it replaces the runtime.
     Returns the refreshed runtime, or None when another version serves (or none yet).
@@ -59,5 +111,6 @@ def refresh_thresholds(state: AppState, model_version: str) -> Runtime | None:
     runtime = state.runtime
     if runtime is None or runtime.model_version != model_version:
         return None
-    runtime.thresholds = active_thresholds(state.settings, runtime.pipeline.embedder)
+    counts = gallery if gallery is not None else count_gallery(state.sessions)
+    runtime.thresholds = active_thresholds(state.settings, runtime.pipeline.embedder, counts)
     return runtime

@@ -229,7 +229,7 @@ def test_a_calibration_file_of_the_old_schema_still_loads(
 
 
 def test_a_calibration_stored_by_the_command_serves_without_a_restart(
-    make_client: ClientFactory, models: Any
+    make_client: ClientFactory, models: Any, package_images: Path
 ) -> None:
     from app.services.calibration import Calibration, CalibrationStore
 
@@ -255,4 +255,17 @@ def test_a_calibration_stored_by_the_command_serves_without_a_restart(
         assert time.monotonic() < deadline, "the stored calibration never served"
         time.sleep(0.05)
     assert (now["verify"], now["verify_far"]) == (0.42, 0.01)
-    assert (now["identify"], now["identify_far"]) == (0.47, 0.02)
+    # Stated for the gallery as it is: empty, so N = 1, not the 3 faces calibrated for.
+    assert (now["identify"], now["identify_far_gallery_size"]) == (0.47, 1)
+    assert now["identify_far"] == 0.00672  # 1 - 0.98^(1/3), rounded up
+
+    # As the gallery grows, the watcher re-states it (every 30 s; here at once).
+    from app.services.promotion import ModelWatcher
+
+    yao = Image.open(package_images / "yaoming.jpg")
+    subject = new_subject(client, "yao")
+    mirrored = ("mirrored.jpg", jpeg_bytes(yao.transpose(Image.Transpose.FLIP_LEFT_RIGHT)))
+    assert enrol(client, subject, photo(package_images, "yaoming.jpg"), mirrored).status_code == 201
+    ModelWatcher(client.app.state.face)._follow_gallery(models.embedder.version, every_s=0)  # type: ignore[attr-defined]
+    grown = client.get("/v1/info").json()["thresholds"]
+    assert (grown["identify_far_gallery_size"], grown["identify_far"]) == (2, 0.0134)

@@ -7,7 +7,7 @@ from typing import Any
 
 from app.config import Settings
 from app.services.calibration import Calibration, CalibrationStore
-from app.services.thresholds import active_thresholds
+from app.services.thresholds import GalleryCounts, active_thresholds
 
 
 def calibrate(data_dir: Path, version: str) -> None:
@@ -53,3 +53,23 @@ def test_settings_override_a_calibration(tmp_path: Path, models: Any) -> None:
     assert (active.verify, active.verify_far) == (0.5, None)
     assert (active.identify, active.identify_far) == (0.44, 0.0296)
     assert active.source.startswith("verify: settings; identify: calibrated")
+
+
+def test_identify_far_is_stated_for_the_gallery_as_it_is(tmp_path: Path, models: Any) -> None:
+    # Calibrated for 0.01 at 50 faces (pairs count faces): p = 1 - 0.99^(1/50) = 2.01e-4.
+    calibrate(tmp_path, models.embedder.version)
+    settings = Settings(data_dir=tmp_path)
+
+    def stated(faces: int) -> tuple[float | None, int | None]:
+        counts = GalleryCounts(faces=faces, subjects=faces // 3)
+        active = active_thresholds(settings, models.embedder, counts)
+        assert active.identify == 0.44  # the threshold stays; what it means changes
+        return active.identify_far, active.identify_far_gallery_size
+
+    # As calibrated, the vouching floor (3/5000 per comparison) governs, as above.
+    assert stated(50) == (0.0296, 50)
+    # 100x the faces: 1 - (1 - 2.01e-4)^5000 = 0.634, above the floor's 0.95.
+    far, size = stated(5000)
+    assert size == 5000 and far is not None and 0.94 < far <= 0.951
+    # Without a count (the CLI), the calibration's own N.
+    assert active_thresholds(settings, models.embedder).identify_far_gallery_size == 50
