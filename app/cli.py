@@ -12,6 +12,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
+from pydantic import ValidationError
+
 from app.commands import calibrate, evaluate, finetune, import_faces
 from app.config import Settings
 
@@ -24,7 +26,12 @@ def serve(args: argparse.Namespace, settings: Settings) -> int:
 
     host = args.host or settings.host
     port = args.port or settings.port
-    if not KeyRing.parse(settings.api_keys).enabled and not is_loopback(host):
+    try:
+        keys = KeyRing.parse(settings.api_keys)
+    except ValueError as error:
+        print(f"invalid FACE_API_KEYS: {error}", file=sys.stderr)
+        return 2
+    if not keys.enabled and not is_loopback(host):
         print(
             f"refusing to listen on {host} without API keys: set FACE_API_KEYS "
             "(e.g. admin:SECRET,client:SECRET) or bind to 127.0.0.1",
@@ -34,6 +41,10 @@ def serve(args: argparse.Namespace, settings: Settings) -> int:
     problem = _cannot_listen(host, port)
     if problem is not None:  # found before anything loads or writes to the data folder
         print(f"cannot listen on {host}:{port}: {problem}", file=sys.stderr)
+        return 2
+    problem = _unusable_setting(settings)
+    if problem is not None:  # one line, not a start-up traceback or a service never ready
+        print(problem, file=sys.stderr)
         return 2
     try:
         lock = _lock_data_dir(settings.data_dir)
@@ -70,6 +81,40 @@ def _cannot_listen(host: str, port: int) -> str | None:
     return None
 
 
+def _unusable_setting(settings: Settings) -> str | None:
+    """What makes the embedder, the device or the database unusable, found before start-up
+    (where it would be a traceback, or a service that is never ready), or None."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from app.errors import ModelError
+    from app.gallery.db import engine_url, make_engine
+    from app.pipeline.embedders.registry import resolve_device, resolve_embedder_name
+
+    try:
+        resolve_embedder_name(settings.embedder, settings.models_dir)
+        resolve_device(settings.device)
+    except ModelError as error:
+        return f"cannot serve: {error.message}"
+    try:
+        url = engine_url(settings.resolved_database_url)
+    except SQLAlchemyError as error:
+        return f"FACE_DATABASE_URL is not a database URL: {error}"
+    if url.get_backend_name() == "sqlite":
+        return None  # a file in the data folder, which _lock_data_dir has checked
+    engine = make_engine(settings.resolved_database_url)
+    try:
+        with engine.connect():
+            pass
+    except SQLAlchemyError as error:
+        cause = getattr(error, "orig", None) or error  # the driver's own words, when it has any
+        first = str(cause).strip().splitlines()
+        shown = url.render_as_string(hide_password=True)
+        return f"cannot reach the database at {shown}: {first[0] if first else error}"
+    finally:
+        engine.dispose()
+    return None
+
+
 def _lock_data_dir(data_dir: Path) -> TextIO | None:
     """An exclusive lock on the data folder, held while the process lives (the open file
     must be kept); None when another process holds it."""
@@ -84,6 +129,7 @@ def _lock_data_dir(data_dir: Path) -> TextIO | None:
 
 
 def fetch(args: argparse.Namespace, settings: Settings) -> int:
+    from app.errors import ModelError
     from app.pipeline.embedders import load_model_specs
     from app.pipeline.embedders.weights import fetch_model
 
@@ -96,9 +142,27 @@ def fetch(args: argparse.Namespace, settings: Settings) -> int:
         if specs[name].kind != "file":
             print(f"{name}: ships inside the {specs[name].package} package, nothing to fetch")
             continue
-        path = fetch_model(specs[name], settings.models_dir)
+        try:
+            path = fetch_model(specs[name], settings.models_dir)
+        except ModelError as error:
+            print(
+                f"{name}: {error.message}\nWithout internet here, fetch it where there is "
+                f"(python -m app models fetch {name}) and copy the file to "
+                f"{settings.models_dir / specs[name].file} here.",
+                file=sys.stderr,
+            )
+            return 1
         print(f"{name}: {path} (sha256 verified)")
     return 0
+
+
+def settings_errors(error: ValidationError) -> str:
+    """One line per invalid setting, named as the environment spells it."""
+    lines = ["invalid settings (environment variables or .env):"]
+    for problem in error.errors():
+        name = "_".join(str(part) for part in problem["loc"])
+        lines.append(f"  FACE_{name.upper()}: {problem['msg']} (got {problem.get('input')!r})")
+    return "\n".join(lines)
 
 
 def settings_table() -> str:
@@ -119,7 +183,8 @@ def show_config(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     for name, value in settings.model_dump().items():
         hidden = name == "api_keys" and value
-        print(f"FACE_{name.upper()}={'<hidden>' if hidden else value}")
+        shown = "<hidden>" if hidden else "" if value is None else value  # unset: empty
+        print(f"FACE_{name.upper()}={shown}")
     return 0
 
 
@@ -153,9 +218,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     # have not imported torch yet.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     args = build_parser().parse_args(argv)
-    settings = Settings()
+    try:
+        settings = Settings()
+    except ValidationError as error:
+        print(settings_errors(error), file=sys.stderr)
+        return 2
     logging.basicConfig(
-        level=settings.log_level.upper(),
+        level=settings.log_level,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     code: int = args.handler(args, settings)

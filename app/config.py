@@ -5,12 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 
 FacePolicy = Literal["prominent", "largest", "center", "best"]
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 class Settings(BaseSettings):
@@ -54,29 +55,31 @@ class Settings(BaseSettings):
     )
     api_keys: str = Field("", description="Comma-separated role:key entries (admin/client).")
     host: str = Field("127.0.0.1", description="Bind address for `python -m app serve`.")
-    port: int = Field(8000, description="Bind port for `python -m app serve`.")
+    port: int = Field(8000, ge=1, le=65535, description="Bind port for `python -m app serve`.")
 
     verify_threshold: float | None = Field(
-        None, description="Cosine threshold for 1:1 verify; default per embedder."
+        None, ge=-1, le=1, description="Cosine threshold for 1:1 verify; default per embedder."
     )
     identify_threshold: float | None = Field(
-        None, description="Cosine threshold for 1:N identify; default per embedder."
+        None, ge=-1, le=1, description="Cosine threshold for 1:N identify; default per embedder."
     )
 
-    max_upload_bytes: int = Field(10 * 1024 * 1024, description="Largest accepted file, bytes.")
-    max_files_per_request: int = Field(20, description="Most files in one enrolment request.")
-    max_image_pixels: int = Field(40_000_000, description="Largest decoded image, pixels.")
+    max_upload_bytes: int = Field(
+        10 * 1024 * 1024, ge=1, description="Largest accepted file, bytes."
+    )
+    max_files_per_request: int = Field(20, ge=1, description="Most files in one enrolment request.")
+    max_image_pixels: int = Field(40_000_000, ge=1, description="Largest decoded image, pixels.")
     detect_max_side: int = Field(
-        960, description="Images are downscaled to this longest side for detection."
+        960, ge=64, description="Images are downscaled to this longest side for detection."
     )
-    max_faces: int = Field(20, description="Most faces identify analyses in one image.")
+    max_faces: int = Field(20, ge=1, description="Most faces identify analyses in one image.")
 
-    min_face_size: int = Field(32, description="Smallest accepted face box side, pixels.")
+    min_face_size: int = Field(32, ge=0, description="Smallest accepted face box side, pixels.")
     min_detection_probability: float = Field(
-        0.90, description="Smallest accepted MTCNN probability."
+        0.90, ge=0, le=1, description="Smallest accepted MTCNN probability."
     )
     min_blur_variance: float = Field(
-        40.0, description="Smallest Laplacian variance of the aligned face (blur gate)."
+        40.0, ge=0, description="Smallest Laplacian variance of the aligned face (blur gate)."
     )
 
     store_crops: bool = Field(
@@ -98,7 +101,7 @@ class Settings(BaseSettings):
         "tombstones (checked every index_save_interval_s).",
     )
     index_save_interval_s: float = Field(
-        30.0, description="How often a changed index is written to disk."
+        30.0, ge=0.1, description="How often a changed index is written to disk."
     )
     inference_workers: int = Field(
         0,
@@ -125,7 +128,9 @@ class Settings(BaseSettings):
     batch_detect: bool = Field(
         True, description="Also batch MTCNN detection of concurrent images of equal size."
     )
-    log_level: str = Field("INFO", description="Python logging level.")
+    log_level: str = Field(
+        "INFO", description="Python logging level: DEBUG, INFO, WARNING, ERROR or CRITICAL."
+    )
     finetune_external_pairs: Path | None = Field(
         None, description="Pairs CSV (path_a,path_b,same) checked before promoting a fine-tune."
     )
@@ -138,9 +143,18 @@ class Settings(BaseSettings):
     finetune_poll_interval_s: float = Field(
         1.0, gt=0, description="How often the service looks for a newly promoted model."
     )
+
     finetune_fail_after_steps: int | None = Field(
         None, ge=1, description="Testing only: fine-tuning jobs fail after this many steps."
     )
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        level = value.strip().upper()
+        if level not in LOG_LEVELS:
+            raise ValueError(f"must be one of {', '.join(LOG_LEVELS)}")
+        return level
 
     @property
     def resolved_database_url(self) -> str:

@@ -78,3 +78,77 @@ def test_serve_names_a_data_folder_it_cannot_use(
         port = free.getsockname()[1]
     assert main(["serve", "--port", str(port)]) == 2
     assert f"cannot use FACE_DATA_DIR={in_the_way}" in capsys.readouterr().err
+
+
+def _free_port() -> int:
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port: int = free.getsockname()[1]
+        return port
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "said"),
+    [
+        ("FACE_INDEX_TYPE", "bogus", "FACE_INDEX_TYPE: Input should be 'flat' or 'hnsw'"),
+        ("FACE_LOG_LEVEL", "loud", "FACE_LOG_LEVEL: Value error, must be one of DEBUG"),
+        ("FACE_INDEX_SAVE_INTERVAL_S", "0", "FACE_INDEX_SAVE_INTERVAL_S: Input should be"),
+        ("FACE_DETECT_MAX_SIDE", "0", "FACE_DETECT_MAX_SIDE: Input should be"),
+        ("FACE_MAX_UPLOAD_BYTES", "-1", "FACE_MAX_UPLOAD_BYTES: Input should be"),
+        ("FACE_VERIFY_THRESHOLD", "5", "FACE_VERIFY_THRESHOLD: Input should be"),
+    ],
+)
+def test_an_invalid_setting_is_one_line_not_a_traceback(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    name: str,
+    value: str,
+    said: str,
+) -> None:
+    monkeypatch.setenv(name, value)
+    assert main(["config"]) == 2
+    err = capsys.readouterr().err
+    assert said in err and "Traceback" not in err
+
+
+def test_a_lowercase_log_level_is_accepted(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FACE_LOG_LEVEL", "warning")
+    assert main(["config"]) == 0
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "said"),
+    [
+        ("FACE_API_KEYS", "bogus", "invalid FACE_API_KEYS: FACE_API_KEYS entries must look like"),
+        ("FACE_EMBEDDER", "bogus", "cannot serve: unknown embedder 'bogus'"),
+        ("FACE_DEVICE", "bogus", "cannot serve: unknown device 'bogus'"),
+        ("FACE_DATABASE_URL", "bogus", "FACE_DATABASE_URL is not a database URL"),
+        (
+            "FACE_DATABASE_URL",
+            "postgresql://face:pw-not-shown@127.0.0.1:1/face",
+            "cannot reach the database at postgresql+psycopg://face:***@127.0.0.1:1/face",
+        ),
+    ],
+)
+def test_serve_refuses_unusable_settings_at_once_in_one_line(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    name: str,
+    value: str,
+    said: str,
+) -> None:
+    monkeypatch.setenv("FACE_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv(name, value)
+    assert main(["serve", "--port", str(_free_port())]) == 2
+    err = capsys.readouterr().err
+    assert said in err and "pw-not-shown" not in err
+    assert not (tmp_path / "data").exists(), "nothing was written"
+
+
+def test_config_prints_unset_settings_empty(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("FACE_DATABASE_URL", raising=False)
+    assert main(["config"]) == 0
+    assert "FACE_DATABASE_URL=\n" in capsys.readouterr().out  # not "None", a URL in a .env
