@@ -37,7 +37,7 @@ EXPOSE 8000
 VOLUME ["/data"]
 
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
-    CMD python -c "import urllib.request,sys; urllib.request.urlopen('http://127.0.0.1:8000/v1/health', timeout=4)" || exit 1
+    CMD python -c "import os,urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/v1/health' % os.environ.get('FACE_PORT', '8000'), timeout=4)" || exit 1
 
 # Listening on 0.0.0.0 requires FACE_API_KEYS; the service refuses to start without them.
 CMD ["python", "-m", "app", "serve"]

@@ -64,6 +64,14 @@ def run(args: argparse.Namespace, settings: Settings, pipeline: FacePipeline | N
     if args.identify == (args.pairs is not None):
         print("pass exactly one of --pairs (verification) or --identify", file=sys.stderr)
         return 2
+    if args.folds < 2:  # said now, not after every photo is embedded
+        print(f"--folds must be at least 2, got {args.folds}", file=sys.stderr)
+        return 2
+    for name in ("pairs", "root", "manifest"):
+        path = getattr(args, name, None)
+        if path is not None and not path.exists():
+            print(f"--{name} {path} does not exist", file=sys.stderr)
+            return 2
     out: Path = args.out or settings.data_dir / "evaluation"
     start = time.perf_counter()
     try:

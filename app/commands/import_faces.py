@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import csv
 import hashlib
+import logging
 import os
 import sys
 from collections import Counter
@@ -106,6 +107,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     if not 1 <= args.workers <= 32:
         print(f"--workers must lie in 1..32, got {args.workers}", file=sys.stderr)
         return 2
+    # httpx logs every request at INFO: thousands of lines above the progress bar.
+    if logging.getLogger().level > logging.DEBUG:
+        logging.getLogger("httpx").setLevel(logging.WARNING)
     report: Path = args.report or root.resolve().parent / "import-report.csv"
     key = args.api_key or os.environ.get("FACE_API_KEY")
     headers = {"X-API-Key": key} if key else {}

@@ -118,4 +118,9 @@ class CalibrationStore:
             return _FILE_SCHEMA.validate_json(raw)
         except ValidationError as exc:
             # Refuse rather than treat as empty: the next save would erase other models.
-            raise ModelError(f"calibration file {self.path} is unreadable: {exc}") from exc
+            first = exc.errors()[0]
+            where = ".".join(str(part) for part in first["loc"]) or "the top level"
+            raise ModelError(
+                f"calibration file {self.path} is unreadable ({exc.error_count()} problem(s); "
+                f"at {where}: {first['msg']}); fix or delete it"
+            ) from exc

@@ -120,3 +120,17 @@ def test_a_missing_image_is_a_clean_error(
     args = parse("evaluate", "--pairs", pairs, "--root", tmp_path, "--out", tmp_path / "out")
     assert evaluate.run(args, settings, pipeline) == 1
     assert "gone.jpg" in capsys.readouterr().err
+
+
+def test_bad_arguments_are_refused_before_any_model_loads(
+    parse, settings: Settings, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pairs = tmp_path / "pairs.csv"
+    pairs.write_text("path_a,path_b,same\n")
+    # No pipeline passed: a model would load (seconds) if these got past the checks.
+    folds = parse("evaluate", "--pairs", pairs, "--root", tmp_path, "--folds", "1")
+    assert evaluate.run(folds, settings) == 2
+    assert "--folds must be at least 2, got 1" in capsys.readouterr().err
+    missing = parse("evaluate", "--pairs", tmp_path / "nope.csv", "--root", tmp_path)
+    assert evaluate.run(missing, settings) == 2
+    assert "nope.csv does not exist" in capsys.readouterr().err
