@@ -90,10 +90,22 @@ class CalibrationStore:
     def load_all(self) -> dict[str, Calibration]:
         return self._read()
 
+    def delete(self, model_version: str) -> Calibration | None:
+        """Remove this model's entry, keeping every other model's; the entry removed, or
+        None when there was none."""
+        entries = self._read()
+        removed = entries.pop(model_version, None)
+        if removed is not None:
+            self._write(entries)
+        return removed
+
     def save(self, calibration: Calibration) -> None:
         """Add or replace this model's entry, keeping every other model's."""
         entries = self._read()
         entries[calibration.model_version] = calibration
+        self._write(entries)
+
+    def _write(self, entries: dict[str, Calibration]) -> None:
         data = _FILE_SCHEMA.dump_json(dict(sorted(entries.items())), indent=2) + b"\n"
         self.path.parent.mkdir(parents=True, exist_ok=True)
         # Write beside the target and rename over it: a crash leaves the old file or the

@@ -64,6 +64,21 @@ def stored_calibration(state: AppState) -> CalibrationPublic:
     return CalibrationPublic.model_validate(calibration)
 
 
+def delete_calibration(state: AppState) -> CalibrationPublic:
+    """Forget the serving model's stored calibration and serve its default thresholds at
+    once; the calibration removed. Other models' calibrations stay."""
+    version = state.require_runtime().model_version
+    with state.write_lock:
+        removed = CalibrationStore(state.settings.data_dir).delete(version)
+        if removed is not None:
+            refresh_thresholds(state, version)
+    if removed is None:
+        raise CalibrationNotFound(
+            f"No calibration is stored for {version}.", {"model_version": version}
+        )
+    return CalibrationPublic.model_validate(removed)
+
+
 def gallery_embeddings(state: AppState, version: str) -> tuple[np.ndarray, list[str]]:
     """Every stored `version` vector of a face that still exists, and its subject id."""
     with state.sessions() as session:

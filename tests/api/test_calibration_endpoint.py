@@ -155,6 +155,7 @@ def test_only_the_admin_key_may_calibrate(gallery: tuple[TestClient, str]) -> No
         headers = {"X-API-Key": key}
         assert_error(client.post(CALIBRATE, json={}, headers=headers), status, code)
         assert_error(client.get(CALIBRATION, headers=headers), status, code)
+        assert_error(client.delete(CALIBRATION, headers=headers), status, code)
 
 
 @pytest.mark.parametrize(
@@ -196,6 +197,24 @@ def test_too_little_data_then_a_tiny_gallery_under_a_settings_override(
     # The setting still wins for verify; identify takes the new calibration.
     assert (body["active"]["verify"], body["active"]["verify_far"]) == (0.5, None)
     assert body["active"]["identify"] == stored["identify_threshold"]
+
+    # An unwanted calibration is undone: the embedder's default serves again at once, and
+    # the file keeps other models' entries.
+    from app.services.calibration import CalibrationStore
+
+    settings = client.app.state.face.settings  # type: ignore[attr-defined]
+    other_model = CalibrationStore(settings.data_dir).load(stored["model_version"])
+    assert other_model is not None
+    CalibrationStore(settings.data_dir).save(
+        other_model.model_copy(update={"model_version": "m@x"})
+    )
+    removed = client.delete(CALIBRATION)
+    assert removed.status_code == 200 and removed.json() == stored
+    default = client.app.state.face.runtime.pipeline.embedder.default_thresholds  # type: ignore[attr-defined]
+    active = client.get("/v1/info").json()["thresholds"]
+    assert (active["identify"], active["identify_far"]) == (default.identify, None)
+    assert set(CalibrationStore(settings.data_dir).load_all()) == {"m@x"}
+    assert_error(client.delete(CALIBRATION), 404, "calibration_not_found")
 
 
 def test_a_calibration_file_of_the_old_schema_still_loads(

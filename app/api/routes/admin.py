@@ -9,7 +9,11 @@ from app.api.deps import AdminKey, StateDep
 from app.schemas.admin import IndexRebuilt
 from app.schemas.calibration import CalibrateParams, CalibrationPublic, CalibrationResult
 from app.schemas.common import ERROR_RESPONSES
-from app.services.gallery_calibration import calibrate_on_gallery, stored_calibration
+from app.services.gallery_calibration import (
+    calibrate_on_gallery,
+    delete_calibration,
+    stored_calibration,
+)
 from app.services.maintenance import rebuild_active_index
 
 router = APIRouter(
@@ -37,3 +41,10 @@ async def calibrate(state: StateDep, params: CalibrateParams | None = None) -> C
 def get_calibration(state: StateDep) -> CalibrationPublic:
     """The active model's stored calibration; 404 calibration_not_found when there is none."""
     return stored_calibration(state)
+
+
+@router.delete("/calibration")
+def remove_calibration(state: StateDep) -> CalibrationPublic:
+    """Forget the active model's stored calibration: its embedder's default thresholds serve
+    from the next request. Returns what was removed; 404 calibration_not_found when none."""
+    return delete_calibration(state)
