@@ -100,8 +100,12 @@ class ModelWatcher:
             return
         self._counted = time.monotonic()
         counts = count_gallery(self.state.sessions)  # outside the lock: writes go on
-        with self.state.write_lock:
-            refresh_thresholds(self.state, version, counts)
+        try:
+            with self.state.write_lock:
+                refresh_thresholds(self.state, version, counts)
+        except FaceServiceError as error:  # e.g. calibration.json broken by hand
+            # The thresholds serving stay; the rest of the tick (model swaps) goes on.
+            log.warning("cannot re-state identify's FAR: %s", error)
 
     def swap(self, models: Models) -> None:
         """Build the new runtime beside the old one, then replace it in one assignment."""

@@ -288,3 +288,17 @@ def test_a_calibration_stored_by_the_command_serves_without_a_restart(
     ModelWatcher(client.app.state.face)._follow_gallery(models.embedder.version, every_s=0)  # type: ignore[attr-defined]
     grown = client.get("/v1/info").json()["thresholds"]
     assert (grown["identify_far_gallery_size"], grown["identify_far"]) == (2, 0.0134)
+
+
+def test_a_broken_calibration_file_does_not_stop_the_watcher(
+    make_client: ClientFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    from app.services.promotion import ModelWatcher
+
+    client = make_client()
+    state = client.app.state.face  # type: ignore[attr-defined]
+    before = client.get("/v1/info").json()["thresholds"]
+    (state.settings.data_dir / "calibration.json").write_text('{"garbage": 1}')
+    ModelWatcher(state)._follow_gallery(state.runtime.model_version, every_s=0)
+    assert "cannot re-state identify's FAR" in caplog.text
+    assert client.get("/v1/info").json()["thresholds"] == before  # still serving
