@@ -97,11 +97,13 @@ def _unusable_setting(settings: Settings) -> str | None:
         return f"cannot serve: {error.message}"
     try:
         url = engine_url(settings.resolved_database_url)
-    except SQLAlchemyError as error:
-        return f"FACE_DATABASE_URL is not a database URL: {error}"
-    if url.get_backend_name() == "sqlite":
-        return None  # a file in the data folder, which _lock_data_dir has checked
-    engine = make_engine(settings.resolved_database_url)
+        if url.get_backend_name() == "sqlite":
+            return None  # a file in the data folder, which _lock_data_dir has checked
+        engine = make_engine(settings.resolved_database_url)
+    # A malformed port is a ValueError; an unknown dialect or a driver that is not
+    # installed (mysql://, postgresql+psycopg2://) an ImportError.
+    except (SQLAlchemyError, ValueError, ImportError) as error:
+        return f"FACE_DATABASE_URL is not a usable database URL: {error}"
     try:
         with engine.connect():
             pass

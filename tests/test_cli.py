@@ -122,7 +122,9 @@ def test_a_lowercase_log_level_is_accepted(monkeypatch: pytest.MonkeyPatch) -> N
         ("FACE_API_KEYS", "bogus", "invalid FACE_API_KEYS: FACE_API_KEYS entries must look like"),
         ("FACE_EMBEDDER", "bogus", "cannot serve: unknown embedder 'bogus'"),
         ("FACE_DEVICE", "bogus", "cannot serve: unknown device 'bogus'"),
-        ("FACE_DATABASE_URL", "bogus", "FACE_DATABASE_URL is not a database URL"),
+        ("FACE_DATABASE_URL", "bogus", "FACE_DATABASE_URL is not a usable database URL"),
+        ("FACE_DATABASE_URL", "postgresql://u@h:abc/db", "is not a usable database URL"),
+        ("FACE_DATABASE_URL", "foo://x/y", "is not a usable database URL"),
         (
             "FACE_DATABASE_URL",
             "postgresql://face:pw-not-shown@127.0.0.1:1/face",
@@ -142,7 +144,7 @@ def test_serve_refuses_unusable_settings_at_once_in_one_line(
     monkeypatch.setenv(name, value)
     assert main(["serve", "--port", str(_free_port())]) == 2
     err = capsys.readouterr().err
-    assert said in err and "pw-not-shown" not in err
+    assert said in err and "pw-not-shown" not in err and "Traceback" not in err
     assert not (tmp_path / "data").exists(), "nothing was written"
 
 

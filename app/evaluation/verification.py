@@ -117,11 +117,12 @@ def calibrate_far(impostor_scores: npt.ArrayLike, target_far: float) -> FarCalib
 
     With impostors sorted high to low, at most k = floor(target_far * n) may pass, so the
     threshold sits above the (k+1)-th highest score: SCORE_MARGIN above it, or halfway to
-    the next higher score where that is closer. Ties are never split: if that score is
-    shared with higher-ranked ones they are all rejected, so the achieved FAR is the
-    largest attainable fraction <= target_far (possibly below it). When target_far < 1/n,
-    k = 0 and the threshold sits just above the maximum impostor score with
-    `below_resolution` set.
+    the next higher score where that is closer (then the margin can shrink to about the
+    float32 rounding it is there to cover: such close scores cannot be split reliably).
+    Ties are never split: if that score is shared with higher-ranked ones they are all
+    rejected, so the achieved FAR is the largest attainable fraction <= target_far
+    (possibly below it). When target_far < 1/n, k = 0 and the threshold sits just above
+    the maximum impostor score with `below_resolution` set.
 
     Scores are cosines, clipped to [-1, 1] (float32 gives 1.0000001 for one image against
     itself), and the threshold never exceeds 1: an impostor pair of two identical images

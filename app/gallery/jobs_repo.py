@@ -62,11 +62,22 @@ def set_progress(s: Session, job_id: str, progress: dict[str, Any]) -> None:
 
 
 def request_cancel(s: Session, job_id: str) -> Job:
-    """Ask the worker to stop; it notices between micro-batches and ends `cancelled`."""
-    job = get_job(s, job_id)
-    if job.state in (QUEUED, RUNNING):
-        job.state = CANCELLING
-        s.flush()
+    """Ask the worker to stop; it notices between micro-batches and ends `cancelled`.
+
+    A conditional write: a cancel that waited on a success being committed finds the job
+    ended and changes nothing, where a read-then-write turned `succeeded` back into
+    `cancelling` (and the job then ended `failed`, its model serving)."""
+    s.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.state.in_((QUEUED, RUNNING)))
+        .values(state=CANCELLING)
+        .execution_options(synchronize_session=False)
+    )
+    job = s.scalars(
+        select(Job).where(Job.id == job_id).execution_options(populate_existing=True)
+    ).first()
+    if job is None:
+        raise JobNotFound(f"job {job_id} not found", {"job_id": job_id})
     return job
 
 

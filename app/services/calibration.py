@@ -36,7 +36,7 @@ def round_up(value: float, digits: int = 3) -> float:
     so that 0.001 stays 0.001 rather than rounding its binary tail up."""
     if not math.isfinite(value) or value == 0:
         return value
-    shown = Decimal(repr(value))
+    shown = Decimal(repr(float(value)))  # numpy 2's repr would be "np.float64(...)"
     step = Decimal(1).scaleb(shown.adjusted() - (digits - 1))
     return float(shown.quantize(step, rounding=ROUND_CEILING))
 

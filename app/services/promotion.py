@@ -39,7 +39,8 @@ async def watch_models(state: AppState) -> None:
             if failing:
                 log.warning("model watcher still failing: %s", error)
             else:
-                log.exception("switching the serving model failed")
+                # Following the active model or the calibration file; both stay as served.
+                log.exception("model watcher failed; the serving model and thresholds stay")
             failing = True
         else:
             failing = False

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from typing import Any, cast
 
 import pytest
@@ -67,3 +69,28 @@ def test_a_failing_within_rolls_the_claim_back(session_factory: sessionmaker[Ses
     with pytest.raises(RuntimeError, match="activation failed"):
         JobTracker(session_factory, job_id).succeed(RESULT, within=activate)
     assert _state(session_factory, job_id) == "running"  # free to end failed or cancelled
+
+
+def test_a_cancel_arriving_during_the_success_finds_the_job_ended(
+    session_factory: sessionmaker[Session],
+) -> None:
+    job_id = _running_job(session_factory)
+    inside = threading.Event()
+
+    def activate(_: Session) -> None:
+        inside.set()
+        time.sleep(0.5)  # the cancel arrives now, while the claim is uncommitted
+
+    worker = threading.Thread(
+        target=JobTracker(session_factory, job_id).succeed,
+        args=(RESULT,),
+        kwargs={"within": activate},
+    )
+    worker.start()
+    assert inside.wait(10)
+    with session_factory.begin() as s:  # waits for the success to commit
+        answered = jobs_repo.request_cancel(s, job_id).state
+    worker.join(10)
+    # It used to turn `succeeded` back into `cancelling`, answered 202, and the job then
+    # ended `failed` with its model serving.
+    assert answered == "succeeded" and _state(session_factory, job_id) == "succeeded"

@@ -89,7 +89,8 @@ def test_a_face_cut_by_the_border_fails_as_out_of_frame(
     report = assess_quality(cut_face, aligned, LIMITS, cut.shape)
     assert [reason.split(":")[0] for reason in report.reasons] == ["out_of_frame"], report
     # The whole photo's face keeps every landmark inside, and passes.
-    whole = assess_quality(face, align_face(yaoming, face.landmarks, ARCFACE_112), LIMITS)
+    aligned_whole = align_face(yaoming, face.landmarks, ARCFACE_112)
+    whole = assess_quality(face, aligned_whole, LIMITS, yaoming.shape)
     assert whole.passed
 
 
