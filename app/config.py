@@ -82,6 +82,13 @@ class Settings(BaseSettings):
         40.0, ge=0, description="Smallest Laplacian variance of the aligned face (blur gate)."
     )
 
+    probe_quality: Literal["report", "refuse"] = Field(
+        "report",
+        description="A verify or identify face that fails the quality gate: report decides "
+        "anyway (its quality says it failed); refuse answers verify with 422 low_quality and "
+        "matches no one to it in identify.",
+    )
+
     store_crops: bool = Field(
         True, description="Keep an aligned face crop per face (needed for re-embedding)."
     )

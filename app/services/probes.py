@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from app.config import FacePolicy, Settings
-from app.errors import FaceServiceError, MultipleFaces, NoFace
+from app.errors import FaceServiceError, LowQuality, MultipleFaces, NoFace
 from app.pipeline.analyzer import AnalyzedFace, FacePipeline
 from app.pipeline.image_io import check_upload_size, decode_image
 from app.pipeline.selection import select_face
@@ -77,7 +77,13 @@ def embed_probes(
     for position, upload in enumerate(uploads):
         try:
             image = load_image(settings, upload)
-            faces.append(choose_face(pipeline, image, policy))
+            face = choose_face(pipeline, image, policy)
+            if settings.probe_quality == "refuse" and not face.quality.passed:
+                raise LowQuality(
+                    "The face is not good enough to compare: " + "; ".join(face.quality.reasons),
+                    details={"reasons": face.quality.reasons},
+                )
+            faces.append(face)
             images.append(image)
         except FaceServiceError as error:
             if len(uploads) == 1:

@@ -108,8 +108,11 @@ def identify_faces(
     if not faces:
         return []
     per_face = _search_subjects(state, runtime, vectors, top_k)
+    refuse = state.settings.probe_quality == "refuse"
     results = []
     for face, ranked in zip(faces, per_face, strict=True):
+        if refuse and not face.quality.passed:
+            ranked = []  # FACE_PROBE_QUALITY=refuse: no one is matched to a failing face
         results.append(
             IdentifiedFace(
                 box=box_of(face),

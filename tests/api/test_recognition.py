@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from PIL import Image
+from PIL import Image, ImageFilter
 
 from tests.api.conftest import ClientFactory, assert_error, enrol, jpeg_bytes, new_subject
 
@@ -202,3 +202,35 @@ def test_metrics_report_stage_times_and_batch_sizes(
     assert sample('face_batch_items_count{lane="detect"}') >= 1
     assert sample('face_inference_seconds_count{stage="embed"}') == 1
     assert sample('face_inference_seconds_sum{stage="detect"}') > 0
+
+
+def test_probe_quality_refuse_turns_failing_faces_away(
+    make_client: ClientFactory, package_images: Path
+) -> None:
+    blurred_yao = Image.open(package_images / "yaoming.jpg").filter(ImageFilter.GaussianBlur(4))
+    blurred = ("blurred.jpg", jpeg_bytes(blurred_yao))
+
+    client = make_client()  # probe_quality=report, the default: decide, and say it failed
+    subject = new_subject(client, "Yao Ming")
+    assert enrol(client, subject, image(package_images, "yaoming.jpg")).status_code == 201
+    verified = client.post("/v1/verify", data={"subject_id": subject}, files={"image": blurred})
+    assert verified.status_code == 200, verified.text
+    assert not verified.json()["quality"]["passed"]
+    assert any(r.startswith("blurry") for r in verified.json()["quality"]["reasons"])
+    (face,) = client.post("/v1/identify", files={"image": blurred}).json()["faces"]
+    assert not face["quality"]["passed"] and face["candidates"]
+    client.__exit__(None, None, None)
+
+    client = make_client(probe_quality="refuse")
+    refused = client.post("/v1/verify", data={"subject_id": subject}, files={"image": blurred})
+    error = assert_error(refused, 422, "low_quality")
+    assert any(r.startswith("blurry") for r in error["details"]["reasons"])
+    pair = client.post(
+        "/v1/verify", files={"image": image(package_images, "yaoming.jpg"), "image2": blurred}
+    )
+    assert assert_error(pair, 422, "low_quality")["details"]["upload"] == "image2"
+    (face,) = client.post("/v1/identify", files={"image": blurred}).json()["faces"]
+    assert not face["quality"]["passed"]
+    assert (face["match"], face["candidates"]) == (None, [])
+    sharp = client.post("/v1/identify", files={"image": image(package_images, "yaoming.jpg")})
+    assert sharp.json()["faces"][0]["match"]["subject_id"] == subject  # passing faces match
