@@ -57,7 +57,7 @@ def find_model(s: Session, version: str) -> ModelVersion | None:
 
 
 def get_model(s: Session, version: str) -> ModelVersion:
-    row = s.get(ModelVersion, version)
+    row = find_model(s, version)
     if row is None:
         raise ModelNotFound(f"model {version} not found", {"model_id": version})
     return row

@@ -111,16 +111,15 @@ def _too_many_pixels(exc: Exception, max_pixels: int) -> errors.ImageTooLarge:
             details={"limit": max_pixels},
         )
     pixels = int(found.group(1))
-    limit = max_pixels
     if pixels <= max_pixels:  # Pillow refuses past twice its limit, whatever ours is
-        limit = 2 * (Image.MAX_IMAGE_PIXELS or 0)
+        library = 2 * (Image.MAX_IMAGE_PIXELS or 0)
         return errors.ImageTooLarge(
-            f"image is {pixels} pixels; the image library decodes at most {limit}",
-            details={"pixels": pixels, "limit": limit},
+            f"image is {pixels} pixels; the image library decodes at most {library}",
+            details={"pixels": pixels, "limit": library},
         )
     return errors.ImageTooLarge(
-        f"image is {pixels} pixels; the limit is {limit}",
-        details={"pixels": pixels, "limit": limit},
+        f"image is {pixels} pixels; the limit is {max_pixels}",
+        details={"pixels": pixels, "limit": max_pixels},
     )
 
 

@@ -14,7 +14,7 @@ from app.gallery import repository
 from app.pipeline.analyzer import AnalyzedFace, FacePipeline, StoredCrop
 from app.pipeline.types import AlignTemplate, FloatArray
 from app.schemas.subjects import FacePublic
-from app.services.probes import Upload, choose_face, load_image, sha256_hex
+from app.services.probes import Upload, choose_face, load_image, require_quality, sha256_hex
 from app.services.recognition import points_of
 from app.services.subjects import face_public, get_subject
 from app.state import AppState, Runtime
@@ -48,11 +48,7 @@ def _prepare(
 ) -> PreparedFace:
     image = load_image(settings, upload)
     face = choose_face(pipeline, image, policy)
-    if not face.quality.passed:
-        raise LowQuality(
-            "The face is not good enough to enrol: " + "; ".join(face.quality.reasons),
-            details={"reasons": face.quality.reasons},
-        )
+    require_quality(face, "enrol")
     crop = pipeline.stored_crop(image, face.face) if settings.store_crops else None
     return PreparedFace(upload=upload, face=face, crop=crop, sha256=sha256)
 

@@ -78,11 +78,8 @@ def embed_probes(
         try:
             image = load_image(settings, upload)
             face = choose_face(pipeline, image, policy)
-            if settings.probe_quality == "refuse" and not face.quality.passed:
-                raise LowQuality(
-                    "The face is not good enough to compare: " + "; ".join(face.quality.reasons),
-                    details={"reasons": face.quality.reasons},
-                )
+            if settings.probe_quality == "refuse":
+                require_quality(face, "compare")
             faces.append(face)
             images.append(image)
         except FaceServiceError as error:
@@ -95,6 +92,15 @@ def embed_probes(
         Probe(image=image, face=face, vector=vectors[i], sha256=sha256_hex(upload.data))
         for i, (image, face, upload) in enumerate(zip(images, faces, uploads, strict=True))
     ]
+
+
+def require_quality(face: AnalyzedFace, purpose: str) -> None:
+    """LowQuality, with the gate's reasons, unless `face` passed the quality gate."""
+    if not face.quality.passed:
+        raise LowQuality(
+            f"The face is not good enough to {purpose}: " + "; ".join(face.quality.reasons),
+            details={"reasons": face.quality.reasons},
+        )
 
 
 def _about(error: FaceServiceError, label: str) -> FaceServiceError:
