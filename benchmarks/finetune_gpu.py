@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.gpu_setup import device_sync, load_gpu_models
-from benchmarks.report import write_result
+from benchmarks.report import mark_start, write_result
 
 CLASSES = 64
 
@@ -116,6 +116,7 @@ def run(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    mark_start()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda", help="cuda, cuda:N, or cpu for a dry run")
     parser.add_argument("--effective", default="256,1024", help="effective batch sizes")

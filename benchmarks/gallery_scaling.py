@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.report import latency_summary, rss_mb, write_result
+from benchmarks.report import latency_summary, mark_start, rss_mb, write_result
 
 DIM = 512
 CHUNK = 50_000
@@ -178,6 +178,7 @@ def measure(n: int, kinds: Sequence[str], args: argparse.Namespace) -> list[dict
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    mark_start()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="10000,100000,1000000", help="gallery sizes")
     parser.add_argument("--kinds", default="flat,hnsw")

@@ -19,7 +19,7 @@ import numpy as np
 
 from benchmarks.gpu_setup import device_sync, load_gpu_models
 from benchmarks.photos import load_photos, repeat_to
-from benchmarks.report import write_result
+from benchmarks.report import mark_start, write_result
 
 
 def timed_rate(work: Callable[[], object], sync: Callable[[], None], min_s: float) -> float:
@@ -120,6 +120,7 @@ def detector_rows(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    mark_start()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda", help="cuda, cuda:N, or cpu for a dry run")
     parser.add_argument("--sizes", default="1,2,4,8,16,32,64,128,256", help="embedder batches")

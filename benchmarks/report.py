@@ -14,9 +14,26 @@ import numpy as np
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
+# When the run began and how busy the machine was then (mark_start); machine() describes
+# the end, when the result is written, with the benchmark's own load in its load average.
+_started: dict[str, Any] | None = None
+
+
+def mark_start() -> None:
+    """Note the time and load average at the start of a run, once per process."""
+    global _started
+    if _started is None:
+        _started = {"date": _now(), "load_average": list(os.getloadavg())}
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
 
 def prepare_process(threads: int | None) -> int:
-    """Set the OpenMP wait policy and thread count before torch is imported; returns threads."""
+    """Set the OpenMP wait policy and thread count before torch is imported; returns threads.
+    Also marks the start of the run (mark_start)."""
+    mark_start()
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     count = threads or int(os.environ.get("FACE_TORCH_THREADS", "0")) or os.cpu_count() or 1
     os.environ["FACE_TORCH_THREADS"] = str(count)
@@ -27,7 +44,8 @@ def prepare_process(threads: int | None) -> int:
 
 
 def machine() -> dict[str, Any]:
-    """What the figures were measured on, including how busy the machine was at the start."""
+    """What the figures were measured on, and how busy it was: `date` and `load_average` now
+    (when the result is written), `started` as mark_start saw it (None if not called)."""
     cpu = "unknown"
     cpuinfo = Path("/proc/cpuinfo")
     if cpuinfo.exists():
@@ -38,7 +56,8 @@ def machine() -> dict[str, Any]:
         ]
         cpu = names[0] if names else cpu
     info: dict[str, Any] = {
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "date": _now(),
+        "started": _started,
         "cpu": cpu,
         "cores": os.cpu_count(),
         "memory_gb": round(_meminfo_kb("MemTotal") / 1024**2, 1),

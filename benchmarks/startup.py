@@ -22,7 +22,7 @@ import httpx
 import numpy as np
 
 from benchmarks.gallery_scaling import synthetic_gallery
-from benchmarks.report import write_result
+from benchmarks.report import mark_start, write_result
 
 CHUNK = 10_000
 
@@ -135,6 +135,7 @@ def time_startup(data_dir: Path, kind: str, faces: int) -> dict[str, Any]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    mark_start()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--faces", type=int, default=100_000)
     parser.add_argument("--faces-per-subject", type=int, default=5)

@@ -27,6 +27,10 @@ def run(tmp_path: Path, shared_faces: Path) -> Any:
         result: dict[str, Any] = json.loads(out.read_text())
         assert result["benchmark"] == name or result["benchmark"].startswith(name)
         assert result["machine"]["cores"] >= 1
+        # The load average is recorded at the start as well as when the result is written.
+        started = result["machine"]["started"]
+        assert started["date"] <= result["machine"]["date"]
+        assert len(started["load_average"]) == 3
         return result
 
     return runner
