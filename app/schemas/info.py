@@ -38,6 +38,10 @@ class Info(BaseModel):
         description="Number format of embedding inference (fp32, bf16 or fp16)."
     )
     thresholds: ThresholdsPublic | None
+    licence: str | None = Field(
+        description="Terms of the serving model's pretrained weights (models/registry.json); "
+        "fine-tuned weights inherit them."
+    )
     index_type: str
     index_size: int | None
     index_how: str | None

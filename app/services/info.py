@@ -35,6 +35,7 @@ def service_info(state: AppState) -> Info:
         device=str(embedder.device) if embedder else None,
         precision=embedder.precision_name if embedder else None,
         thresholds=ThresholdsPublic(**vars(thresholds)) if thresholds else None,
+        licence=embedder.licence if embedder else None,
         index_type=state.settings.index_type,
         index_size=len(runtime.index) if runtime else None,
         index_how=runtime.index_how if runtime else None,

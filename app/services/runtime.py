@@ -90,6 +90,8 @@ def load_models(settings: Settings, serving: bool = False) -> Models:
         process.start()
         detector.run_in(process)
     log.info("embedder %s ready (version %s, %s)", name, embedder.version, embedder.precision_name)
+    if "non-commercial" in embedder.licence.lower():
+        log.warning("%s weights are licensed for non-commercial use: %s", name, embedder.licence)
     models = Models(detector=detector, embedder=embedder)
     if serving and settings.gpu_warmup:
         warm_up(models)

@@ -59,6 +59,9 @@ def test_enrol_verify_identify_and_restart(server: Server, package_images: Path)
     assert info["index_how"] == "loaded"  # saved on shutdown, not rebuilt
     # FACE_EMBED_PRECISION=auto: bf16 where this CPU computes it natively.
     assert info["precision"] == ("bf16" if native_bf16(torch.device("cpu")) else "fp32")
+    # arcface-mbf's terms, where an operator sees them: /v1/info and the start-up log.
+    assert "non-commercial research" in info["licence"]
+    assert "arcface-mbf weights are licensed for non-commercial use" in server.log.read_text()
     assert client.get(f"/v1/subjects/{yao}").json()["face_count"] == 1
     assert identify_players(client, package_images) == before
 

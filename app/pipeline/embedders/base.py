@@ -75,6 +75,7 @@ class Embedder(ABC):
         default_thresholds: Thresholds,
         precision: torch.dtype | None = None,
         torchscript: bool = True,
+        licence: str = "",
     ) -> None:
         self.module = module.to(device).eval()
         if device.type == "cpu":
@@ -92,6 +93,8 @@ class Embedder(ABC):
         # The version keys the FAISS index and stored embeddings, so new weights never mix.
         self.version = f"{self.name}@{weights_sha256[:12]}"
         self.default_thresholds = default_thresholds
+        # The pretrained weights' terms (models/registry.json); fine-tuned weights inherit them.
+        self.licence = licence
         # Pad embed()'s batches to a few fixed sizes: on a GPU, each new size costs about
         # a second the first time. Not on the CPU, where padding rows cost their share.
         self.pad_batches = device.type == "cuda"

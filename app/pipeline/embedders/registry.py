@@ -140,7 +140,9 @@ def create_embedder(
         except RuntimeError as exc:
             raise ModelError(f"{weights_path} does not fit {spec.name}: {exc}") from exc
         sha256 = expected_sha256
-    return cls(module, device, sha256, spec.default_thresholds, dtype, torchscript)
+    return cls(
+        module, device, sha256, spec.default_thresholds, dtype, torchscript, licence=spec.licence
+    )
 
 
 def _known_specs(models_dir: Path) -> dict[str, ModelSpec]:
