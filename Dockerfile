@@ -14,10 +14,15 @@ RUN apt-get update \
 
 WORKDIR /app
 RUN pip install torch==2.14.1 torchvision==0.29.1
+# The dependencies first, from pyproject.toml alone (over an empty app package), so that a
+# change to the code rebuilds only the layers below and does not reinstall them.
 COPY pyproject.toml README.md LICENSE ./
+RUN mkdir app && touch app/__init__.py \
+    && pip install . && pip uninstall -y face-service \
+    && rm -rf app build *.egg-info
 COPY app ./app
 COPY models ./models
-RUN pip install .
+RUN pip install --no-deps . && rm -rf build *.egg-info
 
 # Weights are fetched at build time and refused unless their sha256 matches models/registry.json.
 RUN python -m app models fetch facenet-vggface2

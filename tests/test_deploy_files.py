@@ -19,6 +19,10 @@ def test_dockerfile_essentials() -> None:
     last_run = max(i for i, word in enumerate(instructions) if word == "RUN")
     assert instructions.index("USER") > last_run  # the service never runs as root
     assert '"serve"' in lines[-1]
+    # Dependencies install before the code is copied in, so code changes reuse that layer.
+    copy_app = lines.index("COPY app ./app")
+    assert any("pip install . &&" in line for line in lines[:copy_app])
+    assert any("pip install --no-deps ." in line for line in lines[copy_app:])
     # The service may write its data and fine-tuned checkpoints, not the weights' sha256 pins.
     chown = next(line for line in lines if "chown" in line)
     assert chown.split()[-2:] == ["/data", "/app/models/finetuned"]
