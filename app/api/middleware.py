@@ -7,6 +7,7 @@ every request through an extra task and memory streams, a cost every request pai
 from __future__ import annotations
 
 import logging
+import re
 import time
 from urllib.parse import unquote_plus
 
@@ -22,6 +23,13 @@ log = logging.getLogger(__name__)
 # Bodies that are not multipart uploads are small JSON documents (subjects, admin
 # parameters): one limit for them, far below the upload limit.
 MAX_JSON_BODY_BYTES = 1_000_000
+
+# The routes that take image uploads: only these get the upload limit, whatever the
+# Content-Type of a request to another route claims.
+_UPLOAD_ROUTES = re.compile(r"/v1/(?:verify|identify|detect|subjects/[^/]+/faces)")
+
+# The route label of requests refused before routing (no key, body too large, ...).
+REFUSED_ROUTE = "refused"
 
 _BODY_METHODS = {"POST", "PUT", "PATCH"}
 
@@ -56,10 +64,19 @@ class GuardAndMeasure:
             # The first of repeated headers, as Starlette and FastAPI read them: a second
             # Content-Type must not choose the limit for a body parsed by the first.
             headers.setdefault(name, value)
-        limit = self._body_limit(headers)
+        limit = self._body_limit(scope, headers)
         refusal = self._refusal(scope, headers, limit)
         if refusal is not None:
-            await refusal(scope, receive, send)
+            start, status = time.perf_counter(), 0
+
+            async def send_refusal(message: Message) -> None:
+                nonlocal status
+                if message["type"] == "http.response.start":
+                    status = message["status"]
+                await send(message)
+
+            await refusal(scope, receive, send_refusal)
+            self._measure(scope["method"], REFUSED_ROUTE, status, start)
             return
         received = 0
 
@@ -97,9 +114,11 @@ class GuardAndMeasure:
             # The router has put the matched route into the scope by now. Labelled by its
             # path template, not the raw path, to keep label cardinality bounded.
             route = str(getattr(scope.get("route"), "path", "unmatched"))
-            method = scope["method"]
-            self.metrics.latency.labels(method, route).observe(time.perf_counter() - start)
-            self.metrics.requests.labels(method, route, str(status)).inc()
+            self._measure(scope["method"], route, status, start)
+
+    def _measure(self, method: str, route: str, status: int, start: float) -> None:
+        self.metrics.latency.labels(method, route).observe(time.perf_counter() - start)
+        self.metrics.requests.labels(method, route, str(status)).inc()
 
     @staticmethod
     def _answer(error: Exception, scope: Scope) -> ASGIApp:
@@ -108,9 +127,12 @@ class GuardAndMeasure:
         log.error("unhandled error on %s %s", scope["method"], scope["path"], exc_info=error)
         return error_response(500, "internal_error", "Internal server error.")
 
-    def _body_limit(self, headers: dict[bytes, bytes]) -> int:
+    def _body_limit(self, scope: Scope, headers: dict[bytes, bytes]) -> int:
         multipart = headers.get(b"content-type", b"").lower().startswith(b"multipart/")
-        return self.max_body_bytes if multipart else min(self.max_body_bytes, MAX_JSON_BODY_BYTES)
+        upload = scope["method"] == "POST" and _UPLOAD_ROUTES.fullmatch(scope["path"])
+        if multipart and upload:
+            return self.max_body_bytes
+        return min(self.max_body_bytes, MAX_JSON_BODY_BYTES)
 
     def _refusal(self, scope: Scope, headers: dict[bytes, bytes], limit: int) -> ASGIApp | None:
         # Refuse oversized bodies before the multipart parser spools them to disk.

@@ -56,9 +56,12 @@ def test_oversized_bodies_are_refused_before_parsing(make_client: ClientFactory)
     )
     assert_error(refused, 413, "payload_too_large")
     assert "1001000 bytes" in refused.json()["error"]["message"]
-    # Refusals never reach a route, and the service keeps serving.
+    # Refusals never reach a route, and the service keeps serving; the metrics count them
+    # under a route label of their own.
     assert client.get("/v1/health").status_code == 200
-    assert "/v1/verify" not in client.get("/metrics").text
+    metrics = client.get("/metrics").text
+    assert "/v1/verify" not in metrics
+    assert _counter(metrics, "POST", "refused", 413) == 1
 
 
 def _chunks(total: int, size: int = 100_000) -> Iterator[bytes]:
@@ -91,6 +94,31 @@ def test_json_bodies_have_a_limit_of_their_own(client: TestClient) -> None:
     message = assert_error(refused, 413, "payload_too_large")["message"]
     assert message == f"Request body exceeds {MAX_JSON_BODY_BYTES} bytes."
     assert client.get("/v1/subjects").json()["total"] == 0
+
+
+def test_only_upload_routes_take_upload_sized_bodies(make_client: ClientFactory) -> None:
+    # A JSON route whose request claims to be multipart keeps the JSON limit: the body is
+    # not parsed as an upload there, and FastAPI would read it all into memory.
+    client = make_client(max_upload_bytes=10_000_000)
+    body = b"x" * (MAX_JSON_BODY_BYTES + 1)
+    multipart = {"content-type": "multipart/form-data; boundary=b"}
+    for path in ("/v1/subjects", "/v1/admin/calibrate", "/v1/admin/finetune"):
+        refused = client.post(path, content=body, headers=multipart)
+        assert_error(refused, 413, "payload_too_large")
+    subject = new_subject(client, "Ada")
+    patched = client.patch(f"/v1/subjects/{subject}", content=body, headers=multipart)
+    assert_error(patched, 413, "payload_too_large")
+    # The upload routes take it to their own limit (and then find no valid form in it).
+    for path in ("/v1/verify", "/v1/identify", "/v1/detect", f"/v1/subjects/{subject}/faces"):
+        assert client.post(path, content=body, headers=multipart).status_code != 413
+
+
+def test_requests_refused_before_routing_are_counted(make_client: ClientFactory) -> None:
+    client = make_client(api_keys="admin:adm-secret-123")
+    for _ in range(3):
+        assert_error(client.post("/v1/subjects", json={"name": "x"}), 401, "unauthorized")
+    metrics = client.get("/metrics", headers={"X-API-Key": "adm-secret-123"}).text
+    assert _counter(metrics, "POST", "refused", 401) == 3
 
 
 def test_health_and_readiness_answer_head(client: TestClient) -> None:
