@@ -189,8 +189,19 @@ def show_config(args: argparse.Namespace, settings: Settings) -> int:
     for name, value in settings.model_dump().items():
         hidden = name == "api_keys" and value
         shown = "<hidden>" if hidden else "" if value is None else value  # unset: empty
+        if name == "database_url" and value:
+            shown = _without_password(value)
         print(f"FACE_{name.upper()}={shown}")
     return 0
+
+
+def _without_password(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not a URL at all: it might still hold a password
+        return "<hidden: not a valid database URL>"
 
 
 def build_parser() -> argparse.ArgumentParser:

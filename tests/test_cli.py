@@ -30,6 +30,19 @@ def test_config_hides_api_keys(
     assert "FACE_API_KEYS=<hidden>" in out and "top-secret-value" not in out
 
 
+def test_config_hides_the_database_password(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("FACE_DATABASE_URL", "postgresql://face:TopSecretPw@db:5432/face")
+    assert main(["config"]) == 0
+    out = capsys.readouterr().out
+    assert "FACE_DATABASE_URL=postgresql://face:***@db:5432/face" in out
+    assert "TopSecretPw" not in out
+    monkeypatch.setenv("FACE_DATABASE_URL", "not a url, but secret")
+    assert main(["config"]) == 0
+    assert "FACE_DATABASE_URL=<hidden: not a valid database URL>" in capsys.readouterr().out
+
+
 def test_models_fetch_checks_packaged_models_and_states_their_licence(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:

@@ -26,7 +26,9 @@ def list_subjects(
     state: StateDep,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0, le=MAX_SQL_INT)] = 0,
-    name: Annotated[str | None, Query(description="Case-insensitive substring.")] = None,
+    name: Annotated[
+        str | None, Query(max_length=255, description="Case-insensitive substring.")
+    ] = None,
 ) -> SubjectList:
     return subjects.list_subjects(state, limit, offset, name)
 

@@ -78,6 +78,15 @@ def test_sqlite_pragmas_are_set_on_every_connection(engine: Engine) -> None:
         engine.dispose()  # the next loop opens a brand-new connection
 
 
+def test_database_errors_do_not_carry_the_statement_parameters(engine: Engine) -> None:
+    # The errors are logged, and the parameters are names and metadata.
+    with pytest.raises(Exception) as raised, engine.connect() as conn:
+        conn.execute(text("INSERT INTO no_such_table VALUES (:name)"), {"name": "Jane Secret"})
+    assert "no_such_table" in str(raised.value) and "Jane Secret" not in str(raised.value)
+    # PostgreSQL engines likewise (created without connecting).
+    assert make_engine("postgresql://face:pw@127.0.0.1:1/face").hide_parameters
+
+
 def test_foreign_keys_are_enforced(engine: Engine) -> None:
     with pytest.raises(IntegrityError), make_session_factory(engine).begin() as s:
         s.add(
