@@ -14,7 +14,7 @@ from app.config import Settings
 from app.errors import FaceServiceError
 from app.evaluation.identification import open_set_threshold, per_comparison_far
 from app.evaluation.pairs import no_face_summary, rates_at, read_pairs, score_pairs
-from app.evaluation.verification import calibrate_far, impostors_needed
+from app.evaluation.verification import MIN_TARGET_FAR, calibrate_far, impostors_needed
 from app.gallery import repository
 from app.pipeline.analyzer import FacePipeline
 from app.services.calibration import (
@@ -56,8 +56,8 @@ def run(args: argparse.Namespace, settings: Settings, pipeline: FacePipeline | N
         args.target_far if args.identify_target_far is None else args.identify_target_far
     )
     for name, far in (("--target-far", args.target_far), ("--identify-target-far", identify_far)):
-        if not 0.0 < far < 1.0:
-            print(f"{name} must lie in (0, 1), got {far}", file=sys.stderr)
+        if not MIN_TARGET_FAR <= far < 1.0:
+            print(f"{name} must lie in [{MIN_TARGET_FAR:g}, 1), got {far}", file=sys.stderr)
             return 2
     if args.gallery_size is not None and args.gallery_size < 1:
         print(f"--gallery-size must be >= 1, got {args.gallery_size}", file=sys.stderr)

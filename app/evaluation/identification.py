@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from app.evaluation.verification import calibrate_far, threshold_for_far
+from app.evaluation.verification import MIN_TARGET_FAR, calibrate_far, threshold_for_far
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -109,8 +109,8 @@ def open_set_threshold(
     """
     if gallery_size < 1:
         raise ValueError(f"gallery_size must be >= 1, got {gallery_size}")
-    if not 0.0 < target_far < 1.0:
-        raise ValueError(f"a target FAR must lie in (0, 1), got {target_far}")
+    if not MIN_TARGET_FAR <= target_far < 1.0:
+        raise ValueError(f"a target FAR must lie in [{MIN_TARGET_FAR:g}, 1), got {target_far}")
     return threshold_for_far(
         impostor_scores_per_subject, per_comparison_far(target_far, gallery_size)
     )

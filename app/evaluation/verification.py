@@ -18,6 +18,10 @@ IntArray = npt.NDArray[np.int64]
 # A FAR measured on fewer than ~10 expected false accepts is mostly noise.
 MIN_EXPECTED_FALSE_ACCEPTS = 10
 
+# The smallest target FAR calibration accepts. Measuring it would take 10^10 impostor pairs;
+# far smaller ones overflow the arithmetic (1/FAR) or underflow to 0 per comparison.
+MIN_TARGET_FAR = 1e-9
+
 # How far above the highest score it must reject a calibrated threshold sits, at most. The
 # service scores in float32 (FAISS or numpy), which rounds differently from the float64
 # scores here by about 1e-7: a threshold one float64 step above an impostor's score let
@@ -128,7 +132,7 @@ def calibrate_far(impostor_scores: npt.ArrayLike, target_far: float) -> FarCalib
     itself), and the threshold never exceeds 1: an impostor pair of two identical images
     (one photo enrolled under two subjects) passes any threshold, and `far_actual` says so.
     """
-    if not 0.0 < target_far < 1.0:
+    if not 0.0 < target_far < 1.0:  # per-comparison rates may lie below MIN_TARGET_FAR
         raise ValueError(f"a target FAR must lie in (0, 1), got {target_far}")
     imp = np.sort(np.asarray(impostor_scores, dtype=np.float64).ravel())[::-1]
     if imp.size == 0 or not np.all(np.isfinite(imp)):

@@ -8,6 +8,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.evaluation.verification import MIN_TARGET_FAR
 from app.schemas.info import ThresholdsPublic
 
 
@@ -15,11 +16,14 @@ class CalibrateParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     target_far: float = Field(
-        0.001, gt=0.0, lt=1.0, description="False-accept rate the verify threshold may reach."
+        0.001,
+        ge=MIN_TARGET_FAR,
+        lt=1.0,
+        description="False-accept rate the verify threshold may reach.",
     )
     identify_target_far: float | None = Field(
         None,
-        gt=0.0,
+        ge=MIN_TARGET_FAR,
         lt=1.0,
         description="Chance a stranger matches anyone in the gallery (default: target_far).",
     )

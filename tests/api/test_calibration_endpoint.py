@@ -167,11 +167,26 @@ def test_only_the_admin_key_may_calibrate(gallery: tuple[TestClient, str]) -> No
         {"target_far": "often"},
         {"identify_target_far": 1.5},
         {"target_far": 0.01, "gallery_size": 5},
+        # Below 1e-9: 1e-309 overflowed 1/FAR and 5e-324 underflowed to 0 per comparison,
+        # each a 500 after the calibration had been stored.
+        {"target_far": 1e-309},
+        {"target_far": 5e-324},
+        {"target_far": 9.9e-10},
+        {"target_far": 0.01, "identify_target_far": 1e-322},
     ],
 )
 def test_bad_targets_are_invalid_requests(gallery: tuple[TestClient, str], body: Any) -> None:
     client, _ = gallery
+    before = client.get(CALIBRATION).json()
     assert_error(client.post(CALIBRATE, json=body), 422, "invalid_request")
+    assert client.get(CALIBRATION).json() == before  # nothing stored
+
+
+def test_the_smallest_target_far_calibrates(gallery: tuple[TestClient, str]) -> None:
+    client, _ = gallery
+    response = client.post(CALIBRATE, json={"target_far": 1e-9})
+    assert response.status_code == 200, response.text
+    assert response.json()["calibration"]["identify_far"] == 1e-9
 
 
 def test_too_little_data_then_a_tiny_gallery_under_a_settings_override(

@@ -132,3 +132,8 @@ def test_rejects_a_target_outside_zero_one(parse, settings: Settings, tmp_path: 
         "calibrate", "--pairs", tmp_path / "p.csv", "--root", tmp_path, "--identify-target-far", "0"
     )
     assert calibrate.run(args, settings) == 2
+    # Below the smallest measurable target: refused before anything is loaded.
+    args = parse(
+        "calibrate", "--pairs", tmp_path / "p.csv", "--root", tmp_path, "--target-far", "1e-10"
+    )
+    assert calibrate.run(args, settings) == 2
