@@ -11,7 +11,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.config import Settings
-from app.errors import NotReady
+from app.errors import ModelError, NotReady
 from app.index import FaceIndex
 from app.metrics import Metrics
 from app.pipeline.analyzer import FacePipeline
@@ -44,10 +44,25 @@ class Runtime:
     index: FaceIndex
     thresholds: Thresholds
     index_how: str = "loaded"
+    # Set when calibration.json could not be read at start-up: the thresholds held are the
+    # defaults, not the calibrated ones, so verify and identify decide nothing until the
+    # file is readable again, deleted, or replaced by a new calibration.
+    calibration_error: str | None = None
 
     @property
     def model_version(self) -> str:
         return self.pipeline.embedder.version
+
+    def decision_thresholds(self) -> Thresholds:
+        """The thresholds verify and identify decide with; ModelError (503) while the
+        calibration file is unreadable."""
+        if self.calibration_error is not None:
+            raise ModelError(
+                "Verify and identify are paused: the calibration file cannot be read. Fix "
+                "it, DELETE /v1/admin/calibration, or POST /v1/admin/calibrate; the service "
+                "log says what is wrong."
+            )
+        return self.thresholds
 
 
 @dataclass
@@ -70,6 +85,9 @@ class AppState:
     def require_runtime(self) -> Runtime:
         if self.runtime is None:
             reason = self.startup_error or "models are still loading"
+            if self.startup_error and self.keys.enabled:
+                # Any client key sees this; the error can name files and their content.
+                reason = "start-up failed; the service log says why"
             raise NotReady(f"The service is not ready: {reason}.")
         return self.runtime
 

@@ -105,6 +105,14 @@ class CalibrationStore:
         entries[calibration.model_version] = calibration
         self._write(entries)
 
+    def set_aside(self) -> Path:
+        """Rename an unreadable file out of the way (kept for inspection, other models'
+        entries included); the new name."""
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+        aside = self.path.with_name(f"{CALIBRATION_FILE}.unreadable-{stamp}")
+        os.replace(self.path, aside)
+        return aside
+
     def _write(self, entries: dict[str, Calibration]) -> None:
         data = _FILE_SCHEMA.dump_json(dict(sorted(entries.items())), indent=2) + b"\n"
         self.path.parent.mkdir(parents=True, exist_ok=True)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import math
+from pathlib import Path
 
 import numpy as np
 
-from app.errors import CalibrationNotFound, InsufficientCalibrationData
+from app.errors import CalibrationNotFound, InsufficientCalibrationData, ModelError
 from app.evaluation.gallery_scores import GalleryScores, score_gallery
 from app.evaluation.identification import open_set_threshold, per_comparison_far
 from app.evaluation.verification import FarCalibration, calibrate_far, impostors_needed
@@ -16,6 +18,8 @@ from app.schemas.info import ThresholdsPublic
 from app.services.calibration import METHOD_GALLERY_ADJUSTED, Calibration, CalibrationStore
 from app.services.thresholds import refresh_thresholds
 from app.state import AppState, Thresholds
+
+log = logging.getLogger(__name__)
 
 # Fixed, so the same gallery always samples the same pairs and gives the same thresholds.
 SAMPLE_SEED = 0
@@ -46,11 +50,23 @@ def calibrate_on_gallery(state: AppState, params: CalibrateParams) -> Calibratio
         impostors=int(scores.impostor.size),
         identify_scores=max(1, int(scores.per_subject.size)),
     )
+    notes: list[str] = []
+    store = CalibrationStore(state.settings.data_dir)
     with state.write_lock:  # a model swap replaces the runtime under this lock
-        CalibrationStore(state.settings.data_dir).save(calibration)
+        try:
+            store.save(calibration)
+        except ModelError as error:  # the file is unreadable: start a new one beside it
+            aside = _set_aside(store, error)
+            notes.append(
+                f"The unreadable calibration file was set aside as {aside.name}; "
+                "calibrations of other models in it must be redone."
+            )
+            store.save(calibration)
         refreshed = refresh_thresholds(state, version)
     serving = refreshed or state.require_runtime()
-    return _result(state, calibration, scores, verify, refreshed is not None, serving.thresholds)
+    return _result(
+        state, calibration, scores, verify, refreshed is not None, serving.thresholds, notes
+    )
 
 
 def stored_calibration(state: AppState) -> CalibrationPublic:
@@ -68,8 +84,18 @@ def delete_calibration(state: AppState) -> CalibrationPublic:
     """Forget the serving model's stored calibration and serve its default thresholds at
     once; the calibration removed. Other models' calibrations stay."""
     version = state.require_runtime().model_version
+    store = CalibrationStore(state.settings.data_dir)
     with state.write_lock:
-        removed = CalibrationStore(state.settings.data_dir).delete(version)
+        try:
+            removed = store.delete(version)
+        except ModelError as error:  # unreadable: nothing can be picked out of it
+            aside = _set_aside(store, error)
+            refresh_thresholds(state, version)
+            raise CalibrationNotFound(
+                f"The calibration file could not be read, so it was set aside as "
+                f"{aside.name}; the default thresholds serve.",
+                {"model_version": version, "set_aside": aside.name},
+            ) from error
         if removed is not None:
             refresh_thresholds(state, version)
     if removed is None:
@@ -77,6 +103,12 @@ def delete_calibration(state: AppState) -> CalibrationPublic:
             f"No calibration is stored for {version}.", {"model_version": version}
         )
     return CalibrationPublic.model_validate(removed)
+
+
+def _set_aside(store: CalibrationStore, error: ModelError) -> Path:
+    aside = store.set_aside()
+    log.warning("%s; set it aside as %s", error.message, aside)
+    return aside
 
 
 def gallery_embeddings(state: AppState, version: str) -> tuple[np.ndarray, list[str]]:
@@ -99,12 +131,12 @@ def _result(
     verify: FarCalibration,
     refreshed: bool,
     active: Thresholds,
+    notes: list[str],
 ) -> CalibrationResult:
     gallery = calibration.gallery_size
     per_comparison = per_comparison_far(calibration.identify_far, gallery)
     passing = float(np.mean(scores.per_subject >= calibration.identify_threshold))
     stranger_far = 1.0 if passing >= 1.0 else -math.expm1(gallery * math.log1p(-passing))
-    notes: list[str] = []
     reliable = _check(notes, "verify", scores.impostor.size, calibration.verify_far)
     reliable &= _check(notes, "identify", scores.per_subject.size, per_comparison)
     if verify.below_resolution:

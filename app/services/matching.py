@@ -59,7 +59,7 @@ async def identify(
     limit = min(max_faces or state.settings.max_faces, state.settings.max_faces)
     faces, vectors = await state.infer(analyze_all, runtime.pipeline, state.settings, upload, limit)
     # Read once: an admin calibration may replace runtime.thresholds while this request runs.
-    active = runtime.thresholds
+    active = runtime.decision_thresholds()
     used = active.identify if threshold is None else threshold
     results = await run_in_threadpool(identify_faces, state, runtime, faces, vectors, top_k, used)
     far = active.identify_far if threshold is None else None

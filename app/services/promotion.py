@@ -90,8 +90,12 @@ class ModelWatcher:
         if stamp == self._calibration:
             return
         self._calibration = stamp
-        with self.state.write_lock:
-            runtime = refresh_thresholds(self.state, version)
+        try:
+            with self.state.write_lock:
+                runtime = refresh_thresholds(self.state, version)
+        except FaceServiceError as error:  # broken by hand: what serves stays (README)
+            log.warning("calibration file changed but cannot be read: %s", error)
+            return
         if runtime is not None:
             log.info("calibration file changed; serving %s", runtime.thresholds)
 

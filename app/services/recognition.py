@@ -84,7 +84,7 @@ def _verdict(
     face: AnalyzedFace,
     subject_id: str | None,
 ) -> VerifyResult:
-    active = runtime.thresholds
+    active = runtime.decision_thresholds()
     used = active.verify if threshold is None else threshold
     return VerifyResult(
         verified=similarity >= used,

@@ -14,6 +14,7 @@ import torch
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.config import Settings
+from app.errors import ModelError
 from app.gallery import embeddings_repo
 from app.index import FaceIndex, index_path, open_index
 from app.pipeline.analyzer import FacePipeline, PipelineObserver
@@ -25,7 +26,7 @@ from app.pipeline.types import QualityLimits
 from app.services.active_model import with_active_embedder
 from app.services.early_start import detection_args, take_early
 from app.services.threads import batch_max_size, inference_workers, torch_threads, uses_gpu
-from app.services.thresholds import active_thresholds, count_gallery
+from app.services.thresholds import active_thresholds, count_gallery, thresholds_from
 from app.state import Runtime
 
 log = logging.getLogger(__name__)
@@ -209,9 +210,17 @@ def build_runtime(
     pipeline = build_pipeline(settings, models, observer, callers)
     embedder = models.embedder
     index, how = open_model_index(settings, sessions, embedder.version, embedder.embedding_dim)
+    calibration_error = None
+    try:
+        thresholds = active_thresholds(settings, embedder, count_gallery(sessions))
+    except ModelError as error:  # calibration.json unreadable: start, but decide nothing
+        log.error("%s; verify and identify answer 503 until then", error.message)
+        thresholds = thresholds_from(settings, embedder, None)
+        calibration_error = error.message
     return Runtime(
         pipeline=pipeline,
         index=index,
-        thresholds=active_thresholds(settings, embedder, count_gallery(sessions)),
+        thresholds=thresholds,
         index_how=how,
+        calibration_error=calibration_error,
     )

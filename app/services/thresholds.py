@@ -36,8 +36,18 @@ def active_thresholds(
 ) -> Thresholds:
     """Pick each threshold by precedence; a FAR is reported only for a calibrated threshold.
     With `gallery`, identify's FAR is stated for the gallery as it is, not as calibrated."""
-    defaults = embedder.default_thresholds
     calibration = CalibrationStore(settings.data_dir).load(embedder.version)
+    return thresholds_from(settings, embedder, calibration, gallery)
+
+
+def thresholds_from(
+    settings: Settings,
+    embedder: Embedder,
+    calibration: Calibration | None,
+    gallery: GalleryCounts | None = None,
+) -> Thresholds:
+    """active_thresholds with `calibration` given (None: the defaults and settings only)."""
+    defaults = embedder.default_thresholds
     verify, verify_far, verify_source = defaults.verify, None, "embedder default"
     identify, identify_far, identify_source = defaults.identify, None, "embedder default"
     identify_size = None
@@ -113,4 +123,5 @@ def refresh_thresholds(
         return None
     counts = gallery if gallery is not None else count_gallery(state.sessions)
     runtime.thresholds = active_thresholds(state.settings, runtime.pipeline.embedder, counts)
+    runtime.calibration_error = None  # readable (or gone) again
     return runtime

@@ -138,6 +138,9 @@ def test_ready_keeps_start_up_details_from_anonymous_callers_when_keyed(
             response = client.get("/v1/ready")
             assert response.status_code == 503
             assert response.json()["reason"] == shown
+            # Routes that need the models say the same to any key.
+            refused = client.get("/v1/admin/calibration", headers={"X-API-Key": "adm-secret-123"})
+            assert refused.status_code == 503 and shown in refused.json()["error"]["message"]
         finally:
             state.runtime, state.startup_error = runtime, None
 

@@ -317,3 +317,61 @@ def test_a_broken_calibration_file_does_not_stop_the_watcher(
     ModelWatcher(state)._follow_gallery(state.runtime.model_version, every_s=0)
     assert "cannot re-state identify's FAR" in caplog.text
     assert client.get("/v1/info").json()["thresholds"] == before  # still serving
+
+
+def test_an_unreadable_calibration_at_start_pauses_decisions_until_set_aside(
+    make_client: ClientFactory, tmp_path: Path, package_images: Path
+) -> None:
+    """It used to leave the whole service not ready, and no admin route could fix it."""
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "calibration.json").write_text('{"arcface-mbf@9cc6e4a75f0e": {')
+    client = make_client()
+    ready = client.get("/v1/ready")
+    assert ready.status_code == 503 and "calibration file cannot be read" in ready.json()["reason"]
+    # Enrolment and the rest serve; verify and identify decide nothing on default thresholds.
+    yao = new_subject(client, "Yao")
+    assert enrol(client, yao, photo(package_images, "yaoming.jpg")).status_code == 201
+    probe = {"image": photo(package_images, "yaoming.jpg")}
+    paused = client.post("/v1/verify", data={"subject_id": yao}, files=probe)
+    assert "paused" in assert_error(paused, 503, "model_unavailable")["message"]
+    assert str(data) not in paused.text  # no file paths to clients
+    assert_error(client.post("/v1/identify", files=probe), 503, "model_unavailable")
+
+    # DELETE sets the file aside (kept for inspection) and the defaults serve.
+    deleted = assert_error(client.delete(CALIBRATION), 404, "calibration_not_found")
+    assert "set aside" in deleted["message"]
+    [aside] = data.glob("calibration.json.unreadable-*")
+    assert aside.read_text() == '{"arcface-mbf@9cc6e4a75f0e": {'
+    assert not (data / "calibration.json").exists()
+    assert client.get("/v1/ready").status_code == 200
+    verdict = client.post("/v1/verify", data={"subject_id": yao}, files=probe)
+    assert verdict.status_code == 200 and verdict.json()["verified"] is True
+
+    # A file broken while serving: a new calibration sets it aside and replaces it.
+    enrol_players(client, package_images)
+    (data / "calibration.json").write_text("[]")
+    calibrated = client.post(CALIBRATE, json={"target_far": 0.05})
+    assert calibrated.status_code == 200, calibrated.text
+    assert any("set aside" in note for note in calibrated.json()["notes"])
+    assert len(list(data.glob("calibration.json.unreadable-*"))) == 2
+    assert client.get(CALIBRATION).json()["verify_far"] == 0.05
+
+
+def test_a_calibration_file_fixed_by_hand_resumes_decisions(
+    make_client: ClientFactory, tmp_path: Path, package_images: Path
+) -> None:
+    from app.services.promotion import ModelWatcher
+
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "calibration.json").write_text("{broken")
+    client = make_client()
+    state = client.app.state.face  # type: ignore[attr-defined]
+    watcher = ModelWatcher(state)
+    watcher._follow_calibration(state.runtime.model_version)  # still broken: stays paused
+    assert client.get("/v1/ready").status_code == 503
+    (data / "calibration.json").write_text("{}")  # fixed: no calibration at all
+    watcher._follow_calibration(state.runtime.model_version)
+    assert client.get("/v1/ready").status_code == 200
+    assert client.get("/v1/info").json()["thresholds"]["source"] == "embedder default"

@@ -31,6 +31,9 @@ def ready(state: StateDep) -> JSONResponse:
             # Anyone may ask this; the error can name files and their content.
             reason = "start-up failed; the service log says why"
         return JSONResponse(Readiness(ready=False, reason=reason).model_dump(), status_code=503)
+    if state.runtime.calibration_error is not None:
+        reason = "verify and identify are paused: the calibration file cannot be read"
+        return JSONResponse(Readiness(ready=False, reason=reason).model_dump(), status_code=503)
     try:  # an orchestrator should stop sending traffic while the database is away
         with state.sessions() as session:
             session.execute(text("SELECT 1"))
