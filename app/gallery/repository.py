@@ -8,6 +8,7 @@ from typing import Any
 import numpy.typing as npt
 from sqlalchemy import exists, func, inspect, select
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.exc import StaleDataError
 
 from app.errors import FaceNotFound, SubjectNotFound
 from app.gallery.embeddings_repo import encode_vector, in_chunks
@@ -43,9 +44,16 @@ def list_subjects(
     query = select(Subject)
     if name:
         query = query.where(Subject.name_folded.contains(name.casefold(), autoescape=True))
-    total = s.scalar(select(func.count()).select_from(query.subquery())) or 0
-    page = s.scalars(query.order_by(Subject.created_at, Subject.id).limit(limit).offset(offset))
-    return list(page), total
+    # The total comes with the page, in one statement, so both see the same rows while
+    # other requests create and delete subjects (two queries disagreed then).
+    counted = query.add_columns(func.count().over().label("total"))
+    rows = s.execute(
+        counted.order_by(Subject.created_at, Subject.id).limit(limit).offset(offset)
+    ).all()
+    if rows:
+        return [row[0] for row in rows], int(rows[0].total)
+    # An empty page (past the end, or nothing matches) carries no count.
+    return [], s.scalar(select(func.count()).select_from(query.subquery())) or 0
 
 
 def update_subject(
@@ -60,7 +68,12 @@ def update_subject(
         subject.name = name
     if metadata is not None:
         subject.metadata_ = dict(metadata)
-    s.flush()
+    try:
+        s.flush()
+    except StaleDataError as error:  # deleted since it was read (SQLite takes no row lock)
+        raise SubjectNotFound(
+            f"subject {subject_id} not found", {"subject_id": subject_id}
+        ) from error
     return subject
 
 

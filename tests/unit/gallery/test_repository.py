@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from app.errors import FaceNotFound, SubjectNotFound
 from app.gallery import embeddings_repo
 from app.gallery import repository as repo
-from app.gallery.orm import Face
+from app.gallery.orm import Face, Subject
 
 OTHER_MODEL = "arcface-mbf@finetuned-1"
 Vectors = Callable[[], np.ndarray]
@@ -40,6 +40,26 @@ def test_subject_crud(session_factory: sessionmaker[Session]) -> None:
         assert repo.delete_subject(s, subject.id) == []
     with session_factory() as s, pytest.raises(SubjectNotFound):
         repo.get_subject(s, subject.id)
+
+
+def test_an_update_racing_a_delete_finds_no_subject(
+    session_factory: sessionmaker[Session], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On SQLite the read takes no lock: a delete committed between it and the UPDATE
+    used to surface as StaleDataError, a 500."""
+    with session_factory.begin() as s:
+        subject = repo.create_subject(s, "Ada")
+    read = repo.get_subject
+
+    def read_then_deleted(s: Session, subject_id: str, lock: bool = False) -> Subject:
+        found = read(s, subject_id, lock)
+        with session_factory.begin() as other:
+            other.execute(text("DELETE FROM subjects WHERE id = :id"), {"id": subject_id})
+        return found
+
+    monkeypatch.setattr(repo, "get_subject", read_then_deleted)
+    with pytest.raises(SubjectNotFound), session_factory.begin() as s:
+        repo.update_subject(s, subject.id, name="Ada King")
 
 
 def test_unknown_subject_raises_everywhere(session: Session, enrol: Enrol) -> None:
