@@ -81,6 +81,26 @@ class FaceIndex:
             if self.kind == "hnsw":
                 self._tombstones.added(id_array, start)
 
+    def stored(self, ids: npt.ArrayLike) -> VectorArray:
+        """The vectors held for `ids`, which must all be live, in their order."""
+        id_array = _as_ids(ids)
+        with self._lock:
+            if self.kind == "flat":
+                labels = self._labels()
+                where = {int(labels[p]): int(p) for p in np.flatnonzero(np.isin(labels, id_array))}
+            else:
+                where = {
+                    i: p
+                    for i in id_array.tolist()
+                    if (p := self._tombstones.position(i)) is not None
+                }
+            missing = [i for i in id_array.tolist() if i not in where]
+            if missing:
+                raise KeyError(f"ids not in the index: {missing[:5]}")
+            inner = self._index.index  # IndexIDMap2 over a flat or HNSW-flat store
+            rows = [inner.reconstruct(where[i]) for i in id_array.tolist()]
+        return np.asarray(rows, dtype=np.float32).reshape(len(id_array), self.dim)
+
     def remove(self, ids: npt.ArrayLike) -> int:
         """Remove `ids`; returns how many were present."""
         id_array = _as_ids(ids)

@@ -39,6 +39,32 @@ def index_path(index_dir: Path, model_version: str, kind: str) -> Path:
     return Path(index_dir) / f"{safe_version}.{kind}.faiss"
 
 
+# How many faces held by both a loaded index and the database are compared vector by vector.
+BELONGS_SAMPLE = 32
+
+
+def belongs(index: FaceIndex, db_ids: npt.ArrayLike, load_vectors: LoadVectors) -> bool:
+    """Whether a saved index holds this database's vectors, judged on an evenly spread
+    sample of the face ids both hold. reconcile trusts ids alone, and ids restart in another
+    database: after FACE_DATABASE_URL changed, or a backup was restored under a data folder
+    with a newer index, the same id can be someone else's face."""
+    common = np.intersect1d(index.ids(), np.asarray(db_ids, dtype=np.int64))
+    if not len(common):
+        return True  # nothing shared: reconcile replaces every entry anyway
+    picks = np.unique(np.linspace(0, len(common) - 1, min(BELONGS_SAMPLE, len(common))).round())
+    sample = common[picks.astype(np.int64)]
+    differ = np.abs(index.stored(sample) - load_vectors(sample)).max(axis=1) > 1e-6
+    if differ.any():
+        logger.warning(
+            "the saved %s index holds other vectors than the database for %d of %d faces "
+            "sampled (another database's index?)",
+            index.model_version,
+            int(differ.sum()),
+            len(sample),
+        )
+    return not differ.any()
+
+
 def reconcile(
     index: FaceIndex,
     db_ids: npt.ArrayLike,
@@ -49,7 +75,8 @@ def reconcile(
 
     This repairs a crash between a database commit and the matching index write. It
     compares ids only: face ids are never reused and a face's vector under one model
-    does not change, so an id present in both is assumed current.
+    does not change, so an id present in both is assumed current (open_index first checks
+    a sample of them with `belongs`).
     """
     wanted = np.unique(np.asarray(db_ids, dtype=np.int64))
     present = index.ids()
@@ -105,6 +132,8 @@ def open_index(
     if index is not None and index.needs_rebuild and rebuild_tombstoned:
         logger.info("index at %s has too many tombstones; rebuilding", path)
         index = None
+    if index is not None and not belongs(index, db_ids, load_vectors):
+        index = None  # rebuilt from the database, the source of truth
     if index is None:
         index = rebuild(dim, model_version, kind, batches)
         how = "rebuilt"

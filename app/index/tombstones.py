@@ -59,6 +59,10 @@ class Tombstones:
             self._selector = None
         return removed
 
+    def position(self, face_id: int) -> int | None:
+        """Where a live id's vector sits; None when it is not live."""
+        return self._position.get(face_id)
+
     def live_ids(self) -> IdArray:
         return np.array(sorted(self._position), dtype=np.int64)
 

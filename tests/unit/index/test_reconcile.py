@@ -126,6 +126,35 @@ def test_open_index_rebuilds_then_loads(
     assert index.ids().tolist() == face_ids + extra
 
 
+@pytest.mark.parametrize("kind", ["flat", "hnsw"])
+def test_open_index_rebuilds_an_index_saved_for_another_database(
+    kind: str, tmp_path: Path, unit_vectors: UnitVectors
+) -> None:
+    """The same face ids in two databases are different faces: an index left by one must
+    not serve the other (identify named database A's person for B's photo at 1.0)."""
+    from app.gallery.db import make_engine, make_session_factory, migrate
+
+    def database(name: str, count: int) -> tuple[sessionmaker[Session], np.ndarray]:
+        engine = make_engine(f"sqlite:///{tmp_path / name}")
+        migrate(engine)
+        factory, vectors = make_session_factory(engine), unit_vectors(count)
+        with factory.begin() as s:
+            enrol_many(s, repo.create_subject(s, name, {}).id, vectors)
+        return factory, vectors
+
+    (first, _), (second, vectors) = database("a.db", 40), database("b.db", 40)
+    with first() as s:
+        index, _, how = open_from_db(s, tmp_path, kind)
+    assert how == "rebuilt"
+    index.save(index_path(tmp_path, MODEL, kind))
+    with first() as s:  # its own database: loaded as saved
+        assert open_from_db(s, tmp_path, kind)[2] == "loaded"
+    with second() as s:  # ids 1..40 again, other vectors: rebuilt
+        index, report, how = open_from_db(s, tmp_path, kind)
+    assert how == "rebuilt" and report.total == 40
+    assert np.array_equal(index.stored(index.ids()), vectors)
+
+
 def test_open_index_rebuilds_a_file_from_another_model(
     tmp_path: Path, session_factory: sessionmaker[Session], unit_vectors: UnitVectors
 ) -> None:
