@@ -67,7 +67,9 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(
         10 * 1024 * 1024, ge=1, description="Largest accepted file, bytes."
     )
-    max_files_per_request: int = Field(20, ge=1, description="Most files in one enrolment request.")
+    max_files_per_request: int = Field(
+        20, ge=1, le=1000, description="Most files in one enrolment request (at most 1000)."
+    )
     max_image_pixels: int = Field(40_000_000, ge=1, description="Largest decoded image, pixels.")
     detect_max_side: int = Field(
         960, ge=64, description="Images are downscaled to this longest side for detection."

@@ -128,6 +128,8 @@ def _free_port() -> int:
         ("FACE_DETECT_MAX_SIDE", "0", "FACE_DETECT_MAX_SIDE: Input should be"),
         ("FACE_MAX_UPLOAD_BYTES", "-1", "FACE_MAX_UPLOAD_BYTES: Input should be"),
         ("FACE_VERIFY_THRESHOLD", "5", "FACE_VERIFY_THRESHOLD: Input should be"),
+        # The multipart parser refuses more than 1000 files whatever the setting says.
+        ("FACE_MAX_FILES_PER_REQUEST", "1001", "FACE_MAX_FILES_PER_REQUEST: Input should be"),
     ],
 )
 def test_an_invalid_setting_is_one_line_not_a_traceback(
