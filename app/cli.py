@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import difflib
 import fcntl
 import logging
 import os
 import socket
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TextIO
 
@@ -161,6 +162,28 @@ def fetch(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+# FACE_* variables read elsewhere than Settings: the import's key, and the test suite's.
+_OTHER_VARIABLES = {
+    "FACE_API_KEY",
+    "FACE_SHARED_FACES",
+    "FACE_REQUIRE_SHARED",
+    "FACE_REQUIRE_POSTGRES",
+}
+
+
+def unknown_settings(environ: Mapping[str, str]) -> list[str]:
+    """A warning for each FACE_* variable that no setting reads (a misspelling is otherwise
+    ignored in silence), with the closest setting's name."""
+    known = {f"FACE_{name.upper()}" for name in Settings.model_fields} | _OTHER_VARIABLES
+    lines = []
+    for variable in sorted(environ):
+        if variable.startswith("FACE_") and variable not in known:
+            close = difflib.get_close_matches(variable, sorted(known), n=1)
+            hint = f"; did you mean {close[0]}?" if close else ""
+            lines.append(f"warning: {variable} is not a setting and is ignored{hint}")
+    return lines
+
+
 def settings_errors(error: ValidationError) -> str:
     """One line per invalid setting, named as the environment spells it."""
     lines = ["invalid settings (environment variables or .env):"]
@@ -234,6 +257,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     # have not imported torch yet.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     args = build_parser().parse_args(argv)
+    for line in unknown_settings(os.environ):
+        print(line, file=sys.stderr)
     try:
         settings = Settings()
     except ValidationError as error:

@@ -30,6 +30,18 @@ def test_config_hides_api_keys(
     assert "FACE_API_KEYS=<hidden>" in out and "top-secret-value" not in out
 
 
+def test_a_misspelled_setting_is_named_not_ignored_in_silence(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("FACE_EMBEDER", "arcface-mbf")
+    monkeypatch.setenv("FACE_API_KEY", "for the import command")  # read, by import
+    assert main(["config"]) == 0
+    err = capsys.readouterr().err
+    assert err == (
+        "warning: FACE_EMBEDER is not a setting and is ignored; did you mean FACE_EMBEDDER?\n"
+    )
+
+
 def test_config_hides_the_database_password(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
