@@ -75,6 +75,8 @@ class GalleryClient:
                 if last:
                     raise ServiceError(None, "connection_error", str(exc) or repr(exc)) from exc
                 log.debug("%s %s failed (%r); retrying", method, url, exc)
+            except httpx.RequestError as exc:  # not worth another try, e.g. a redirect loop
+                raise ServiceError(None, "request_error", str(exc) or repr(exc)) from exc
             else:
                 if response.status_code not in RETRY_STATUSES or last:
                     return response
@@ -87,7 +89,11 @@ class GalleryClient:
         response = self.send(method, url, **kwargs)
         if not response.is_success:
             raise ServiceError.from_response(response)
-        return response.json()
+        try:
+            return response.json()
+        except ValueError as exc:  # e.g. a proxy's page
+            message = f"The answer is not JSON: {response.text[:200]}"
+            raise ServiceError(response.status_code, "invalid_response", message) from exc
 
     def wait_ready(self) -> None:
         """Returns once /v1/ready says yes, retrying 503 (models loading) within the policy."""
@@ -102,15 +108,27 @@ class GalleryClient:
             raise ServiceError.from_response(response)
 
     def subject(self, name: str) -> Subject:
-        """The subject called exactly `name` (the oldest if several), created if missing."""
-        subject_id = self._find_subject(name)
-        if subject_id is None:
+        """The subject called exactly `name`, created if missing. ServiceError
+        `ambiguous_subject` if several are: which one a folder means cannot be told."""
+        matches = self._find_subjects(name)
+        if len(matches) > 1:
+            matches.sort(key=lambda s: datetime.fromisoformat(s["created_at"]))
+            ids = ", ".join(str(s["id"]) for s in matches)
+            message = (
+                f"{len(matches)} subjects are named {name!r} (ids {ids}); nothing was enrolled. "
+                "Rename or delete all but one of them, then import again."
+            )
+            raise ServiceError(None, "ambiguous_subject", message)
+        if matches:
+            subject_id = str(matches[0]["id"])
+        else:
             subject_id = str(self.call("POST", "/v1/subjects", json={"name": name})["id"])
         faces = self.call("GET", f"/v1/subjects/{subject_id}/faces")["faces"]
         enrolled = {f["image_sha256"]: int(f["id"]) for f in faces if f.get("image_sha256")}
         return Subject(id=subject_id, enrolled=enrolled)
 
-    def _find_subject(self, name: str) -> str | None:
+    def _find_subjects(self, name: str) -> list[dict[str, Any]]:
+        """Every subject called exactly `name`, case included."""
         # The API's name filter is a case-insensitive substring: page through, match exactly.
         matches: list[dict[str, Any]] = []
         offset, total = 0, 1
@@ -120,14 +138,7 @@ class GalleryClient:
             matches += [s for s in page["items"] if s["name"] == name]
             total = int(page["total"])
             offset += NAME_PAGE
-        if not matches:
-            return None
-        oldest = min(matches, key=lambda s: datetime.fromisoformat(s["created_at"]))
-        if len(matches) > 1:
-            log.warning(
-                "%d subjects are named %r; using the oldest, %s", len(matches), name, oldest["id"]
-            )
-        return str(oldest["id"])
+        return matches
 
     def enrol(self, subject_id: str, filename: str, data: bytes, face: str | None) -> int:
         """Id of the face enrolled from one image; ServiceError if the service refused it."""

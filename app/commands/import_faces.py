@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import hashlib
 import logging
 import os
+import signal
 import sys
+import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
+from types import FrameType
 from typing import Literal, get_args
 
 import httpx
@@ -23,20 +27,28 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 from app.commands.gallery_client import GalleryClient, RetryPolicy, ServiceError, Subject
 from app.config import FacePolicy, Settings
 
+log = logging.getLogger(__name__)
+
 # Every format the service decodes (app/pipeline/image_io.py ACCEPTED_FORMATS).
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
 REPORT_COLUMNS = ("path", "subject", "status", "code", "message", "face_id")
 DEFAULT_URL = "http://127.0.0.1:8000"
 # Enrolment runs detection and embedding; on a busy CPU a large photo can take a while.
 TIMEOUT = httpx.Timeout(120.0, connect=10.0)
+INTERRUPTED = 130  # the shell's status for a command ended by Ctrl-C (128 + SIGINT)
 
 Status = Literal["enrolled", "skipped", "rejected", "error"]
 
 
 @dataclass(frozen=True)
 class Album:
-    name: str  # of the subject
+    folder: Path  # its name is the subject's
     files: list[Path]
+    unreadable: str | None = None  # why the folder could not be listed
+
+    @property
+    def name(self) -> str:
+        return self.folder.name
 
 
 @dataclass(frozen=True)
@@ -61,6 +73,8 @@ class ImportSummary:
     report: Path
     counts: Counter[str] = field(default_factory=Counter)  # status -> files
     problems: Counter[str] = field(default_factory=Counter)  # code of rejected/error -> files
+    stopped: bool = False  # by the service: unreachable, or it refused the key
+    interrupted: bool = False  # by Ctrl-C
 
     def add(self, row: ReportRow) -> None:
         self.counts[row.status] += 1
@@ -69,12 +83,55 @@ class ImportSummary:
 
     @property
     def exit_code(self) -> int:
-        return 1 if self.counts["error"] else 0
+        if self.interrupted:
+            return INTERRUPTED
+        return 1 if self.counts["error"] or self.stopped else 0
 
     def describe(self) -> str:
         counts = ", ".join(f"{self.counts[s]} {s}" for s in get_args(Status))
         problems = ", ".join(f"{code} {n}" for code, n in self.problems.most_common())
-        return f"{counts}" + (f" ({problems})" if problems else "") + f"; report: {self.report}"
+        report = _shown(str(self.report))
+        return f"{counts}" + (f" ({problems})" if problems else "") + f"; report: {report}"
+
+
+class Stop:
+    """Once set, the import starts no new work: the service could not be reached or refused
+    the key (`error`), or the user pressed Ctrl-C (`interrupted`). Any thread may set it;
+    interrupt() takes no lock, so a signal handler may call it."""
+
+    def __init__(self) -> None:
+        self.error: ServiceError | None = None
+        self.interrupted = False
+        self._lock = threading.Lock()
+
+    def fail(self, error: ServiceError) -> None:
+        with self._lock:
+            if self.error is None:
+                self.error = error
+
+    def interrupt(self) -> None:
+        self.interrupted = True
+
+    @property
+    def reason(self) -> str | None:
+        """The message of a file not attempted; None while the import goes on."""
+        if self.interrupted:
+            return "The import was interrupted (Ctrl-C) before this file."
+        if self.error is None:
+            return None
+        if self.error.refused_access:
+            why = f"the service refused the API key ({self.error.code})"
+        else:
+            why = f"the service could not be reached ({self.error.message})"
+        return f"The import stopped before this file: {why}."
+
+
+class ImportStopped(ServiceError):
+    """The import stopped midway; raised once the report covers every file (`summary`)."""
+
+    def __init__(self, cause: ServiceError, summary: ImportSummary) -> None:
+        super().__init__(cause.status, cause.code, cause.message)
+        self.summary = summary
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -102,7 +159,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def run(args: argparse.Namespace, settings: Settings) -> int:
     root: Path = args.directory
     if not root.is_dir():
-        print(f"{root} is not a folder", file=sys.stderr)
+        print(f"{_shown(str(root))} is not a folder", file=sys.stderr)
         return 2
     if not 1 <= args.workers <= 32:
         print(f"--workers must lie in 1..32, got {args.workers}", file=sys.stderr)
@@ -113,6 +170,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     report: Path = args.report or root.resolve().parent / "import-report.csv"
     key = args.api_key or os.environ.get("FACE_API_KEY")
     headers = {"X-API-Key": key} if key else {}
+    stop = Stop()
+    restore = _stop_on_ctrl_c(stop)
     try:
         with httpx.Client(base_url=args.url, headers=headers, timeout=TIMEOUT) as client:
             summary = import_directory(
@@ -122,12 +181,44 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
                 workers=args.workers,
                 report=report,
                 progress=sys.stderr.isatty(),
+                stop=stop,
             )
+    except ImportStopped as exc:
+        print(f"import stopped: {exc.message} ({exc.code}) at {args.url}", file=sys.stderr)
+        print(f"imported {_shown(str(root))}: {exc.summary.describe()}")
+        return exc.summary.exit_code
     except ServiceError as exc:
         print(f"import stopped: {exc.message} ({exc.code}) at {args.url}", file=sys.stderr)
         return 1
-    print(f"imported {root}: {summary.describe()}")
+    except KeyboardInterrupt:  # a second Ctrl-C: the report holds the rows written so far
+        print(f"import interrupted; report (incomplete): {_shown(str(report))}", file=sys.stderr)
+        return INTERRUPTED
+    except OSError as exc:  # DIR cannot be listed, the report cannot be written
+        print(f"import failed: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        restore()
+    print(f"imported {_shown(str(root))}: {summary.describe()}")
     return summary.exit_code
+
+
+def _stop_on_ctrl_c(stop: Stop) -> Callable[[], object]:
+    """Makes the first Ctrl-C stop the import gracefully (the uploads in flight finish and the
+    report is complete) and a second one raise KeyboardInterrupt. Returns the undo."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None  # signal handlers can only be set from the main thread
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        stop.interrupt()
+        # Not print(): the handler may run inside a write to sys.stderr (the progress bar).
+        with contextlib.suppress(OSError, ValueError):
+            os.write(sys.stderr.fileno(), b"\ninterrupted: finishing the uploads in flight\n")
+
+    previous = signal.signal(signal.SIGINT, handler)
+    if previous is None:  # set outside Python: cannot be put back
+        return lambda: None
+    return lambda: signal.signal(signal.SIGINT, previous)
 
 
 def import_directory(
@@ -139,13 +230,17 @@ def import_directory(
     report: Path,
     progress: bool,
     retry: RetryPolicy | None = None,
+    stop: Stop | None = None,
 ) -> ImportSummary:
     """Enrol every photo under `root`, writing the report as it goes.
 
-    Raises ServiceError when the import cannot go on at all: the service stays unreachable or
-    not ready, or it refuses the API key.
+    Raises ServiceError when the import cannot start: the service stays unreachable or not
+    ready. Raises ImportStopped (a ServiceError) when it stopped midway: a request could not
+    reach the service after the retries, or the service refused the API key. `stop.interrupt()`
+    (from any thread) stops it the same way, but it then returns the summary.
     """
     gallery = GalleryClient(client, retry or RetryPolicy())
+    stop = stop or Stop()
     albums = scan_directory(root)
     gallery.wait_ready()
     summary = ImportSummary(report=report)
@@ -153,67 +248,156 @@ def import_directory(
     pool = ThreadPoolExecutor(workers, thread_name_prefix="import")
     try:
         with (
-            report.open("w", newline="") as handle,
-            tqdm(total=sum(len(a.files) for a in albums), unit="file", disable=not progress) as bar,
+            # Paths are written as shown by _shown; backslashreplace is the last resort.
+            report.open("w", newline="", encoding="utf-8", errors="backslashreplace") as handle,
+            tqdm(
+                total=sum(len(a.files) or 1 for a in albums), unit="file", disable=not progress
+            ) as bar,
             logging_redirect_tqdm(),
         ):
             writer = csv.writer(handle)
             writer.writerow(REPORT_COLUMNS)
             for album in albums:
-                for row in _import_album(gallery, pool, album, root, face):
+                for row in _import_album(gallery, pool, album, root, face, stop):
                     writer.writerow(row.cells())
                     handle.flush()  # a run that dies midway still leaves its rows
                     summary.add(row)
                     bar.update()
                     bar.set_postfix(summary.counts, refresh=False)
     finally:
-        pool.shutdown(cancel_futures=True)  # on Ctrl-C, don't start the queued uploads
+        pool.shutdown(cancel_futures=True)  # after a second Ctrl-C: start no queued upload
+    summary.interrupted = stop.interrupted
+    summary.stopped = stop.error is not None
+    if stop.error is not None and not stop.interrupted:
+        raise ImportStopped(stop.error, summary)
     return summary
 
 
 def scan_directory(root: Path) -> list[Album]:
-    """Sub-folders of `root` holding images, by name; hidden files and folders are left out."""
+    """Sub-folders of `root` holding images, by name; hidden files and folders are left out.
+
+    A folder that cannot be listed is kept, without files, so that the report says so."""
     albums = []
-    for folder in sorted(p for p in root.iterdir() if p.is_dir() and not _hidden(p)):
-        # A broken link is kept, so that the report says it could not be read.
-        files = sorted(
-            p
-            for p in folder.iterdir()
-            if (p.is_file() or p.is_symlink())
-            and not _hidden(p)
-            and p.suffix.lower() in IMAGE_SUFFIXES
-        )
+    for entry in sorted(root.iterdir()):
+        if _hidden(entry):
+            continue
+        try:
+            if not entry.is_dir():
+                continue
+            files = sorted(p for p in entry.iterdir() if _is_image(p))
+        except OSError as exc:
+            albums.append(Album(entry, [], unreadable=str(exc) or repr(exc)))
+            continue
         if files:
-            albums.append(Album(name=folder.name, files=files))
+            albums.append(Album(entry, files))
     return albums
+
+
+def _is_image(path: Path) -> bool:
+    # A broken link is kept, so that the report says it could not be read.
+    return (
+        (path.is_file() or path.is_symlink())
+        and not _hidden(path)
+        and path.suffix.lower() in IMAGE_SUFFIXES
+    )
 
 
 def _hidden(path: Path) -> bool:
     return path.name.startswith(".")
 
 
-def _import_album(
-    gallery: GalleryClient, pool: ThreadPoolExecutor, album: Album, root: Path, face: str | None
-) -> Iterator[ReportRow]:
-    def row_maker(path: Path) -> RowMaker:
-        return partial(ReportRow, path.relative_to(root).as_posix(), album.name)
+def _shown(text: str) -> str:
+    """`text` as UTF-8 can hold it: the bytes of a name that is not UTF-8, which Python holds
+    as surrogate escapes, become \\xNN."""
+    return os.fsencode(text).decode("utf-8", "backslashreplace")
 
+
+def _is_utf8(name: str) -> bool:
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _stops_import(error: ServiceError) -> bool:
+    """Nothing more can be done: the service did not answer after the retries, or it
+    refused the key."""
+    return error.code == "connection_error" or error.refused_access
+
+
+def _import_album(
+    gallery: GalleryClient,
+    pool: ThreadPoolExecutor,
+    album: Album,
+    root: Path,
+    face: str | None,
+    stop: Stop,
+) -> Iterator[ReportRow]:
+    subject_name = _shown(album.name)
+
+    def row_maker(path: Path) -> RowMaker:
+        return partial(ReportRow, _shown(path.relative_to(root).as_posix()), subject_name)
+
+    def every_file(status: Status, code: str, message: str) -> Iterator[ReportRow]:
+        return (row_maker(path)(status, code, message) for path in album.files)
+
+    if album.unreadable is not None:
+        yield row_maker(album.folder)("error", "unreadable", album.unreadable)
+        return
+    if stop.reason is not None:
+        yield from every_file("error", "not_attempted", stop.reason)
+        return
+    if not _is_utf8(album.name):
+        message = "The folder name is not valid UTF-8, so it cannot be a subject name."
+        yield from every_file("error", "name_not_utf8", message)
+        return
     try:
         subject = gallery.subject(album.name)
     except ServiceError as exc:
-        if exc.refused_access:
-            raise
-        for path in album.files:
-            yield row_maker(path)("error", exc.code, exc.message)
+        if _stops_import(exc):
+            stop.fail(exc)
+        yield from every_file("error", exc.code, exc.message)
         return
-    yield from pool.map(
-        lambda path: _import_file(gallery, subject, path, face, row_maker(path)), album.files
-    )
+    except Exception as exc:  # a bug, or an answer of a shape we do not know: this folder only
+        log.debug("looking up subject %r failed", album.name, exc_info=True)
+        yield from every_file("error", "unexpected_error", _describe(exc))
+        return
+    futures = [
+        pool.submit(_import_file, gallery, subject, path, face, row_maker(path), stop)
+        for path in album.files
+    ]
+    for future in futures:
+        yield future.result()
 
 
 def _import_file(
-    gallery: GalleryClient, subject: Subject, path: Path, face: str | None, row: RowMaker
+    gallery: GalleryClient,
+    subject: Subject,
+    path: Path,
+    face: str | None,
+    row: RowMaker,
+    stop: Stop,
 ) -> ReportRow:
+    if stop.reason is not None:
+        return row("error", "not_attempted", stop.reason)
+    try:
+        return _enrol_file(gallery, subject, path, face, row, stop)
+    except Exception as exc:  # a bug, or an answer of a shape we do not know: this file only
+        log.debug("importing %s failed", _shown(str(path)), exc_info=True)
+        return row("error", "unexpected_error", _describe(exc))
+
+
+def _enrol_file(
+    gallery: GalleryClient,
+    subject: Subject,
+    path: Path,
+    face: str | None,
+    row: RowMaker,
+    stop: Stop,
+) -> ReportRow:
+    if not _is_utf8(path.name):
+        return row("error", "name_not_utf8", "The file name is not valid UTF-8.")
     try:
         data = path.read_bytes()
     except OSError as exc:
@@ -224,10 +408,14 @@ def _import_file(
     try:
         face_id = gallery.enrol(subject.id, path.name, data, face)
     except ServiceError as exc:
-        if exc.refused_access:
-            raise
+        if _stops_import(exc):
+            stop.fail(exc)
         return row(_status_of(exc), exc.code, exc.message)
     return row("enrolled", face_id=face_id)
+
+
+def _describe(error: Exception) -> str:
+    return f"{type(error).__name__}: {error}"
 
 
 def _status_of(error: ServiceError) -> Status:

@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import csv
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -15,11 +20,16 @@ from fastapi.testclient import TestClient
 
 from app.cli import main
 from app.commands.gallery_client import RetryPolicy, ServiceError
-from app.commands.import_faces import ImportSummary, import_directory, scan_directory
+from app.commands.import_faces import (
+    ImportStopped,
+    ImportSummary,
+    import_directory,
+    scan_directory,
+)
 from app.config import Settings
 from app.main import create_app
 from tests.api.conftest import enrol, new_subject, open_client
-from tests.e2e.conftest import Server
+from tests.e2e.conftest import REPO, Server
 
 ClientFactory = Callable[..., TestClient]
 FAST_RETRY = RetryPolicy(attempts=3, base_delay_s=0.01)
@@ -165,14 +175,14 @@ def test_import_enrols_reports_and_resumes(make_client: ClientFactory, photos: P
 
 
 def test_existing_subject_is_reused_and_duplicates_skipped(
-    make_client: ClientFactory, photos: Path, caplog: pytest.LogCaptureFixture
+    make_client: ClientFactory, photos: Path
 ) -> None:
     client = make_client()
-    oldest = new_subject(client, "amy")
-    newer = new_subject(client, "amy")
+    amy = new_subject(client, "amy")
     decoy = new_subject(client, "Amy Farrah")  # the API's name filter is a substring match
+    other_case = new_subject(client, "AMY")  # and ignores case
     amy1 = (photos / "amy/amy1.png").read_bytes()
-    assert enrol(client, oldest, ("amy1.png", amy1)).status_code == 201
+    assert enrol(client, amy, ("amy1.png", amy1)).status_code == 201
     root = photos.parent / "again"
     (root / "amy").mkdir(parents=True)
     for name in ("amy1.png", "amy2.png"):
@@ -187,11 +197,11 @@ def test_existing_subject_is_reused_and_duplicates_skipped(
         "amy/amy2.png": ("enrolled", ""),
         "amy/copy-of-amy2.png": ("skipped", "duplicate_image"),
     }
-    counts = {s: client.get(f"/v1/subjects/{s}").json()["face_count"] for s in (oldest, newer)}
-    assert counts == {oldest: 2, newer: 0}
-    assert client.get(f"/v1/subjects/{decoy}").json()["face_count"] == 0
-    assert len(subjects_by_name(client)) == 2  # no new subject
-    assert "2 subjects are named 'amy'; using the oldest" in caplog.text
+    counts = {
+        s: client.get(f"/v1/subjects/{s}").json()["face_count"] for s in (amy, decoy, other_case)
+    }
+    assert counts == {amy: 2, decoy: 0, other_case: 0}
+    assert len(subjects_by_name(client)) == 3  # no new subject
 
 
 def test_face_policy_enrols_the_group_photo(make_client: ClientFactory, photos: Path) -> None:
@@ -218,8 +228,10 @@ def test_connection_errors_are_retried_then_recorded(
     root = photos.parent / "amy-only"
     shutil.copytree(photos / "amy", root / "amy")
 
-    summary = run_import(client, root, workers=1)
+    with pytest.raises(ImportStopped) as stopped:  # amy2 was the last file: nothing is left out
+        run_import(client, root, workers=1)
 
+    summary = stopped.value.summary
     assert uploads == {"AMY3.PNG": 1, "amy1.png": 2, "amy2.png": FAST_RETRY.attempts}
     report = read_report(summary.report)
     assert {p: (r["status"], r["code"]) for p, r in report.items()} == {
@@ -277,7 +289,7 @@ def test_scan_takes_every_format_the_service_reads_and_reports_broken_links(
 ) -> None:
     from functools import partial
 
-    from app.commands.import_faces import ReportRow, _import_file
+    from app.commands.import_faces import ReportRow, Stop, _import_file
 
     folder = tmp_path / "photos" / "ada"
     folder.mkdir(parents=True)
@@ -288,5 +300,237 @@ def test_scan_takes_every_format_the_service_reads_and_reports_broken_links(
     files = [p.name for p in albums[0].files]
     assert files == ["a.gif", "b.TIF", "c.tiff", "d.webp", "e.bmp", "gone.jpg"]
 
-    row = _import_file(None, None, folder / "gone.jpg", None, partial(ReportRow, "gone.jpg", "ada"))  # type: ignore[arg-type]
+    row = _import_file(
+        None,  # type: ignore[arg-type]
+        None,  # type: ignore[arg-type]
+        folder / "gone.jpg",
+        None,
+        partial(ReportRow, "gone.jpg", "ada"),
+        Stop(),
+    )
     assert (row.status, row.code) == ("error", "unreadable")
+
+
+def test_a_name_shared_by_several_subjects_enrols_nothing_in_that_folder(
+    make_client: ClientFactory, photos: Path
+) -> None:
+    client = make_client()
+    frank = new_subject(client, "Frank")
+    yao = (photos / "Yao Ming/yao.jpg").read_bytes()
+    assert enrol(client, frank, ("yao.jpg", yao)).status_code == 201
+    root = photos.parent / "gina"
+    (root / "Gina").mkdir(parents=True)
+    for name in ("amy1.png", "amy2.png"):
+        shutil.copyfile(photos / "amy" / name, root / "Gina" / name)
+    shutil.copytree(photos / "leonard", root / "leonard")
+    first = run_import(client, root)
+    assert first.counts == {"enrolled": 4, "rejected": 1}
+    gina = subjects_by_name(client)["Gina"]["id"]
+    renamed = client.patch(f"/v1/subjects/{frank}", json={"name": "Gina"})
+    assert renamed.status_code == 200, renamed.text
+
+    uploads = count_uploads(client)
+    summary = run_import(client, root)
+
+    report = read_report(summary.report)
+    assert {p: (r["status"], r["code"]) for p, r in report.items()} == {
+        "Gina/amy1.png": ("error", "ambiguous_subject"),
+        "Gina/amy2.png": ("error", "ambiguous_subject"),
+        "leonard/leonard1.png": ("skipped", "already_enrolled"),
+        "leonard/leonard2.png": ("skipped", "already_enrolled"),
+        "leonard/notes.jpg": ("rejected", "unsupported_media_type"),
+    }
+    message = report["Gina/amy1.png"]["message"]
+    assert f"2 subjects are named 'Gina' (ids {frank}, {gina})" in message
+    assert summary.exit_code == 1
+    assert set(uploads) == {"notes.jpg"}
+    counts = {s: client.get(f"/v1/subjects/{s}").json()["face_count"] for s in (frank, gina)}
+    assert counts == {frank: 1, gina: 2}
+
+
+def test_names_that_are_not_utf8_get_a_row_and_the_import_goes_on(
+    make_client: ClientFactory, photos: Path
+) -> None:
+    client = make_client()
+    root = photos.parent / "latin1"
+    # Names as `printf 'b\xe9.png'` makes them: Python holds the byte as a surrogate escape.
+    bad_file = os.fsdecode(b"b\xe9.png")
+    bad_folder = os.fsdecode(b"Jos\xe9")  # sorts first: the folders after it must still be done
+    (root / "amy").mkdir(parents=True)
+    (root / bad_folder).mkdir()
+    shutil.copyfile(photos / "amy/amy1.png", root / "amy/amy1.png")
+    shutil.copyfile(photos / "amy/amy2.png", root / "amy" / bad_file)
+    shutil.copyfile(photos / "amy/AMY3.PNG", root / bad_folder / "amy3.png")
+    shutil.copytree(photos / "Yao Ming", root / "Yao Ming")
+
+    summary = run_import(client, root)
+
+    with summary.report.open(encoding="utf-8", newline="") as handle:  # strict: valid UTF-8
+        rows = {r["path"]: r for r in csv.DictReader(handle)}
+    assert {p: (r["subject"], r["status"], r["code"]) for p, r in rows.items()} == {
+        "Jos\\xe9/amy3.png": ("Jos\\xe9", "error", "name_not_utf8"),
+        "Yao Ming/yao.jpg": ("Yao Ming", "enrolled", ""),
+        "amy/amy1.png": ("amy", "enrolled", ""),
+        "amy/b\\xe9.png": ("amy", "error", "name_not_utf8"),
+    }
+    assert "not valid UTF-8" in rows["amy/b\\xe9.png"]["message"]
+    assert summary.exit_code == 1
+    assert {n: s["face_count"] for n, s in subjects_by_name(client).items()} == {
+        "Yao Ming": 1,
+        "amy": 1,
+    }
+
+
+def test_an_unexpected_failure_is_one_row_not_the_end_of_the_import(
+    make_client: ClientFactory, photos: Path
+) -> None:
+    client = make_client()
+
+    def fail(request: httpx.Request) -> None:  # neither a transport error nor a ServiceError
+        if uploaded_name(request) == "amy1.png" or request.url.params.get("name") == "group":
+            raise RuntimeError("simulated")
+
+    client.event_hooks["request"].append(fail)
+
+    summary = run_import(client, photos)
+
+    report = read_report(summary.report)
+    failed = {"amy/amy1.png", "group/players.jpg"}
+    assert {p: (r["status"], r["code"]) for p, r in report.items()} == {
+        p: ("error", "unexpected_error") if p in failed else outcome
+        for p, outcome in EXPECTED.items()
+    }
+    assert report["amy/amy1.png"]["message"] == "RuntimeError: simulated"
+    assert summary.exit_code == 1
+
+
+def refuse_listing(monkeypatch: pytest.MonkeyPatch, unreadable: Path) -> None:
+    """Listing `unreadable` fails as after chmod 000, which does not stop root (tests may run
+    as root)."""
+    listdir = Path.iterdir
+
+    def iterdir(folder: Path) -> Iterator[Path]:
+        if folder == unreadable:
+            raise PermissionError(13, "Permission denied", str(folder))
+        yield from listdir(folder)
+
+    monkeypatch.setattr(Path, "iterdir", iterdir)
+
+
+def test_an_unreadable_folder_gets_a_row_and_the_rest_is_imported(
+    make_client: ClientFactory, photos: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    refuse_listing(monkeypatch, photos / "amy")
+    client = make_client()
+
+    summary = run_import(client, photos)
+
+    report = read_report(summary.report)
+    expected = {p: outcome for p, outcome in EXPECTED.items() if not p.startswith("amy/")}
+    assert {p: (r["status"], r["code"]) for p, r in report.items()} == expected | {
+        "amy": ("error", "unreadable")
+    }
+    assert report["amy"]["subject"] == "amy"
+    assert "Permission denied" in report["amy"]["message"]
+    assert summary.exit_code == 1
+    assert "amy" not in subjects_by_name(client)
+
+
+def test_a_dir_that_cannot_be_listed_is_one_line_not_a_traceback(
+    photos: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    refuse_listing(monkeypatch, photos)
+    assert main(["import", str(photos), "--url", "http://127.0.0.1:9"]) == 1
+    assert "import failed: [Errno 13] Permission denied" in capsys.readouterr().err
+    assert not (photos.parent / "import-report.csv").exists()
+
+
+def test_an_unreachable_service_stops_the_import(make_client: ClientFactory, photos: Path) -> None:
+    client = make_client()
+    sent_while_down: list[str] = []
+
+    def go_down(request: httpx.Request) -> None:  # as if the service died on amy1.png's upload
+        if sent_while_down or uploaded_name(request) == "amy1.png":
+            sent_while_down.append(request.url.path)
+            raise httpx.ConnectError("connection refused (simulated)", request=request)
+
+    client.event_hooks["request"].append(go_down)
+
+    with pytest.raises(ImportStopped) as stopped:
+        run_import(client, photos, workers=1)
+
+    assert stopped.value.code == "connection_error"
+    assert len(sent_while_down) == FAST_RETRY.attempts  # amy1's tries, then nothing
+    summary = stopped.value.summary
+    assert summary.exit_code == 1
+    report = read_report(summary.report)
+    done = {"Yao Ming/yao.jpg": ("enrolled", ""), "amy/AMY3.PNG": ("enrolled", "")}
+    assert {p: (r["status"], r["code"]) for p, r in report.items()} == {
+        p: done.get(p, ("error", "not_attempted")) for p in EXPECTED
+    } | {"amy/amy1.png": ("error", "connection_error")}
+    assert "could not be reached" in report["noface/dog.jpg"]["message"]
+
+
+def start_import(*argv: object) -> subprocess.Popen[str]:
+    """`python -m app import ...` in its own process, so that it can be sent Ctrl-C."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "app", "import", *map(str, argv)],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        # A shell that starts pytest in the background ignores SIGINT; Ctrl-C must reach it.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+
+
+def wait_for_rows(report: Path, process: subprocess.Popen[str], rows: int) -> None:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and process.poll() is None:
+        if report.exists() and len(report.read_text().splitlines()) > rows:  # and the header
+            return
+        time.sleep(0.005)
+    raise AssertionError(f"no {rows} rows in {report}; exit status {process.poll()}")
+
+
+@pytest.mark.e2e
+def test_cli_stops_cleanly_on_ctrl_c_and_when_the_server_dies(tmp_path: Path, photos: Path) -> None:
+    server = Server(tmp_path / "server", tmp_path / "server.log")
+    report = tmp_path / "import-report.csv"
+    try:
+        client = server.start()
+
+        # Ctrl-C after the first row: the upload in flight ends and is recorded, none starts.
+        process = start_import(photos, "--url", server.url, "--workers", 1)
+        wait_for_rows(report, process, 1)
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=120)
+        assert process.returncode == 130, err
+        assert "Traceback" not in err
+        rows = read_report(report)
+        assert set(rows) == set(EXPECTED)
+        codes = Counter(r["code"] for r in rows.values())
+        assert codes["not_attempted"] > 0, rows
+        assert f"not_attempted {codes['not_attempted']}" in out
+        enrolled = [r for r in rows.values() if r["status"] == "enrolled"]
+        assert client.get("/v1/info").json()["faces"] == len(enrolled)
+        interrupted = next(r for r in rows.values() if r["code"] == "not_attempted")
+        assert "interrupted" in interrupted["message"]
+
+        # kill -9 of the service: one request fails after its retries, then nothing is tried.
+        report = tmp_path / "second-report.csv"
+        process = start_import(photos, "--url", server.url, "--workers", 1, "--report", report)
+        wait_for_rows(report, process, 0)
+        server.stop(signal.SIGKILL)
+        out, err = process.communicate(timeout=120)
+        assert process.returncode == 1, err
+        assert "Traceback" not in err
+        assert "import stopped" in err and "connection_error" in err
+        statuses = [(r["status"], r["code"]) for r in read_report(report).values()]
+        assert len(statuses) == len(EXPECTED)
+        failed = statuses.index(("error", "connection_error"))
+        assert set(statuses[failed:]) <= {("error", "connection_error"), ("error", "not_attempted")}
+        assert statuses[-1] == ("error", "not_attempted")
+    finally:
+        if server.process is not None:
+            server.stop()
