@@ -11,33 +11,38 @@ import os
 import signal
 import sys
 import threading
-from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from types import FrameType
-from typing import Literal, get_args
+from typing import get_args
 
 import httpx
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from app.commands.gallery_client import GalleryClient, RetryPolicy, ServiceError, Subject
+from app.commands.import_report import (
+    INTERRUPTED,
+    REPORT_COLUMNS,
+    ImportStopped,
+    ImportSummary,
+    ReportRow,
+    Status,
+    Stop,
+    shown,
+)
 from app.config import FacePolicy, Settings
 
 log = logging.getLogger(__name__)
 
 # Every format the service decodes (app/pipeline/image_io.py ACCEPTED_FORMATS).
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
-REPORT_COLUMNS = ("path", "subject", "status", "code", "message", "face_id")
 DEFAULT_URL = "http://127.0.0.1:8000"
 # Enrolment runs detection and embedding; on a busy CPU a large photo can take a while.
 TIMEOUT = httpx.Timeout(120.0, connect=10.0)
-INTERRUPTED = 130  # the shell's status for a command ended by Ctrl-C (128 + SIGINT)
-
-Status = Literal["enrolled", "skipped", "rejected", "error"]
 
 
 @dataclass(frozen=True)
@@ -51,87 +56,7 @@ class Album:
         return self.folder.name
 
 
-@dataclass(frozen=True)
-class ReportRow:
-    path: str
-    subject: str
-    status: Status
-    code: str = ""
-    message: str = ""
-    face_id: int | None = None
-
-    def cells(self) -> list[str]:
-        face_id = "" if self.face_id is None else str(self.face_id)
-        return [self.path, self.subject, self.status, self.code, self.message, face_id]
-
-
 RowMaker = Callable[..., ReportRow]  # ReportRow with path and subject filled in
-
-
-@dataclass
-class ImportSummary:
-    report: Path
-    counts: Counter[str] = field(default_factory=Counter)  # status -> files
-    problems: Counter[str] = field(default_factory=Counter)  # code of rejected/error -> files
-    stopped: bool = False  # by the service: unreachable, or it refused the key
-    interrupted: bool = False  # by Ctrl-C
-
-    def add(self, row: ReportRow) -> None:
-        self.counts[row.status] += 1
-        if row.status in ("rejected", "error"):
-            self.problems[row.code] += 1
-
-    @property
-    def exit_code(self) -> int:
-        if self.interrupted:
-            return INTERRUPTED
-        return 1 if self.counts["error"] or self.stopped else 0
-
-    def describe(self) -> str:
-        counts = ", ".join(f"{self.counts[s]} {s}" for s in get_args(Status))
-        problems = ", ".join(f"{code} {n}" for code, n in self.problems.most_common())
-        report = _shown(str(self.report))
-        return f"{counts}" + (f" ({problems})" if problems else "") + f"; report: {report}"
-
-
-class Stop:
-    """Once set, the import starts no new work: the service could not be reached or refused
-    the key (`error`), or the user pressed Ctrl-C (`interrupted`). Any thread may set it;
-    interrupt() takes no lock, so a signal handler may call it."""
-
-    def __init__(self) -> None:
-        self.error: ServiceError | None = None
-        self.interrupted = False
-        self._lock = threading.Lock()
-
-    def fail(self, error: ServiceError) -> None:
-        with self._lock:
-            if self.error is None:
-                self.error = error
-
-    def interrupt(self) -> None:
-        self.interrupted = True
-
-    @property
-    def reason(self) -> str | None:
-        """The message of a file not attempted; None while the import goes on."""
-        if self.interrupted:
-            return "The import was interrupted (Ctrl-C) before this file."
-        if self.error is None:
-            return None
-        if self.error.refused_access:
-            why = f"the service refused the API key ({self.error.code})"
-        else:
-            why = f"the service could not be reached ({self.error.message})"
-        return f"The import stopped before this file: {why}."
-
-
-class ImportStopped(ServiceError):
-    """The import stopped midway; raised once the report covers every file (`summary`)."""
-
-    def __init__(self, cause: ServiceError, summary: ImportSummary) -> None:
-        super().__init__(cause.status, cause.code, cause.message)
-        self.summary = summary
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -159,7 +84,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def run(args: argparse.Namespace, settings: Settings) -> int:
     root: Path = args.directory
     if not root.is_dir():
-        print(f"{_shown(str(root))} is not a folder", file=sys.stderr)
+        print(f"{shown(str(root))} is not a folder", file=sys.stderr)
         return 2
     if not 1 <= args.workers <= 32:
         print(f"--workers must lie in 1..32, got {args.workers}", file=sys.stderr)
@@ -185,20 +110,20 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             )
     except ImportStopped as exc:
         print(f"import stopped: {exc.message} ({exc.code}) at {args.url}", file=sys.stderr)
-        print(f"imported {_shown(str(root))}: {exc.summary.describe()}")
+        print(f"imported {shown(str(root))}: {exc.summary.describe()}")
         return exc.summary.exit_code
     except ServiceError as exc:
         print(f"import stopped: {exc.message} ({exc.code}) at {args.url}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:  # a second Ctrl-C: the report holds the rows written so far
-        print(f"import interrupted; report (incomplete): {_shown(str(report))}", file=sys.stderr)
+        print(f"import interrupted; report (incomplete): {shown(str(report))}", file=sys.stderr)
         return INTERRUPTED
     except OSError as exc:  # DIR cannot be listed, the report cannot be written
         print(f"import failed: {exc}", file=sys.stderr)
         return 1
     finally:
         restore()
-    print(f"imported {_shown(str(root))}: {summary.describe()}")
+    print(f"imported {shown(str(root))}: {summary.describe()}")
     return summary.exit_code
 
 
@@ -306,12 +231,6 @@ def _hidden(path: Path) -> bool:
     return path.name.startswith(".")
 
 
-def _shown(text: str) -> str:
-    """`text` as UTF-8 can hold it: the bytes of a name that is not UTF-8, which Python holds
-    as surrogate escapes, become \\xNN."""
-    return os.fsencode(text).decode("utf-8", "backslashreplace")
-
-
 def _is_utf8(name: str) -> bool:
     try:
         name.encode("utf-8")
@@ -334,10 +253,10 @@ def _import_album(
     face: str | None,
     stop: Stop,
 ) -> Iterator[ReportRow]:
-    subject_name = _shown(album.name)
+    subject_name = shown(album.name)
 
     def row_maker(path: Path) -> RowMaker:
-        return partial(ReportRow, _shown(path.relative_to(root).as_posix()), subject_name)
+        return partial(ReportRow, shown(path.relative_to(root).as_posix()), subject_name)
 
     def every_file(status: Status, code: str, message: str) -> Iterator[ReportRow]:
         return (row_maker(path)(status, code, message) for path in album.files)
@@ -384,7 +303,7 @@ def _import_file(
     try:
         return _enrol_file(gallery, subject, path, face, row, stop)
     except Exception as exc:  # a bug, or an answer of a shape we do not know: this file only
-        log.debug("importing %s failed", _shown(str(path)), exc_info=True)
+        log.debug("importing %s failed", shown(str(path)), exc_info=True)
         return row("error", "unexpected_error", _describe(exc))
 
 
