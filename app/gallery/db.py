@@ -24,9 +24,10 @@ _SQLITE_PRAGMAS = (
     "PRAGMA busy_timeout=30000",
     # SQLite ignores ON DELETE CASCADE unless this is set on every connection.
     "PRAGMA foreign_keys=ON",
-    # NORMAL is durable across application crashes in WAL mode; only power loss can drop
-    # the last commits, and the index reconciles against whatever survived.
-    "PRAGMA synchronous=NORMAL",
+    # FULL syncs the WAL at every commit, so an acknowledged write survives power loss too
+    # (NORMAL survives application crashes only). It costs about 0.3 ms a commit here,
+    # against tens of milliseconds of inference in an enrolment.
+    "PRAGMA synchronous=FULL",
 )
 
 

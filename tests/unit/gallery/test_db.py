@@ -73,7 +73,7 @@ def test_sqlite_pragmas_are_set_on_every_connection(engine: Engine) -> None:
         with engine.connect() as conn:
             assert conn.scalar(text("PRAGMA journal_mode")) == "wal"
             assert conn.scalar(text("PRAGMA foreign_keys")) == 1
-            assert conn.scalar(text("PRAGMA synchronous")) == 1  # NORMAL
+            assert conn.scalar(text("PRAGMA synchronous")) == 2  # FULL: durable on power loss
             assert conn.scalar(text("PRAGMA busy_timeout")) == 30000
         engine.dispose()  # the next loop opens a brand-new connection
 
