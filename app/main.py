@@ -114,7 +114,13 @@ def open_state(settings: Settings, metrics: Metrics, keys: KeyRing) -> AppState:
 async def _load_runtime(state: AppState, models: Models | None) -> None:
     try:
         runtime = await asyncio.to_thread(
-            build_runtime, state.settings, state.sessions, models, state.metrics, state.pool.running
+            build_runtime,
+            state.settings,
+            state.sessions,
+            models,
+            state.metrics,
+            state.pool.running,
+            pause_on_bad_calibration=True,
         )
     except Exception as error:  # reported by /v1/ready; the process stays up to say why
         log.exception("start-up failed")

@@ -202,7 +202,12 @@ def build_runtime(
     models: Models | None,
     observer: PipelineObserver | None = None,
     callers: Callable[[], int] | None = None,
+    pause_on_bad_calibration: bool = False,
 ) -> Runtime:
+    """The serving runtime. An unreadable calibration.json raises ModelError, unless
+    `pause_on_bad_calibration` (start-up, with nothing serving yet): then the runtime holds
+    the defaults and refuses decisions (Runtime.calibration_error). A model swap keeps the
+    raise, so the model serving stays, with the thresholds it has."""
     configure_threads(settings, serving=True)
     models = models or load_models(settings, serving=True)
     models = with_active_embedder(settings, sessions, models)
@@ -214,6 +219,8 @@ def build_runtime(
     try:
         thresholds = active_thresholds(settings, embedder, count_gallery(sessions))
     except ModelError as error:  # calibration.json unreadable: start, but decide nothing
+        if not pause_on_bad_calibration:
+            raise
         log.error("%s; verify and identify answer 503 until then", error.message)
         thresholds = thresholds_from(settings, embedder, None)
         calibration_error = error.message

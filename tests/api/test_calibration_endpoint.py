@@ -375,3 +375,23 @@ def test_a_calibration_file_fixed_by_hand_resumes_decisions(
     watcher._follow_calibration(state.runtime.model_version)
     assert client.get("/v1/ready").status_code == 200
     assert client.get("/v1/info").json()["thresholds"]["source"] == "embedder default"
+
+
+def test_a_model_swap_meeting_an_unreadable_calibration_fails_and_keeps_serving(
+    make_client: ClientFactory, tmp_path: Path
+) -> None:
+    """Only start-up pauses decisions; a swap (ModelWatcher.swap) keeps the model serving
+    with the thresholds it has, as before."""
+    from app.errors import ModelError
+    from app.services.runtime import Models, build_runtime
+
+    client = make_client()
+    state = client.app.state.face  # type: ignore[attr-defined]
+    models = Models(
+        detector=state.runtime.pipeline.detector, embedder=state.runtime.pipeline.embedder
+    )
+    (tmp_path / "data" / "calibration.json").write_text("{broken")
+    with pytest.raises(ModelError, match="unreadable"):
+        build_runtime(state.settings, state.sessions, models)
+    paused = build_runtime(state.settings, state.sessions, models, pause_on_bad_calibration=True)
+    assert paused.calibration_error is not None
