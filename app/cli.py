@@ -177,8 +177,9 @@ def unknown_settings(environ: Mapping[str, str]) -> list[str]:
     known = {f"FACE_{name.upper()}" for name in Settings.model_fields} | _OTHER_VARIABLES
     lines = []
     for variable in sorted(environ):
-        if variable.startswith("FACE_") and variable not in known:
-            close = difflib.get_close_matches(variable, sorted(known), n=1)
+        # Settings read the environment ignoring case: FACE_log_level is FACE_LOG_LEVEL.
+        if variable.upper().startswith("FACE_") and variable.upper() not in known:
+            close = difflib.get_close_matches(variable.upper(), sorted(known), n=1)
             hint = f"; did you mean {close[0]}?" if close else ""
             lines.append(f"warning: {variable} is not a setting and is ignored{hint}")
     return lines

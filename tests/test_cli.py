@@ -35,6 +35,7 @@ def test_a_misspelled_setting_is_named_not_ignored_in_silence(
 ) -> None:
     monkeypatch.setenv("FACE_EMBEDER", "arcface-mbf")
     monkeypatch.setenv("FACE_API_KEY", "for the import command")  # read, by import
+    monkeypatch.setenv("FACE_log_level", "INFO")  # settings ignore the case of names
     assert main(["config"]) == 0
     err = capsys.readouterr().err
     assert err == (

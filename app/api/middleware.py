@@ -26,7 +26,7 @@ MAX_JSON_BODY_BYTES = 1_000_000
 
 # The routes that take image uploads: only these get the upload limit, whatever the
 # Content-Type of a request to another route claims.
-_UPLOAD_ROUTES = re.compile(r"/v1/(?:verify|identify|detect|subjects/[^/]+/faces)")
+_UPLOAD_ROUTES = re.compile(r"/v1/(?:verify|identify|detect|subjects/[^/]+/faces)/?")
 
 # The route label of requests refused before routing (no key, body too large, ...).
 REFUSED_ROUTE = "refused"
@@ -129,7 +129,7 @@ class GuardAndMeasure:
 
     def _body_limit(self, scope: Scope, headers: dict[bytes, bytes]) -> int:
         multipart = headers.get(b"content-type", b"").lower().startswith(b"multipart/")
-        upload = scope["method"] == "POST" and _UPLOAD_ROUTES.fullmatch(scope["path"])
+        upload = scope["method"] == "POST" and _UPLOAD_ROUTES.fullmatch(_route_path(scope))
         if multipart and upload:
             return self.max_body_bytes
         return min(self.max_body_bytes, MAX_JSON_BODY_BYTES)
@@ -165,3 +165,11 @@ class GuardAndMeasure:
                 422, "invalid_request", "NUL characters are not allowed in the path or query."
             )
         return None
+
+
+def _route_path(scope: Scope) -> str:
+    """The path the router matches: without the root path (`--root-path`), which uvicorn
+    puts in front of it."""
+    path: str = scope["path"]
+    root: str = scope.get("root_path", "")
+    return path[len(root) :] if root and path.startswith(root) else path

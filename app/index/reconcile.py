@@ -48,7 +48,8 @@ def belongs(index: FaceIndex, db_ids: npt.ArrayLike, load_vectors: LoadVectors) 
     sample of the face ids both hold. reconcile trusts ids alone, and ids restart in another
     database: after FACE_DATABASE_URL changed, or a backup was restored under a data folder
     with a newer index, the same id can be someone else's face."""
-    common = np.intersect1d(index.ids(), np.asarray(db_ids, dtype=np.int64))
+    database = np.asarray(db_ids, dtype=np.int64)
+    common = np.sort(database[np.isin(database, index.ids(), assume_unique=True)])
     if not len(common):
         return True  # nothing shared: reconcile replaces every entry anyway
     picks = np.unique(np.linspace(0, len(common) - 1, min(BELONGS_SAMPLE, len(common))).round())

@@ -12,6 +12,8 @@ class Health(BaseModel):
 class Readiness(BaseModel):
     ready: bool
     reason: str | None = None
+    # Ready, but verify and identify answer 503: why (an unreadable calibration file).
+    paused: str | None = None
 
 
 class ThresholdsPublic(BaseModel):

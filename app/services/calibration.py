@@ -134,6 +134,10 @@ class CalibrationStore:
             raw = self.path.read_bytes()
         except FileNotFoundError:
             return {}
+        except OSError as exc:  # a folder in its place, no permission: unreadable too
+            raise ModelError(
+                f"calibration file {self.path} cannot be read ({exc}); fix or delete it"
+            ) from exc
         try:
             return _FILE_SCHEMA.validate_json(raw)
         except ValidationError as exc:

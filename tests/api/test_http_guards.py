@@ -165,3 +165,50 @@ def test_an_unreachable_database_is_a_503_to_retry_not_a_bug(client: TestClient)
     error = assert_error(client.get("/database-down"), 503, "database_unavailable")
     assert error["message"] == "The database is unavailable; retry shortly."
     assert "SELECT" not in str(error)
+
+
+def test_the_upload_limit_follows_the_route_behind_a_root_path() -> None:
+    """uvicorn --root-path /face puts the prefix in front of every path; the route under it
+    is still an upload route (a 2 MB upload was refused with 413)."""
+    import asyncio
+
+    from app.api.middleware import GuardAndMeasure
+    from app.metrics import Metrics
+    from app.security import KeyRing
+
+    reached: list[str] = []
+
+    async def app(scope: object, receive: object, send: object) -> None:
+        reached.append("app")
+
+    async def receive() -> dict[str, object]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    sent: list[dict[str, object]] = []
+
+    async def send(message: dict[str, object]) -> None:
+        sent.append(message)
+
+    guard = GuardAndMeasure(app, Metrics(), 10**8, KeyRing.parse(""))
+
+    def status(path: str, root_path: str = "") -> object:
+        reached.clear()
+        sent.clear()
+        headers = [
+            (b"content-type", b"multipart/form-data; boundary=b"),
+            (b"content-length", str(2 * MAX_JSON_BODY_BYTES).encode()),
+        ]
+        scope = {
+            "type": "http",
+            "method": "POST",
+            "path": root_path + path,
+            "root_path": root_path,
+            "headers": headers,
+        }
+        asyncio.run(guard(scope, receive, send))  # type: ignore[arg-type]
+        return sent[0]["status"] if sent else "passed"
+
+    for path in ("/v1/detect", "/v1/subjects/abc/faces", "/v1/verify/"):
+        assert status(path) == "passed"
+        assert status(path, root_path="/face") == "passed"
+    assert status("/v1/subjects", root_path="/face") == 413

@@ -31,16 +31,18 @@ def ready(state: StateDep) -> JSONResponse:
             # Anyone may ask this; the error can name files and their content.
             reason = "start-up failed; the service log says why"
         return JSONResponse(Readiness(ready=False, reason=reason).model_dump(), status_code=503)
+    # Paused decisions still answer 200: enrolment and the admin routes that repair the
+    # calibration must stay reachable behind a load balancer that follows this route.
+    paused = None
     if state.runtime.calibration_error is not None:
-        reason = "verify and identify are paused: the calibration file cannot be read"
-        return JSONResponse(Readiness(ready=False, reason=reason).model_dump(), status_code=503)
+        paused = "verify and identify answer 503: the calibration file cannot be read"
     try:  # an orchestrator should stop sending traffic while the database is away
         with state.sessions() as session:
             session.execute(text("SELECT 1"))
     except OperationalError:
         reason = "the database cannot be reached"
         return JSONResponse(Readiness(ready=False, reason=reason).model_dump(), status_code=503)
-    return JSONResponse(Readiness(ready=True).model_dump())
+    return JSONResponse(Readiness(ready=True, paused=paused).model_dump())
 
 
 @router.get("/v1/info")

@@ -142,3 +142,15 @@ def test_a_stated_far_is_no_lower_than_the_scores_can_vouch_for() -> None:
     assert vouched_far(0.2, 1) == 1.0  # one score vouches for nothing
     assert vouched_far(1e-9, 9) == 0.334  # 3/9 rounds up: never stated below what was seen
     assert vouched_far(0.001, 10**6) == 0.001  # a target already 3 digits stays as it is
+
+
+def test_a_file_that_cannot_be_opened_is_unreadable_too(tmp_path: Path) -> None:
+    """A folder in its place (or no permission) raised OSError, which stopped the model
+    watcher's tick instead of pausing decisions."""
+    (tmp_path / CALIBRATION_FILE).mkdir()
+    store = CalibrationStore(tmp_path)
+    with pytest.raises(ModelError, match="cannot be read"):
+        store.load("model@x")
+    aside = store.set_aside()
+    assert aside.is_dir() and not (tmp_path / CALIBRATION_FILE).exists()
+    assert store.load("model@x") is None
