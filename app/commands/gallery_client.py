@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import mimetypes
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -61,14 +62,23 @@ class Subject:
 class GalleryClient:
     """Thread-safe as long as the httpx.Client is (it is)."""
 
-    def __init__(self, client: httpx.Client, retry: RetryPolicy) -> None:
+    def __init__(
+        self,
+        client: httpx.Client,
+        retry: RetryPolicy,
+        interrupted: Callable[[], bool] | None = None,
+    ) -> None:
         self.client = client
         self.retry = retry
+        # Asked before every retry: Ctrl-C ends the waiting (ServiceError `interrupted`).
+        self.interrupted = interrupted or (lambda: False)
 
     def send(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
         """The response of the last try; ServiceError if the service was never reached."""
         for attempt in range(self.retry.attempts):
             last = attempt == self.retry.attempts - 1
+            if attempt and self.interrupted():
+                raise ServiceError(None, "interrupted", "Interrupted (Ctrl-C) while retrying.")
             try:
                 response = self.client.request(method, url, **kwargs)
             except httpx.TransportError as exc:

@@ -114,7 +114,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         return exc.summary.exit_code
     except ServiceError as exc:
         print(f"import stopped: {exc.message} ({exc.code}) at {args.url}", file=sys.stderr)
-        return 1
+        return INTERRUPTED if exc.code == "interrupted" else 1
     except KeyboardInterrupt:  # a second Ctrl-C: the report holds the rows written so far
         print(f"import interrupted; report (incomplete): {shown(str(report))}", file=sys.stderr)
         return INTERRUPTED
@@ -164,10 +164,12 @@ def import_directory(
     reach the service after the retries, or the service refused the API key. `stop.interrupt()`
     (from any thread) stops it the same way, but it then returns the summary.
     """
-    gallery = GalleryClient(client, retry or RetryPolicy())
     stop = stop or Stop()
+    gallery = GalleryClient(client, retry or RetryPolicy(), lambda: stop.interrupted)
     albums = scan_directory(root)
     gallery.wait_ready()
+    if stop.interrupted:  # Ctrl-C while waiting for the service: nothing done, no report
+        raise ServiceError(None, "interrupted", "Interrupted (Ctrl-C) before the first upload.")
     summary = ImportSummary(report=report)
     report.parent.mkdir(parents=True, exist_ok=True)
     pool = ThreadPoolExecutor(workers, thread_name_prefix="import")

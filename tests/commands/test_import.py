@@ -255,6 +255,31 @@ def test_a_service_that_never_gets_ready_stops_the_import(tmp_path: Path, photos
     assert not (photos.parent / "report.csv").exists()
 
 
+def test_ctrl_c_while_waiting_for_the_service_ends_the_wait(photos: Path) -> None:
+    """The retries used to run on (about a minute), then overwrite the report."""
+    from app.commands.import_faces import Stop
+    from benchmarks.service import free_port
+
+    stop = Stop()
+    slow = RetryPolicy(attempts=1000, base_delay_s=0.01)
+    with httpx.Client(base_url=f"http://127.0.0.1:{free_port()}") as nobody:
+        nobody.event_hooks["request"].append(lambda request: stop.interrupt())
+        started = time.monotonic()
+        with pytest.raises(ServiceError) as raised:
+            import_directory(
+                nobody,
+                photos,
+                face=None,
+                workers=1,
+                report=photos.parent / "report.csv",
+                progress=False,
+                retry=slow,
+                stop=stop,
+            )
+    assert raised.value.code == "interrupted" and time.monotonic() - started < 5
+    assert not (photos.parent / "report.csv").exists()
+
+
 def test_a_refused_api_key_stops_the_import(make_client: ClientFactory, photos: Path) -> None:
     client = make_client(api_keys="client:right-key")
     client.headers["X-API-Key"] = "wrong-key"
