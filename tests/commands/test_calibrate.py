@@ -73,6 +73,10 @@ def test_target_below_resolution_is_reported(
         f"path_a,path_b,same\n{amy.format(1)},{amy.format(2)},1\n"
         f"{amy.format(1)},{howard},0\n{amy.format(2)},{howard},0\n"
     )
+    # An unreadable calibration file is set aside, as the admin endpoint does; it used to
+    # end the command with a traceback.
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    (settings.data_dir / "calibration.json").write_text("{broken")
     assert (
         calibrate.run(
             parse("calibrate", "--pairs", pairs, "--root", shared_faces), settings, pipeline
@@ -81,7 +85,12 @@ def test_target_below_resolution_is_reported(
     )
     stored = CalibrationStore(settings.data_dir).load(pipeline.embedder.version)
     assert stored is not None and stored.verify_far == 0.001 and stored.impostors == 2
-    printed = capsys.readouterr().out
+    captured = capsys.readouterr()
+    printed = captured.out
+    assert "set it aside as calibration.json.unreadable-" in captured.err
+    assert [p.read_text() for p in settings.data_dir.glob("calibration.json.unreadable-*")] == [
+        "{broken"
+    ]
     assert "below the resolution of 2 impostor pairs" in printed
     assert "achieved FAR 0 (0/2" in printed
     assert "2 impostor pairs are too few to measure FAR 0.001" in printed
