@@ -171,17 +171,23 @@ _OTHER_VARIABLES = {
 }
 
 
-def unknown_settings(environ: Mapping[str, str]) -> list[str]:
-    """A warning for each FACE_* variable that no setting reads (a misspelling is otherwise
-    ignored in silence), with the closest setting's name."""
+def unknown_settings(environ: Mapping[str, str], dotenv: Path = Path(".env")) -> list[str]:
+    """A warning for each FACE_* variable, in the environment or the `.env` file that
+    Settings read, that no setting reads (a misspelling is otherwise ignored in silence),
+    with the closest setting's name."""
+    from dotenv import dotenv_values  # pydantic-settings reads .env with it
+
     known = {f"FACE_{name.upper()}" for name in Settings.model_fields} | _OTHER_VARIABLES
+    found = [(variable, "") for variable in sorted(environ)]
+    if dotenv.is_file():
+        found += [(variable, f" (in {dotenv})") for variable in sorted(dotenv_values(dotenv))]
     lines = []
-    for variable in sorted(environ):
-        # Settings read the environment ignoring case: FACE_log_level is FACE_LOG_LEVEL.
+    for variable, where in found:
+        # Settings read names ignoring case: FACE_log_level is FACE_LOG_LEVEL.
         if variable.upper().startswith("FACE_") and variable.upper() not in known:
             close = difflib.get_close_matches(variable.upper(), sorted(known), n=1)
             hint = f"; did you mean {close[0]}?" if close else ""
-            lines.append(f"warning: {variable} is not a setting and is ignored{hint}")
+            lines.append(f"warning: {variable}{where} is not a setting and is ignored{hint}")
     return lines
 
 

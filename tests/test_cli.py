@@ -43,6 +43,19 @@ def test_a_misspelled_setting_is_named_not_ignored_in_silence(
     )
 
 
+def test_a_misspelled_setting_in_dot_env_is_named_too(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".env").write_text("FACE_LOG_LEVEL=INFO\nFACE_DEVISE=cpu\nOTHER=1\n")
+    assert main(["config"]) == 0
+    err = capsys.readouterr().err
+    assert err == (
+        "warning: FACE_DEVISE (in .env) is not a setting and is ignored; "
+        "did you mean FACE_DEVICE?\n"
+    )
+
+
 def test_config_hides_the_database_password(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
