@@ -11,7 +11,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from app.commands.file_embeddings import embed_files, load_pipeline
 from app.commands.service_db import existing_database
 from app.config import Settings
-from app.errors import FaceServiceError, ModelError
+from app.errors import FaceServiceError
 from app.evaluation.identification import open_set_threshold, per_comparison_far
 from app.evaluation.pairs import no_face_summary, rates_at, read_pairs, score_pairs
 from app.evaluation.verification import MIN_TARGET_FAR, calibrate_far, impostors_needed
@@ -93,12 +93,10 @@ def run(args: argparse.Namespace, settings: Settings, pipeline: FacePipeline | N
         impostors=int(impostors.size),
     )
     store = CalibrationStore(settings.data_dir)
-    try:
-        store.save(calibration)
-    except ModelError as error:  # unreadable: set it aside, as the admin endpoint does
-        aside = store.set_aside()
-        print(f"note: {error.message}; set it aside as {aside.name}", file=sys.stderr)
-        store.save(calibration)
+    replaced = store.save_over_unreadable(calibration)  # as the admin endpoint does
+    if replaced is not None:
+        aside, problem = replaced
+        print(f"note: {problem}; set it aside as {aside.name}", file=sys.stderr)
 
     no_face = no_face_summary(pairs, embeddings, scored)
     rates = rates_at(scored, verify.threshold)

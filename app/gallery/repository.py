@@ -47,15 +47,15 @@ def list_subjects(
     # The total comes with the page, in one statement, so both see the same rows while
     # other requests create and delete subjects (two queries disagreed then).
     # (A window count would buffer every matching row before LIMIT: 4-7x slower at 300k.)
-    total = select(func.count()).select_from(query.subquery()).scalar_subquery()
-    counted = query.add_columns(total.label("total"))
+    count = select(func.count()).select_from(query.subquery())
+    counted = query.add_columns(count.scalar_subquery().label("total"))
     rows = s.execute(
         counted.order_by(Subject.created_at, Subject.id).limit(limit).offset(offset)
     ).all()
     if rows:
         return [row[0] for row in rows], int(rows[0].total)
     # An empty page (past the end, or nothing matches) carries no count.
-    return [], s.scalar(select(func.count()).select_from(query.subquery())) or 0
+    return [], s.scalar(count) or 0
 
 
 def update_subject(

@@ -105,6 +105,17 @@ class CalibrationStore:
         entries[calibration.model_version] = calibration
         self._write(entries)
 
+    def save_over_unreadable(self, calibration: Calibration) -> tuple[Path, str] | None:
+        """`save`; a file that cannot be read is first set aside and a new one started.
+        Returns (where it was set aside, why it was unreadable), or None."""
+        try:
+            self.save(calibration)
+        except ModelError as error:
+            aside = self.set_aside()
+            self.save(calibration)
+            return aside, error.message
+        return None
+
     def set_aside(self) -> Path:
         """Rename an unreadable file out of the way (kept for inspection, other models'
         entries included); the new name."""

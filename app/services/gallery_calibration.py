@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import math
-from pathlib import Path
 
 import numpy as np
 
@@ -53,15 +52,14 @@ def calibrate_on_gallery(state: AppState, params: CalibrateParams) -> Calibratio
     notes: list[str] = []
     store = CalibrationStore(state.settings.data_dir)
     with state.write_lock:  # a model swap replaces the runtime under this lock
-        try:
-            store.save(calibration)
-        except ModelError as error:  # the file is unreadable: start a new one beside it
-            aside = _set_aside(store, error)
+        replaced = store.save_over_unreadable(calibration)
+        if replaced is not None:
+            aside, why = replaced
+            log.warning("%s; set it aside as %s", why, aside)
             notes.append(
                 f"The unreadable calibration file was set aside as {aside.name}; "
                 "calibrations of other models in it must be redone."
             )
-            store.save(calibration)
         refreshed = refresh_thresholds(state, version)
     serving = refreshed or state.require_runtime()
     return _result(
@@ -89,7 +87,8 @@ def delete_calibration(state: AppState) -> CalibrationPublic:
         try:
             removed = store.delete(version)
         except ModelError as error:  # unreadable: nothing can be picked out of it
-            aside = _set_aside(store, error)
+            aside = store.set_aside()
+            log.warning("%s; set it aside as %s", error.message, aside)
             refresh_thresholds(state, version)
             raise CalibrationNotFound(
                 f"The calibration file could not be read, so it was set aside as "
@@ -103,12 +102,6 @@ def delete_calibration(state: AppState) -> CalibrationPublic:
             f"No calibration is stored for {version}.", {"model_version": version}
         )
     return CalibrationPublic.model_validate(removed)
-
-
-def _set_aside(store: CalibrationStore, error: ModelError) -> Path:
-    aside = store.set_aside()
-    log.warning("%s; set it aside as %s", error.message, aside)
-    return aside
 
 
 def gallery_embeddings(state: AppState, version: str) -> tuple[np.ndarray, list[str]]:
