@@ -14,6 +14,7 @@ from facenet_pytorch import MTCNN
 from app.pipeline.detect_process import DetectionProcess
 from app.pipeline.device_thread import on_device_thread
 from app.pipeline.image_io import downscale
+from app.pipeline.mtcnn_nms import install as install_per_image_nms
 from app.pipeline.shape_buckets import PaddedBatches
 from app.pipeline.torchscript import trace_module
 from app.pipeline.types import DetectedFace, FloatArray, ImageArray
@@ -69,6 +70,8 @@ class FaceDetector:
         self.device = device
         self.max_side = max_side
         self.min_face_size = min_face_size
+        # Each image of a batch gets the boxes it would get alone (app/pipeline/mtcnn_nms.py).
+        install_per_image_nms()
         # MTCNN's P/R/O-net weights ship inside the wheel, so this never downloads.
         self._mtcnn = MTCNN(
             keep_all=True, select_largest=False, min_face_size=min_face_size, device=device
