@@ -81,7 +81,13 @@ class ModelWatcher:
             self._failed = wanted
             log.error("cannot load %s: %s; still serving %s", row.id, error, runtime.model_version)
             return
-        self.swap(Models(detector=runtime.pipeline.detector, embedder=embedder))
+        try:
+            self.swap(Models(detector=runtime.pipeline.detector, embedder=embedder))
+        except FaceServiceError as error:
+            # An unreadable calibration.json, say. Each retry would embed and build the new
+            # model's index again, every tick: wait for the file or the active model to change.
+            self._failed = wanted
+            log.error("cannot serve %s: %s; still serving %s", row.id, error, runtime.model_version)
 
     def _follow_calibration(self, version: str) -> None:
         """Serve thresholds that another process (`python -m app calibrate`) stored, from
@@ -90,6 +96,7 @@ class ModelWatcher:
         if stamp == self._calibration:
             return
         self._calibration = stamp
+        self._failed = None  # a swap that failed on the old file may succeed now
         try:
             with self.state.write_lock:
                 runtime = refresh_thresholds(self.state, version)

@@ -396,3 +396,38 @@ def test_a_model_swap_meeting_an_unreadable_calibration_fails_and_keeps_serving(
         build_runtime(state.settings, state.sessions, models)
     paused = build_runtime(state.settings, state.sessions, models, pause_on_bad_calibration=True)
     assert paused.calibration_error is not None
+
+
+def test_a_swap_failing_on_the_calibration_waits_for_the_file_to_change(
+    make_client: ClientFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each try embeds the gallery and builds the new model's index: not every tick."""
+    from types import SimpleNamespace
+
+    from app.services import promotion
+
+    client = make_client()
+    state = client.app.state.face  # type: ignore[attr-defined]
+    serving = state.runtime.model_version
+    promoted = SimpleNamespace(id="promoted-version", activated_at=None)
+    monkeypatch.setattr(promotion, "desired_version", lambda *args: promoted)
+    monkeypatch.setattr(promotion, "load_version", lambda *args: state.runtime.pipeline.embedder)
+    builds: list[int] = []
+    build = promotion.build_runtime
+
+    def counted_build(*args: Any, **kwargs: Any) -> Any:
+        builds.append(1)
+        return build(*args, **kwargs)
+
+    monkeypatch.setattr(promotion, "build_runtime", counted_build)
+    watcher = promotion.ModelWatcher(state)
+    calibration = tmp_path / "data" / "calibration.json"
+    calibration.write_text("{broken")
+    watcher.tick()  # fails, logged; the model serving stays
+    watcher.tick()
+    watcher.tick()
+    assert len(builds) == 1
+    assert state.runtime.model_version == serving
+    calibration.write_text("{}")  # fixed by hand
+    watcher.tick()
+    assert len(builds) == 2
