@@ -52,9 +52,8 @@ def get_subject(state: AppState, subject_id: str) -> SubjectPublic:
 
 def list_subjects(state: AppState, limit: int, offset: int, name: str | None) -> SubjectList:
     with state.sessions() as session:
-        subjects, total = repository.list_subjects(session, limit, offset, name)
-        counts = repository.face_counts(session, [s.id for s in subjects])
-        items = [subject_public(s, counts.get(s.id, 0)) for s in subjects]
+        page, total = repository.list_subjects(session, limit, offset, name)
+        items = [subject_public(subject, faces) for subject, faces in page]
     return SubjectList(items=items, total=total, limit=limit, offset=offset)
 
 

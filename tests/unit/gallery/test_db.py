@@ -155,5 +155,5 @@ def test_migration_0003_folds_the_names_already_stored(tmp_path: Path) -> None:
     migrate(engine)
     with make_session_factory(engine)() as s:
         page, total = repository.list_subjects(s, 10, 0, "STRASSE élodie")
-        assert total == 1 and page[0].name_folded == "strasse élodie"
+        assert total == 1 and page[0][0].name_folded == "strasse élodie"
     engine.dispose()

@@ -80,16 +80,16 @@ def test_list_subjects_paginates_and_filters_by_name(session: Session) -> None:
     ids = [repo.create_subject(session, n, {}).id for n in names]
 
     page, total = repo.list_subjects(session, limit=2, offset=0)
-    assert total == 6 and [p.id for p in page] == ids[:2]
+    assert total == 6 and [p.id for p, _ in page] == ids[:2]
     page, total = repo.list_subjects(session, limit=2, offset=4)
-    assert total == 6 and [p.id for p in page] == ids[4:]
+    assert total == 6 and [p.id for p, _ in page] == ids[4:]
     page, total = repo.list_subjects(session, limit=2, offset=10)
     assert total == 6 and page == []
 
     page, total = repo.list_subjects(session, limit=10, offset=0, name="ALIC")
-    assert total == 3 and {p.name for p in page} == {"Alice", "alicia", "MALICE"}
+    assert total == 3 and {p.name for p, _ in page} == {"Alice", "alicia", "MALICE"}
     page, total = repo.list_subjects(session, limit=1, offset=1, name="alic")
-    assert total == 3 and [p.name for p in page] == ["alicia"]
+    assert total == 3 and [p.name for p, _ in page] == ["alicia"]
     # LIKE wildcards in the filter match literally.
     assert repo.list_subjects(session, limit=10, offset=0, name="%")[1] == 1
     assert repo.list_subjects(session, limit=10, offset=0, name="0%_")[1] == 1
@@ -113,6 +113,8 @@ def test_faces_round_trip_and_counts(session: Session, enrol: Enrol) -> None:
     assert faces[0].crop == b"png" and faces[0].crop_landmarks is not None
     assert faces[1].crop is None and faces[1].crop_landmarks is None
     assert repo.face_counts(session, [ada, bob, eve]) == {ada: 2, bob: 1, eve: 0}
+    page, total = repo.list_subjects(session, limit=2, offset=1)
+    assert total == 3 and [(p.id, faces) for p, faces in page] == [(bob, 1), (eve, 0)]
     assert repo.count_faces(session) == 3 and repo.count_subjects(session) == 3
     assert repo.subject_has_image(session, ada, "b" * 64)
     assert not repo.subject_has_image(session, bob, "b" * 64)
