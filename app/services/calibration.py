@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import fcntl
 import math
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from decimal import ROUND_CEILING, Decimal
 from pathlib import Path
@@ -93,36 +96,63 @@ class CalibrationStore:
     def delete(self, model_version: str) -> Calibration | None:
         """Remove this model's entry, keeping every other model's; the entry removed, or
         None when there was none."""
-        entries = self._read()
-        removed = entries.pop(model_version, None)
-        if removed is not None:
-            self._write(entries)
+        with self._locked():
+            entries = self._read()
+            removed = entries.pop(model_version, None)
+            if removed is not None:
+                self._write(entries)
         return removed
 
     def save(self, calibration: Calibration) -> None:
         """Add or replace this model's entry, keeping every other model's."""
-        entries = self._read()
-        entries[calibration.model_version] = calibration
-        self._write(entries)
+        with self._locked():
+            entries = self._read()
+            entries[calibration.model_version] = calibration
+            self._write(entries)
 
     def save_over_unreadable(self, calibration: Calibration) -> tuple[Path, str] | None:
         """`save`; a file that cannot be read is first set aside and a new one started.
         Returns (where it was set aside, why it was unreadable), or None."""
-        try:
-            self.save(calibration)
-        except ModelError as error:
-            aside = self.set_aside()
-            self.save(calibration)
-            return aside, error.message
-        return None
+        with self._locked():
+            try:
+                entries = self._read()
+                aside = None
+            except ModelError as error:
+                aside = self._rename_aside(), error.message
+                entries = {}
+            entries[calibration.model_version] = calibration
+            self._write(entries)
+        return aside
 
-    def set_aside(self) -> Path:
-        """Rename an unreadable file out of the way (kept for inspection, other models'
-        entries included); the new name."""
+    def set_aside(self) -> Path | None:
+        """Rename the file out of the way if it is still unreadable (kept for inspection,
+        other models' entries included); the new name, or None when it is readable or gone
+        by now: another process set it aside, or wrote a new one, meanwhile."""
+        with self._locked():
+            try:
+                self._read()
+            except ModelError:
+                return self._rename_aside()
+            return None
+
+    def _rename_aside(self) -> Path:
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
         aside = self.path.with_name(f"{CALIBRATION_FILE}.unreadable-{stamp}")
         os.replace(self.path, aside)
         return aside
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        """Every read-modify-write holds an exclusive lock on a file beside it, so that the
+        service and a `python -m app calibrate` process never lose each other's entries,
+        nor set aside the file the other has just written."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.with_name(f".{CALIBRATION_FILE}.lock").open("a+b") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
     def _write(self, entries: dict[str, Calibration]) -> None:
         data = _FILE_SCHEMA.dump_json(dict(sorted(entries.items())), indent=2) + b"\n"

@@ -88,13 +88,16 @@ def delete_calibration(state: AppState) -> CalibrationPublic:
             removed = store.delete(version)
         except ModelError as error:  # unreadable: nothing can be picked out of it
             aside = store.set_aside()
-            log.warning("%s; set it aside as %s", error.message, aside)
-            refresh_thresholds(state, version)
-            raise CalibrationNotFound(
-                f"The calibration file could not be read, so it was set aside as "
-                f"{aside.name}; the default thresholds serve.",
-                {"model_version": version, "set_aside": aside.name},
-            ) from error
+            if aside is None:  # another process replaced it meanwhile: delete from that
+                removed = store.delete(version)
+            else:
+                log.warning("%s; set it aside as %s", error.message, aside)
+                refresh_thresholds(state, version)
+                raise CalibrationNotFound(
+                    f"The calibration file could not be read, so it was set aside as "
+                    f"{aside.name}; the default thresholds serve.",
+                    {"model_version": version, "set_aside": aside.name},
+                ) from error
         if removed is not None:
             refresh_thresholds(state, version)
     if removed is None:

@@ -431,3 +431,35 @@ def test_a_swap_failing_on_the_calibration_waits_for_the_file_to_change(
     calibration.write_text("{}")  # fixed by hand
     watcher.tick()
     assert len(builds) == 2
+
+
+def test_delete_after_another_process_replaced_an_unreadable_file(
+    make_client: ClientFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The file read as unreadable, but by the time it was to be set aside another process
+    had written a good one: that one is kept, and the delete works on it."""
+    from app.errors import ModelError
+    from app.services.calibration import CalibrationStore
+    from tests.unit.services.test_calibration import make_calibration
+
+    client = make_client()
+    state = client.app.state.face  # type: ignore[attr-defined]
+    version = state.runtime.model_version
+    store = CalibrationStore(state.settings.data_dir)
+    store.save(make_calibration(version))
+    store.save(make_calibration("other-model@1"))
+    delete = CalibrationStore.delete
+    calls: list[int] = []
+
+    def unreadable_once(self: CalibrationStore, model_version: str) -> Any:
+        calls.append(1)
+        if len(calls) == 1:
+            raise ModelError("calibration file is unreadable (a moment ago)")
+        return delete(self, model_version)
+
+    monkeypatch.setattr(CalibrationStore, "delete", unreadable_once)
+    answer = client.delete(CALIBRATION)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["model_version"] == version
+    assert list(store.load_all()) == ["other-model@1"]
+    assert not list(state.settings.data_dir.glob("calibration.json.unreadable-*"))

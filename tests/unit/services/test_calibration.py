@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import multiprocessing
 from pathlib import Path
 
 import pytest
@@ -28,6 +29,11 @@ def make_calibration(version: str, verify: float = 0.3) -> Calibration:
         pairs=Path("/photos/pairs.csv"),
         impostors=541,
     )
+
+
+def _files(folder: Path) -> list[str]:
+    """What a folder holds besides the lock file that every change takes."""
+    return sorted(p.name for p in folder.iterdir() if p.name != f".{CALIBRATION_FILE}.lock")
 
 
 def test_load_without_a_file_is_none(tmp_path: Path) -> None:
@@ -60,7 +66,7 @@ def test_file_is_valid_json_after_each_save_with_no_temp_files_left(tmp_path: Pa
         content = json.loads((tmp_path / CALIBRATION_FILE).read_text())
         assert sorted(content) == [f"model@{j}" for j in range(i + 1)]
         assert content[f"model@{i}"]["verify_threshold"] == pytest.approx(0.2 + i / 10)
-    assert [p.name for p in tmp_path.iterdir()] == [CALIBRATION_FILE]
+    assert _files(tmp_path) == [CALIBRATION_FILE]
 
 
 def test_failed_write_keeps_the_old_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -75,7 +81,7 @@ def test_failed_write_keeps_the_old_file(tmp_path: Path, monkeypatch: pytest.Mon
     with pytest.raises(OSError, match="disk full"):
         store.save(make_calibration("model@new"))
     assert (tmp_path / CALIBRATION_FILE).read_bytes() == before
-    assert [p.name for p in tmp_path.iterdir()] == [CALIBRATION_FILE]
+    assert _files(tmp_path) == [CALIBRATION_FILE]
 
 
 def test_corrupt_file_is_refused_not_overwritten(tmp_path: Path) -> None:
@@ -154,3 +160,37 @@ def test_a_file_that_cannot_be_opened_is_unreadable_too(tmp_path: Path) -> None:
     aside = store.set_aside()
     assert aside.is_dir() and not (tmp_path / CALIBRATION_FILE).exists()
     assert store.load("model@x") is None
+
+
+def _save_many(data_dir: str, prefix: str, count: int) -> None:
+    store = CalibrationStore(Path(data_dir))
+    for n in range(count):
+        store.save(make_calibration(f"{prefix}@{n}"))
+
+
+def test_two_processes_saving_at_once_lose_no_entry(tmp_path: Path) -> None:
+    """The service and `python -m app calibrate` each read, change and rewrite the file;
+    without the lock one of them wrote over the other's new entries."""
+    context = multiprocessing.get_context("spawn")
+    writers = [context.Process(target=_save_many, args=(str(tmp_path), name, 40)) for name in "ab"]
+    for writer in writers:
+        writer.start()
+    for writer in writers:
+        writer.join(timeout=120)
+        assert writer.exitcode == 0
+    assert len(CalibrationStore(tmp_path).load_all()) == 80
+
+
+def test_set_aside_leaves_a_file_another_process_has_set_aside_or_replaced(
+    tmp_path: Path,
+) -> None:
+    store = CalibrationStore(tmp_path)
+    (tmp_path / CALIBRATION_FILE).write_text("{broken")
+    first = store.set_aside()
+    assert first is not None and first.read_text() == "{broken"
+    assert store.set_aside() is None  # already gone: no error
+    # Replaced by a good file after this process found it unreadable: kept, not moved.
+    store.save(make_calibration("model@new"))
+    assert store.set_aside() is None
+    assert store.load("model@new") is not None
+    assert len(list(tmp_path.glob(f"{CALIBRATION_FILE}.unreadable-*"))) == 1
