@@ -1,3 +1,4 @@
+# syntax=docker/dockerfile:1
 # GPU image; also runs on CPU-only hosts (FACE_DEVICE=auto falls back to the CPU).
 FROM nvidia/cuda:13.0.1-runtime-ubuntu24.04
 
@@ -20,11 +21,17 @@ COPY pyproject.toml README.md LICENSE ./
 RUN mkdir app && touch app/__init__.py \
     && pip install . && pip uninstall -y face-service \
     && rm -rf app build *.egg-info
+# The weights before the code, so that a code change does not download them again (110 MB).
+# ADD refuses them unless their sha256 is the pin of models/registry.json (a test compares).
+ADD --checksum=sha256:281cebca8662831adb987a874bdcb36e73f5b1c6dc5ee5878f305e985625d99b --chmod=644 \
+    https://github.com/timesler/facenet-pytorch/releases/download/v2.2.9/20180402-114759-vggface2.pt \
+    models/pretrained/20180402-114759-vggface2.pt
 COPY app ./app
 COPY models ./models
 RUN pip install --no-deps . && rm -rf build *.egg-info
 
-# Weights are fetched at build time and refused unless their sha256 matches models/registry.json.
+# With the code: checks the weights' sha256 against models/registry.json once more (and
+# would fetch them if they were missing).
 RUN python -m app models fetch facenet-vggface2
 
 # The service writes only its data and fine-tuned checkpoints; the code, the pretrained

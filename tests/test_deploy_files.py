@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import yaml
 
 from tests.conftest import REPO
@@ -38,3 +40,22 @@ def test_compose_reserves_a_gpu_and_persists_data() -> None:
     # rebuilt image is never shadowed by an old volume.
     assert mounts == {"/data", "/app/models/finetuned"}
     assert "FACE_API_KEYS" in service["environment"]
+
+
+def test_weights_are_added_before_the_code_with_the_registry_pin() -> None:
+    """A code change must not download the 110 MB weights again; ADD --checksum holds them
+    to the same sha256 as models/registry.json."""
+    text = (REPO / "Dockerfile").read_text()
+    assert text.startswith("# syntax=docker/dockerfile:1\n")  # ADD --checksum needs BuildKit's
+    lines = [line.strip() for line in text.replace("\\\n", " ").splitlines()]
+    add = next(line for line in lines if line.startswith("ADD "))
+    spec = next(
+        entry
+        for entry in json.loads((REPO / "models" / "registry.json").read_text())
+        if entry["name"] == "facenet-vggface2"
+    )
+    words = add.split()
+    assert f"--checksum=sha256:{spec['sha256']}" in words
+    assert "--chmod=644" in words  # ADD from a URL is 600 otherwise: unreadable to the service
+    assert words[-2:] == [spec["source"], f"models/{spec['file']}"]
+    assert lines.index(add) < lines.index("COPY app ./app")
