@@ -21,6 +21,7 @@ from app.services.calibration import (
     METHOD_GALLERY_ADJUSTED,
     Calibration,
     CalibrationStore,
+    accepted,
     vouched_far,
 )
 
@@ -91,6 +92,8 @@ def run(args: argparse.Namespace, settings: Settings, pipeline: FacePipeline | N
         method=METHOD_GALLERY_ADJUSTED,
         pairs=args.pairs.resolve(),
         impostors=int(impostors.size),
+        verify_accepts=accepted(impostors, verify.threshold),
+        identify_accepts=accepted(impostors, identify),
     )
     store = CalibrationStore(settings.data_dir)
     replaced = store.save_over_unreadable(calibration)  # as the admin endpoint does
@@ -113,13 +116,16 @@ def run(args: argparse.Namespace, settings: Settings, pipeline: FacePipeline | N
         f"achieved FAR {verify.far_actual:.4g} ({rates['false_accepts']}/{impostors.size} "
         f"impostor pairs), FRR {rates['frr']:.4f} on the genuine pairs"
     )
+    stated = vouched_far(args.target_far, int(impostors.size), accepts=calibration.verify_accepts)
+    print(
+        f"  responses will state verify FAR {stated:g}: the target, or the 95% upper bound of "
+        f"{rates['false_accepts']}/{impostors.size} where that is higher"
+    )
     needed = impostors_needed(args.target_far)
     if impostors.size < needed:
         print(
             f"  note: {impostors.size} impostor pairs are too few to measure FAR "
-            f"{args.target_far:g} (about {needed} are needed to see 10 false accepts); "
-            f"responses will state FAR {vouched_far(args.target_far, int(impostors.size)):g}, "
-            "what these pairs can vouch for"
+            f"{args.target_far:g} (about {needed} are needed to see 10 false accepts)"
         )
     if verify.below_resolution:
         print(
@@ -130,6 +136,12 @@ def run(args: argparse.Namespace, settings: Settings, pipeline: FacePipeline | N
     print(
         f"  identify threshold {identify:.4f} for stranger FAR {identify_far:g} at gallery "
         f"size N={gallery} ({why}); per-comparison FAR {per_comparison:.4g}"
+    )
+    stated = vouched_far(identify_far, int(impostors.size), gallery, calibration.identify_accepts)
+    print(
+        f"  responses will state identify FAR {stated:g} at N={gallery}, and more as the "
+        f"gallery grows: 1 - (1 - p)^N, p the 95% upper bound of "
+        f"{calibration.identify_accepts}/{impostors.size}"
     )
     if per_comparison < resolution:
         print(

@@ -49,6 +49,15 @@ class CalibrationPublic(BaseModel):
         description="Scores behind the identify threshold where they are not the impostor "
         "pairs: each probe's best score per other subject, for a gallery calibration.",
     )
+    verify_accepts: int | None = Field(
+        default=None,
+        description="Impostor scores at or above the verify threshold; the FAR stated is "
+        "never below their 95% upper bound. Null in calibrations stored before it was "
+        "counted: then as many as the target allows.",
+    )
+    identify_accepts: int | None = Field(
+        default=None, description="The same for the identify threshold and its scores."
+    )
     created_at: datetime
 
 
@@ -74,7 +83,11 @@ class CalibrationResult(BaseModel):
         description="FAR per subject compared that gives the identify target at gallery_size."
     )
     identify_far_estimated: float = Field(
-        description="Stranger FAR at gallery_size from the scored identify scores."
+        description=(
+            "Stranger FAR at gallery_size, as responses state it: the 95% upper bound of "
+            "the share of identify scores passing, over gallery_size comparisons, and never "
+            "below the target."
+        )
     )
     reliable: bool = Field(
         description="Enough impostor scores to see about 10 false accepts at both targets."

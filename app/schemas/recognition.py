@@ -12,7 +12,11 @@ class VerifyResult(BaseModel):
     similarity: float = Field(description="Cosine similarity; max over the subject's faces.")
     threshold: float
     estimated_far: float | None = Field(
-        None, description="False-accept rate of this threshold, when calibrated."
+        None,
+        description=(
+            "False-accept rate of this threshold, when calibrated: per image pair, and against "
+            "a subject over its k faces, 1 - (1 - FAR)^k (a stranger has k chances)."
+        ),
     )
     subject_id: str | None = None
     box: Box

@@ -13,24 +13,65 @@ from decimal import ROUND_CEILING, Decimal
 from pathlib import Path
 from typing import Literal, Self
 
+import numpy as np
+import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
+from scipy.stats import beta
 
 from app.errors import ModelError
+from app.evaluation.identification import per_comparison_far
+from app.evaluation.verification import allowed_accepts
 
 CALIBRATION_FILE = "calibration.json"
 
-# With n impostor scores and no false accept among them, a true FAR above 3/n would have
-# shown one with 95% probability (the "rule of three"); below that, n scores cannot vouch.
-RULE_OF_THREE = 3.0
+# A stated FAR is the upper end of the one-sided 95% confidence interval of the rate that
+# the calibration's impostor scores measured (Clopper-Pearson): the highest true rate that
+# would still have let as few of them through with 5% probability. With none of n through,
+# that is 1 - 0.05^(1/n), about 3/n (the "rule of three").
+CONFIDENCE = 0.95
 
 
-def vouched_far(target: float, impostors: int, comparisons: int = 1) -> float:
+def far_upper_bound(accepts: int, impostors: int, confidence: float = CONFIDENCE) -> float:
+    """The one-sided `confidence` upper bound of a FAR measured as accepts / impostors."""
+    if impostors < 1 or not 0 <= accepts <= impostors:
+        raise ValueError(f"need 0 <= accepts <= impostors >= 1, got {accepts}/{impostors}")
+    if accepts == impostors:
+        return 1.0
+    return float(beta.ppf(confidence, accepts + 1, impostors - accepts))
+
+
+def vouched_far(
+    target: float, impostors: int, comparisons: int = 1, accepts: int | None = None
+) -> float:
     """The FAR to state for a threshold calibrated for `target` on `impostors` impostor
-    scores: the target, but never less than those scores can vouch for, 3/n per comparison
-    at 95% confidence (over `comparisons` comparisons, for identify's whole gallery)."""
-    per_comparison = min(1.0, RULE_OF_THREE / max(1, impostors))
-    floor = 1.0 - (1.0 - per_comparison) ** max(1, comparisons)
-    return round_up(max(target, floor))
+    scores, `accepts` of which it lets through: the target, but never less than the 95%
+    upper bound of what those scores measured, per comparison, over `comparisons`
+    comparisons (identify's whole gallery). Without `accepts` (calibrations stored before
+    they were counted), as many as the target allowed.
+
+    It is never stated below what was seen: 5 of 541 impostors through at a target of 0.01
+    is stated as 0.0193, and two identical photos under two names (a score of 1.0 that
+    passes any threshold) raise it too."""
+    comparisons = max(1, comparisons)
+    per_target = per_comparison_far(target, comparisons) if comparisons > 1 else target
+    if accepts is None:
+        accepts = allowed_accepts(per_target, impostors)
+    bound = far_upper_bound(accepts, impostors)
+    return round_up(max(target, far_over(bound, comparisons)))
+
+
+def accepted(impostor_scores: npt.ArrayLike, threshold: float) -> int:
+    """How many impostor scores a threshold lets through, as verify and identify decide:
+    similarity >= threshold."""
+    return int(np.count_nonzero(np.asarray(impostor_scores, dtype=np.float64) >= threshold))
+
+
+def far_over(far: float, comparisons: int) -> float:
+    """The chance that at least one of `comparisons` independent comparisons, each with
+    false-accept rate `far`, accepts: 1 - (1 - far)^comparisons."""
+    if comparisons <= 1 or far >= 1.0:
+        return far
+    return -math.expm1(comparisons * math.log1p(-far))
 
 
 def round_up(value: float, digits: int = 3) -> float:
@@ -69,6 +110,10 @@ class Calibration(BaseModel):
     # Scores behind the identify threshold, where they differ from `impostors`: gallery
     # calibration sets it from each probe's best score per subject, not from face pairs.
     identify_scores: int | None = Field(default=None, ge=1)
+    # How many of those scores each threshold lets through, for the FAR stated (None in
+    # files written before they were counted: as many as the target allowed).
+    verify_accepts: int | None = Field(default=None, ge=0)
+    identify_accepts: int | None = Field(default=None, ge=0)
     created_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
 
     @model_validator(mode="after")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import math
 
 import numpy as np
 
@@ -14,7 +13,13 @@ from app.evaluation.verification import FarCalibration, calibrate_far, impostors
 from app.gallery import embeddings_repo, repository
 from app.schemas.calibration import CalibrateParams, CalibrationPublic, CalibrationResult
 from app.schemas.info import ThresholdsPublic
-from app.services.calibration import METHOD_GALLERY_ADJUSTED, Calibration, CalibrationStore
+from app.services.calibration import (
+    METHOD_GALLERY_ADJUSTED,
+    Calibration,
+    CalibrationStore,
+    accepted,
+    vouched_far,
+)
 from app.services.thresholds import refresh_thresholds
 from app.state import AppState, Thresholds
 
@@ -48,6 +53,9 @@ def calibrate_on_gallery(state: AppState, params: CalibrateParams) -> Calibratio
         source="gallery",
         impostors=int(scores.impostor.size),
         identify_scores=max(1, int(scores.per_subject.size)),
+        verify_accepts=accepted(scores.impostor, verify.threshold),
+        # No per-subject score at all (one subject): nothing could pass.
+        identify_accepts=accepted(scores.per_subject, identify) if scores.per_subject.size else 0,
     )
     notes: list[str] = []
     store = CalibrationStore(state.settings.data_dir)
@@ -131,8 +139,12 @@ def _result(
 ) -> CalibrationResult:
     gallery = calibration.gallery_size
     per_comparison = per_comparison_far(calibration.identify_far, gallery)
-    passing = float(np.mean(scores.per_subject >= calibration.identify_threshold))
-    stranger_far = 1.0 if passing >= 1.0 else -math.expm1(gallery * math.log1p(-passing))
+    stranger_far = vouched_far(
+        calibration.identify_far,
+        calibration.identify_scores or calibration.impostors,
+        gallery,
+        accepts=calibration.identify_accepts,
+    )
     reliable = _check(notes, "verify", scores.impostor.size, calibration.verify_far)
     reliable &= _check(notes, "identify", scores.per_subject.size, per_comparison)
     if verify.below_resolution:

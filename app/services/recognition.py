@@ -12,6 +12,7 @@ from app.pipeline.analyzer import AnalyzedFace
 from app.pipeline.types import FloatArray
 from app.schemas.common import QualityPublic
 from app.schemas.recognition import Candidate, IdentifiedFace, VerifyResult
+from app.services.calibration import far_over, round_up
 from app.state import AppState, Runtime
 
 
@@ -60,9 +61,12 @@ def verify_against_subject(
     vector: FloatArray,
     threshold: float | None,
 ) -> VerifyResult:
-    """Similarity to a subject is the best cosine over its enrolled faces (`gallery`)."""
+    """Similarity to a subject is the best cosine over its enrolled faces (`gallery`), so a
+    stranger has as many chances as the subject has faces: the FAR stated is over them."""
     similarity = float(np.max(gallery @ vector))
-    return _verdict(runtime, similarity, threshold, face, subject_id=subject_id)
+    return _verdict(
+        runtime, similarity, threshold, face, subject_id=subject_id, comparisons=len(gallery)
+    )
 
 
 def verify_images(
@@ -83,14 +87,18 @@ def _verdict(
     threshold: float | None,
     face: AnalyzedFace,
     subject_id: str | None,
+    comparisons: int = 1,
 ) -> VerifyResult:
     active = runtime.decision_thresholds()
     used = active.verify if threshold is None else threshold
+    far = None
+    if threshold is None and active.verify_far is not None:
+        far = round_up(far_over(active.verify_far, comparisons))
     return VerifyResult(
         verified=similarity >= used,
         similarity=round(similarity, 6),
         threshold=used,
-        estimated_far=active.verify_far if threshold is None else None,
+        estimated_far=far,
         subject_id=subject_id,
         box=box_of(face),
         quality=quality_public(face),

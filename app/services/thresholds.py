@@ -53,11 +53,13 @@ def thresholds_from(
     identify_size = None
     if calibration is not None:
         stamp = f"calibrated {calibration.created_at:%Y-%m-%d} from {calibration.source}"
-        # The FARs stated are the targets, unless too few impostor scores were measured to
-        # vouch for them: a target of 1e-9 on 143 pairs is stated as 3/143.
+        # The FARs stated are the targets, but never below the 95% upper bound of what the
+        # impostor scores measured: a target of 1e-9 on 143 pairs is stated as 0.0208.
         verify, verify_far, verify_source = (
             calibration.verify_threshold,
-            vouched_far(calibration.verify_far, calibration.impostors),
+            vouched_far(
+                calibration.verify_far, calibration.impostors, accepts=calibration.verify_accepts
+            ),
             stamp,
         )
         identify_size = _live_size(calibration, gallery)
@@ -67,6 +69,7 @@ def thresholds_from(
                 stranger_far(calibration, identify_size),
                 calibration.identify_scores or calibration.impostors,
                 identify_size,
+                accepts=calibration.identify_accepts,
             ),
             stamp,
         )

@@ -94,7 +94,9 @@ def test_target_below_resolution_is_reported(
     assert "below the resolution of 2 impostor pairs" in printed
     assert "achieved FAR 0 (0/2" in printed
     assert "2 impostor pairs are too few to measure FAR 0.001" in printed
-    assert "responses will state FAR 1," in printed  # 3/2, capped at 1
+    # None of 2 through: the 95% upper bound is 1 - 0.05^(1/2).
+    assert "responses will state verify FAR 0.777:" in printed
+    assert "responses will state identify FAR 0.777 at N=1" in printed
     assert "no database at" in printed and "N=1" in printed
 
 

@@ -22,6 +22,9 @@ def calibrate(data_dir: Path, version: str) -> None:
             method="stranger set",
             pairs=Path("pairs.csv"),
             impostors=5000,
+            # None passed either threshold: the 95% upper bound is 1 - 0.05^(1/5000), 6e-4.
+            verify_accepts=0,
+            identify_accepts=0,
         )
     )
 
@@ -41,7 +44,7 @@ def test_calibration_wins_over_default_and_reports_far(tmp_path: Path, models: A
     calibrate(tmp_path, "some-other-model@123")
     active = active_thresholds(Settings(data_dir=tmp_path), models.embedder)
     assert (active.verify, active.verify_far) == (0.33, 0.001)
-    # 5000 impostor scores vouch for 3/5000 per comparison; over 50 subjects that is
+    # 5000 impostor scores vouch for 6e-4 per comparison; over 50 subjects that is
     # 1 - (1 - 6e-4)^50 = 0.0296, more than the 0.01 the identify threshold aimed at.
     assert (active.identify, active.identify_far) == (0.44, 0.0296)
     assert active.source.startswith("calibrated")
@@ -66,11 +69,11 @@ def test_identify_far_is_stated_for_the_gallery_as_it_is(tmp_path: Path, models:
         assert active.identify == 0.44  # the threshold stays; what it means changes
         return active.identify_far, active.identify_far_gallery_size
 
-    # As calibrated, the vouching floor (3/5000 per comparison) governs, as above.
+    # As calibrated, the vouching floor (6e-4 per comparison) governs, as above.
     assert stated(50) == (0.0296, 50)
-    # 100x the faces: 1 - (1 - 2.01e-4)^5000 = 0.634, and the floor, 1 - (1 - 6e-4)^5000
-    # = 0.9503, is higher still: stated rounded up.
+    # 100x the faces: 1 - (1 - 2.01e-4)^5000 = 0.634, and the floor, 1 - (0.05^(1/5000))^5000
+    # = 0.95, is higher still.
     far, size = stated(5000)
-    assert (far, size) == (0.951, 5000)
+    assert (far, size) == (0.95, 5000)
     # Without a count (the CLI), the calibration's own N.
     assert active_thresholds(settings, models.embedder).identify_far_gallery_size == 50
