@@ -67,13 +67,13 @@ def create_app(settings: Settings | None = None, models: Models | None = None) -
     )
     install_error_handlers(app)
 
-    # Bodies larger than every file a request may carry, plus room for the form fields.
-    max_body = settings.max_upload_bytes * settings.max_files_per_request + 1_000_000
+    # Each upload route's body may hold the files it takes, plus room for the form fields.
     app.add_middleware(
         GuardAndMeasure,
         metrics=metrics,
-        max_body_bytes=max_body,
+        max_upload_bytes=settings.max_upload_bytes,
         keys=keys,
+        max_files=settings.max_files_per_request,
     )
 
     for router in (health.router, subjects.router, faces.router, recognition.router, admin.router):

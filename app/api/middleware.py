@@ -24,9 +24,17 @@ log = logging.getLogger(__name__)
 # parameters): one limit for them, far below the upload limit.
 MAX_JSON_BODY_BYTES = 1_000_000
 
-# The routes that take image uploads: only these get the upload limit, whatever the
-# Content-Type of a request to another route claims.
-_UPLOAD_ROUTES = re.compile(r"/v1/(?:verify|identify|detect|subjects/[^/]+/faces)/?")
+# The routes that take image uploads, and how many files each takes at most (None:
+# FACE_MAX_FILES_PER_REQUEST). Only these get an upload limit, whatever the Content-Type
+# of a request to another route claims, and each only for the files it takes: identify
+# took an enrolment-sized body (201 MB) that Starlette held in memory, part by part.
+_UPLOAD_ROUTES = (
+    (re.compile(r"/v1/subjects/[^/]+/faces/?"), None),
+    (re.compile(r"/v1/verify/?"), 2),
+    (re.compile(r"/v1/(?:identify|detect)/?"), 1),
+)
+# Room for an upload's form fields and multipart framing, besides its files.
+FORM_ALLOWANCE_BYTES = 1_000_000
 
 # The route label of requests refused before routing (no key, body too large, ...).
 REFUSED_ROUTE = "refused"
@@ -48,12 +56,18 @@ class GuardAndMeasure:
     each request's latency and status by route template."""
 
     def __init__(
-        self, app: ASGIApp, metrics: Metrics, max_body_bytes: int, keys: KeyRing | None = None
+        self,
+        app: ASGIApp,
+        metrics: Metrics,
+        max_upload_bytes: int,
+        keys: KeyRing | None = None,
+        max_files: int = 1,
     ) -> None:
         self.app = app
         self.metrics = metrics
-        self.max_body_bytes = max_body_bytes
+        self.max_upload_bytes = max_upload_bytes
         self.keys = keys
+        self.max_files = max_files
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -129,10 +143,13 @@ class GuardAndMeasure:
 
     def _body_limit(self, scope: Scope, headers: dict[bytes, bytes]) -> int:
         multipart = headers.get(b"content-type", b"").lower().startswith(b"multipart/")
-        upload = scope["method"] == "POST" and _UPLOAD_ROUTES.fullmatch(_route_path(scope))
-        if multipart and upload:
-            return self.max_body_bytes
-        return min(self.max_body_bytes, MAX_JSON_BODY_BYTES)
+        if multipart and scope["method"] == "POST":
+            path = _route_path(scope)
+            for route, files in _UPLOAD_ROUTES:
+                if route.fullmatch(path):
+                    count = self.max_files if files is None else files
+                    return self.max_upload_bytes * count + FORM_ALLOWANCE_BYTES
+        return MAX_JSON_BODY_BYTES
 
     def _refusal(self, scope: Scope, headers: dict[bytes, bytes], limit: int) -> ASGIApp | None:
         # Refuse oversized bodies before the multipart parser spools them to disk.

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 from fastapi.testclient import TestClient
 
-from app.api.middleware import MAX_JSON_BODY_BYTES
+from app.api.middleware import FORM_ALLOWANCE_BYTES, MAX_JSON_BODY_BYTES
 from tests.api.conftest import ClientFactory, assert_error, new_subject
 
 
@@ -46,16 +46,16 @@ def test_requests_are_counted_by_route_template_and_status(client: TestClient) -
 
 
 def test_oversized_bodies_are_refused_before_parsing(make_client: ClientFactory) -> None:
-    # Room for one file of 1,000 bytes plus 1,000,000 bytes of form fields.
+    # Room for verify's two files of 1,000 bytes plus 1,000,000 bytes of form fields.
     client = make_client(max_upload_bytes=1000, max_files_per_request=1)
-    body = b"x" * 1_001_001
+    body = b"x" * 1_002_001
     refused = client.post(
         "/v1/verify",
         content=body,
         headers={"content-type": "multipart/form-data; boundary=b"},
     )
     assert_error(refused, 413, "payload_too_large")
-    assert "1001000 bytes" in refused.json()["error"]["message"]
+    assert "1002000 bytes" in refused.json()["error"]["message"]
     # Refusals never reach a route, and the service keeps serving; the metrics count them
     # under a route label of their own.
     assert client.get("/v1/health").status_code == 200
@@ -71,14 +71,14 @@ def _chunks(total: int, size: int = 100_000) -> Iterator[bytes]:
 
 
 def test_chunked_bodies_are_counted_against_the_limit(make_client: ClientFactory) -> None:
-    # Room for one file of 1,000 bytes plus 1,000,000 bytes of form fields.
+    # Room for verify's two files of 1,000 bytes plus 1,000,000 bytes of form fields.
     client = make_client(max_upload_bytes=1000, max_files_per_request=1)
     multipart = client.post(
         "/v1/verify",
         content=_chunks(1_200_000),
         headers={"content-type": "multipart/form-data; boundary=b"},
     )
-    assert "1001000 bytes" in assert_error(multipart, 413, "payload_too_large")["message"]
+    assert "1002000 bytes" in assert_error(multipart, 413, "payload_too_large")["message"]
     subject = client.post(
         "/v1/subjects", content=_chunks(1_200_000), headers={"content-type": "application/json"}
     )
@@ -111,6 +111,27 @@ def test_only_upload_routes_take_upload_sized_bodies(make_client: ClientFactory)
     # The upload routes take it to their own limit (and then find no valid form in it).
     for path in ("/v1/verify", "/v1/identify", "/v1/detect", f"/v1/subjects/{subject}/faces"):
         assert client.post(path, content=body, headers=multipart).status_code != 413
+
+
+def test_each_upload_route_takes_the_files_it_uses(make_client: ClientFactory) -> None:
+    """Identify took an enrolment-sized body (201 MB by default), held in memory part by
+    part: now one file for identify and detect, two for verify, the per-request maximum for
+    enrolment, each plus 1 MB of form."""
+    client = make_client(max_upload_bytes=100_000, max_files_per_request=5)
+    subject = new_subject(client, "Ada")
+    multipart = {"content-type": "multipart/form-data; boundary=b"}
+    for path, files in (
+        ("/v1/identify", 1),
+        ("/v1/detect", 1),
+        ("/v1/verify", 2),
+        (f"/v1/subjects/{subject}/faces", 5),
+    ):
+        limit = 100_000 * files + FORM_ALLOWANCE_BYTES
+        refused = client.post(path, content=b"x" * (limit + 1), headers=multipart)
+        assert f"{limit} bytes" in assert_error(refused, 413, "payload_too_large")["message"]
+        taken = client.post(path, content=b"x" * limit, headers=multipart)
+        assert taken.status_code != 413  # then refused as a malformed form
+    assert client.get("/v1/health").status_code == 200
 
 
 def test_requests_refused_before_routing_are_counted(make_client: ClientFactory) -> None:
