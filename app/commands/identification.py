@@ -3,19 +3,15 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from app.commands.file_embeddings import embed_files, no_face_paths
-from app.commands.gallery_split import (
-    DEFAULT_STRANGER_FRACTION,
-    SPLIT_RULE,
-    read_labelled,
-    split_gallery,
-)
+from app.commands.gallery_split import DEFAULT_STRANGER_FRACTION, SPLIT_RULE, split_gallery
 from app.evaluation.identification import STRANGER, open_set_dir_at_far, rank_k_accuracy
 from app.pipeline.analyzer import FacePipeline
 from app.pipeline.types import FloatArray
@@ -36,8 +32,13 @@ def subject_similarity(
     return np.stack(columns, axis=1)
 
 
-def evaluate(pipeline: FacePipeline, args: argparse.Namespace, max_pixels: int) -> dict[str, Any]:
-    labelled = read_labelled(args.root, args.manifest)
+def evaluate(
+    pipeline: FacePipeline,
+    labelled: Mapping[str, Sequence[Path]],
+    args: argparse.Namespace,
+    max_pixels: int,
+) -> dict[str, Any]:
+    """The report for `labelled` photos (identity -> paths, as `read_labelled` gives them)."""
     paths = [path for photos in labelled.values() for path in photos]
     embeddings = embed_files(pipeline, paths, max_pixels, batch=args.batch)
     with_face = {
@@ -131,7 +132,8 @@ def summary(report: dict[str, Any]) -> str:
         lines.append(
             f"  open-set DIR@FAR={open_set['far_target']:g}: {open_set['dir']:.4f} at threshold "
             f"{open_set['threshold']:.4f} (stranger FAR {open_set['far_actual']:.4f} of "
-            f"{open_set['strangers']}; below resolution: {open_set['below_resolution']})"
+            f"{open_set['strangers']}; reliable: {open_set['reliable']}, below resolution: "
+            f"{open_set['below_resolution']}). {open_set['note']}"
         )
     for rates in report["at_threshold"]:
         lines.append(

@@ -8,7 +8,12 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from app.evaluation.verification import MIN_TARGET_FAR, calibrate_far, threshold_for_far
+from app.evaluation.verification import (
+    MIN_TARGET_FAR,
+    calibrate_far,
+    far_reliability,
+    threshold_for_far,
+)
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -63,13 +68,16 @@ def open_set_dir_at_far(
 
     The threshold lets at most `far` of the strangers' best matches through (see
     `calibrate_far`); DIR is the fraction of known probes whose top-1 subject is right
-    and scores at least the threshold. `below_resolution` is set when far < 1/strangers.
+    and scores at least the threshold. `below_resolution` is set when far < 1/strangers;
+    `reliable` and `note` apply the rule TAR@FAR uses (`impostors_needed`) to the strangers,
+    since a stranger's best match is this rate's impostor.
     """
     sim, labels = _probes(similarity, probe_labels)
     known = labels != STRANGER
     if known.all() or not known.any():
         raise ValueError("open-set evaluation needs both known probes and strangers (-1)")
     cal = calibrate_far(sim[~known].max(axis=1), far)
+    reliable, note = far_reliability(cal, far, "strangers", "stranger", "DIR")
     sim_known, labels_known = sim[known], labels[known]
     hits = (_true_rank(sim_known, labels_known) == 1) & (sim_known.max(axis=1) >= cal.threshold)
     return {
@@ -79,6 +87,8 @@ def open_set_dir_at_far(
         "strangers": cal.impostors,
         "known": int(known.sum()),
         "below_resolution": cal.below_resolution,
+        "reliable": reliable,
+        "note": note,
     }
 
 

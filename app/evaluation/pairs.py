@@ -1,4 +1,4 @@
-"""Labelled image pairs: read the CSV, score the pairs, and apply the no-face exclusion rule."""
+"""Labelled image pairs: read the CSV (each pair once), score them, apply the no-face rule."""
 
 from __future__ import annotations
 
@@ -22,6 +22,14 @@ NO_FACE_RULE = (
     "as wrong."
 )
 
+DROP_RULE = (
+    "A row that repeats an earlier pair, in the same or the reverse order, is dropped and the "
+    "first kept; a row that pairs an image with itself is dropped. Counted twice, a pair "
+    "weighs double and can land in both the training and the test folds of the k-fold "
+    "accuracy; an image against itself scores 1.0. A pair labelled both same=1 and same=0 "
+    "is a contradiction: the file is refused."
+)
+
 _COLUMNS = ("path_a", "path_b", "same")
 _LABELS = {"1": True, "0": False, "true": True, "false": False}
 
@@ -31,6 +39,29 @@ class Pair:
     path_a: Path
     path_b: Path
     same: bool
+
+
+@dataclass(frozen=True)
+class DroppedRow:
+    """A row of a pairs file left out before scoring (see DROP_RULE)."""
+
+    line: int
+    path_a: Path
+    path_b: Path
+    repeats_line: int | None  # the row of the same pair kept instead; None for a self-pair
+
+
+@dataclass(frozen=True)
+class PairsFile:
+    """The distinct pairs of a pairs file, in file order, and the rows dropped to get them."""
+
+    pairs: list[Pair]
+    duplicates: list[DroppedRow]
+    self_pairs: list[DroppedRow]
+
+    @property
+    def rows(self) -> int:
+        return len(self.pairs) + len(self.duplicates) + len(self.self_pairs)
 
 
 @dataclass(frozen=True)
@@ -53,14 +84,20 @@ class ScoredPairs:
 
 
 def read_pairs(csv_path: Path, root: Path) -> list[Pair]:
-    """Pairs from a path_a,path_b,same CSV; relative paths are taken from `root`."""
+    """The distinct pairs of a path_a,path_b,same CSV (see `read_pairs_file`)."""
+    return read_pairs_file(csv_path, root).pairs
+
+
+def read_pairs_file(csv_path: Path, root: Path) -> PairsFile:
+    """Pairs from a path_a,path_b,same CSV, relative paths taken from `root`; see DROP_RULE."""
     with csv_path.open(newline="", encoding="utf-8") as handle:
         reader = csv.DictReader(handle)
         missing = [c for c in _COLUMNS if c not in (reader.fieldnames or [])]
         if missing:
             raise ValueError(f"{csv_path} lacks the column(s) {', '.join(missing)}")
-        pairs = []
-        for line, row in enumerate(reader, start=2):
+        rows = []
+        for row in reader:
+            line = reader.line_num  # not a count of rows: DictReader skips blank lines
             # A short row leaves its last fields None; a long one puts the extras under None.
             empty = [c for c in _COLUMNS if not (row[c] or "").strip()]
             if empty or None in row:
@@ -69,10 +106,58 @@ def read_pairs(csv_path: Path, root: Path) -> list[Pair]:
             label = _LABELS.get(row["same"].strip().lower())
             if label is None:
                 raise ValueError(f"{csv_path}:{line}: same must be 1 or 0, got {row['same']!r}")
-            pairs.append(Pair(root / row["path_a"].strip(), root / row["path_b"].strip(), label))
-    if not pairs:
-        raise ValueError(f"{csv_path} holds no pairs")
-    return pairs
+            pair = Pair(root / row["path_a"].strip(), root / row["path_b"].strip(), label)
+            rows.append((line, pair))
+    pairs_file = _distinct(rows, csv_path)
+    if not pairs_file.pairs:
+        pairs_of = " of two different images" if rows else ""
+        raise ValueError(f"{csv_path} holds no pairs{pairs_of}")
+    return pairs_file
+
+
+def _distinct(rows: Sequence[tuple[int, Pair]], csv_path: Path) -> PairsFile:
+    first: dict[frozenset[Path], tuple[int, bool]] = {}  # the pair, either order -> its row
+    pairs: list[Pair] = []
+    duplicates: list[DroppedRow] = []
+    self_pairs: list[DroppedRow] = []
+    for line, pair in rows:
+        if pair.path_a == pair.path_b:
+            self_pairs.append(DroppedRow(line, pair.path_a, pair.path_b, None))
+            continue
+        key = frozenset((pair.path_a, pair.path_b))
+        if key not in first:
+            first[key] = (line, pair.same)
+            pairs.append(pair)
+            continue
+        earlier, same = first[key]
+        if same != pair.same:
+            raise ValueError(
+                f"{csv_path}:{line}: {pair.path_a} and {pair.path_b} are labelled "
+                f"same={int(pair.same)} here and same={int(same)} on line {earlier}; "
+                "fix one of the two rows"
+            )
+        duplicates.append(DroppedRow(line, pair.path_a, pair.path_b, earlier))
+    return PairsFile(pairs, duplicates, self_pairs)
+
+
+def dropped_summary(pairs_file: PairsFile) -> dict[str, Any]:
+    """The rows DROP_RULE left out, by line, for the JSON report."""
+    return {
+        "rule": DROP_RULE,
+        "rows": pairs_file.rows,
+        "duplicates": len(pairs_file.duplicates),
+        "duplicate_rows": [
+            {
+                "line": row.line,
+                "repeats_line": row.repeats_line,
+                "path_a": str(row.path_a),
+                "path_b": str(row.path_b),
+            }
+            for row in pairs_file.duplicates
+        ],
+        "self_pairs": len(pairs_file.self_pairs),
+        "self_pair_rows": [{"line": r.line, "path": str(r.path_a)} for r in pairs_file.self_pairs],
+    }
 
 
 def score_pairs(pairs: Sequence[Pair], embeddings: Embeddings) -> ScoredPairs:

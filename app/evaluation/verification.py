@@ -170,22 +170,36 @@ def threshold_for_far(impostor_scores: npt.ArrayLike, target_far: float) -> floa
     return calibrate_far(impostor_scores, target_far).threshold
 
 
+def far_reliability(
+    cal: FarCalibration, far: float, counted: str, one: str, metric: str
+) -> tuple[bool, str]:
+    """Whether `cal` rests on enough impostors to measure `far`, and a sentence saying so.
+
+    One rule for every rate calibrated on impostors (TAR for pairs, DIR for strangers), so
+    a figure from too few of them is flagged the same way wherever it is reported.
+    `counted` names the impostors in the plural, `one` in the singular.
+    """
+    needed = impostors_needed(far)
+    reliable = cal.impostors >= needed
+    if reliable:
+        note = f"{cal.impostors} {counted}; FAR={far:g} is measurable (needs >= {needed})."
+    else:
+        note = (
+            f"Only {cal.impostors} {counted}: FAR={far:g} needs at least {needed} "
+            f"to see about {MIN_EXPECTED_FALSE_ACCEPTS} false accepts, so this {metric} "
+            "is unreliable."
+        )
+    if cal.below_resolution:
+        note += f" No {one} may pass, so the threshold is just above the highest {one} score."
+    return reliable, note
+
+
 def tar_at_far(scores: npt.ArrayLike, labels: npt.ArrayLike, far: float) -> FarPoint:
     """True-accept rate at the smallest threshold whose impostor FAR is <= far."""
     s, y = _pairs(scores, labels)
     _both_classes(y)
     cal = calibrate_far(s[y == 0], far)
-    needed = impostors_needed(far)
-    reliable = cal.impostors >= needed
-    if reliable:
-        note = f"{cal.impostors} impostor pairs; FAR={far:g} is measurable (needs >= {needed})."
-    else:
-        note = (
-            f"Only {cal.impostors} impostor pairs: FAR={far:g} needs at least {needed} "
-            f"to see about {MIN_EXPECTED_FALSE_ACCEPTS} false accepts, so this TAR is unreliable."
-        )
-    if cal.below_resolution:
-        note += " No impostor may pass, so the threshold is just above the highest impostor."
+    reliable, note = far_reliability(cal, far, "impostor pairs", "impostor", "TAR")
     tar = float(np.mean(s[y == 1] >= cal.threshold))
     return FarPoint(far, cal.threshold, tar, cal.far_actual, cal.impostors, reliable, note)
 

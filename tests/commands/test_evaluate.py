@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -12,9 +13,23 @@ from app.commands import evaluate
 from app.config import Settings
 from app.pipeline.analyzer import FacePipeline
 
-from .conftest import NO_FACE, in_subset
+from .conftest import NO_FACE, TIGHT_CROP, in_subset
 
 Parse = Callable[..., object]
+
+
+@pytest.fixture
+def subset_with_repeats(subset_pairs: Path, tmp_path: Path) -> Path:
+    """The subset's 78 pairs (lines 2-79), then line 2 again (line 80), line 3 reversed
+    (line 81) and TIGHT_CROP paired with itself (line 82)."""
+    with subset_pairs.open(newline="") as handle:
+        rows = list(csv.reader(handle))
+    path_a, path_b, same = rows[2]
+    repeats = [rows[1], [path_b, path_a, same], [TIGHT_CROP, TIGHT_CROP, "1"]]
+    path = tmp_path / "repeats.csv"
+    with path.open("w", newline="") as handle:
+        csv.writer(handle).writerows(rows + repeats)
+    return path
 
 
 def test_verification_report_on_real_pairs(
@@ -22,7 +37,7 @@ def test_verification_report_on_real_pairs(
     settings: Settings,
     pipeline: FacePipeline,
     shared_faces: Path,
-    subset_pairs: Path,
+    subset_with_repeats: Path,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
@@ -30,7 +45,7 @@ def test_verification_report_on_real_pairs(
     args = parse(
         "evaluate",
         "--pairs",
-        subset_pairs,
+        subset_with_repeats,
         "--root",
         shared_faces,
         "--out",
@@ -49,6 +64,13 @@ def test_verification_report_on_real_pairs(
     assert [p["far_target"] for p in report["tar_at_far"]] == [0.01, 0.001]
     assert all(not p["reliable"] and "unreliable" in p["note"] for p in report["tar_at_far"])
     assert (out / "roc.png").read_bytes().startswith(b"\x89PNG")
+
+    # The repeated rows and the self-pair are dropped, not scored: the counts below are
+    # the subset's own.
+    dropped = report["dropped_rows"]
+    assert (dropped["rows"], dropped["duplicates"], dropped["self_pairs"]) == (81, 2, 1)
+    assert [(r["line"], r["repeats_line"]) for r in dropped["duplicate_rows"]] == [(80, 2), (81, 3)]
+    assert dropped["self_pair_rows"] == [{"line": 82, "path": str(shared_faces / TIGHT_CROP)}]
 
     no_face = report["no_face"]
     assert no_face["images"] == 26
@@ -71,10 +93,19 @@ def test_verification_report_on_real_pairs(
 
     printed = capsys.readouterr().out
     assert "accuracy (10-fold)" in printed and "pairs excluded" in printed
+    assert (
+        "dropped 2 duplicate row(s) (line 80 repeats 2, line 81 repeats 3) and 1 self-pair(s) "
+        f"(line 82: {shared_faces / TIGHT_CROP}) of 81 rows"
+    ) in printed
 
 
 def test_identification_on_a_folder_per_subject(
-    parse, settings: Settings, pipeline: FacePipeline, shared_faces: Path, tmp_path: Path
+    parse,
+    settings: Settings,
+    pipeline: FacePipeline,
+    shared_faces: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     root = tmp_path / "people"
     for photo in sorted((shared_faces / "faceapi_js").glob("*/*.png")):
@@ -100,7 +131,12 @@ def test_identification_on_a_folder_per_subject(
     assert open_set["strangers"] == 6 and open_set["known"] == 13
     assert open_set["below_resolution"] and open_set["far_actual"] == 0.0
     assert 0.0 <= open_set["dir"] <= report["rank_1"]
+    # FAR = 1e-2 needs 1,000 strangers to be measured; 6 make the DIR unreliable.
+    assert open_set["reliable"] is False
+    assert "Only 6 strangers: FAR=0.01 needs at least 1000" in open_set["note"]
     assert report["at_threshold"][0]["strangers"] == 6
+    printed = capsys.readouterr().out
+    assert "reliable: False" in printed and open_set["note"] in printed
 
 
 def test_needs_exactly_one_mode(parse, settings: Settings, tmp_path: Path) -> None:
@@ -109,28 +145,127 @@ def test_needs_exactly_one_mode(parse, settings: Settings, tmp_path: Path) -> No
 
 
 def test_a_missing_image_is_a_clean_error(
-    parse,
-    settings: Settings,
-    pipeline: FacePipeline,
-    tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
+    parse, settings: Settings, tmp_path: Path, capsys: pytest.CaptureFixture[str], no_model: None
 ) -> None:
     pairs = tmp_path / "pairs.csv"
     pairs.write_text("path_a,path_b,same\ngone.jpg,gone2.jpg,1\n")
     args = parse("evaluate", "--pairs", pairs, "--root", tmp_path, "--out", tmp_path / "out")
-    assert evaluate.run(args, settings, pipeline) == 1
-    assert "gone.jpg" in capsys.readouterr().err
+    assert evaluate.run(args, settings) == 1
+    err = capsys.readouterr().err
+    assert f"2 photo(s) named in {pairs} are missing or not files" in err
+    assert f"{tmp_path / 'gone.jpg'}, {tmp_path / 'gone2.jpg'}" in err
+
+
+def test_every_missing_image_is_listed_before_any_embedding(
+    parse,
+    settings: Settings,
+    shared_faces: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    no_model: None,
+) -> None:
+    # A real photo first: the run used to embed it, then stop at deepface/nope.jpg.
+    real = "deepface/img1.jpg"
+    rows = [f"{real},deepface/nope.jpg,1", f"{real},deepface,0"]  # a folder is not a photo
+    rows += [f"{real},gone/{i}.jpg,0" for i in range(11)]
+    pairs = tmp_path / "pairs.csv"
+    pairs.write_text("path_a,path_b,same\n" + "\n".join(rows) + "\n")
+    args = parse("evaluate", "--pairs", pairs, "--root", shared_faces, "--out", tmp_path / "out")
+    assert evaluate.run(args, settings) == 1
+    err = capsys.readouterr().err
+    assert err.count("evaluate failed") == 1
+    assert f"13 photo(s) named in {pairs} are missing or not files: " in err
+    assert f"{shared_faces / 'deepface/nope.jpg'}, {shared_faces / 'deepface'}, " in err
+    assert str(shared_faces / "gone/7.jpg") in err and "gone/8.jpg" not in err
+    assert err.rstrip().endswith(", and 3 more")
+    assert str(shared_faces / real) + "," not in err
+
+
+def test_a_missing_manifest_photo_is_refused_before_any_embedding(
+    parse,
+    settings: Settings,
+    shared_faces: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    no_model: None,
+) -> None:
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text("path,identity\ndeepface/img1.jpg,a\ndeepface/nope.jpg,a\n")
+    args = parse("evaluate", "--identify", "--manifest", manifest, "--root", shared_faces)
+    assert evaluate.run(args, settings) == 1
+    err = capsys.readouterr().err
+    assert f"1 photo(s) named in {manifest} are missing or not files: " in err
+    assert str(shared_faces / "deepface/nope.jpg") in err
+
+
+def test_a_contradictory_pairs_file_is_refused_naming_both_lines(
+    parse, settings: Settings, tmp_path: Path, capsys: pytest.CaptureFixture[str], no_model: None
+) -> None:
+    pairs = tmp_path / "pairs.csv"
+    pairs.write_text("path_a,path_b,same\na.jpg,b.jpg,1\nb.jpg,a.jpg,0\n")
+    args = parse("evaluate", "--pairs", pairs, "--root", tmp_path)
+    assert evaluate.run(args, settings) == 1
+    assert f"{pairs}:3: " in (err := capsys.readouterr().err) and "on line 2" in err
+
+
+@pytest.fixture
+def no_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fails the test if the command gets as far as loading a model."""
+
+    def load_pipeline(*_: object) -> FacePipeline:
+        raise AssertionError("a model was loaded before the input was checked")
+
+    monkeypatch.setattr(evaluate, "load_pipeline", load_pipeline)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--folds", "1"], "argument --folds: must be at least 2, got 1"),
+        (["--folds", "ten"], "argument --folds: invalid int value: 'ten'"),
+        (["--batch", "0"], "argument --batch: must be at least 1, got 0"),
+        (["--far", "1.5"], "argument --far: must lie in (0, 1), got 1.5"),
+        (["--far", "0"], "argument --far: must lie in (0, 1), got 0"),
+        (["--far", "nan"], "argument --far: must lie in (0, 1), got nan"),
+        (["--stranger-fraction", "1"], "argument --stranger-fraction: must lie in [0, 1), got 1"),
+        (["--stranger-fraction", "-0.1"], "must lie in [0, 1), got -0.1"),
+        (["--gallery-per-subject", "0"], "argument --gallery-per-subject: must be at least 1"),
+        (["--threshold", "inf"], "argument --threshold: must be a finite number, got inf"),
+    ],
+)
+def test_bad_values_are_argparse_errors(
+    parse, tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        parse("evaluate", "--identify", "--root", tmp_path, *argv)
+    assert exited.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_values_inside_their_ranges_parse(parse, tmp_path: Path) -> None:
+    args = parse(
+        "evaluate", "--identify", "--root", tmp_path, "--far", "1e-9", "--stranger-fraction", "0"
+    )
+    assert (args.far, args.stranger_fraction, args.folds, args.batch) == (1e-9, 0.0, 10, 32)
 
 
 def test_bad_arguments_are_refused_before_any_model_loads(
-    parse, settings: Settings, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    parse, settings: Settings, tmp_path: Path, capsys: pytest.CaptureFixture[str], no_model: None
 ) -> None:
     pairs = tmp_path / "pairs.csv"
     pairs.write_text("path_a,path_b,same\n")
-    # No pipeline passed: a model would load (seconds) if these got past the checks.
-    folds = parse("evaluate", "--pairs", pairs, "--root", tmp_path, "--folds", "1")
-    assert evaluate.run(folds, settings) == 2
-    assert "--folds must be at least 2, got 1" in capsys.readouterr().err
-    missing = parse("evaluate", "--pairs", tmp_path / "nope.csv", "--root", tmp_path)
-    assert evaluate.run(missing, settings) == 2
-    assert "nope.csv does not exist" in capsys.readouterr().err
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text("path,identity\n")
+    cases = [
+        (["--pairs", tmp_path / "nope.csv"], "nope.csv does not exist"),
+        (["--pairs", tmp_path], f"--pairs {tmp_path} is not a file"),
+        (["--identify", "--manifest", tmp_path], f"--manifest {tmp_path} is not a file"),
+        (["--pairs", pairs, "--manifest", manifest], "--manifest lists photos for --identify"),
+        (["--pairs", pairs, "--out", pairs], f"--out {pairs} is not a folder"),
+    ]
+    for argv, message in cases:
+        assert evaluate.run(parse("evaluate", "--root", tmp_path, *argv), settings) == 2
+        assert message in capsys.readouterr().err
+    not_a_folder = parse("evaluate", "--pairs", pairs, "--root", pairs)
+    assert evaluate.run(not_a_folder, settings) == 2
+    assert f"--root {pairs} is not a folder" in capsys.readouterr().err

@@ -90,3 +90,37 @@ def test_open_set_threshold_holds_for_independent_strangers(impostor_scores):
     threshold = open_set_threshold(impostor_scores, 10, 0.1)
     strangers = np.random.default_rng(1).normal(0.1, 0.1, (20_000, 10)).max(axis=1)
     assert np.mean(strangers >= threshold) == pytest.approx(0.1, abs=0.01)
+
+
+def _probes(known: int, strangers: int) -> tuple[np.ndarray, np.ndarray]:
+    """`known` probes of 3 subjects, each best on its own, and `strangers` below them."""
+    rng = np.random.default_rng(0)
+    labels = np.arange(known) % 3
+    sim = rng.uniform(0.0, 0.3, (known + strangers, 3))
+    sim[np.arange(known), labels] = rng.uniform(0.5, 0.9, known)
+    return sim, np.concatenate([labels, np.full(strangers, -1)])
+
+
+def test_open_set_dir_from_too_few_strangers_is_flagged_unreliable():
+    # 300 probes, 200 of them strangers: FAR = 1e-2 needs 10 / 0.01 = 1,000 strangers.
+    sim, labels = _probes(100, 200)
+    result = open_set_dir_at_far(sim, labels, 0.01)
+    assert (result["strangers"], result["known"]) == (200, 100)
+    assert result["reliable"] is False and not result["below_resolution"]
+    assert "Only 200 strangers" in result["note"] and "needs at least 1000" in result["note"]
+    assert "DIR is unreliable" in result["note"]
+
+
+@pytest.mark.parametrize(("strangers", "reliable"), [(999, False), (1000, True)])
+def test_open_set_dir_is_reliable_from_ten_over_far_strangers(strangers, reliable):
+    sim, labels = _probes(30, strangers)
+    result = open_set_dir_at_far(sim, labels, 0.01)
+    assert result["reliable"] is reliable
+    assert ("is measurable" in result["note"]) is reliable
+
+
+def test_open_set_dir_below_resolution_says_why_in_its_note():
+    strict = open_set_dir_at_far(MIXED, MIXED_LABELS, 0.25)
+    assert strict["reliable"] is False
+    assert "Only 2 strangers" in strict["note"]
+    assert "No stranger may pass" in strict["note"]

@@ -1,4 +1,4 @@
-"""Hand-checked pair scoring: the no-face exclusion rule and accuracy with failures counted."""
+"""Hand-checked pair reading and scoring: duplicates, self-pairs, the no-face rule."""
 
 from __future__ import annotations
 
@@ -11,8 +11,10 @@ from app.evaluation.pairs import (
     Embeddings,
     Pair,
     accuracy_at,
+    dropped_summary,
     rates_at,
     read_pairs,
+    read_pairs_file,
     score_pairs,
 )
 
@@ -84,3 +86,71 @@ def test_a_malformed_row_is_named_not_a_crash(tmp_path: Path, row: str, problem:
     csv.write_text(f"path_a,path_b,same\nx/1.jpg,x/2.jpg,1\n{row}\n")
     with pytest.raises(ValueError, match=rf"pairs.csv:3: the row {problem}"):
         read_pairs(csv, tmp_path)
+
+
+def _write(tmp_path: Path, *rows: str) -> Path:
+    path = tmp_path / "pairs.csv"
+    path.write_text("path_a,path_b,same\n" + "".join(f"{row}\n" for row in rows))
+    return path
+
+
+def test_duplicates_in_either_order_and_self_pairs_are_dropped_by_line(tmp_path: Path) -> None:
+    csv = _write(
+        tmp_path,
+        "x/1.jpg,x/2.jpg,1",  # line 2: kept
+        "x/1.jpg,y/1.jpg,0",  # line 3: kept
+        "x/1.jpg,x/2.jpg,true",  # line 4: repeats line 2
+        "y/1.jpg,x/1.jpg,0",  # line 5: line 3 reversed
+        "x/1.jpg,x/1.jpg,1",  # line 6: an image with itself
+        "./y/1.jpg,y//1.jpg,1",  # line 7: the same path spelled twice
+    )
+    pairs_file = read_pairs_file(csv, tmp_path)
+    assert pairs_file.pairs == [
+        Pair(tmp_path / "x/1.jpg", tmp_path / "x/2.jpg", True),
+        Pair(tmp_path / "x/1.jpg", tmp_path / "y/1.jpg", False),
+    ]
+    assert read_pairs(csv, tmp_path) == pairs_file.pairs
+    assert [(r.line, r.repeats_line) for r in pairs_file.duplicates] == [(4, 2), (5, 3)]
+    assert [(r.line, r.path_a) for r in pairs_file.self_pairs] == [
+        (6, tmp_path / "x/1.jpg"),
+        (7, tmp_path / "y/1.jpg"),
+    ]
+    summary = dropped_summary(pairs_file)
+    assert (summary["rows"], summary["duplicates"], summary["self_pairs"]) == (6, 2, 2)
+    assert summary["duplicate_rows"][1] == {
+        "line": 5,
+        "repeats_line": 3,
+        "path_a": str(tmp_path / "y/1.jpg"),
+        "path_b": str(tmp_path / "x/1.jpg"),
+    }
+    assert summary["self_pair_rows"][0] == {"line": 6, "path": str(tmp_path / "x/1.jpg")}
+    assert "dropped" in summary["rule"]
+
+
+def test_a_file_without_duplicates_drops_nothing(tmp_path: Path) -> None:
+    pairs_file = read_pairs_file(_write(tmp_path, "a.jpg,b.jpg,1", "a.jpg,c.jpg,0"), tmp_path)
+    assert len(pairs_file.pairs) == pairs_file.rows == 2
+    assert pairs_file.duplicates == pairs_file.self_pairs == []
+
+
+@pytest.mark.parametrize("repeat", ["x/1.jpg,x/2.jpg,0", "x/2.jpg,x/1.jpg,false"])
+def test_a_pair_labelled_both_ways_refuses_the_file_naming_both_lines(
+    tmp_path: Path, repeat: str
+) -> None:
+    csv = _write(tmp_path, "x/1.jpg,x/2.jpg,1", "x/1.jpg,x/2.jpg,1", "x/3.jpg,x/2.jpg,0", repeat)
+    with pytest.raises(ValueError, match=r"pairs.csv:5: .* same=0 here and same=1 on line 2"):
+        read_pairs_file(csv, tmp_path)
+
+
+def test_line_numbers_count_blank_lines(tmp_path: Path) -> None:
+    csv = tmp_path / "pairs.csv"
+    csv.write_text("path_a,path_b,same\na.jpg,b.jpg,1\n\na.jpg,b.jpg,1\n\nc.jpg,c.jpg,0\n")
+    pairs_file = read_pairs_file(csv, tmp_path)
+    assert [r.line for r in pairs_file.duplicates + pairs_file.self_pairs] == [4, 6]
+
+
+def test_a_file_of_self_pairs_holds_no_pairs(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="holds no pairs of two different images"):
+        read_pairs_file(_write(tmp_path, "a.jpg,a.jpg,1"), tmp_path)
+    with pytest.raises(ValueError, match="holds no pairs$"):
+        read_pairs_file(_write(tmp_path), tmp_path)
