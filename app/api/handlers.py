@@ -51,8 +51,17 @@ async def _validation(_: Request, exc: Exception) -> JSONResponse:
         where = broken.get("loc", ("body", "?"))[-1]
         message = f"The request body is not valid JSON: {reason} at character {where}."
         return error_response(422, "invalid_request", message, problems)
-    fields = ", ".join(".".join(str(p) for p in e["loc"][1:]) or "body" for e in problems)
+    fields = ", ".join(_where(problem) for problem in problems)
     return error_response(422, "invalid_request", f"Invalid request: {fields}.", problems)
+
+
+def _where(problem: dict[str, Any]) -> str:
+    """The field a problem is about; for a rule over several fields, the rule itself."""
+    field = ".".join(str(part) for part in problem["loc"][1:])
+    if field:
+        return field
+    rule = str(problem.get("msg", "")).removeprefix("Value error, ")
+    return f"body ({rule})" if rule else "body"
 
 
 async def _http(_: Request, exc: Exception) -> JSONResponse:

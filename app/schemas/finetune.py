@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 TrainLayers = Literal["head", "last_block", "all"]
 LossName = Literal["arcface", "cosface", "triplet"]
@@ -20,6 +20,10 @@ PromotionRule = Literal[
     "external_dropped",
     "weights_unchanged",
 ]
+
+
+# Faces in a micro-batch the triplet loss can learn from: two subjects, two faces each.
+MIN_TRIPLET_MICRO_BATCH = 4
 
 
 class FinetuneParams(BaseModel):
@@ -49,6 +53,18 @@ class FinetuneParams(BaseModel):
     )
     amp: bool | None = Field(None, description="bf16 autocast; default: on for CUDA, off on CPU.")
     force: bool = Field(False, description="Promote even when the promotion rule says no.")
+
+    @model_validator(mode="after")
+    def _triplets_need_two_subjects_per_batch(self) -> Self:
+        # Batches hold faces two per subject, and batch-hard mining looks only inside one
+        # micro-batch: with 2 faces there is never a negative, and the job "succeeded"
+        # with a loss of 0, having learnt nothing but weight decay.
+        if self.loss == "triplet" and self.micro_batch_size < MIN_TRIPLET_MICRO_BATCH:
+            raise ValueError(
+                f"the triplet loss needs micro_batch_size >= {MIN_TRIPLET_MICRO_BATCH} "
+                "(two subjects with two faces each), to find a negative in each micro-batch"
+            )
+        return self
 
     @property
     def effective_batch_size(self) -> int:

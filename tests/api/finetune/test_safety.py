@@ -101,6 +101,8 @@ def test_finetuning_needs_two_subjects_with_two_crops(make_client: Any) -> None:
         ({"device": "tpu"}, "device"),
         ({"epochs": 1, "learning_rat": 0.1}, "learning_rat"),
         ({"seed": 2**64}, "seed"),  # torch.manual_seed overflowed after the job started
+        # Two faces a micro-batch hold one subject: triplets never had a negative.
+        ({"loss": "triplet", "micro_batch_size": 3}, "micro_batch_size >= 4"),
     ],
 )
 def test_invalid_parameters_are_named(
