@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 import types
 from typing import Any, Literal, Union, get_args, get_origin
@@ -17,7 +18,7 @@ from app.gallery import jobs_repo
 from app.gallery.db import make_engine, make_session_factory, migrate
 from app.schemas.finetune import FinetuneParams, JobProgress
 from app.services.finetune import job_public
-from app.training.worker import run_job
+from app.training.worker import exit_on_sigterm, run_job
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -70,13 +71,21 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         loss = "-" if progress.loss is None else f"{progress.loss:.4f}"
         bar.set_postfix_str(f"{progress.phase}, epoch {progress.epoch}, loss {loss}")
 
+    # SIGTERM (docker stop, systemd, timeout) ends the job like Ctrl-C: cleaned up and
+    # marked interrupted. It used to kill the process and leave the job "running", which
+    # refused every new job until the service restarted.
+    previous = signal.getsignal(signal.SIGTERM)
+    exit_on_sigterm()
     try:
         state = run_job(settings, sessions, job_id, listener=show)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, SystemExit) as stop:
+        terminal = isinstance(stop, KeyboardInterrupt)
+        why = "interrupted from the terminal" if terminal else "stopped by SIGTERM"
         with sessions.begin() as session:
-            jobs_repo.interrupt_unfinished(session, job_id, error="interrupted from the terminal")
-        return 130
+            jobs_repo.interrupt_unfinished(session, job_id, error=why)
+        return 130 if terminal else 128 + signal.SIGTERM
     finally:
+        signal.signal(signal.SIGTERM, previous)
         bar.close()
     with sessions() as session:
         job = job_public(jobs_repo.get_job(session, job_id))

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import logging
+import multiprocessing
+import os
 import signal
 import sys
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -60,9 +63,28 @@ def exit_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, stop)
 
 
+def stop_with_parent() -> None:
+    """SIGTERM this process (and so its cleanup, above) when the process that spawned it
+    ends, however it ends: after a kill -9 of the service, the job went on unsupervised and
+    activated its model with no service running. A daemon thread waits on the parent's
+    sentinel; prctl(PR_SET_PDEATHSIG) would follow the spawning *thread*, which a thread
+    pool may retire at any time."""
+    parent = multiprocessing.parent_process()
+    if parent is None:  # not spawned (the command line runs jobs in its own process)
+        return
+
+    def watch() -> None:
+        parent.join()
+        log.error("the service process ended; stopping this job")
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
 def job_process(settings_data: dict[str, Any], job_id: str) -> None:
     """Entry point of the spawned process: its own engine on the same database."""
     exit_on_sigterm()
+    stop_with_parent()
     settings = Settings.model_validate(settings_data)
     logging.basicConfig(
         level=settings.log_level.upper(),

@@ -92,3 +92,28 @@ def test_a_foreground_run_promotes_and_prints_the_job(
         jobs_repo.create_job(session, {})
     assert finetune.run(args, settings) == 1
     assert "one runs at a time" in capsys.readouterr().err
+
+
+def test_sigterm_ends_a_foreground_job_as_interrupted(
+    settings: Settings,
+    sessions: sessionmaker[Session],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """docker stop, systemd and timeout send SIGTERM: the job was left running, and every
+    new job was refused until the service restarted."""
+    import os
+    import signal
+
+    def terminated_mid_job(_settings: Settings, _sessions: object, job_id: str, **_: object) -> str:
+        os.kill(os.getpid(), signal.SIGTERM)  # the real signal, through the real handler
+        raise AssertionError("SIGTERM did not stop the job")
+
+    monkeypatch.setattr(finetune, "run_job", terminated_mid_job)
+    before = signal.getsignal(signal.SIGTERM)
+    args = build_parser().parse_args(["finetune", "--epochs", "1", "--device", "cpu"])
+    assert finetune.run(args, settings) == 143
+    assert signal.getsignal(signal.SIGTERM) == before  # restored for whoever called run()
+    with sessions() as session:
+        (job,) = jobs_repo.list_jobs(session)
+        assert (job.state, job.error) == ("interrupted", "stopped by SIGTERM")
+        assert jobs_repo.active_job(session) is None  # the next job may start
