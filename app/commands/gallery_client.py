@@ -53,6 +53,18 @@ class ServiceError(Exception):
         return self.status in (401, 403)
 
 
+def split_credentials(url: str) -> tuple[httpx.URL, httpx.BasicAuth | None]:
+    """`url` without its user:password, and those as HTTP Basic auth (as httpx sends them).
+
+    Left in the URL, httpx would keep them in every request's URL, which its log lines and our
+    messages print. httpx.InvalidURL if `url` does not parse."""
+    parsed = httpx.URL(url)
+    if not parsed.userinfo:
+        return parsed, None
+    auth = httpx.BasicAuth(parsed.username, parsed.password)
+    return parsed.copy_with(username=None, password=None), auth
+
+
 @dataclass(frozen=True)
 class Subject:
     id: str

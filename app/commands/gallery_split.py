@@ -8,9 +8,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from app.commands.import_files import IMAGE_SUFFIXES
+
 # Manifest labels that name no single person.
 SPECIAL_LABELS = frozenset({"noface", "multi"})
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
 DEFAULT_STRANGER_FRACTION = 0.2
 
 SPLIT_RULE = (

@@ -13,7 +13,6 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from types import FrameType
@@ -23,7 +22,14 @@ import httpx
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from app.commands.gallery_client import GalleryClient, RetryPolicy, ServiceError, Subject
+from app.commands.gallery_client import (
+    GalleryClient,
+    RetryPolicy,
+    ServiceError,
+    Subject,
+    split_credentials,
+)
+from app.commands.import_files import Album, NotUploaded, read_photo, scan_directory
 from app.commands.import_report import (
     INTERRUPTED,
     REPORT_COLUMNS,
@@ -38,22 +44,12 @@ from app.config import FacePolicy, Settings
 
 log = logging.getLogger(__name__)
 
-# Every format the service decodes (app/pipeline/image_io.py ACCEPTED_FORMATS).
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
 DEFAULT_URL = "http://127.0.0.1:8000"
 # Enrolment runs detection and embedding; on a busy CPU a large photo can take a while.
 TIMEOUT = httpx.Timeout(120.0, connect=10.0)
-
-
-@dataclass(frozen=True)
-class Album:
-    folder: Path  # its name is the subject's
-    files: list[Path]
-    unreadable: str | None = None  # why the folder could not be listed
-
-    @property
-    def name(self) -> str:
-        return self.folder.name
+# The service's default FACE_MAX_UPLOAD_BYTES. /v1/info does not publish the limit in force,
+# so the command line uses its own settings' value.
+DEFAULT_MAX_FILE_BYTES: int = Settings.model_fields["max_upload_bytes"].default
 
 
 RowMaker = Callable[..., ReportRow]  # ReportRow with path and subject filled in
@@ -92,13 +88,22 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     # httpx logs every request at INFO: thousands of lines above the progress bar.
     if logging.getLogger().level > logging.DEBUG:
         logging.getLogger("httpx").setLevel(logging.WARNING)
+    try:
+        # From here on only `url`, which holds no user:password, is used or printed.
+        url, auth = split_credentials(args.url)
+    except httpx.InvalidURL as exc:
+        print(f"--url is not a valid URL: {exc}", file=sys.stderr)
+        return 2
+    if url.scheme not in ("http", "https"):  # then `url` may not have parsed as one
+        print("--url must start with http:// or https://", file=sys.stderr)
+        return 2
     report: Path = args.report or root.resolve().parent / "import-report.csv"
     key = args.api_key or os.environ.get("FACE_API_KEY")
     headers = {"X-API-Key": key} if key else {}
     stop = Stop()
     restore = _stop_on_ctrl_c(stop)
     try:
-        with httpx.Client(base_url=args.url, headers=headers, timeout=TIMEOUT) as client:
+        with httpx.Client(base_url=url, auth=auth, headers=headers, timeout=TIMEOUT) as client:
             summary = import_directory(
                 client,
                 root,
@@ -107,13 +112,14 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
                 report=report,
                 progress=sys.stderr.isatty(),
                 stop=stop,
+                max_file_bytes=settings.max_upload_bytes,
             )
     except ImportStopped as exc:
-        print(f"import stopped: {exc.message} ({exc.code}) at {args.url}", file=sys.stderr)
+        print(f"import stopped: {exc.message} ({exc.code}) at {url}", file=sys.stderr)
         print(f"imported {shown(str(root))}: {exc.summary.describe()}")
         return exc.summary.exit_code
     except ServiceError as exc:
-        print(f"import stopped: {exc.message} ({exc.code}) at {args.url}", file=sys.stderr)
+        print(f"import stopped: {exc.message} ({exc.code}) at {url}", file=sys.stderr)
         return INTERRUPTED if exc.code == "interrupted" else 1
     except KeyboardInterrupt:  # a second Ctrl-C: the report holds the rows written so far
         print(f"import interrupted; report (incomplete): {shown(str(report))}", file=sys.stderr)
@@ -156,8 +162,10 @@ def import_directory(
     progress: bool,
     retry: RetryPolicy | None = None,
     stop: Stop | None = None,
+    max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
 ) -> ImportSummary:
-    """Enrol every photo under `root`, writing the report as it goes.
+    """Enrol every photo under `root`, writing the report as it goes. A file over
+    `max_file_bytes` (the service's upload limit) is reported, neither read whole nor sent.
 
     Raises ServiceError when the import cannot start: the service stays unreachable or not
     ready. Raises ImportStopped (a ServiceError) when it stopped midway: a request could not
@@ -185,7 +193,8 @@ def import_directory(
             writer = csv.writer(handle)
             writer.writerow(REPORT_COLUMNS)
             for album in albums:
-                for row in _import_album(gallery, pool, album, root, face, stop):
+                rows = _import_album(gallery, pool, album, root, face, max_file_bytes, stop)
+                for row in rows:
                     writer.writerow(row.cells())
                     handle.flush()  # a run that dies midway still leaves its rows
                     summary.add(row)
@@ -198,39 +207,6 @@ def import_directory(
     if stop.error is not None and not stop.interrupted:
         raise ImportStopped(stop.error, summary)
     return summary
-
-
-def scan_directory(root: Path) -> list[Album]:
-    """Sub-folders of `root` holding images, by name; hidden files and folders are left out.
-
-    A folder that cannot be listed is kept, without files, so that the report says so."""
-    albums = []
-    for entry in sorted(root.iterdir()):
-        if _hidden(entry):
-            continue
-        try:
-            if not entry.is_dir():
-                continue
-            files = sorted(p for p in entry.iterdir() if _is_image(p))
-        except OSError as exc:
-            albums.append(Album(entry, [], unreadable=str(exc) or repr(exc)))
-            continue
-        if files:
-            albums.append(Album(entry, files))
-    return albums
-
-
-def _is_image(path: Path) -> bool:
-    # A broken link is kept, so that the report says it could not be read.
-    return (
-        (path.is_file() or path.is_symlink())
-        and not _hidden(path)
-        and path.suffix.lower() in IMAGE_SUFFIXES
-    )
-
-
-def _hidden(path: Path) -> bool:
-    return path.name.startswith(".")
 
 
 def _is_utf8(name: str) -> bool:
@@ -253,6 +229,7 @@ def _import_album(
     album: Album,
     root: Path,
     face: str | None,
+    max_bytes: int,
     stop: Stop,
 ) -> Iterator[ReportRow]:
     subject_name = shown(album.name)
@@ -263,8 +240,8 @@ def _import_album(
     def every_file(status: Status, code: str, message: str) -> Iterator[ReportRow]:
         return (row_maker(path)(status, code, message) for path in album.files)
 
-    if album.unreadable is not None:
-        yield row_maker(album.folder)("error", "unreadable", album.unreadable)
+    if album.problem is not None:
+        yield row_maker(album.folder)("error", *album.problem)
         return
     if stop.reason is not None:
         yield from every_file("error", "not_attempted", stop.reason)
@@ -285,7 +262,7 @@ def _import_album(
         yield from every_file("error", "unexpected_error", _describe(exc))
         return
     futures = [
-        pool.submit(_import_file, gallery, subject, path, face, row_maker(path), stop)
+        pool.submit(_import_file, gallery, subject, path, face, max_bytes, row_maker(path), stop)
         for path in album.files
     ]
     for future in futures:
@@ -297,13 +274,14 @@ def _import_file(
     subject: Subject,
     path: Path,
     face: str | None,
+    max_bytes: int,
     row: RowMaker,
     stop: Stop,
 ) -> ReportRow:
     if stop.reason is not None:
         return row("error", "not_attempted", stop.reason)
     try:
-        return _enrol_file(gallery, subject, path, face, row, stop)
+        return _enrol_file(gallery, subject, path, face, max_bytes, row, stop)
     except Exception as exc:  # a bug, or an answer of a shape we do not know: this file only
         log.debug("importing %s failed", shown(str(path)), exc_info=True)
         return row("error", "unexpected_error", _describe(exc))
@@ -314,13 +292,16 @@ def _enrol_file(
     subject: Subject,
     path: Path,
     face: str | None,
+    max_bytes: int,
     row: RowMaker,
     stop: Stop,
 ) -> ReportRow:
     if not _is_utf8(path.name):
         return row("error", "name_not_utf8", "The file name is not valid UTF-8.")
     try:
-        data = path.read_bytes()
+        data = read_photo(path, max_bytes)
+    except NotUploaded as refused:
+        return row(refused.status, refused.code, refused.message)
     except OSError as exc:
         return row("error", "unreadable", str(exc))
     face_id = subject.enrolled.get(hashlib.sha256(data).hexdigest())

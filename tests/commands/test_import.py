@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
+import base64
 import csv
+import logging
 import os
 import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import uvicorn
 from fastapi.testclient import TestClient
 
 from app.cli import main
@@ -29,7 +34,7 @@ from app.commands.import_faces import (
 from app.config import Settings
 from app.main import create_app
 from tests.api.conftest import enrol, new_subject, open_client
-from tests.e2e.conftest import REPO, Server
+from tests.e2e.conftest import REPO, Server, free_port
 
 ClientFactory = Callable[..., TestClient]
 FAST_RETRY = RetryPolicy(attempts=3, base_delay_s=0.01)
@@ -120,6 +125,26 @@ def count_uploads(client: httpx.Client) -> Counter[str]:
 
     client.event_hooks["request"].append(hook)
     return uploads
+
+
+@contextmanager
+def served(app: Any) -> Iterator[str]:
+    """`app` (ASGI) behind a real uvicorn server on a free port, run on a thread of this process
+    so that it uses the session's models; yields its URL once it is ready."""
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while not server.started or httpx.get(f"{url}/v1/ready").status_code != 200:
+            assert thread.is_alive() and time.monotonic() < deadline, "the server is not ready"
+            time.sleep(0.05)
+        yield url
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
 
 
 def test_scan_keeps_image_files_in_subject_folders(photos: Path) -> None:
@@ -330,10 +355,11 @@ def test_scan_takes_every_format_the_service_reads_and_reports_broken_links(
         None,  # type: ignore[arg-type]
         folder / "gone.jpg",
         None,
+        1000,
         partial(ReportRow, "gone.jpg", "ada"),
         Stop(),
     )
-    assert (row.status, row.code) == ("error", "unreadable")
+    assert (row.status, row.code) == ("error", "not_a_regular_file")
 
 
 def test_a_name_shared_by_several_subjects_enrols_nothing_in_that_folder(
@@ -559,3 +585,54 @@ def test_cli_stops_cleanly_on_ctrl_c_and_when_the_server_dies(tmp_path: Path, ph
     finally:
         if server.process is not None:
             server.stop()
+
+
+def test_credentials_in_the_url_are_sent_but_never_shown(
+    tmp_path: Path,
+    models: Any,
+    photos: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """`--url http://user:password@host` printed them on stderr, and httpx's log lines (at
+    DEBUG) held them too; a proxy in front of the service must still get them."""
+    settings = Settings(
+        data_dir=tmp_path / "data", embedder="arcface-mbf", device="cpu", api_keys="client:k3y"
+    )
+    app = create_app(settings, models)
+    authorizations: list[bytes | None] = []
+
+    async def proxy(scope: Any, receive: Any, send: Any) -> None:  # records, then passes on
+        if scope["type"] == "http":
+            authorizations.append(dict(scope["headers"]).get(b"authorization"))
+        await app(scope, receive, send)
+
+    caplog.set_level(logging.DEBUG)
+    caplog.set_level(logging.DEBUG, logger="httpx")  # an earlier run may have quietened it
+    monkeypatch.setenv("FACE_API_KEY", "wrong")  # the import stops: its URL is printed
+    with served(proxy) as url:
+        secret_url = url.replace("http://", "http://importer:s3cret%40pw@")
+        authorizations.clear()  # the readiness probes of served()
+        assert main(["import", str(photos), "--url", secret_url]) == 1
+
+    out, err = capsys.readouterr()
+    assert err.rstrip().endswith(f"(unauthorized) at {url}")
+    assert "HTTP Request: GET" in caplog.text  # httpx did log its requests
+    report = (tmp_path / "import-report.csv").read_text()
+    for shown_text in (out, err, caplog.text, report):
+        assert "s3cret" not in shown_text and "importer" not in shown_text
+    basic = b"Basic " + base64.b64encode(b"importer:s3cret@pw")
+    assert authorizations and set(authorizations) == {basic}
+
+
+@pytest.mark.parametrize(
+    "url", ["importer:s3cret@127.0.0.1:9", "http://importer:s3cret@127.0.0.1:port/"]
+)
+def test_a_url_that_is_not_http_is_refused_without_showing_it(
+    url: str, photos: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["import", str(photos), "--url", url]) == 2
+    err = capsys.readouterr().err
+    assert "--url" in err and "s3cret" not in err
+    assert not (photos.parent / "import-report.csv").exists()
