@@ -93,10 +93,11 @@ def split_faces(labels: IntArray, fraction: float, seed: int) -> Split:
 
 
 def validation_pairs(labels: IntArray, validation: IntArray) -> tuple[IntArray, IntArray, IntArray]:
-    """(a, b, same): each held-out face against every other face, each pair once.
+    """(a, b, same): each held-out face `a` against every other face `b`, each pair once.
 
     Held-out probes against faces trained on mirror how the service is used: a new photo
-    checked against an enrolled (and now fine-tuned on) gallery.
+    checked against an enrolled (and now fine-tuned on) gallery. `a` is always held out,
+    so the promotion rule can count outcomes per probe (`evaluate.probe_outcomes`).
     """
     held = np.zeros(len(labels), dtype=bool)
     held[validation] = True

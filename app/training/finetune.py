@@ -27,6 +27,8 @@ from app.training.evaluate import (
     external_metrics,
     load_external,
     pair_metrics,
+    probe_change,
+    probe_outcomes,
 )
 from app.training.tracker import JobTracker
 from app.training.trainer import train_network
@@ -56,7 +58,9 @@ def run_finetune(
     tracker.check()
     tracker.update(force=True, phase="evaluating")
     vectors = embed_images(embedder.module, embedder, faces.images)
-    validation_before = pair_metrics(np.sum(vectors[first] * vectors[second], axis=1), same)
+    scores_before = np.sum(vectors[first] * vectors[second], axis=1)
+    validation_before = pair_metrics(scores_before, same)
+    probes_before = probe_outcomes(scores_before, same, first, second)
     external_before = external_metrics(embedder.module, embedder, external) if external else None
     clock["evaluate_before"] = _lap(start, clock)
     # After training: the same evaluation again, then re-embedding the whole gallery.
@@ -79,17 +83,17 @@ def run_finetune(
 
     tracker.update(force=True, phase="evaluating", eta_s=tracker.tail_estimate_s)
     tuned = embed_images(embedder.module, embedder, faces.images)
-    validation = BeforeAfter(
-        before=validation_before,
-        after=pair_metrics(np.sum(tuned[first] * tuned[second], axis=1), same),
-    )
+    scores_after = np.sum(tuned[first] * tuned[second], axis=1)
+    validation = BeforeAfter(before=validation_before, after=pair_metrics(scores_after, same))
+    # Gains are counted in held-out faces, not pairs: one face's pairs rise and fall together.
+    probes = probe_change(probes_before, probe_outcomes(scores_after, same, first, second))
     external_result = None
     if external is not None and external_before is not None:
         after = external_metrics(embedder.module, embedder, external)
         external_result = BeforeAfter(before=external_before, after=after)
     clock["evaluate_after"] = _lap(start, clock)
     decision = decide_promotion(
-        validation, external_result, settings.finetune_external_tolerance, params.force
+        validation, external_result, settings.finetune_external_tolerance, params.force, probes
     )
     with sessions() as session:
         without_crops = models_repo.count_without_crop(session)
@@ -102,6 +106,7 @@ def run_finetune(
             "subjects": faces.subjects,
             "train_faces": len(split.train),
             "validation_faces": len(split.validation),
+            "validation_probes": probes.probes,
         },
         train=summary,
         faces_without_crops=without_crops,

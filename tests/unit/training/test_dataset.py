@@ -36,6 +36,7 @@ def test_validation_pairs_pair_each_held_out_face_once_with_every_other_face() -
     assert len(a) == held * (n - 1) - held * (held - 1) // 2
     assert np.array_equal(same, (LABELS[a] == LABELS[b]).astype(np.int64))
     assert same.sum() > 0 and (same == 0).sum() > 0
+    assert set(a.tolist()) == set(split.validation.tolist())  # `a` is the probe
 
 
 def test_epoch_batches_are_equal_sized_and_cover_every_training_face() -> None:
