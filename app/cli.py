@@ -18,6 +18,9 @@ from pydantic import ValidationError
 from app.commands import calibrate, evaluate, finetune, import_faces
 from app.config import Settings
 
+# Files and folders the service creates: rw for its user, nothing for group and others.
+PRIVATE_UMASK = 0o077
+
 
 def serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
@@ -47,6 +50,9 @@ def serve(args: argparse.Namespace, settings: Settings) -> int:
     if problem is not None:  # one line, not a start-up traceback or a service never ready
         print(problem, file=sys.stderr)
         return 2
+    # What the service writes (the database, its index, face crops, checkpoints) is
+    # biometric data: readable by the service's own user only, not by everyone on the host.
+    os.umask(PRIVATE_UMASK)
     try:
         lock = _lock_data_dir(settings.data_dir)
     except OSError as error:  # read-only, a file in the way, no such mount...
@@ -88,7 +94,7 @@ def _unusable_setting(settings: Settings) -> str | None:
     from sqlalchemy.exc import SQLAlchemyError
 
     from app.errors import ModelError
-    from app.gallery.db import engine_url, make_engine
+    from app.gallery.db import engine_url, make_engine, shown_url
     from app.pipeline.embedders.registry import resolve_device, resolve_embedder_name
 
     try:
@@ -111,7 +117,7 @@ def _unusable_setting(settings: Settings) -> str | None:
     except SQLAlchemyError as error:
         cause = getattr(error, "orig", None) or error  # the driver's own words, when it has any
         first = str(cause).strip().splitlines()
-        shown = url.render_as_string(hide_password=True)
+        shown = shown_url(url)
         return f"cannot reach the database at {shown}: {first[0] if first else error}"
     finally:
         engine.dispose()
@@ -226,10 +232,10 @@ def show_config(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _without_password(url: str) -> str:
-    from sqlalchemy.engine import make_url
+    from app.gallery.db import shown_url
 
     try:
-        return make_url(url).render_as_string(hide_password=True)
+        return shown_url(url)
     except Exception:  # not a URL at all: it might still hold a password
         return "<hidden: not a valid database URL>"
 

@@ -53,7 +53,9 @@ class Settings(BaseSettings):
         "so that the service's Python threads do not stall it on the GIL; it restarts if "
         "it dies. GPUs detect in the service process.",
     )
-    api_keys: str = Field("", description="Comma-separated role:key entries (admin/client).")
+    api_keys: str = Field(
+        "", description="Comma-separated role:key entries (admin/client); keys are printable ASCII."
+    )
     host: str = Field("127.0.0.1", description="Bind address for `python -m app serve`.")
     port: int = Field(8000, ge=1, le=65535, description="Bind port for `python -m app serve`.")
 

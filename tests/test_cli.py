@@ -64,6 +64,14 @@ def test_config_hides_the_database_password(
     out = capsys.readouterr().out
     assert "FACE_DATABASE_URL=postgresql://face:***@db:5432/face" in out
     assert "TopSecretPw" not in out
+    # libpq also takes passwords as query parameters.
+    monkeypatch.setenv(
+        "FACE_DATABASE_URL", "postgresql://face@db/face?password=QueryPw&sslpassword=KeyPw&x=1"
+    )
+    assert main(["config"]) == 0
+    out = capsys.readouterr().out
+    assert "QueryPw" not in out and "KeyPw" not in out
+    assert "password=hidden" in out and "sslpassword=hidden" in out and "x=1" in out
     monkeypatch.setenv("FACE_DATABASE_URL", "not a url, but secret")
     assert main(["config"]) == 0
     assert "FACE_DATABASE_URL=<hidden: not a valid database URL>" in capsys.readouterr().out

@@ -12,7 +12,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from app.config import Settings
-from app.gallery.db import make_engine, make_session_factory
+from app.gallery.db import make_engine, make_session_factory, shown_url
 
 
 @contextlib.contextmanager
@@ -20,7 +20,7 @@ def existing_database(settings: Settings) -> Iterator[tuple[Session | None, str]
     """A session on the service's database and its name, or None and why there is none
     to read. Never creates a database: a missing SQLite file just means nothing enrolled."""
     url = make_url(settings.resolved_database_url)
-    shown = url.render_as_string(hide_password=True)
+    shown = shown_url(url)
     database = url.database or ":memory:"
     on_disk = url.get_backend_name() == "sqlite" and database != ":memory:"
     if on_disk and not database.startswith("file:") and not Path(database).is_file():

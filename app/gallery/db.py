@@ -37,6 +37,16 @@ _SQLITE_PRAGMAS = (
 _POSTGRES_SCHEMES = ("postgresql", "postgres")
 
 
+def shown_url(url: str | URL) -> str:
+    """The URL as it may be printed or logged: its password hidden, whether in the user
+    part or in a query parameter (`?password=`, `?sslpassword=`, as libpq also takes)."""
+    parsed = make_url(url) if isinstance(url, str) else url
+    query = {
+        key: "hidden" if "pass" in key.lower() else value for key, value in parsed.query.items()
+    }
+    return parsed.set(query=query).render_as_string(hide_password=True)
+
+
 def engine_url(url: str) -> URL:
     """The URL as given, except that a driverless PostgreSQL URL gets psycopg (version 3)."""
     parsed = make_url(url)

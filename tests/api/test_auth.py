@@ -43,6 +43,10 @@ def test_bad_key_spec_is_refused() -> None:
         KeyRing.parse("admin:same-key-for-both,client:same-key-for-both")
     # The same key twice for one role is harmless.
     assert KeyRing.parse("client:abcdefghijklmnopq,client:abcdefghijklmnopq").enabled
+    # A header arrives as Latin-1: a key with other characters could never match.
+    for key in ("clé-secrète-123456", "key-with\ttab-123456", "ключ-1234567890"):
+        with pytest.raises(ValueError, match="printable ASCII"):
+            KeyRing.parse(f"admin:{key}")
 
 
 def test_a_body_without_a_valid_key_is_refused_unread() -> None:

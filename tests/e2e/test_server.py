@@ -64,6 +64,11 @@ def test_enrol_verify_identify_and_restart(server: Server, package_images: Path)
     assert "arcface-mbf weights are licensed for non-commercial use" in server.log.read_text()
     assert client.get(f"/v1/subjects/{yao}").json()["face_count"] == 1
     assert identify_players(client, package_images) == before
+    # Names, face crops and embeddings: readable by the service's user only.
+    written = [server.data_dir, *server.data_dir.rglob("*")]
+    assert {path.name for path in written} >= {"faces.db", "index"}
+    for path in written:
+        assert path.stat().st_mode & 0o077 == 0, f"{path} is open to group or others"
 
 
 def test_kill_9_during_concurrent_enrolment_loses_nothing_acknowledged(
