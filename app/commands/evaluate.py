@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import time
-from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 from app.commands import identification
+from app.commands.evaluate_inputs import (
+    argument_problem,
+    at_least,
+    finite,
+    first_items,
+    rate,
+    read_source,
+)
 from app.commands.file_embeddings import embed_files, load_pipeline
-from app.commands.gallery_split import read_labelled
 from app.config import Settings
 from app.errors import FaceServiceError
 from app.evaluation.pairs import (
@@ -22,7 +27,6 @@ from app.evaluation.pairs import (
     dropped_summary,
     no_face_summary,
     rates_at,
-    read_pairs_file,
     score_pairs,
 )
 from app.evaluation.verification import plot_roc, verification_report
@@ -41,12 +45,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--pairs", type=Path, help="CSV with columns path_a,path_b,same")
     parser.add_argument("--root", type=Path, required=True, help="folder the paths are under")
     parser.add_argument("--out", type=Path, help="output folder (default FACE_DATA_DIR/evaluation)")
-    parser.add_argument("--folds", type=_at_least(2), default=10, help="k for k-fold accuracy")
+    parser.add_argument("--folds", type=at_least(2), default=10, help="k for k-fold accuracy")
     parser.add_argument("--embedder", help="embedder name (default: FACE_EMBEDDER)")
-    parser.add_argument("--batch", type=_at_least(1), default=32, help="faces per embedding pass")
+    parser.add_argument("--batch", type=at_least(1), default=32, help="faces per embedding pass")
     parser.add_argument(
         "--threshold",
-        type=_finite,
+        type=finite,
         action="append",
         default=[],
         help="also report error rates at this threshold (repeatable)",
@@ -54,14 +58,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--identify", action="store_true", help="evaluate 1:N identification")
     parser.add_argument("--manifest", type=Path, help="CSV with path,identity columns")
     parser.add_argument(
-        "--gallery-per-subject", type=_at_least(1), default=1, help="photos enrolled per subject"
+        "--gallery-per-subject", type=at_least(1), default=1, help="photos enrolled per subject"
     )
     parser.add_argument(
-        "--far", type=_rate(zero=False), default=0.01, help="stranger FAR for open-set DIR"
+        "--far", type=rate(zero=False), default=0.01, help="stranger FAR for open-set DIR"
     )
     parser.add_argument(
         "--stranger-fraction",
-        type=_rate(zero=True),
+        type=rate(zero=True),
         default=identification.DEFAULT_STRANGER_FRACTION,
         help="share of eligible identities held out as strangers",
     )
@@ -102,81 +106,6 @@ def run(args: argparse.Namespace, settings: Settings, pipeline: FacePipeline | N
     print(summary(report))
     print(f"wrote {out / name}")
     return 0
-
-
-def argument_problem(args: argparse.Namespace) -> str | None:
-    """What makes the arguments unusable together, or None; values are checked by argparse."""
-    if args.identify == (args.pairs is not None):
-        return "pass exactly one of --pairs (verification) or --identify"
-    if args.manifest is not None and not args.identify:
-        return "--manifest lists photos for --identify; verification reads them from --pairs"
-    for name, path, kind in (
-        ("pairs", args.pairs, "file"),
-        ("manifest", args.manifest, "file"),
-        ("root", args.root, "folder"),
-    ):
-        if path is not None and not path.exists():
-            return f"--{name} {path} does not exist"
-        if path is not None and not (path.is_file() if kind == "file" else path.is_dir()):
-            return f"--{name} {path} is not a {kind}"
-    if args.out is not None and args.out.exists() and not args.out.is_dir():
-        return f"--out {args.out} is not a folder"
-    return None
-
-
-def read_source(args: argparse.Namespace) -> PairsFile | dict[str, list[Path]]:
-    """The pairs, or the labelled photos, to evaluate, once every photo they name is found."""
-    if args.identify:
-        labelled = read_labelled(args.root, args.manifest)
-        photos = [path for paths in labelled.values() for path in paths]
-        require_files(photos, args.manifest or args.root)
-        return labelled
-    pairs_file = read_pairs_file(args.pairs, args.root)
-    require_files([p for pair in pairs_file.pairs for p in (pair.path_a, pair.path_b)], args.pairs)
-    return pairs_file
-
-
-def require_files(paths: Iterable[Path], source: Path) -> None:
-    """Refuse, naming the first ten, when any of `paths` is not an existing file: found
-    now, not when the embedding reaches it and throws away the work done so far."""
-    missing = [str(path) for path in dict.fromkeys(paths) if not path.is_file()]
-    if missing:
-        raise ValueError(
-            f"{len(missing)} photo(s) named in {source} are missing or not files: "
-            + _first(missing)
-        )
-
-
-def _at_least(minimum: int) -> Callable[[str], int]:
-    def parse(text: str) -> int:
-        value = int(text)  # a ValueError is argparse's "invalid int value"
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
-        return value
-
-    parse.__name__ = "int"
-    return parse
-
-
-def _rate(zero: bool) -> Callable[[str], float]:
-    """A fraction in [0, 1) when `zero` is allowed, else in (0, 1)."""
-
-    def parse(text: str) -> float:
-        value = float(text)
-        if not (0.0 <= value < 1.0 if zero else 0.0 < value < 1.0):
-            interval = "[0, 1)" if zero else "(0, 1)"
-            raise argparse.ArgumentTypeError(f"must lie in {interval}, got {text}")
-        return value
-
-    parse.__name__ = "float"
-    return parse
-
-
-def _finite(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
-    return value
 
 
 def evaluate_pairs(
@@ -253,13 +182,8 @@ def _dropped_line(dropped: dict[str, Any]) -> str:
     repeats = [f"line {r['line']} repeats {r['repeats_line']}" for r in dropped["duplicate_rows"]]
     selves = [f"line {r['line']}: {r['path']}" for r in dropped["self_pair_rows"]]
     return (
-        f"  dropped {dropped['duplicates']} duplicate row(s) ({_first(repeats) or 'none'}) and "
-        f"{dropped['self_pairs']} self-pair(s) ({_first(selves) or 'none'}) of "
+        f"  dropped {dropped['duplicates']} duplicate row(s) "
+        f"({first_items(repeats) or 'none'}) and "
+        f"{dropped['self_pairs']} self-pair(s) ({first_items(selves) or 'none'}) of "
         f"{dropped['rows']} rows\n  rule: {dropped['rule']}"
     )
-
-
-def _first(items: list[str], shown: int = 10) -> str:
-    """Up to `shown` items, then how many more: a long list in one readable line."""
-    more = f", and {len(items) - shown} more" if len(items) > shown else ""
-    return ", ".join(items[:shown]) + more

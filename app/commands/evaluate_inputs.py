@@ -1,0 +1,93 @@
+"""What `evaluate` reads and checks before any model loads: a bad value or a missing photo
+is reported in a second, not after minutes of embedding."""
+
+from __future__ import annotations
+
+import argparse
+import math
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from app.commands.gallery_split import read_labelled
+from app.evaluation.pairs import PairsFile, read_pairs_file
+
+
+def argument_problem(args: argparse.Namespace) -> str | None:
+    """What makes the arguments unusable together, or None; values are checked by argparse."""
+    if args.identify == (args.pairs is not None):
+        return "pass exactly one of --pairs (verification) or --identify"
+    if args.manifest is not None and not args.identify:
+        return "--manifest lists photos for --identify; verification reads them from --pairs"
+    for name, path, kind in (
+        ("pairs", args.pairs, "file"),
+        ("manifest", args.manifest, "file"),
+        ("root", args.root, "folder"),
+    ):
+        if path is not None and not path.exists():
+            return f"--{name} {path} does not exist"
+        if path is not None and not (path.is_file() if kind == "file" else path.is_dir()):
+            return f"--{name} {path} is not a {kind}"
+    if args.out is not None and args.out.exists() and not args.out.is_dir():
+        return f"--out {args.out} is not a folder"
+    return None
+
+
+def read_source(args: argparse.Namespace) -> PairsFile | dict[str, list[Path]]:
+    """The pairs, or the labelled photos, to evaluate, once every photo they name is found."""
+    if args.identify:
+        labelled = read_labelled(args.root, args.manifest)
+        photos = [path for paths in labelled.values() for path in paths]
+        require_files(photos, args.manifest or args.root)
+        return labelled
+    pairs_file = read_pairs_file(args.pairs, args.root)
+    require_files([p for pair in pairs_file.pairs for p in (pair.path_a, pair.path_b)], args.pairs)
+    return pairs_file
+
+
+def require_files(paths: Iterable[Path], source: Path) -> None:
+    """Refuse, naming the first ten, when any of `paths` is not an existing file: found
+    now, not when the embedding reaches it and throws away the work done so far."""
+    missing = [str(path) for path in dict.fromkeys(paths) if not path.is_file()]
+    if missing:
+        raise ValueError(
+            f"{len(missing)} photo(s) named in {source} are missing or not files: "
+            + first_items(missing)
+        )
+
+
+def at_least(minimum: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        value = int(text)  # a ValueError is argparse's "invalid int value"
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        return value
+
+    parse.__name__ = "int"
+    return parse
+
+
+def rate(zero: bool) -> Callable[[str], float]:
+    """A fraction in [0, 1) when `zero` is allowed, else in (0, 1)."""
+
+    def parse(text: str) -> float:
+        value = float(text)
+        if not (0.0 <= value < 1.0 if zero else 0.0 < value < 1.0):
+            interval = "[0, 1)" if zero else "(0, 1)"
+            raise argparse.ArgumentTypeError(f"must lie in {interval}, got {text}")
+        return value
+
+    parse.__name__ = "float"
+    return parse
+
+
+def finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
+    return value
+
+
+def first_items(items: list[str], shown: int = 10) -> str:
+    """Up to `shown` items, then how many more: a long list in one readable line."""
+    more = f", and {len(items) - shown} more" if len(items) > shown else ""
+    return ", ".join(items[:shown]) + more
