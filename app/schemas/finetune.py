@@ -43,10 +43,14 @@ class FinetuneParams(BaseModel):
     train_layers: TrainLayers = Field("head", description="head, last_block or all.")
     loss: LossName = Field("arcface", description="arcface, cosface or triplet (batch-hard).")
     validation_fraction: float = Field(
-        0.25, gt=0, lt=1, description="Share of each subject's faces held out for validation."
+        0.25,
+        gt=0,
+        lt=1,
+        description="Share of faces held out for validation, each by a fixed hash of its id; "
+        "at most what the serving model's lineage used.",
     )
     seed: int = Field(
-        0, ge=0, le=2**32 - 1, description="Seeds the split, batches and augmentation."
+        0, ge=0, le=2**32 - 1, description="Seeds batches and augmentation, not the split."
     )
     device: str = Field(
         "auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$", description="auto, cpu, cuda or cuda:N."

@@ -10,6 +10,7 @@ import numpy as np
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.config import Settings
+from app.errors import InvalidRequest
 from app.gallery import models_repo
 from app.pipeline.analyzer import FacePipeline
 from app.pipeline.detect import FaceDetector
@@ -19,7 +20,13 @@ from app.services.active_model import desired_version, load_version
 from app.services.reembed import embed_missing
 from app.services.runtime import configure_threads, quality_limits
 from app.training.checkpoints import save_checkpoint
-from app.training.dataset import load_gallery_faces, split_faces, validation_pairs
+from app.training.dataset import (
+    lineage_validation_fraction,
+    load_gallery_faces,
+    split_faces,
+    training_only,
+    validation_pairs,
+)
 from app.training.evaluate import (
     ExternalPairs,
     decide_promotion,
@@ -48,16 +55,19 @@ def run_finetune(
     name = resolve_embedder_name(settings.embedder, settings.models_dir)
     with sessions.begin() as session:
         embedder = load_version(settings, desired_version(session, settings, name), device)
+        _check_fraction(session, embedder.version, params.validation_fraction)
     base_version = embedder.version
     faces = load_gallery_faces(sessions, embedder.template)
-    split = split_faces(faces.labels, params.validation_fraction, params.seed)
-    first, second, same = validation_pairs(faces.labels, split.validation)
     external = _load_external(settings, embedder)
     clock["load"] = _lap(start, clock)
 
     tracker.check()
     tracker.update(force=True, phase="evaluating")
+    # Embedded once: the split groups near-duplicates by these vectors, and they are the
+    # "before" model's too.
     vectors = embed_images(embedder.module, embedder, faces.images)
+    split = split_faces(faces.face_ids, faces.labels, vectors, params.validation_fraction)
+    first, second, same = validation_pairs(faces.labels, split.validation)
     scores_before = np.sum(vectors[first] * vectors[second], axis=1)
     validation_before = pair_metrics(scores_before, same)
     probes_before = probe_outcomes(scores_before, same, first, second)
@@ -69,11 +79,12 @@ def run_finetune(
     tracker.check()
     tracker.update(force=True, phase="training")
     tracker.start_training_clock()
+    training, everything = training_only(faces, split)
     summary = train_network(
         embedder,
-        faces,
-        split,
-        vectors,
+        training,
+        everything,
+        vectors[split.train],
         params,
         tracker.on_train_step,
         tracker.should_stop,
@@ -106,6 +117,7 @@ def run_finetune(
             "subjects": faces.subjects,
             "train_faces": len(split.train),
             "validation_faces": len(split.validation),
+            "set_aside_faces": len(split.set_aside),
             "validation_probes": probes.probes,
         },
         train=summary,
@@ -204,6 +216,19 @@ def _promote(
         shutil.rmtree(directory, ignore_errors=True)
         raise
     return result
+
+
+def _check_fraction(session: Session, version: str, fraction: float) -> None:
+    """Refuse a validation_fraction larger than any used to train `version` or its bases:
+    the extra held-out faces would be faces one of them trained on."""
+    ceiling = lineage_validation_fraction(session, version)
+    if ceiling is not None and fraction > ceiling:
+        raise InvalidRequest(
+            f"validation_fraction {fraction} is larger than {ceiling}, used to fine-tune "
+            f"{version} or a model it was fine-tuned from, so validation would include faces "
+            f"it trained on. Use at most {ceiling}, or activate the packaged model first.",
+            {"validation_fraction": fraction, "lineage_validation_fraction": ceiling},
+        )
 
 
 def _load_external(settings: Settings, embedder: Embedder) -> ExternalPairs | None:
