@@ -20,13 +20,7 @@ from app.services.active_model import desired_version, load_version
 from app.services.reembed import embed_missing
 from app.services.runtime import configure_threads, quality_limits
 from app.training.checkpoints import save_checkpoint
-from app.training.dataset import (
-    lineage_validation_fraction,
-    load_gallery_faces,
-    split_faces,
-    training_only,
-    validation_pairs,
-)
+from app.training.dataset import load_gallery_faces
 from app.training.evaluate import (
     ExternalPairs,
     decide_promotion,
@@ -36,6 +30,12 @@ from app.training.evaluate import (
     pair_metrics,
     probe_change,
     probe_outcomes,
+)
+from app.training.split import (
+    lineage_validation_fraction,
+    split_faces,
+    training_only,
+    validation_pairs,
 )
 from app.training.tracker import JobTracker
 from app.training.trainer import train_network

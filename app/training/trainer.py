@@ -13,10 +13,11 @@ from torch import nn
 from app.pipeline.embedders import Embedder
 from app.pipeline.types import FloatArray
 from app.schemas.finetune import FinetuneParams, TrainSummary
-from app.training.dataset import GalleryFaces, Split, augment, epoch_batches
+from app.training.dataset import GalleryFaces, augment, epoch_batches
 from app.training.heads import ArcFaceHead, CosFaceHead, batch_hard_triplet_loss
 from app.training.layers import count, select_trainable, train_mode
 from app.training.loop import LoopConfig, Progress, train
+from app.training.split import Split
 from app.training.tracker import JobCancelled
 
 Batch = tuple[torch.Tensor, torch.Tensor]

@@ -4,13 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from app.training.dataset import (
-    augment,
-    epoch_batches,
-    held_out,
-    split_faces,
-    validation_pairs,
-)
+from app.training.dataset import augment, epoch_batches
+from app.training.split import held_out, split_faces, validation_pairs
 
 # 4 subjects with 2, 3, 5 and 8 faces, ids 1 to 18, no two photos alike.
 LABELS = np.repeat(np.arange(4), [2, 3, 5, 8]).astype(np.int64)

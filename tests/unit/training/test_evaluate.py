@@ -7,7 +7,6 @@ import pytest
 
 from app.schemas.finetune import BeforeAfter, PairMetrics
 from app.training import evaluate
-from app.training.dataset import validation_pairs
 from app.training.evaluate import (
     ProbeChange,
     ProbeOutcomes,
@@ -16,6 +15,7 @@ from app.training.evaluate import (
     probe_change,
     probe_outcomes,
 )
+from app.training.split import validation_pairs
 
 
 def metrics(

@@ -17,7 +17,7 @@ from app.pipeline.image_io import decode_image
 from app.schemas.finetune import FinetuneParams
 from app.services.recognition import points_of
 from app.services.runtime import quality_limits
-from app.training import dataset, finetune
+from app.training import finetune, split
 from app.training.worker import run_job
 
 PEOPLE = ("amy", "bernadette", "howard", "leonard", "penny", "raj", "sheldon", "stuart")
@@ -45,11 +45,11 @@ def splits(monkeypatch: pytest.MonkeyPatch) -> list[Sides]:
     """The face ids on each side of every split a job draws, in job order."""
     drawn: list[Sides] = []
 
-    def recording(face_ids: Any, *args: Any) -> dataset.Split:
-        split = dataset.split_faces(face_ids, *args)
+    def recording(face_ids: Any, *args: Any) -> split.Split:
+        drawn_split = split.split_faces(face_ids, *args)
         sides = ("train", "validation", "set_aside")
-        drawn.append({side: set(face_ids[getattr(split, side)].tolist()) for side in sides})
-        return split
+        drawn.append({side: set(face_ids[getattr(drawn_split, side)].tolist()) for side in sides})
+        return drawn_split
 
     monkeypatch.setattr(finetune, "split_faces", recording)
     return drawn

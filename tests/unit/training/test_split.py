@@ -18,9 +18,10 @@ from app.pipeline.analyzer import FacePipeline
 from app.pipeline.image_io import decode_image, decode_png
 from app.pipeline.selection import select_face
 from app.services.runtime import quality_limits
-from app.training.dataset import (
+from app.training.dataset import GalleryFaces
+from app.training.evaluate import embed_images
+from app.training.split import (
     NEAR_DUPLICATE_COSINE,
-    GalleryFaces,
     Split,
     held_out,
     lineage_validation_fraction,
@@ -28,7 +29,6 @@ from app.training.dataset import (
     split_faces,
     training_only,
 )
-from app.training.evaluate import embed_images
 from app.training.trainer import make_head
 
 HELD = [i for i in range(1, 2000) if held_out(i, 0.25)]
