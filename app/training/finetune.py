@@ -28,9 +28,8 @@ from app.training.evaluate import (
     external_metrics,
     load_external,
     pair_metrics,
-    probe_change,
-    probe_outcomes,
 )
+from app.training.probes import probe_change, probe_outcomes
 from app.training.split import (
     lineage_validation_fraction,
     split_faces,

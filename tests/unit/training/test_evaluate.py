@@ -7,14 +7,8 @@ import pytest
 
 from app.schemas.finetune import BeforeAfter, PairMetrics
 from app.training import evaluate
-from app.training.evaluate import (
-    ProbeChange,
-    ProbeOutcomes,
-    decide_promotion,
-    pair_metrics,
-    probe_change,
-    probe_outcomes,
-)
+from app.training.evaluate import decide_promotion, pair_metrics
+from app.training.probes import ProbeChange, ProbeOutcomes, probe_change, probe_outcomes
 from app.training.split import validation_pairs
 
 
