@@ -104,7 +104,7 @@ def open_state(settings: Settings, metrics: Metrics, keys: KeyRing) -> AppState:
         sessions=sessions,
         pool=InferencePool(inference_workers(settings)),
     )
-    state.jobs.recover(sessions)
+    state.jobs.recover(sessions, settings.models_dir)
     with sessions() as session:
         state.metrics.subjects.set(repository.count_subjects(session))
         state.metrics.faces_enrolled.set(repository.count_faces(session))

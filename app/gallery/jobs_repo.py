@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, NamedTuple
 
-from sqlalchemy import select, true, update
+from sqlalchemy import exists, func, literal, or_, select, update
 from sqlalchemy.orm import Session
 
 from app.errors import JobNotFound
-from app.gallery.orm import Job, utcnow
+from app.gallery.orm import Job, ModelVersion, utcnow
 
 QUEUED, RUNNING, CANCELLING = "queued", "running", "cancelling"
 SUCCEEDED, FAILED, CANCELLED, INTERRUPTED = "succeeded", "failed", "cancelled", "interrupted"
@@ -16,8 +17,28 @@ SUCCEEDED, FAILED, CANCELLED, INTERRUPTED = "succeeded", "failed", "cancelled", 
 ACTIVE_STATES = (QUEUED, RUNNING, CANCELLING)
 
 
-def create_job(s: Session, params: dict[str, Any]) -> Job:
+class Owner(NamedTuple):
+    """The process answerable for a job: its creator while queued, then the one running it."""
+
+    host: str
+    pid: int
+
+
+def database_now(s: Session) -> datetime:
+    """The database server's clock on PostgreSQL, so that heartbeats written on one host
+    and judged on another are read against one clock; SQLite has only this host's."""
+    if s.get_bind().dialect.name == "postgresql":
+        now: datetime | None = s.scalar(select(func.now()))
+        if now is not None:
+            return now.astimezone(UTC)
+    return utcnow()
+
+
+def create_job(s: Session, params: dict[str, Any], owner: Owner | None = None) -> Job:
     job = Job(state=QUEUED, params=dict(params), progress={})
+    if owner is not None:
+        job.owner_host, job.owner_pid = owner
+        job.heartbeat_at = database_now(s)
     s.add(job)
     s.flush()
     return job
@@ -47,14 +68,32 @@ def state_of(s: Session, job_id: str) -> str:
     return state
 
 
-def start_job(s: Session, job_id: str) -> bool:
-    """queued -> running; False when the job was cancelled (or interrupted) before it began."""
-    changed = s.execute(
-        update(Job)
-        .where(Job.id == job_id, Job.state == QUEUED)
-        .values(state=RUNNING, started_at=utcnow())
-    )
+def unfinished_jobs(s: Session, job_id: str | None = None) -> list[Job]:
+    """Queued, running and cancelling jobs (or only `job_id`, if it is one), oldest first."""
+    query = select(Job).where(Job.state.in_(ACTIVE_STATES)).order_by(Job.created_at)
+    if job_id is not None:
+        query = query.where(Job.id == job_id)
+    return list(s.scalars(query))
+
+
+def start_job(s: Session, job_id: str, owner: Owner | None = None) -> bool:
+    """queued -> running, owned by `owner`; False when the job was cancelled (or
+    interrupted) before it began."""
+    values: dict[str, Any] = {"state": RUNNING, "started_at": utcnow()}
+    if owner is not None:
+        values |= {"owner_host": owner.host, "owner_pid": owner.pid}
+        values["heartbeat_at"] = database_now(s)
+    changed = s.execute(update(Job).where(Job.id == job_id, Job.state == QUEUED).values(**values))
     return bool(getattr(changed, "rowcount", 0))
+
+
+def beat(s: Session, job_id: str) -> None:
+    """The owner says it still runs the job (a no-op once the job has ended)."""
+    s.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.state.in_((RUNNING, CANCELLING)))
+        .values(heartbeat_at=database_now(s))
+    )
 
 
 def set_progress(s: Session, job_id: str, progress: dict[str, Any]) -> None:
@@ -100,13 +139,10 @@ def finish_job(
 
 
 def interrupt_unfinished(
-    s: Session, job_id: str | None = None, error: str = "the service stopped mid-job"
+    s: Session, job_id: str, error: str = "the service stopped mid-job"
 ) -> int:
-    """Jobs no process runs any more end: cancelled if that was asked, else interrupted.
-
-    Only `job_id` when given, else every unfinished job (at start-up, after a restart).
-    """
-    mine = Job.id == job_id if job_id is not None else true()
+    """A job its process stopped running ends: cancelled if that was asked, else interrupted."""
+    mine = Job.id == job_id
     now = utcnow()
     s.execute(
         update(Job).where(mine, Job.state == CANCELLING).values(state=CANCELLED, finished_at=now)
@@ -117,3 +153,35 @@ def interrupt_unfinished(
         .values(state=INTERRUPTED, finished_at=now, error=error)
     )
     return int(getattr(changed, "rowcount", 0))
+
+
+def end_abandoned(s: Session, job: Job, error: str) -> bool:
+    """End `job`, found abandoned: cancelled if that was asked, else interrupted.
+
+    Only if it is as it was read: a heartbeat, a start or a cancel since then means its
+    process (or another) has moved it on, and it is judged again next time."""
+    beat = job.heartbeat_at
+    beat_then = Job.heartbeat_at.is_(None) if beat is None else Job.heartbeat_at == beat
+    changed = s.execute(
+        update(Job)
+        .where(Job.id == job.id, Job.state == job.state, beat_then)
+        .values(
+            state=CANCELLED if job.state == CANCELLING else INTERRUPTED,
+            error=error,
+            finished_at=utcnow(),
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return bool(getattr(changed, "rowcount", 0))
+
+
+def ended_without_model(s: Session, job_ids: list[str], folder: str) -> list[str]:
+    """Of `job_ids`, the jobs that have ended and that no model row refers to: not by its
+    job id, nor by a weights path in `folder`/<job id>/. One statement, so one snapshot:
+    a promotion commits its job's end and its model row together."""
+    in_folder = literal(f"{folder}/") + Job.id + literal("/%")
+    referenced = exists().where(
+        or_(ModelVersion.job_id == Job.id, ModelVersion.weights_path.like(in_folder))
+    )
+    query = select(Job.id).where(Job.id.in_(job_ids), Job.state.not_in(ACTIVE_STATES), ~referenced)
+    return list(s.scalars(query))

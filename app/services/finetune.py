@@ -9,6 +9,7 @@ from app.gallery import jobs_repo, models_repo
 from app.gallery.orm import Job
 from app.schemas.finetune import FinetuneParams, JobAccepted, JobList, JobPublic
 from app.state import AppState
+from app.training.supervisor import end_abandoned, this_process
 
 _ENDED_EARLY = (jobs_repo.FAILED, jobs_repo.CANCELLED, jobs_repo.INTERRUPTED)
 
@@ -39,6 +40,8 @@ def start_finetune(state: AppState, params: FinetuneParams) -> JobAccepted:
     _check_device(params.device)
     with state.jobs.lock:
         state.jobs.reap(state.sessions)
+        # A job whose process is gone (a command line killed with kill -9) holds no slot.
+        end_abandoned(state.sessions, state.settings.models_dir)
         with state.sessions.begin() as session:
             running = jobs_repo.active_job(session)
             if running is not None:
@@ -52,7 +55,7 @@ def start_finetune(state: AppState, params: FinetuneParams) -> JobAccepted:
                     "Fine-tuning needs at least two subjects with two or more stored face "
                     f"crops each; the gallery has {subjects}."
                 )
-            job_id = jobs_repo.create_job(session, params.model_dump()).id
+            job_id = jobs_repo.create_job(session, params.model_dump(), this_process()).id
         try:
             state.jobs.spawn(state.settings, job_id)
         except Exception as error:
@@ -75,7 +78,8 @@ def get_job(state: AppState, job_id: str) -> JobPublic:
 
 
 def cancel_job(state: AppState, job_id: str) -> JobPublic:
-    """Ask the job to stop; it ends `cancelled` within a micro-batch, promoting nothing."""
+    """Ask the job to stop; it ends `cancelled` within a micro-batch, promoting nothing.
+    A job whose process is gone, which nothing would stop, ends `cancelled` at once."""
     with state.sessions.begin() as session:
         job = jobs_repo.request_cancel(session, job_id)
         if job.state not in jobs_repo.ACTIVE_STATES:
@@ -83,7 +87,10 @@ def cancel_job(state: AppState, job_id: str) -> JobPublic:
                 f"Job {job_id} already ended ({job.state}).",
                 details={"job_id": job_id, "state": job.state},
             )
-        return job_public(job)
+    if end_abandoned(state.sessions, state.settings.models_dir, job_id):
+        with state.sessions() as session:
+            job = jobs_repo.get_job(session, job_id)
+    return job_public(job)
 
 
 def _check_device(device: str) -> None:

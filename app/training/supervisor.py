@@ -1,20 +1,33 @@
-"""JobSupervisor: the web process's handle on the one training process it may run."""
+"""JobSupervisor, the web process's handle on its training process; and abandoned jobs."""
 
 from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
+import shutil
+import socket
 import threading
+import time
+from datetime import datetime
 from multiprocessing.process import BaseProcess
+from pathlib import Path
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.config import Settings
 from app.gallery import jobs_repo
+from app.gallery.orm import Job
 
 log = logging.getLogger(__name__)
 
 SHUTDOWN_GRACE_S = 10.0
+# A job whose heartbeat (written every tracker.HEARTBEAT_INTERVAL_S, 10 s) is older than
+# this has lost its process, wherever that ran: twelve beats missed, so a busy database or
+# a few seconds of clock skew between SQLite hosts never end a live job.
+STALE_AFTER_S = 120.0
+# How often a service process looks for abandoned jobs without being asked to.
+SWEEP_INTERVAL_S = 10.0
 
 
 class JobSupervisor:
@@ -25,6 +38,8 @@ class JobSupervisor:
         self.lock = threading.RLock()
         self._process: BaseProcess | None = None
         self._job_id: str | None = None
+        self._models_dir: Path | None = None  # set by recover(), at start-up
+        self._next_sweep = 0.0
 
     def spawn(self, settings: Settings, job_id: str) -> None:
         from app.training.worker import job_process
@@ -41,25 +56,35 @@ class JobSupervisor:
         log.info("job %s started in process %s", job_id, process.pid)
 
     def reap(self, sessions: sessionmaker[Session]) -> None:
-        """Fail the job of a training process that died without recording an outcome."""
+        """Fail the job of a training process that died without recording an outcome, and,
+        every SWEEP_INTERVAL_S, end the jobs other processes abandoned."""
         with self.lock:
             process, job_id = self._process, self._job_id
-            if process is None or job_id is None or process.is_alive():
-                return
-            process.join()
-            error = f"the training process exited with code {process.exitcode}"
-            with sessions.begin() as session:
-                if jobs_repo.finish_job(session, job_id, jobs_repo.FAILED, error=error):
-                    log.error("job %s: %s", job_id, error)
-            process.close()
-            self._process = self._job_id = None
+            if process is not None and job_id is not None and not process.is_alive():
+                process.join()
+                error = f"the training process exited with code {process.exitcode}"
+                with sessions.begin() as session:
+                    if jobs_repo.finish_job(session, job_id, jobs_repo.FAILED, error=error):
+                        log.error("job %s: %s", job_id, error)
+                process.close()
+                self._process = self._job_id = None
+                if self._models_dir is not None:  # a kill -9 mid-promotion leaves its checkpoint
+                    remove_leftovers(sessions, self._models_dir)
+            if self._models_dir is not None and time.monotonic() >= self._next_sweep:
+                self._next_sweep = time.monotonic() + SWEEP_INTERVAL_S
+                end_abandoned(sessions, self._models_dir)
 
-    def recover(self, sessions: sessionmaker[Session]) -> None:
-        """At start-up: jobs left unfinished by a previous run have no process any more."""
-        with sessions.begin() as session:
-            count = jobs_repo.interrupt_unfinished(session)
-        if count:
-            log.warning("%d unfinished fine-tuning job(s) marked interrupted", count)
+    def recover(self, sessions: sessionmaker[Session], models_dir: Path) -> None:
+        """At start-up: end the jobs no process runs any more, and remove what they left.
+
+        A job another live process runs or has just queued (a command-line job, another
+        service process on the same database) is left to it. Jobs without an owner, from
+        before owners were recorded, end as every unfinished job used to.
+        """
+        self._models_dir = models_dir
+        self._next_sweep = time.monotonic() + SWEEP_INTERVAL_S
+        end_abandoned(sessions, models_dir, unowned_too=True)
+        remove_leftovers(sessions, models_dir)
 
     def shutdown(self, sessions: sessionmaker[Session]) -> None:
         """Stop a running training process; its job ends interrupted (or cancelled)."""
@@ -77,3 +102,92 @@ class JobSupervisor:
                 jobs_repo.interrupt_unfinished(session, job_id)
             process.close()
             self._process = self._job_id = None
+
+
+def this_host() -> str:
+    """This machine as jobs record it: its name and, where /proc tells it, its PID
+    namespace. A container that shares the host's name (host networking) has pids of its
+    own, and must not read another namespace's live job as one whose pid has gone."""
+    try:
+        return f"{socket.gethostname()} {os.readlink('/proc/self/ns/pid')}"
+    except OSError:
+        return socket.gethostname()
+
+
+def this_process() -> jobs_repo.Owner:
+    return jobs_repo.Owner(this_host(), os.getpid())
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether `pid` is a process of this host that has not ended (a zombie has)."""
+    if pid <= 0:  # os.kill would signal a whole process group
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: it exists
+        return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:  # no /proc: trust the signal
+        return True
+    return stat.rpartition(")")[2].split()[:1] != ["Z"]
+
+
+def why_abandoned(job: Job, now: datetime, unowned_too: bool = False) -> str | None:
+    """Why no process runs `job` any more, or None while its owner may still run it.
+
+    `unowned_too`: a job with no owner (written before owners were) counts as abandoned;
+    only start-up says so, as it said of every unfinished job before."""
+    if job.owner_host is None or job.owner_pid is None:
+        return "the service stopped mid-job" if unowned_too else None
+    gone = "the process that " + ("queued" if job.state == jobs_repo.QUEUED else "ran")
+    where = f"pid {job.owner_pid} on {job.owner_host}"
+    if job.owner_host == this_host() and not pid_alive(job.owner_pid):
+        return f"{gone} it is gone: {where} has exited"
+    age = (now - job.heartbeat_at).total_seconds() if job.heartbeat_at else float("inf")
+    if age > STALE_AFTER_S:
+        return f"{gone} it is gone: no heartbeat from {where} for {age:.0f} s"
+    return None
+
+
+def end_abandoned(
+    sessions: sessionmaker[Session],
+    models_dir: Path,
+    job_id: str | None = None,
+    unowned_too: bool = False,
+) -> list[str]:
+    """End the unfinished jobs (or `job_id`) whose process is gone, so that a new job can
+    start; then remove what they left in the models folder. Returns the ids ended."""
+    ended = []
+    with sessions.begin() as session:
+        now = jobs_repo.database_now(session)
+        for job in jobs_repo.unfinished_jobs(session, job_id):
+            why = why_abandoned(job, now, unowned_too)
+            if why is not None and jobs_repo.end_abandoned(session, job, why):
+                log.warning("fine-tuning job %s (%s) ended: %s", job.id, job.state, why)
+                ended.append(job.id)
+    if ended:
+        remove_leftovers(sessions, models_dir)
+    return ended
+
+
+def remove_leftovers(sessions: sessionmaker[Session], models_dir: Path) -> list[str]:
+    """Delete the checkpoint folders of jobs that ended without a model row pointing to
+    them (a job killed mid-promotion). A folder of an unfinished job, of a registered
+    model, or not named after a job of this database is left alone."""
+    from app.training.finetune import FINETUNED_DIR  # imports the pipeline: only when used
+
+    root = models_dir / FINETUNED_DIR
+    if not root.is_dir():
+        return []
+    names = [p.name for p in root.iterdir() if p.is_dir() and not p.is_symlink()]
+    if not names:
+        return []
+    with sessions() as session:
+        leftovers = jobs_repo.ended_without_model(session, names, FINETUNED_DIR)
+    for name in leftovers:
+        shutil.rmtree(root / name, ignore_errors=True)
+        log.warning("removed %s: its job ended without promoting it", root / name)
+    return leftovers

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import math
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -12,10 +14,16 @@ from sqlalchemy.orm import Session, sessionmaker
 from app.gallery import jobs_repo
 from app.schemas.finetune import JobProgress, JobResult
 from app.training.loop import Progress
+from app.training.supervisor import this_process
+
+log = logging.getLogger(__name__)
 
 # At most this often a progress row is written or the job's state read back.
 WRITE_INTERVAL_S = 0.25
 CHECK_INTERVAL_S = 0.25
+# How often a running job's heartbeat is written, whatever it is doing. Another process
+# ends the job as abandoned once its heartbeat is supervisor.STALE_AFTER_S (120 s) old.
+HEARTBEAT_INTERVAL_S = 10.0
 
 
 class JobCancelled(Exception):
@@ -28,6 +36,7 @@ class JobTracker:
         sessions: sessionmaker[Session],
         job_id: str,
         listener: Callable[[JobProgress], None] | None = None,
+        heartbeat_s: float = HEARTBEAT_INTERVAL_S,
     ) -> None:
         self.sessions = sessions
         self.job_id = job_id
@@ -39,11 +48,37 @@ class JobTracker:
         self._train_started = time.monotonic()
         self._last_write = self._last_check = float("-inf")
         self._stop = False
+        self._heartbeat_s = heartbeat_s
+        self._closed = threading.Event()
+        self._heart: threading.Thread | None = None
 
     def begin(self) -> bool:
-        """Mark the job running; False when it was cancelled while queued."""
+        """Mark the job running, owned by this process, and start its heartbeat; False
+        when it was cancelled (or ended) while queued."""
         with self.sessions.begin() as session:
-            return jobs_repo.start_job(session, self.job_id)
+            started = jobs_repo.start_job(session, self.job_id, this_process())
+        if started:
+            self._heart = threading.Thread(
+                target=self._beat, name=f"heartbeat-{self.job_id[:8]}", daemon=True
+            )
+            self._heart.start()
+        return started
+
+    def close(self) -> None:
+        """Stop the heartbeat; the job's end is recorded by then, or by whoever stops it."""
+        self._closed.set()
+        if self._heart is not None:
+            self._heart.join()
+            self._heart = None
+
+    def _beat(self) -> None:
+        # A thread, not progress writes: evaluating and re-embedding write none for minutes.
+        while not self._closed.wait(self._heartbeat_s):
+            try:
+                with self.sessions.begin() as session:
+                    jobs_repo.beat(session, self.job_id)
+            except Exception:  # the database is away; the next beat retries
+                log.warning("job %s: heartbeat not written", self.job_id, exc_info=True)
 
     def update(self, force: bool = False, **changes: Any) -> None:
         elapsed = round(time.monotonic() - self._started, 2)

@@ -36,9 +36,9 @@ def run_job(
         tracker.end(jobs_repo.CANCELLED)
         with sessions() as session:
             return jobs_repo.state_of(session, job_id)
-    with sessions() as session:
-        params = FinetuneParams.model_validate(jobs_repo.get_job(session, job_id).params)
     try:
+        with sessions() as session:
+            params = FinetuneParams.model_validate(jobs_repo.get_job(session, job_id).params)
         run_finetune(settings, sessions, params, tracker)
     except JobCancelled:
         log.info("job %s cancelled", job_id)
@@ -49,6 +49,8 @@ def run_job(
         message = error.message if isinstance(error, FaceServiceError) else str(error)
         tracker.end(jobs_repo.FAILED, error=f"{type(error).__name__}: {message}")
         return jobs_repo.FAILED
+    finally:
+        tracker.close()  # the end is recorded by now, or (SIGTERM) by the caller next
     return jobs_repo.SUCCEEDED
 
 

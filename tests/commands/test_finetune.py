@@ -117,3 +117,44 @@ def test_sigterm_ends_a_foreground_job_as_interrupted(
         (job,) = jobs_repo.list_jobs(session)
         assert (job.state, job.error) == ("interrupted", "stopped by SIGTERM")
         assert jobs_repo.active_job(session) is None  # the next job may start
+
+
+def test_a_job_whose_process_is_gone_does_not_block_the_next(
+    settings: Settings,
+    sessions: sessionmaker[Session],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A command-line job killed with kill -9 stayed `running`: every later job was refused
+    until the service restarted."""
+    import subprocess
+    import sys
+
+    from app.training.supervisor import this_host
+
+    killed = subprocess.Popen([sys.executable, "-c", "pass"])
+    killed.wait()
+    with sessions.begin() as session:
+        owner = jobs_repo.Owner(this_host(), killed.pid)
+        stuck = jobs_repo.create_job(session, {}, owner).id
+        jobs_repo.start_job(session, stuck, owner)
+
+    ran: list[str] = []
+
+    def trained(
+        _settings: Settings, sessions: sessionmaker[Session], job_id: str, **_: object
+    ) -> str:
+        ran.append(job_id)
+        with sessions.begin() as session:
+            jobs_repo.start_job(session, job_id)
+            jobs_repo.finish_job(session, job_id, jobs_repo.SUCCEEDED)
+        return jobs_repo.SUCCEEDED
+
+    monkeypatch.setattr(finetune, "run_job", trained)
+    args = build_parser().parse_args(["finetune", "--epochs", "1", "--device", "cpu"])
+    assert finetune.run(args, settings) == 0
+    assert f"job {stuck} ended: the process that ran it is gone" in capsys.readouterr().err
+    with sessions() as session:
+        job = jobs_repo.get_job(session, stuck)
+        assert job.state == "interrupted" and f"pid {killed.pid}" in str(job.error)
+        assert len(ran) == 1 and jobs_repo.get_job(session, ran[0]).state == "succeeded"

@@ -9,10 +9,23 @@ from tests.unit.gallery.test_db import (  # noqa: F401
     test_migration_matches_the_orm,
     test_objects_stay_readable_after_commit_with_utc_timestamps,
 )
+from tests.unit.gallery.test_job_owners import (  # noqa: F401
+    test_a_job_asked_to_cancel_ends_cancelled_once_its_process_is_gone,
+    test_a_job_whose_process_is_gone_ends_interrupted,
+    test_a_stale_heartbeat_counts_whatever_the_host,
+    test_leftover_checkpoints_are_removed_and_registered_ones_kept,
+    test_migration_0004_adds_owners_to_stored_jobs_and_goes_back,
+    test_start_up_keeps_live_jobs_and_ends_unowned_ones,
+)
+from tests.unit.gallery.test_job_tracker import (  # noqa: F401
+    test_a_begun_job_beats_while_busy_and_stops_beating_when_closed,
+)
 from tests.unit.gallery.test_jobs_repo import (  # noqa: F401
     test_a_job_runs_and_finishes_once,
+    test_a_stopped_job_ends_interrupted_or_cancelled,
+    test_an_abandoned_job_ends_only_as_it_was_read,
     test_cancelling_a_queued_job_keeps_it_from_starting,
-    test_restart_interrupts_unfinished_jobs,
+    test_the_owner_and_its_heartbeat_are_recorded,
     test_unknown_jobs_raise,
 )
 from tests.unit.gallery.test_models_repo import (  # noqa: F401

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from typing import Any, cast
@@ -11,6 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.gallery import jobs_repo
 from app.schemas.finetune import JobResult
+from app.training.supervisor import this_host
 from app.training.tracker import JobCancelled, JobTracker
 
 
@@ -94,3 +96,33 @@ def test_a_cancel_arriving_during_the_success_finds_the_job_ended(
     # It used to turn `succeeded` back into `cancelling`, answered 202, and the job then
     # ended `failed` with its model serving.
     assert answered == "succeeded" and _state(session_factory, job_id) == "succeeded"
+
+
+def test_a_begun_job_beats_while_busy_and_stops_beating_when_closed(
+    session_factory: sessionmaker[Session],
+) -> None:
+    """Evaluating and re-embedding write no progress for minutes: a heartbeat thread keeps
+    saying the job's process is alive, or another process would end the job."""
+    with session_factory.begin() as s:
+        job_id = jobs_repo.create_job(s, {}).id
+    tracker = JobTracker(session_factory, job_id, heartbeat_s=0.05)
+    assert tracker.begin()
+
+    def heartbeat() -> Any:
+        with session_factory() as s:
+            return jobs_repo.get_job(s, job_id).heartbeat_at
+
+    try:
+        with session_factory() as s:
+            job = jobs_repo.get_job(s, job_id)
+            assert (job.owner_host, job.owner_pid) == (this_host(), os.getpid())
+        first = heartbeat()
+        deadline = time.monotonic() + 10
+        while heartbeat() == first:  # the main thread is busy elsewhere, writing nothing
+            assert time.monotonic() < deadline, "no heartbeat"
+            time.sleep(0.05)
+    finally:
+        tracker.close()
+    last = heartbeat()
+    time.sleep(0.3)
+    assert heartbeat() == last

@@ -41,7 +41,9 @@ def test_cancelling_a_queued_job_keeps_it_from_starting(
         assert jobs_repo.active_job(s) is not None  # still holds the slot until it ends
 
 
-def test_restart_interrupts_unfinished_jobs(session_factory: sessionmaker[Session]) -> None:
+def test_a_stopped_job_ends_interrupted_or_cancelled(
+    session_factory: sessionmaker[Session],
+) -> None:
     with session_factory.begin() as s:
         queued = jobs_repo.create_job(s, {}).id
         running = jobs_repo.create_job(s, {}).id
@@ -50,8 +52,12 @@ def test_restart_interrupts_unfinished_jobs(session_factory: sessionmaker[Sessio
         jobs_repo.request_cancel(s, cancelling)
         done = jobs_repo.create_job(s, {}).id
         jobs_repo.finish_job(s, done, jobs_repo.FAILED, error="boom")
+        other = jobs_repo.create_job(s, {}).id
     with session_factory.begin() as s:
-        assert jobs_repo.interrupt_unfinished(s) == 2
+        stopped = [jobs_repo.interrupt_unfinished(s, job) for job in (queued, running)]
+        assert stopped == [1, 1]
+        assert jobs_repo.interrupt_unfinished(s, cancelling) == 0  # cancelled, not interrupted
+        assert jobs_repo.interrupt_unfinished(s, done, error="late") == 0
     with session_factory() as s:
         states = {j.id: j.state for j in jobs_repo.list_jobs(s)}
     assert states == {
@@ -59,7 +65,55 @@ def test_restart_interrupts_unfinished_jobs(session_factory: sessionmaker[Sessio
         running: "interrupted",
         cancelling: "cancelled",
         done: "failed",
+        other: "queued",  # only the job named: never every unfinished one
     }
+
+
+def test_the_owner_and_its_heartbeat_are_recorded(session_factory: sessionmaker[Session]) -> None:
+    creator, runner = jobs_repo.Owner("host-a", 11), jobs_repo.Owner("host-b", 22)
+    with session_factory.begin() as s:
+        job = jobs_repo.create_job(s, {}, creator)
+        created = (job.owner_host, job.owner_pid, job.heartbeat_at)
+        assert created[:2] == ("host-a", 11) and created[2] is not None
+        assert jobs_repo.start_job(s, job.id, runner)
+    with session_factory() as s:
+        started = jobs_repo.get_job(s, job.id)
+        assert (started.owner_host, started.owner_pid) == ("host-b", 22)
+        assert started.heartbeat_at is not None and started.heartbeat_at >= created[2]
+    with session_factory.begin() as s:
+        jobs_repo.beat(s, job.id)
+    with session_factory() as s:
+        beaten = jobs_repo.get_job(s, job.id).heartbeat_at
+        assert beaten is not None and beaten >= started.heartbeat_at
+    with session_factory.begin() as s:
+        jobs_repo.finish_job(s, job.id, jobs_repo.SUCCEEDED)
+        jobs_repo.beat(s, job.id)  # a late beat of an ended job changes nothing
+    with session_factory() as s:
+        assert jobs_repo.get_job(s, job.id).heartbeat_at == beaten
+
+
+def test_an_abandoned_job_ends_only_as_it_was_read(
+    session_factory: sessionmaker[Session],
+) -> None:
+    owner = jobs_repo.Owner("host-a", 11)
+    with session_factory.begin() as s:
+        running = jobs_repo.create_job(s, {}, owner).id
+        jobs_repo.start_job(s, running, owner)
+        cancelling = jobs_repo.create_job(s, {}, owner).id
+        jobs_repo.start_job(s, cancelling, owner)
+        jobs_repo.request_cancel(s, cancelling)
+    with session_factory() as s:
+        seen = {job.id: job for job in jobs_repo.unfinished_jobs(s)}
+    with session_factory.begin() as s:
+        jobs_repo.beat(s, running)  # its process spoke after it was read
+    with session_factory.begin() as s:
+        assert not jobs_repo.end_abandoned(s, seen[running], "gone")
+        assert jobs_repo.end_abandoned(s, seen[cancelling], "gone")
+    with session_factory() as s:
+        assert jobs_repo.state_of(s, running) == "running"
+        ended = jobs_repo.get_job(s, cancelling)
+        assert (ended.state, ended.error) == ("cancelled", "gone") and ended.finished_at
+        assert [job.id for job in jobs_repo.unfinished_jobs(s, cancelling)] == []
 
 
 def test_unknown_jobs_raise(session: Session) -> None:
