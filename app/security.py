@@ -37,10 +37,13 @@ class KeyRing:
             role, sep, key = item.partition(":")
             if not sep or role not in ROLES or not key:
                 raise ValueError("FACE_API_KEYS entries must look like 'admin:KEY' or 'client:KEY'")
-            if not (key.isascii() and key.isprintable()):
-                # Headers arrive as bytes, read as Latin-1: a key with other characters
-                # could never be matched, and every request with it would get 401.
-                raise ValueError("FACE_API_KEYS keys must be printable ASCII characters")
+            if not (key.isascii() and key.isprintable()) or key != key.strip():
+                # Headers arrive as bytes, read as Latin-1, with the spaces around a value
+                # stripped: a key with other characters, or with spaces at either end
+                # ("admin: KEY"), could never be matched; every request would get 401.
+                raise ValueError(
+                    "FACE_API_KEYS keys must be printable ASCII, without spaces at either end"
+                )
             digest = _digest(key)
             if any(d == digest and r != role for d, r in entries):
                 # It would quietly act as admin wherever the client role was meant.

@@ -1,8 +1,7 @@
-"""GuardAndMeasure: the request guards and HTTP metrics, as plain ASGI middleware.
+"""GuardAndMeasure: the request guards and HTTP metrics, as plain ASGI middleware."""
 
-Plain ASGI rather than `@app.middleware("http")`: Starlette's BaseHTTPMiddleware runs
-every request through an extra task and memory streams, a cost every request paid.
-"""
+# Plain ASGI rather than `@app.middleware("http")`: Starlette's BaseHTTPMiddleware runs
+# every request through an extra task and memory streams, a cost every request paid.
 
 from __future__ import annotations
 

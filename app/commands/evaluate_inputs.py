@@ -1,5 +1,4 @@
-"""What `evaluate` reads and checks before any model loads: a bad value or a missing photo
-is reported in a second, not after minutes of embedding."""
+"""What `evaluate` checks before any model loads, so that a bad input fails in seconds."""
 
 from __future__ import annotations
 

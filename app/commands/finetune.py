@@ -16,7 +16,7 @@ from tqdm import tqdm
 from app.config import Settings
 from app.gallery import jobs_repo
 from app.gallery.db import make_engine, make_session_factory, migrate
-from app.schemas.finetune import FinetuneParams, JobProgress
+from app.schemas.finetune import FinetuneParams, FinetuneRequest, JobProgress
 from app.services.finetune import job_public
 from app.training.supervisor import end_abandoned, this_process
 from app.training.worker import exit_on_sigterm, run_job
@@ -51,7 +51,7 @@ def _kind(field: FieldInfo) -> dict[str, Any]:
 def run(args: argparse.Namespace, settings: Settings) -> int:
     given = {name: getattr(args, name) for name in FinetuneParams.model_fields}
     try:
-        params = FinetuneParams.model_validate({k: v for k, v in given.items() if v is not None})
+        params = FinetuneRequest.model_validate({k: v for k, v in given.items() if v is not None})
     except ValidationError as error:
         print(f"invalid parameters: {error}", file=sys.stderr)
         return 2
@@ -76,12 +76,14 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
     # SIGTERM (docker stop, systemd, timeout) ends the job like Ctrl-C: cleaned up and
     # marked interrupted. It used to kill the process and leave the job "running", which
-    # refused every new job until the service restarted.
+    # refused every new job until the service restarted. (One landing before this point
+    # leaves the job to this dead process, which the next check finds abandoned.)
     previous = signal.getsignal(signal.SIGTERM)
     exit_on_sigterm()
     try:
         state = run_job(settings, sessions, job_id, listener=show)
     except (KeyboardInterrupt, SystemExit) as stop:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second one must not cut this short
         terminal = isinstance(stop, KeyboardInterrupt)
         why = "interrupted from the terminal" if terminal else "stopped by SIGTERM"
         with sessions.begin() as session:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -106,7 +107,11 @@ def read_pairs_file(csv_path: Path, root: Path) -> PairsFile:
             label = _LABELS.get(row["same"].strip().lower())
             if label is None:
                 raise ValueError(f"{csv_path}:{line}: same must be 1 or 0, got {row['same']!r}")
-            pair = Pair(root / row["path_a"].strip(), root / row["path_b"].strip(), label)
+            # Normalised, so that a/./b.jpg and x/../a/b.jpg are known for one file.
+            path_a, path_b = (
+                Path(os.path.normpath(root / row[c].strip())) for c in ("path_a", "path_b")
+            )
+            pair = Pair(path_a, path_b, label)
             rows.append((line, pair))
     pairs_file = _distinct(rows, csv_path)
     if not pairs_file.pairs:

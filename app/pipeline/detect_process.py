@@ -1,18 +1,17 @@
-"""MTCNN in a child process of its own, out of reach of the service's GIL.
+"""MTCNN in a child process of its own, out of reach of the service's GIL."""
 
-facenet-pytorch's MTCNN runs dozens of small tensor operations and NumPy steps per image,
-and takes Python's GIL back after each one. In the service other threads want the GIL
-too (HTTP, decoding, the database), and each time detection waits for it, up to Python's
-5 ms switch interval. On 2 cores, MTCNN ran 70 images/s alone and 1.6 beside one busy
-Python thread, and 68 and 62.5 in a child process (benchmarks/contention.py). In a
-16-client load its batches took 18 ms of wall time per image against 10-12 on an idle
-machine, with the detection lane busy 97% of the time: the service's bottleneck. A child
-process has a GIL of its own.
-
-Images go to the child and MTCNN's raw output comes back over a pipe; the cost is a copy
-of each image. The child exits when the service does: `recv` sees the pipe close, even
-after a kill -9 of the service.
-"""
+# facenet-pytorch's MTCNN runs dozens of small tensor operations and NumPy steps per image,
+# and takes Python's GIL back after each one. In the service other threads want the GIL
+# too (HTTP, decoding, the database), and each time detection waits for it, up to Python's
+# 5 ms switch interval. On 2 cores, MTCNN ran 70 images/s alone and 1.6 beside one busy
+# Python thread, and 68 and 62.5 in a child process (benchmarks/contention.py). In a
+# 16-client load its batches took 18 ms of wall time per image against 10-12 on an idle
+# machine, with the detection lane busy 97% of the time: the service's bottleneck. A child
+# process has a GIL of its own.
+#
+# Images go to the child and MTCNN's raw output comes back over a pipe; the cost is a copy
+# of each image. The child exits when the service does: `recv` sees the pipe close, even
+# after a kill -9 of the service.
 
 from __future__ import annotations
 

@@ -1,14 +1,13 @@
-"""One thread per CUDA device runs the networks' inference passes.
+"""One thread per CUDA device runs the networks' inference passes."""
 
-PyTorch keeps cuDNN's execution plans in a thread-local cache (`benchmark_cache` in
-aten/src/ATen/native/cudnn/Conv_v8.cpp: plans are not thread-safe across engines), and
-creates cuDNN and cuBLAS handles per thread. A micro-batch runs on whichever request thread
-leads it, so with 8 or 16 inference threads each thread planned every convolution again
-for every batch size and every MTCNN candidate count it met: on an H200 the micro-batched
-pipeline ran at 7.7 images/s against 39.6 on one thread (docs/benchmarks.md, section 5).
-Handing every pass to one thread per device plans each shape once. The CPU has no such
-cache, and its calls run where they are made.
-"""
+# PyTorch keeps cuDNN's execution plans in a thread-local cache (`benchmark_cache` in
+# aten/src/ATen/native/cudnn/Conv_v8.cpp: plans are not thread-safe across engines), and
+# creates cuDNN and cuBLAS handles per thread. A micro-batch runs on whichever request thread
+# leads it, so with 8 or 16 inference threads each thread planned every convolution again
+# for every batch size and every MTCNN candidate count it met: on an H200 the micro-batched
+# pipeline ran at 7.7 images/s against 39.6 on one thread (docs/benchmarks.md, section 5).
+# Handing every pass to one thread per device plans each shape once. The CPU has no such
+# cache, and its calls run where they are made.
 
 from __future__ import annotations
 

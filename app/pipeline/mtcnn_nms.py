@@ -1,19 +1,17 @@
-"""Per-image non-maximum suppression for facenet-pytorch's MTCNN, so that a batch partner
-never changes a face's box.
+"""Per-image NMS for facenet-pytorch's MTCNN, so that a batch partner never changes a box."""
 
-facenet-pytorch runs NMS over a whole batch at once with the "coordinate trick": each
-image's boxes are shifted by its index times the largest coordinate in the batch, and one
-NMS runs over everything. Its last stage sorts the shifted array's scores with NumPy's
-unstable sort. O-net's probabilities saturate (0.9999993 for two different boxes of one
-face is common), so which of two tied boxes survives depended on the other images in the
-array. In micro-batched requests those are other clients' photos: one face-api.js crop
-(sheldon4.png) got a box 8.8 px taller in some batches than alone, and an import enrolled
-the same photo with an embedding at cosine 0.91 to its embedding alone.
-
-Here each image gets its own NMS over its own boxes, exactly as when it is alone: for a
-batch of one the result is bit-identical to facenet-pytorch's, and for any batch it is the
-result each image would get alone. torchvision already works this way above 1,000 boxes.
-"""
+# facenet-pytorch runs NMS over a whole batch at once with the "coordinate trick": each
+# image's boxes are shifted by its index times the largest coordinate in the batch, and one
+# NMS runs over everything. Its last stage sorts the shifted array's scores with NumPy's
+# unstable sort. O-net's probabilities saturate (0.9999993 for two different boxes of one
+# face is common), so which of two tied boxes survives depended on the other images in the
+# array. In micro-batched requests those are other clients' photos: one face-api.js crop
+# (sheldon4.png) got a box 8.8 px taller in some batches than alone, and an import enrolled
+# the same photo with an embedding at cosine 0.91 to its embedding alone.
+#
+# Here each image gets its own NMS over its own boxes, exactly as when it is alone: for a
+# batch of one the result is bit-identical to facenet-pytorch's, and for any batch it is the
+# result each image would get alone. torchvision already works this way above 1,000 boxes.
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""Quality gate for a detected face: size, detection probability, blur, and whether the
-image holds the whole face."""
+"""Quality gate for a detected face: size, probability, blur, and the whole face in frame."""
 
 from __future__ import annotations
 

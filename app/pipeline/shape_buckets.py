@@ -1,14 +1,13 @@
-"""A few fixed batch sizes for the networks' passes on a GPU.
+"""A few fixed batch sizes for the networks' passes on a GPU."""
 
-On an H200 (torch 2.11, cuDNN 9), the first embedder pass at a batch size not seen before
-took about 1 s, eager or TorchScript alike, and later ones 3-4 ms (docs/benchmarks.md,
-section 5). Micro-batching makes a new batch size whenever a batch of a new size forms,
-and MTCNN's second and third stages see a new one with every new number of candidates.
-Padding each batch with zero rows up to a bucket (a power of two, from a floor) bounds the
-sizes a process ever sees, and `warm_up` can meet them all before serving. On the GPU a
-pass costs about the same up to 16 rows, so the padding is nearly free; on the CPU it is
-not, and nothing is padded there.
-"""
+# On an H200 (torch 2.11, cuDNN 9), the first embedder pass at a batch size not seen before
+# took about 1 s, eager or TorchScript alike, and later ones 3-4 ms (docs/benchmarks.md,
+# section 5). Micro-batching makes a new batch size whenever a batch of a new size forms,
+# and MTCNN's second and third stages see a new one with every new number of candidates.
+# Padding each batch with zero rows up to a bucket (a power of two, from a floor) bounds the
+# sizes a process ever sees, and `warm_up` can meet them all before serving. On the GPU a
+# pass costs about the same up to 16 rows, so the padding is nearly free; on the CPU it is
+# not, and nothing is padded there.
 
 from __future__ import annotations
 

@@ -1,12 +1,11 @@
-"""TorchScript copies of networks for inference, checked against the eager module.
+"""TorchScript copies of networks for inference, checked against the eager module."""
 
-A traced module runs its whole forward pass in C++ with the GIL released. Eager PyTorch
-comes back to Python after every operator and must take the GIL again each time; on a busy
-service, where request threads run Python (HTTP, decoding, the database), an eager model
-waits behind them, up to Python's 5 ms switch interval per operator. On 2 cores,
-embed() with arcface-mbf ran 109 faces/s eager and 129 traced alone; beside one Python
-thread that never blocks, 8 eager and 54 traced (benchmarks/contention.py).
-"""
+# A traced module runs its whole forward pass in C++ with the GIL released. Eager PyTorch
+# comes back to Python after every operator and must take the GIL again each time; on a busy
+# service, where request threads run Python (HTTP, decoding, the database), an eager model
+# waits behind them, up to Python's 5 ms switch interval per operator. On 2 cores,
+# embed() with arcface-mbf ran 109 faces/s eager and 129 traced alone; beside one Python
+# thread that never blocks, 8 eager and 54 traced (benchmarks/contention.py).
 
 from __future__ import annotations
 

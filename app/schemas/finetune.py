@@ -58,6 +58,15 @@ class FinetuneParams(BaseModel):
     amp: bool | None = Field(None, description="bf16 autocast; default: on for CUDA, off on CPU.")
     force: bool = Field(False, description="Promote even when the promotion rule says no.")
 
+    @property
+    def effective_batch_size(self) -> int:
+        return self.micro_batch_size * self.accumulation_steps
+
+
+class FinetuneRequest(FinetuneParams):
+    """FinetuneParams as a new job asks for them: checked by rules that stored jobs, asked
+    for before a rule existed, must still be readable without."""
+
     @model_validator(mode="after")
     def _triplets_need_two_subjects_per_batch(self) -> Self:
         # Batches hold faces two per subject, and batch-hard mining looks only inside one
@@ -69,10 +78,6 @@ class FinetuneParams(BaseModel):
                 "(two subjects with two faces each), to find a negative in each micro-batch"
             )
         return self
-
-    @property
-    def effective_batch_size(self) -> int:
-        return self.micro_batch_size * self.accumulation_steps
 
 
 class JobAccepted(BaseModel):

@@ -50,7 +50,7 @@ def vouched_far(
     they were counted), as many as the target allowed.
 
     It is never stated below what was seen: 5 of 541 impostors through at a target of 0.01
-    is stated as 0.0193, and two identical photos under two names (a score of 1.0 that
+    is stated as 0.0194, and two identical photos under two names (a score of 1.0 that
     passes any threshold) raise it too."""
     comparisons = max(1, comparisons)
     per_target = per_comparison_far(target, comparisons) if comparisons > 1 else target
@@ -120,6 +120,16 @@ class Calibration(BaseModel):
     def _pairs_name_their_file(self) -> Self:
         if self.source == "pairs" and self.pairs is None:
             raise ValueError("a calibration from pairs must name its pairs file")
+        return self
+
+    @model_validator(mode="after")
+    def _accepts_are_among_the_scores(self) -> Self:
+        # A file edited by hand must fail here, as unreadable, not later in far_upper_bound.
+        if self.verify_accepts is not None and self.verify_accepts > self.impostors:
+            raise ValueError("verify_accepts exceeds impostors")
+        identify_scores = self.identify_scores or self.impostors
+        if self.identify_accepts is not None and self.identify_accepts > identify_scores:
+            raise ValueError("identify_accepts exceeds the identify scores")
         return self
 
 

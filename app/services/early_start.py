@@ -1,11 +1,10 @@
-"""Start the detection process before `python -m app serve` loads everything else.
+"""Start the detection process before `python -m app serve` loads everything else."""
 
-The child needs about 3 s to import torch and facenet-pytorch and load MTCNN; the service
-process needs about 5 s for its own imports. Started first, the child loads meanwhile, on
-the other core, instead of after them. `load_models` then takes this process over if it
-was started with the arguments it would use itself, and closes it otherwise (a GPU found
-after all, other settings). Light on purpose: nothing here imports torch.
-"""
+# The child needs about 3 s to import torch and facenet-pytorch and load MTCNN; the service
+# process needs about 5 s for its own imports. Started first, the child loads meanwhile, on
+# the other core, instead of after them. `load_models` then takes this process over if it
+# was started with the arguments it would use itself, and closes it otherwise (a GPU found
+# after all, other settings). Light on purpose: nothing here imports torch.
 
 from __future__ import annotations
 

@@ -1,9 +1,7 @@
-"""How many inference threads, torch threads each, and items per micro-batch the service
-and commands use, where the settings leave it to the device.
+"""Inference threads, torch threads and micro-batch sizes where the settings leave it open."""
 
-Light on purpose (torch loads only to ask whether CUDA is there): `python -m app serve`
-reads it before its heavy imports, to start the detection process early.
-"""
+# Light on purpose (torch loads only to ask whether CUDA is there): `python -m app serve`
+# reads it before its heavy imports, to start the detection process early.
 
 from __future__ import annotations
 

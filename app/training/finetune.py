@@ -209,10 +209,13 @@ def _promote(
 
         tracker.succeed(result, within=activate)
     except BaseException:
-        # Not promoted after all (cancelled or failed): leave nothing behind.
+        # Not promoted after all (cancelled or failed): leave nothing behind. Unless the
+        # activation did commit, and a signal (SIGTERM raises SystemExit anywhere) struck
+        # just after: the database then names this model active, and its files must stay.
         with sessions.begin() as session:
-            models_repo.delete_embeddings(session, model.version)
-        shutil.rmtree(directory, ignore_errors=True)
+            if models_repo.find_model(session, model.version) is None:
+                models_repo.delete_embeddings(session, model.version)
+                shutil.rmtree(directory, ignore_errors=True)
         raise
     return result
 

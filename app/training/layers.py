@@ -1,15 +1,14 @@
-"""Which parameters a fine-tune trains: the embedding head, the last block, or everything.
+"""Which parameters a fine-tune trains: the embedding head, the last block, or everything."""
 
-arcface-mbf is an onnx2torch GraphModule whose submodules are named `<OnnxOp>_<n>` in graph
-order. Its graph ends: ... Add_90 (last residual add) -> Conv_91 + PRelu_92 (1x1, 128->512)
--> Conv_93 + PRelu_94 (1x1, 512->64) -> Flatten_95 -> Gemm_96 (3136->512) ->
-BatchNormalization_97. "head" is what follows the last Flatten (the linear embedding layer
-and its BatchNorm, 1.6M of 3.4M parameters); "last_block" is what follows the last residual
-Add (adds the two 1x1 convolutions, 0.16M). PReLU slopes are graph constants (buffers) in
-the conversion, so they stay fixed in every mode.
-facenet-vggface2 (InceptionResnetV1): "head" is last_linear + last_bn; "last_block" adds
-block8 (the last Inception-ResNet-C block).
-"""
+# arcface-mbf is an onnx2torch GraphModule whose submodules are named `<OnnxOp>_<n>` in graph
+# order. Its graph ends: ... Add_90 (last residual add) -> Conv_91 + PRelu_92 (1x1, 128->512)
+# -> Conv_93 + PRelu_94 (1x1, 512->64) -> Flatten_95 -> Gemm_96 (3136->512) ->
+# BatchNormalization_97. "head" is what follows the last Flatten (the linear embedding layer
+# and its BatchNorm, 1.6M of 3.4M parameters); "last_block" is what follows the last residual
+# Add (adds the two 1x1 convolutions, 0.16M). PReLU slopes are graph constants (buffers) in
+# the conversion, so they stay fixed in every mode.
+# facenet-vggface2 (InceptionResnetV1): "head" is last_linear + last_bn; "last_block" adds
+# block8 (the last Inception-ResNet-C block).
 
 from __future__ import annotations
 

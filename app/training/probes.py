@@ -1,5 +1,4 @@
-"""'Measurably better', counted in held-out faces: which probes a model verifies, and
-whether a fine-tuned model verifies significantly more of them than its base."""
+"""Held-out faces a model verifies, and whether a fine-tune verifies significantly more."""
 
 from __future__ import annotations
 

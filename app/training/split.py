@@ -1,5 +1,4 @@
-"""Which enrolled faces a fine-tuning job trains on and which it holds out to validate:
-a fixed property of each face, so that no job validates on a face an earlier one trained on."""
+"""Which faces a fine-tune trains on and which it holds out: a fixed property of each face."""
 
 from __future__ import annotations
 

@@ -44,7 +44,7 @@ def test_bad_key_spec_is_refused() -> None:
     # The same key twice for one role is harmless.
     assert KeyRing.parse("client:abcdefghijklmnopq,client:abcdefghijklmnopq").enabled
     # A header arrives as Latin-1: a key with other characters could never match.
-    for key in ("clé-secrète-123456", "key-with\ttab-123456", "ключ-1234567890"):
+    for key in ("clé-secrète-123456", "key-with\ttab-123456", "ключ-1234567890", " spaced-1234567"):
         with pytest.raises(ValueError, match="printable ASCII"):
             KeyRing.parse(f"admin:{key}")
 

@@ -158,3 +158,37 @@ def test_a_job_whose_process_is_gone_does_not_block_the_next(
         job = jobs_repo.get_job(session, stuck)
         assert job.state == "interrupted" and f"pid {killed.pid}" in str(job.error)
         assert len(ran) == 1 and jobs_repo.get_job(session, ran[0]).state == "succeeded"
+
+
+def test_a_signal_just_after_the_activation_commit_keeps_the_model(
+    settings: Settings,
+    sessions: sessionmaker[Session],
+    pipeline: FacePipeline,
+    shared_faces: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """SIGTERM raises SystemExit wherever it lands; landing after the commit that activated
+    the model, the cleanup for a failed promotion deleted the active model's files."""
+    from app.training.tracker import JobTracker
+
+    settings = settings.model_copy(update={"models_dir": tmp_path / "models"})
+    enrol_crops(sessions, pipeline, shared_faces)
+    succeed = JobTracker.succeed
+
+    def committed_then_signalled(self: JobTracker, *args: object, **kwargs: object) -> None:
+        succeed(self, *args, **kwargs)  # type: ignore[arg-type]
+        raise SystemExit(143)
+
+    monkeypatch.setattr(JobTracker, "succeed", committed_then_signalled)
+    args = build_parser().parse_args(
+        ["finetune", "--epochs", "1", "--micro-batch-size", "4", "--device", "cpu", "--force"]
+    )
+    assert finetune.run(args, settings) == 143
+    with sessions() as session:
+        (job,) = jobs_repo.list_jobs(session)
+        assert job.state == "succeeded"
+        active = models_repo.active_model(session, "arcface-mbf")
+        assert active is not None and active.id == job.result["model_id"]
+        assert models_repo.count_crops_missing(session, active.id) == 0  # vectors kept
+        assert (settings.models_dir / active.weights_path).is_file()  # checkpoint kept

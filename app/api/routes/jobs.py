@@ -9,7 +9,7 @@ from starlette.concurrency import run_in_threadpool
 
 from app.api.deps import AdminKey, StateDep
 from app.schemas.common import ERROR_RESPONSES
-from app.schemas.finetune import FinetuneParams, JobAccepted, JobList, JobPublic
+from app.schemas.finetune import FinetuneRequest, JobAccepted, JobList, JobPublic
 from app.services import finetune
 
 router = APIRouter(
@@ -18,12 +18,12 @@ router = APIRouter(
 
 
 @router.post("/finetune", status_code=status.HTTP_202_ACCEPTED)
-async def start_finetune(state: StateDep, params: FinetuneParams | None = None) -> JobAccepted:
+async def start_finetune(state: StateDep, params: FinetuneRequest | None = None) -> JobAccepted:
     """Fine-tune the serving embedder on the gallery's stored crops, in a separate process.
 
     409 job_running while another job is queued or running.
     """
-    return await run_in_threadpool(finetune.start_finetune, state, params or FinetuneParams())
+    return await run_in_threadpool(finetune.start_finetune, state, params or FinetuneRequest())
 
 
 @router.get("/jobs")

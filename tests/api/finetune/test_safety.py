@@ -148,3 +148,17 @@ def test_finetuning_endpoints_need_the_admin_key(make_client: Any) -> None:
     assert_error(
         client.post("/v1/admin/models/nope/activate", headers=admin), 404, "model_not_found"
     )
+
+
+def test_jobs_asked_for_before_a_rule_existed_stay_readable(make_client: Any) -> None:
+    """Triplet jobs with micro-batches of 2 ran before they were refused: reading them back
+    through the request rule made every job route answer 500."""
+    client = make_client()
+    state = client.app.state.face
+    with state.sessions.begin() as session:
+        job = jobs_repo.create_job(session, {"loss": "triplet", "micro_batch_size": 2}).id
+        jobs_repo.finish_job(session, job, jobs_repo.SUCCEEDED, from_states=("queued",))
+    listed = client.get("/v1/admin/jobs")
+    assert listed.status_code == 200, listed.text
+    assert [j["params"]["micro_batch_size"] for j in listed.json()["jobs"]] == [2]
+    assert client.get(f"/v1/admin/jobs/{job}").json()["params"]["loss"] == "triplet"

@@ -103,6 +103,8 @@ def test_duplicates_in_either_order_and_self_pairs_are_dropped_by_line(tmp_path:
         "y/1.jpg,x/1.jpg,0",  # line 5: line 3 reversed
         "x/1.jpg,x/1.jpg,1",  # line 6: an image with itself
         "./y/1.jpg,y//1.jpg,1",  # line 7: the same path spelled twice
+        "x/../y/1.jpg,y/1.jpg,1",  # line 8: and once more, through ..
+        "z/../x/2.jpg,x/1.jpg,1",  # line 9: line 2 reversed, through ..
     )
     pairs_file = read_pairs_file(csv, tmp_path)
     assert pairs_file.pairs == [
@@ -110,13 +112,14 @@ def test_duplicates_in_either_order_and_self_pairs_are_dropped_by_line(tmp_path:
         Pair(tmp_path / "x/1.jpg", tmp_path / "y/1.jpg", False),
     ]
     assert read_pairs(csv, tmp_path) == pairs_file.pairs
-    assert [(r.line, r.repeats_line) for r in pairs_file.duplicates] == [(4, 2), (5, 3)]
+    assert [(r.line, r.repeats_line) for r in pairs_file.duplicates] == [(4, 2), (5, 3), (9, 2)]
     assert [(r.line, r.path_a) for r in pairs_file.self_pairs] == [
         (6, tmp_path / "x/1.jpg"),
         (7, tmp_path / "y/1.jpg"),
+        (8, tmp_path / "y/1.jpg"),
     ]
     summary = dropped_summary(pairs_file)
-    assert (summary["rows"], summary["duplicates"], summary["self_pairs"]) == (6, 2, 2)
+    assert (summary["rows"], summary["duplicates"], summary["self_pairs"]) == (8, 3, 3)
     assert summary["duplicate_rows"][1] == {
         "line": 5,
         "repeats_line": 3,

@@ -223,3 +223,19 @@ def test_set_aside_leaves_a_file_another_process_has_set_aside_or_replaced(
     assert store.set_aside() is None
     assert store.load("model@new") is not None
     assert len(list(tmp_path.glob(f"{CALIBRATION_FILE}.unreadable-*"))) == 1
+
+
+def test_more_accepts_than_scores_is_an_unreadable_file(tmp_path: Path) -> None:
+    """Edited by hand: it must pause decisions like any unreadable file, not crash start-up
+    when the FAR is stated."""
+    entry = make_calibration("model@x").model_dump(mode="json")
+    (tmp_path / CALIBRATION_FILE).write_text(
+        json.dumps({"model@x": {**entry, "verify_accepts": 542}})
+    )
+    with pytest.raises(ModelError, match="unreadable"):
+        CalibrationStore(tmp_path).load("model@x")
+    (tmp_path / CALIBRATION_FILE).write_text(
+        json.dumps({"model@x": {**entry, "identify_accepts": 542}})
+    )
+    with pytest.raises(ModelError, match="unreadable"):
+        CalibrationStore(tmp_path).load("model@x")
