@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import multiprocessing
 import os
@@ -16,7 +17,7 @@ from pathlib import Path
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.config import Settings
-from app.gallery import jobs_repo
+from app.gallery import jobs_repo, models_repo
 from app.gallery.orm import Job
 
 log = logging.getLogger(__name__)
@@ -188,6 +189,22 @@ def remove_leftovers(sessions: sessionmaker[Session], models_dir: Path) -> list[
     with sessions() as session:
         leftovers = jobs_repo.ended_without_model(session, names, FINETUNED_DIR)
     for name in leftovers:
+        _forget_vectors(sessions, root / name)
         shutil.rmtree(root / name, ignore_errors=True)
         log.warning("removed %s: its job ended without promoting it", root / name)
     return leftovers
+
+
+def _forget_vectors(sessions: sessionmaker[Session], folder: Path) -> None:
+    """Delete the vectors a job killed mid-promotion wrote under its new version (about
+    2 KB a face), named by its checkpoint; never those of a version that has a model row."""
+    from app.training.checkpoints import METADATA_FILE  # imports torch: only when used
+
+    try:
+        metadata = json.loads((folder / METADATA_FILE).read_text())
+        version = f"{metadata['embedder']}@{metadata['sha256'][:12]}"
+    except (OSError, ValueError, KeyError, TypeError):
+        return  # killed before its checkpoint was complete: it wrote no vectors
+    with sessions.begin() as session:
+        if models_repo.find_model(session, version) is None:
+            models_repo.delete_embeddings(session, version)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -10,10 +11,13 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import func, select
 
-from app.gallery import jobs_repo, models_repo
+from app.gallery import embeddings_repo, jobs_repo, models_repo
+from app.gallery.orm import Embedding, Face
 from tests.api.conftest import assert_error
 from tests.api.finetune.conftest import QUICK_JOB, ClientFactory, wait_for_job
 
@@ -160,14 +164,27 @@ def test_checkpoints_left_by_killed_jobs_are_removed(
         models_repo.ensure_model(
             session, "arcface-mbf@aaaaaaaaaaaa", "arcface-mbf", "a" * 64, weights_path=weights
         )
+        # The killed job had re-embedded the gallery under its version before it died.
+        faces = list(session.scalars(select(Face.id)))
+        vectors = np.eye(len(faces), 512, dtype=np.float32)
+        for version in ("arcface-mbf@aaaaaaaaaaaa", "arcface-mbf@bbbbbbbbbbbb"):
+            embeddings_repo.add_embeddings(session, version, faces, vectors)
     client.__exit__(None, None, None)
     finetuned = tmp_path / "models" / "finetuned"
-    for job_id in (killed, promoted):
+    for job_id, sha in ((killed, "b" * 64), (promoted, "a" * 64)):
         (finetuned / job_id).mkdir(parents=True)
         (finetuned / job_id / "weights.pt").write_bytes(b"14 MB of weights")
+        checkpoint = {"embedder": "arcface-mbf", "sha256": sha}
+        (finetuned / job_id / "checkpoint.json").write_text(json.dumps(checkpoint))
 
     client = finetune_client()  # start-up removes what the killed job left
     assert sorted(p.name for p in finetuned.iterdir()) == [promoted]
+    with client.app.state.face.sessions() as session:  # type: ignore[attr-defined]
+        left = dict(
+            session.execute(select(Embedding.model, func.count()).group_by(Embedding.model)).all()
+        )
+    assert "arcface-mbf@bbbbbbbbbbbb" not in left  # the killed job's vectors went with it
+    assert left["arcface-mbf@aaaaaaaaaaaa"] == len(faces)  # a registered model's stay
 
     # A worker killed mid-promotion, its checkpoint written: reaping it removes the folder.
     job_id = client.post("/v1/admin/finetune", json=QUICK_JOB | {"epochs": 500}).json()["job_id"]
