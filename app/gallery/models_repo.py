@@ -94,6 +94,15 @@ def delete_embeddings(s: Session, version: str) -> None:
     s.execute(delete(Embedding).where(Embedding.model == version))
 
 
+def discard_unregistered(s: Session, version: str) -> bool:
+    """Delete the vectors of a version no model row names (a promotion that never
+    committed); False, deleting nothing, when one does."""
+    if find_model(s, version) is not None:
+        return False
+    delete_embeddings(s, version)
+    return True
+
+
 def _lacks_vector(version: str) -> Any:
     has_vector = exists().where(Embedding.face_id == Face.id, Embedding.model == version)
     return Face.crop.is_not(None) & Face.crop_landmarks.is_not(None) & ~has_vector

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -11,7 +10,7 @@ from app.config import Settings
 from app.evaluation.identification import per_comparison_far
 from app.gallery import repository
 from app.pipeline.embedders import Embedder
-from app.services.calibration import Calibration, CalibrationStore, vouched_far
+from app.services.calibration import Calibration, CalibrationStore, far_over, vouched_far
 from app.state import AppState, Runtime, Thresholds
 
 
@@ -109,7 +108,7 @@ def stranger_far(calibration: Calibration, gallery_size: int) -> float:
     if gallery_size == calibration.gallery_size:
         return calibration.identify_far
     per = per_comparison_far(calibration.identify_far, calibration.gallery_size)
-    return -math.expm1(gallery_size * math.log1p(-per))
+    return far_over(per, gallery_size)
 
 
 def refresh_thresholds(

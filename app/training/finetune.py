@@ -213,9 +213,9 @@ def _promote(
         # activation did commit, and a signal (SIGTERM raises SystemExit anywhere) struck
         # just after: the database then names this model active, and its files must stay.
         with sessions.begin() as session:
-            if models_repo.find_model(session, model.version) is None:
-                models_repo.delete_embeddings(session, model.version)
-                shutil.rmtree(directory, ignore_errors=True)
+            discarded = models_repo.discard_unregistered(session, model.version)
+        if discarded:
+            shutil.rmtree(directory, ignore_errors=True)
         raise
     return result
 

@@ -206,5 +206,4 @@ def _forget_vectors(sessions: sessionmaker[Session], folder: Path) -> None:
     except (OSError, ValueError, KeyError, TypeError):
         return  # killed before its checkpoint was complete: it wrote no vectors
     with sessions.begin() as session:
-        if models_repo.find_model(session, version) is None:
-            models_repo.delete_embeddings(session, version)
+        models_repo.discard_unregistered(session, version)
