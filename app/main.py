@@ -64,6 +64,9 @@ def create_app(settings: Settings | None = None, models: Models | None = None) -
         version="0.1.0",
         description="Self-hosted face detection, verification (1:1) and identification (1:N).",
         lifespan=lifespan,
+        # Starlette's redirect to the path without its slash takes its host from the Host
+        # header, which a client (or whoever sits in front) chooses: answer 404 instead.
+        redirect_slashes=False,
     )
     install_error_handlers(app)
 

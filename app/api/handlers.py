@@ -64,10 +64,14 @@ def _where(problem: dict[str, Any]) -> str:
     return f"body ({rule})" if rule else "body"
 
 
-async def _http(_: Request, exc: Exception) -> JSONResponse:
+async def _http(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     code = _HTTP_CODES.get(exc.status_code, "http_error")
-    return error_response(exc.status_code, code, str(exc.detail))
+    message = str(exc.detail)
+    path = request.url.path
+    if exc.status_code == 404 and len(path) > 1 and path.endswith("/"):
+        message += f"; paths take no trailing slash (try {path.rstrip('/')})"
+    return error_response(exc.status_code, code, message)
 
 
 async def _database(request: Request, exc: Exception) -> JSONResponse:

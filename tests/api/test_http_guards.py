@@ -148,6 +148,24 @@ def test_health_and_readiness_answer_head(client: TestClient) -> None:
         assert response.status_code == 200 and response.content == b""
 
 
+def test_a_trailing_slash_is_a_404_not_a_redirect_to_the_host_header(
+    client: TestClient,
+) -> None:
+    # Starlette would answer 307 with Location built from the Host header the client sent.
+    for method, path in (
+        ("GET", "/v1/subjects/"),
+        ("POST", "/v1/subjects/"),
+        ("GET", "/v1/health/"),
+    ):
+        response = client.request(
+            method, path, headers={"Host": "evil.example"}, follow_redirects=False
+        )
+        assert "location" not in response.headers
+        body = assert_error(response, 404, "not_found")
+        assert path.rstrip("/") in body["message"]
+    assert client.get("/v1/health").status_code == 200
+
+
 def test_a_repeated_content_type_cannot_choose_the_larger_limit(client: TestClient) -> None:
     # FastAPI parses by the first Content-Type; the guard must limit by the same one.
     body = json.dumps({"name": "Ada", "metadata": {"notes": "x" * MAX_JSON_BODY_BYTES}})
