@@ -34,6 +34,8 @@ class Thresholds:
     # The gallery size identify_far is stated for: the live one, in what the calibration's
     # N counts (faces, or subjects with faces), so that the FAR grows with the gallery.
     identify_far_gallery_size: int | None = None
+    # How identify_far was estimated (Calibration.method); None when it is not stated.
+    identify_far_method: str | None = None
 
 
 @dataclass

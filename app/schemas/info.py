@@ -28,6 +28,12 @@ class ThresholdsPublic(BaseModel):
         "(re-counted every 30 s), in faces for a calibration from pairs and in subjects with "
         "faces for one on the gallery. A stranger's chance of a match grows with it.",
     )
+    identify_far_method: str | None = Field(
+        default=None,
+        description="How identify_far was estimated: from impostor scores, adjusted for the "
+        "gallery size on the assumption that comparisons are independent, or from a stranger "
+        "set. Null when no FAR is stated.",
+    )
 
 
 class Info(BaseModel):

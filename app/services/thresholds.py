@@ -49,7 +49,7 @@ def thresholds_from(
     defaults = embedder.default_thresholds
     verify, verify_far, verify_source = defaults.verify, None, "embedder default"
     identify, identify_far, identify_source = defaults.identify, None, "embedder default"
-    identify_size = None
+    identify_size = identify_method = None
     if calibration is not None:
         stamp = f"calibrated {calibration.created_at:%Y-%m-%d} from {calibration.source}"
         # The FARs stated are the targets, but never below the 95% upper bound of what the
@@ -72,11 +72,12 @@ def thresholds_from(
             ),
             stamp,
         )
+        identify_method = calibration.method
     if settings.verify_threshold is not None:
         verify, verify_far, verify_source = settings.verify_threshold, None, "settings"
     if settings.identify_threshold is not None:
         identify, identify_far, identify_source = settings.identify_threshold, None, "settings"
-        identify_size = None
+        identify_size = identify_method = None
     source = (
         verify_source
         if verify_source == identify_source
@@ -89,6 +90,7 @@ def thresholds_from(
         identify_far=identify_far,
         source=source,
         identify_far_gallery_size=identify_size,
+        identify_far_method=identify_method,
     )
 
 

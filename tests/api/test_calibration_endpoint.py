@@ -311,6 +311,7 @@ def test_a_calibration_stored_by_the_command_serves_without_a_restart(
     # Stated for the gallery as it is: empty, so N = 1, not the 3 faces calibrated for.
     assert (now["identify"], now["identify_far_gallery_size"]) == (0.47, 1)
     assert now["identify_far"] == 0.00672  # 1 - 0.98^(1/3), rounded up
+    assert now["identify_far_method"] == "stranger set"
 
     # As the gallery grows, the watcher re-states it (every 30 s; here at once).
     from app.services.promotion import ModelWatcher

@@ -37,6 +37,7 @@ def test_embedder_default_without_calibration(tmp_path: Path, models: Any) -> No
         embedder.default_thresholds.identify,
     )
     assert active.verify_far is None and active.source == "embedder default"
+    assert active.identify_far_method is None
 
 
 def test_calibration_wins_over_default_and_reports_far(tmp_path: Path, models: Any) -> None:
@@ -48,6 +49,7 @@ def test_calibration_wins_over_default_and_reports_far(tmp_path: Path, models: A
     # 1 - (1 - 6e-4)^50 = 0.0296, more than the 0.01 the identify threshold aimed at.
     assert (active.identify, active.identify_far) == (0.44, 0.0296)
     assert active.source.startswith("calibrated")
+    assert active.identify_far_method == "stranger set"  # says how identify_far was found
 
 
 def test_settings_override_a_calibration(tmp_path: Path, models: Any) -> None:
@@ -56,6 +58,8 @@ def test_settings_override_a_calibration(tmp_path: Path, models: Any) -> None:
     assert (active.verify, active.verify_far) == (0.5, None)
     assert (active.identify, active.identify_far) == (0.44, 0.0296)
     assert active.source.startswith("verify: settings; identify: calibrated")
+    overridden = Settings(data_dir=tmp_path, identify_threshold=0.5)
+    assert active_thresholds(overridden, models.embedder).identify_far_method is None
 
 
 def test_identify_far_is_stated_for_the_gallery_as_it_is(tmp_path: Path, models: Any) -> None:
