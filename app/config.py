@@ -77,6 +77,9 @@ class Settings(BaseSettings):
         960, ge=64, description="Images are downscaled to this longest side for detection."
     )
     max_faces: int = Field(20, ge=1, description="Most faces identify analyses in one image.")
+    max_detect_faces: int = Field(
+        100, ge=1, description="Most faces detect reports for one image, the largest first."
+    )
 
     min_face_size: int = Field(32, ge=0, description="Smallest accepted face box side, pixels.")
     min_detection_probability: float = Field(

@@ -39,6 +39,9 @@ class IdentifiedFace(BaseModel):
 
 class IdentifyResult(BaseModel):
     faces: list[IdentifiedFace]
+    faces_found: int = Field(
+        description="Faces detected in the image; the largest, up to max_faces, are identified."
+    )
     threshold: float
     estimated_far: float | None = None
 
@@ -51,6 +54,7 @@ class DetectedFacePublic(BaseModel):
 
 
 class DetectResult(BaseModel):
-    faces: list[DetectedFacePublic]
+    faces: list[DetectedFacePublic] = Field(description="The largest first, up to max_faces.")
+    faces_found: int = Field(description="Faces detected in the image, reported or not.")
     width: int
     height: int

@@ -57,18 +57,27 @@ async def identify(
 ) -> IdentifyResult:
     runtime = state.require_runtime()
     limit = min(max_faces or state.settings.max_faces, state.settings.max_faces)
-    faces, vectors = await state.infer(analyze_all, runtime.pipeline, state.settings, upload, limit)
+    graded, vectors = await state.infer(
+        analyze_all, runtime.pipeline, state.settings, upload, limit
+    )
     # Read once: an admin calibration may replace runtime.thresholds while this request runs.
     active = runtime.decision_thresholds()
     used = active.identify if threshold is None else threshold
-    results = await run_in_threadpool(identify_faces, state, runtime, faces, vectors, top_k, used)
+    results = await run_in_threadpool(
+        identify_faces, state, runtime, graded.faces, vectors, top_k, used
+    )
     far = active.identify_far if threshold is None else None
-    return IdentifyResult(faces=results, threshold=used, estimated_far=far)
+    return IdentifyResult(
+        faces=results, faces_found=graded.found, threshold=used, estimated_far=far
+    )
 
 
-async def detect(state: AppState, upload: Upload) -> DetectResult:
+async def detect(state: AppState, upload: Upload, max_faces: int | None) -> DetectResult:
     runtime = state.require_runtime()
-    image, faces = await state.infer(detect_all, runtime.pipeline, state.settings, upload)
+    ceiling = state.settings.max_detect_faces
+    limit = min(max_faces or ceiling, ceiling)
+    graded = await state.infer(detect_all, runtime.pipeline, state.settings, upload, limit)
+    image = graded.image
     return DetectResult(
         faces=[
             DetectedFacePublic(
@@ -77,8 +86,9 @@ async def detect(state: AppState, upload: Upload) -> DetectResult:
                 landmarks=points_of(face.face.landmarks),
                 quality=quality_public(face),
             )
-            for face in faces
+            for face in graded.faces
         ],
+        faces_found=graded.found,
         width=int(image.shape[1]),
         height=int(image.shape[0]),
     )

@@ -121,20 +121,31 @@ def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+@dataclass(frozen=True)
+class ImageFaces:
+    """The largest faces of an image, graded, and how many were detected in all."""
+
+    image: ImageArray
+    faces: list[AnalyzedFace]
+    found: int
+
+
 def analyze_all(
     pipeline: FacePipeline, settings: Settings, upload: Upload, max_faces: int
-) -> tuple[list[AnalyzedFace], FloatArray]:
+) -> tuple[ImageFaces, FloatArray]:
     """Every face of an image (largest first, at most max_faces), embedded in one pass."""
-    image = load_image(settings, upload)
-    detected = sorted(pipeline.detect(image), key=lambda f: f.width * f.height, reverse=True)
-    if not detected:
-        raise no_face(pipeline, image)
-    faces = pipeline.analyze(image, detected[:max_faces])
-    return faces, pipeline.embed(faces)
+    graded = detect_all(pipeline, settings, upload, max_faces)
+    if not graded.found:
+        raise no_face(pipeline, graded.image)
+    return graded, pipeline.embed(graded.faces)
 
 
 def detect_all(
-    pipeline: FacePipeline, settings: Settings, upload: Upload
-) -> tuple[ImageArray, list[AnalyzedFace]]:
+    pipeline: FacePipeline, settings: Settings, upload: Upload, max_faces: int
+) -> ImageFaces:
+    """The largest `max_faces` faces of an image, graded. Only those are aligned and
+    graded, so a crowd photo costs one detection pass, not a pass per face."""
     image = load_image(settings, upload)
-    return image, pipeline.analyze(image)
+    detected = sorted(pipeline.detect(image), key=lambda f: f.width * f.height, reverse=True)
+    faces = pipeline.analyze(image, detected[:max_faces]) if detected else []
+    return ImageFaces(image=image, faces=faces, found=len(detected))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -167,6 +168,37 @@ def test_detect_reports_every_face(client: TestClient, package_images: Path) -> 
         assert len(face["landmarks"]) == 5 and 0 < face["probability"] <= 1
         assert all(x1 - 5 <= x <= x2 + 5 and y1 - 5 <= y <= y2 + 5 for x, y in face["landmarks"])
     assert (body["width"], body["height"]) == (1237, 800)
+    assert body["faces_found"] == len(body["faces"])  # fewer than the cap: every face
+
+
+def _area(face: dict[str, Any]) -> float:
+    x1, y1, x2, y2 = face["box"]
+    return float((x2 - x1) * (y2 - y1))
+
+
+def test_detect_and_identify_report_the_largest_faces_up_to_max_faces(
+    make_client: ClientFactory, package_images: Path
+) -> None:
+    # A crowd photo costs one detection pass; only the faces reported are aligned and graded.
+    client = make_client(max_detect_faces=5, max_faces=4)
+    players = image(package_images, "players.jpg")
+    everyone = client.post("/v1/detect", files={"image": players}, data={"max_faces": 100}).json()
+    found = everyone["faces_found"]
+    assert found >= 10 and len(everyone["faces"]) == 5  # the setting caps what a client asks
+    areas = [_area(face) for face in everyone["faces"]]
+    assert areas == sorted(areas, reverse=True)
+    fewer = client.post("/v1/detect", files={"image": players}, data={"max_faces": 2}).json()
+    assert fewer["faces"] == everyone["faces"][:2] and fewer["faces_found"] == found
+    identified = client.post("/v1/identify", files={"image": players}).json()
+    assert identified["faces_found"] == found
+    assert [face["box"] for face in identified["faces"]] == [
+        face["box"] for face in everyone["faces"][:4]
+    ]
+    assert_error(
+        client.post("/v1/detect", files={"image": players}, data={"max_faces": 0}),
+        422,
+        "invalid_request",
+    )
 
 
 def test_a_lone_request_never_waits_for_batch_company(

@@ -42,7 +42,9 @@ async def identify(
     image: Annotated[UploadFile, File()],
     top_k: Annotated[int, Form(ge=1, le=100)] = 5,
     top_k_query: Annotated[int | None, Query(alias="top_k", ge=1, le=100)] = None,
-    max_faces: Annotated[int | None, Form(ge=1)] = None,
+    max_faces: Annotated[
+        int | None, Form(ge=1, description="At most this many faces, the largest (FACE_MAX_FACES).")
+    ] = None,
     threshold: Threshold = None,
 ) -> IdentifyResult:
     """Top-k enrolled subjects for every face in the image; `match` is null when unknown."""
@@ -52,6 +54,14 @@ async def identify(
 
 
 @router.post("/detect")
-async def detect(state: StateDep, image: Annotated[UploadFile, File()]) -> DetectResult:
-    """Every face with its box, 5 landmarks, probability and quality report."""
-    return await matching.detect(state, await read_upload(image, state.settings))
+async def detect(
+    state: StateDep,
+    image: Annotated[UploadFile, File()],
+    max_faces: Annotated[
+        int | None,
+        Form(ge=1, description="At most this many faces, the largest (FACE_MAX_DETECT_FACES)."),
+    ] = None,
+) -> DetectResult:
+    """Every face (the largest, up to max_faces) with its box, 5 landmarks, probability and
+    quality report."""
+    return await matching.detect(state, await read_upload(image, state.settings), max_faces)
