@@ -73,6 +73,12 @@ class Settings(BaseSettings):
         20, ge=1, le=1000, description="Most files in one enrolment request (at most 1000)."
     )
     max_image_pixels: int = Field(40_000_000, ge=1, description="Largest decoded image, pixels.")
+    max_pixels_in_flight: int = Field(
+        0,
+        ge=0,
+        description="Most image pixels that running requests hold decoded at once; later "
+        "requests wait their turn. 0: twice max_image_pixels.",
+    )
     detect_max_side: int = Field(
         960, ge=64, description="Images are downscaled to this longest side for detection."
     )
@@ -175,6 +181,10 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'faces.db').resolve()}"
+
+    @property
+    def pixels_in_flight(self) -> int:
+        return self.max_pixels_in_flight or 2 * self.max_image_pixels
 
     @property
     def index_dir(self) -> Path:

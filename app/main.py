@@ -21,6 +21,7 @@ from app.metrics import Metrics
 from app.security import MIN_KEY_LENGTH, KeyRing
 from app.services.inference_pool import InferencePool
 from app.services.maintenance import rebuild_if_needed
+from app.services.pixel_budget import PixelBudget, heap_trimmer
 from app.services.promotion import watch_models
 from app.services.runtime import Models, build_runtime, save_index, settle_heap
 from app.services.threads import inference_workers
@@ -106,6 +107,7 @@ def open_state(settings: Settings, metrics: Metrics, keys: KeyRing) -> AppState:
         engine=engine,
         sessions=sessions,
         pool=InferencePool(inference_workers(settings)),
+        pixels=PixelBudget(settings.pixels_in_flight, trim=heap_trimmer()),
     )
     state.jobs.recover(sessions, settings.models_dir)
     with sessions() as session:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -15,8 +15,10 @@ from app.errors import ModelError, NotReady
 from app.index import FaceIndex
 from app.metrics import Metrics
 from app.pipeline.analyzer import FacePipeline
+from app.pipeline.image_io import header_pixels
 from app.security import KeyRing
 from app.services.inference_pool import InferencePool
+from app.services.pixel_budget import PixelBudget
 from app.training.supervisor import JobSupervisor
 
 T = TypeVar("T")
@@ -75,6 +77,7 @@ class AppState:
     engine: Engine
     sessions: sessionmaker[Session]
     pool: InferencePool
+    pixels: PixelBudget
     # Serialises "DB commit then index update" so the index never diverges from the DB.
     write_lock: threading.Lock = field(default_factory=threading.Lock)
     # One index rebuild at a time (admin or automatic); it builds outside write_lock.
@@ -93,6 +96,12 @@ class AppState:
             raise NotReady(f"The service is not ready: {reason}.")
         return self.runtime
 
-    async def infer(self, fn: Callable[..., T], *args: object) -> T:
-        """Run blocking inference on the bounded inference pool, off the event loop."""
-        return await self.pool.run(fn, *args)
+    async def infer(self, fn: Callable[..., T], *args: object, images: Sequence[bytes] = ()) -> T:
+        """Run blocking inference on the bounded inference pool, off the event loop, once
+        the uploaded `images` it decodes fit in the pixel budget."""
+        limit = self.settings.max_image_pixels  # larger ones are refused before decoding
+        pixels = sum(min(header_pixels(data), limit) for data in images)
+        if not pixels:
+            return await self.pool.run(fn, *args)
+        async with self.pixels.hold(pixels):
+            return await self.pool.run(fn, *args)

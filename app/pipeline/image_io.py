@@ -43,6 +43,19 @@ def check_upload_size(data: bytes, max_bytes: int) -> None:
         )
 
 
+def header_pixels(data: bytes) -> int:
+    """Width x height as the image header states it, without decoding; 0 when the header
+    cannot be read (decode_image then says why)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            with Image.open(io.BytesIO(data), formats=ACCEPTED_FORMATS) as image:
+                width, height = image.size
+        except Exception:
+            return 0
+    return int(width * height)
+
+
 def decode_image(data: bytes, max_pixels: int) -> ImageArray:
     """Decode an uploaded image into an H x W x 3 uint8 RGB array, upright per its EXIF."""
     if not data:

@@ -170,6 +170,11 @@ async def enrol(
     await run_in_threadpool(get_subject, state, subject_id)
     runtime = state.require_runtime()
     enrolment = await state.infer(
-        prepare_enrolment, runtime.pipeline, state.settings, uploads, policy
+        prepare_enrolment,
+        runtime.pipeline,
+        state.settings,
+        uploads,
+        policy,
+        images=[upload.data for upload in uploads],
     )
     return await run_in_threadpool(store_enrolment, state, subject_id, enrolment)

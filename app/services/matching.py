@@ -42,6 +42,7 @@ async def verify(
         uploads,
         policy or "prominent",
         ("image", "image2"),
+        images=[upload.data for upload in uploads],
     )
     if subject_id is not None and gallery is not None:
         probe = probes[0]
@@ -58,7 +59,7 @@ async def identify(
     runtime = state.require_runtime()
     limit = min(max_faces or state.settings.max_faces, state.settings.max_faces)
     graded, vectors = await state.infer(
-        analyze_all, runtime.pipeline, state.settings, upload, limit
+        analyze_all, runtime.pipeline, state.settings, upload, limit, images=[upload.data]
     )
     # Read once: an admin calibration may replace runtime.thresholds while this request runs.
     active = runtime.decision_thresholds()
@@ -76,7 +77,9 @@ async def detect(state: AppState, upload: Upload, max_faces: int | None) -> Dete
     runtime = state.require_runtime()
     ceiling = state.settings.max_detect_faces
     limit = min(max_faces or ceiling, ceiling)
-    graded = await state.infer(detect_all, runtime.pipeline, state.settings, upload, limit)
+    graded = await state.infer(
+        detect_all, runtime.pipeline, state.settings, upload, limit, images=[upload.data]
+    )
     image = graded.image
     return DetectResult(
         faces=[

@@ -20,6 +20,7 @@ from app.pipeline.image_io import (
     decode_png,
     downscale,
     encode_png,
+    header_pixels,
 )
 
 LIMIT = 40_000_000
@@ -105,6 +106,16 @@ def test_pixel_bomb_is_refused_from_the_header() -> None:
     with pytest.raises(errors.ImageTooLarge, match="7000x7000"):
         decode_image(bomb, LIMIT)
     assert time.perf_counter() - started < 0.5
+
+
+def test_header_pixels_reads_the_size_without_decoding(package_images: Path) -> None:
+    # The pixel budget counts an upload by its header, before any decoding.
+    assert header_pixels((package_images / "yaoming.jpg").read_bytes()) == 233 * 287
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a bomb's header is counted, not warned about
+        assert header_pixels(_png_header_only(12_000, 12_000)) == 144_000_000
+    assert header_pixels(b"not an image") == 0
+    assert header_pixels(b"") == 0
 
 
 @pytest.mark.parametrize("side", [10_000, 20_000], ids=["pillow-warning", "pillow-error"])
