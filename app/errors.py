@@ -123,6 +123,12 @@ class ModelNotFound(FaceServiceError):
     code, status_code = "model_not_found", 404
 
 
+class ModelInUse(FaceServiceError):
+    """A model version something still needs (serving, a job, a lineage) can't be deleted."""
+
+    code, status_code = "model_in_use", 409
+
+
 class InsufficientTrainingData(FaceServiceError):
     code, status_code = "insufficient_training_data", 422
 

@@ -63,6 +63,27 @@ def get_model(s: Session, version: str) -> ModelVersion:
     return row
 
 
+def get_model_for_update(s: Session, version: str) -> ModelVersion:
+    """`get_model`, the row locked until commit on PostgreSQL: an activation waits."""
+    row = s.get(ModelVersion, version, with_for_update=True)
+    if row is None:
+        raise ModelNotFound(f"model {version} not found", {"model_id": version})
+    return row
+
+
+def derived_versions(s: Session, version: str) -> list[str]:
+    """The versions fine-tuned from `version` (their base_version), oldest first."""
+    query = select(ModelVersion.id).where(ModelVersion.base_version == version)
+    return list(s.scalars(query.order_by(ModelVersion.created_at)))
+
+
+def delete_model(s: Session, row: ModelVersion) -> None:
+    """Delete a version's vectors and its row; callers first check nothing needs it."""
+    delete_embeddings(s, row.id)
+    s.delete(row)
+    s.flush()
+
+
 def list_models(s: Session) -> list[ModelVersion]:
     return list(s.scalars(select(ModelVersion).order_by(ModelVersion.created_at)))
 

@@ -1,4 +1,4 @@
-"""Model versions for operators: list them with their metrics, and choose which serves."""
+"""Model versions for operators: list them with their metrics, choose which serves, delete."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from app.errors import Conflict
 from app.gallery import models_repo
 from app.gallery.orm import ModelVersion
 from app.schemas.finetune import ModelList, ModelPublic
+from app.services import model_removal
 from app.services.active_model import desired_version, register_packaged
 from app.state import AppState
 
@@ -59,3 +60,21 @@ def activate_model(state: AppState, model_id: str) -> ModelPublic:
         models_repo.activate(session, model_id)
         counts = models_repo.embedding_counts(session)
         return _public(row, model_id, runtime.model_version, counts)
+
+
+def delete_model(state: AppState, model_id: str) -> ModelPublic:
+    """Delete a version nothing needs: vectors and row in one transaction, then its files.
+
+    A crash after the commit leaves only unused files: the checkpoint folder is removed at
+    the next start-up, and an index or calibration entry is keyed by a version never served.
+    """
+    runtime = state.require_runtime()
+    model_removal.check_calibration_readable(state.settings)
+    with state.sessions.begin() as session:
+        row = models_repo.get_model_for_update(session, model_id)
+        model_removal.refuse_deletion(session, row, runtime.model_version)
+        counts = models_repo.embedding_counts(session)
+        deleted = _public(row, "", runtime.model_version, counts)
+        models_repo.delete_model(session, row)
+    model_removal.remove_files(state.settings, model_id, deleted.weights_path)
+    return deleted

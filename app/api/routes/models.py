@@ -1,4 +1,4 @@
-"""Model versions (admin API key): list them, and activate one (promotion or rollback)."""
+"""Model versions (admin API key): list, activate one (promotion or rollback), delete one."""
 
 from __future__ import annotations
 
@@ -24,3 +24,10 @@ def list_models(state: StateDep) -> ModelList:
 def activate_model(model_id: str, state: StateDep) -> ModelPublic:
     """Serve this version (e.g. roll back); the swap follows once its index is ready."""
     return models_admin.activate_model(state, model_id)
+
+
+@router.delete("/models/{model_id}")
+def delete_model(model_id: str, state: StateDep) -> ModelPublic:
+    """Delete a version and its vectors, checkpoint, index files and calibration (409 while
+    anything needs it); answers the record as it was."""
+    return models_admin.delete_model(state, model_id)
