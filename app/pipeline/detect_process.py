@@ -15,17 +15,16 @@
 
 from __future__ import annotations
 
-import gc
 import logging
 import multiprocessing
-import os
-import signal
 import threading
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from app.errors import ModelError
+from app.pipeline.detect_child import serve_detection
+from app.pipeline.watchdog import Watchdog
 
 if TYPE_CHECKING:
     from app.pipeline.detect import DetectionInput, RawDetection
@@ -60,6 +59,7 @@ class DetectionProcess:
         self._conn: Connection | None = None
         self._starting = False  # launched, "ready" not yet read
         self._closed = False
+        self._watchdog = Watchdog(call_timeout_s, self._kill_hung)
         self.starts = 0
 
     def launch(self) -> None:
@@ -84,9 +84,8 @@ class DetectionProcess:
         with self._lock:
             for attempt in (1, 2):
                 conn = self._ensure_started()
-                watchdog = threading.Timer(self.call_timeout_s, self._kill_hung, (self._process,))
-                watchdog.daemon = True
-                watchdog.start()
+                assert self._process is not None
+                self._watchdog.watch(self._process)
                 try:
                     conn.send(inputs)
                     status, payload = conn.recv()
@@ -100,21 +99,22 @@ class DetectionProcess:
                         ) from error
                     log.warning("face detection process stopped (%r); restarting it", error)
                 finally:
-                    watchdog.cancel()
+                    self._watchdog.clear()
         if status != "ok":
             raise RuntimeError(f"face detection failed: {payload}")
         result: list[RawDetection] = payload
         return result
 
     def close(self) -> None:
+        self._watchdog.stop()
         with self._lock:
             self._closed = True
             self._stop()
 
-    def _kill_hung(self, process: BaseProcess | None) -> None:
+    def _kill_hung(self, process: BaseProcess) -> None:
         # Runs on the watchdog's thread while run() waits on the pipe; the kill closes the
         # child's end, so that send() or recv() fails at once.
-        if process is not None and process.is_alive():
+        if process.is_alive():
             log.error(
                 "face detection process %s gave no answer in %.0f s; killing it",
                 process.pid,
@@ -140,7 +140,7 @@ class DetectionProcess:
     def _launch(self) -> None:
         parent, child = self._context.Pipe()
         process = self._context.Process(
-            target=_serve, args=(child, *self.args), name="face-detection", daemon=True
+            target=serve_detection, args=(child, *self.args), name="face-detection", daemon=True
         )
         process.start()
         child.close()
@@ -175,57 +175,3 @@ class DetectionProcess:
             if process.is_alive():
                 process.kill()
                 process.join()
-
-
-def _serve(
-    conn: Connection,
-    device: str,
-    max_side: int,
-    min_face_size: int,
-    torchscript: bool,
-    threads: int,
-) -> None:
-    """The child: build a FaceDetector, then answer batches until the pipe closes."""
-    # Ctrl-C in a terminal reaches the whole process group; the parent shuts down and
-    # closes the pipe, which ends this loop. Without this, the child died mid-batch and the
-    # parent restarted it while shutting down.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    # Set before torch loads: OpenMP reads it once.
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    try:
-        import torch
-
-        from app.pipeline.detect import FaceDetector
-
-        torch.set_num_threads(threads)
-        detector = FaceDetector(torch.device(device), max_side, min_face_size, torchscript)
-        # As the service does (runtime.settle_heap): full collections skip start-up objects.
-        gc.collect()
-        gc.freeze()
-    except Exception as error:  # report it; the parent raises
-        _tell_parent(conn, ("error", f"{type(error).__name__}: {error}"))
-        return
-    if not _tell_parent(conn, ("ready", None)):
-        return
-    while True:
-        try:
-            inputs = conn.recv()
-        except (EOFError, OSError, KeyboardInterrupt):
-            return
-        reply: tuple[str, Any]
-        try:
-            reply = ("ok", detector.run(inputs))
-        except Exception as error:
-            reply = ("error", f"{type(error).__name__}: {error}")
-        if not _tell_parent(conn, reply):
-            return
-
-
-def _tell_parent(conn: Connection, message: tuple[str, Any]) -> bool:
-    """Send `message`; False when the parent has gone (it stopped while this child was
-    starting or working), which ends the child quietly."""
-    try:
-        conn.send(message)
-    except (OSError, ValueError):
-        return False
-    return True
