@@ -115,7 +115,7 @@ def test_serve_says_at_once_when_the_port_is_taken(
 def test_two_services_cannot_share_a_data_folder(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    from app.cli import _lock_data_dir
+    from app.commands.serve import _lock_data_dir
 
     monkeypatch.setenv("FACE_DATA_DIR", str(tmp_path / "data"))
     held = _lock_data_dir(tmp_path / "data")  # as a running service holds it

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from app.cli import settings_table
+from app.commands.show_config import settings_table
 from tests.conftest import REPO
 
 

@@ -12,9 +12,10 @@ from app.commands.file_embeddings import embed_files, load_pipeline
 from app.commands.service_db import existing_database
 from app.config import Settings
 from app.errors import FaceServiceError
+from app.evaluation.far_calibration import MIN_TARGET_FAR, calibrate_far, impostors_needed
 from app.evaluation.identification import open_set_threshold, per_comparison_far
-from app.evaluation.pairs import no_face_summary, rates_at, read_pairs, score_pairs
-from app.evaluation.verification import MIN_TARGET_FAR, calibrate_far, impostors_needed
+from app.evaluation.pair_scores import no_face_summary, rates_at, score_pairs
+from app.evaluation.pairs import read_pairs
 from app.gallery import repository
 from app.pipeline.analyzer import FacePipeline
 from app.services.calibration import (

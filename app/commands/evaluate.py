@@ -21,14 +21,8 @@ from app.commands.evaluate_inputs import (
 from app.commands.file_embeddings import embed_files, load_pipeline
 from app.config import Settings
 from app.errors import FaceServiceError
-from app.evaluation.pairs import (
-    PairsFile,
-    accuracy_at,
-    dropped_summary,
-    no_face_summary,
-    rates_at,
-    score_pairs,
-)
+from app.evaluation.pair_scores import accuracy_at, no_face_summary, rates_at, score_pairs
+from app.evaluation.pairs import PairsFile, dropped_summary
 from app.evaluation.verification import plot_roc, verification_report
 from app.pipeline.analyzer import FacePipeline
 

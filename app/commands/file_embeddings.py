@@ -12,7 +12,7 @@ from tqdm import tqdm
 from app.commands.service_db import existing_database
 from app.config import Settings
 from app.errors import FaceServiceError
-from app.evaluation.pairs import Embeddings
+from app.evaluation.pair_scores import Embeddings
 from app.gallery import models_repo
 from app.pipeline.analyzer import AnalyzedFace, FacePipeline
 from app.pipeline.embedders import Embedder

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from app.evaluation.verification import (
+from app.evaluation.far_calibration import (
     MIN_TARGET_FAR,
     calibrate_far,
     far_reliability,

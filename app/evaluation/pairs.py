@@ -1,4 +1,4 @@
-"""Labelled image pairs: read the CSV (each pair once), score them, apply the no-face rule."""
+"""Labelled image pairs: read the CSV, each pair once, and say which rows were dropped."""
 
 from __future__ import annotations
 
@@ -8,20 +8,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-import numpy as np
-import numpy.typing as npt
-
-from app.pipeline.types import FloatArray
-
-# One unit vector per image, or None where no face was detected.
-Embeddings = dict[Path, FloatArray | None]
-
-NO_FACE_RULE = (
-    "Pairs where either image has no detectable face are excluded from the metrics and "
-    "reported separately; accuracy_counting_failures_as_errors counts every excluded pair "
-    "as wrong."
-)
 
 DROP_RULE = (
     "A row that repeats an earlier pair, in the same or the reverse order, is dropped and the "
@@ -63,25 +49,6 @@ class PairsFile:
     @property
     def rows(self) -> int:
         return len(self.pairs) + len(self.duplicates) + len(self.self_pairs)
-
-
-@dataclass(frozen=True)
-class ScoredPairs:
-    """Cosine scores of the pairs whose images both have a face, and what was left out."""
-
-    scores: npt.NDArray[np.float64]
-    labels: npt.NDArray[np.int64]
-    excluded_genuine: int
-    excluded_impostor: int
-
-    @property
-    def excluded(self) -> int:
-        return self.excluded_genuine + self.excluded_impostor
-
-    @property
-    def impostor_scores(self) -> npt.NDArray[np.float64]:
-        impostors: npt.NDArray[np.float64] = self.scores[self.labels == 0]
-        return impostors
 
 
 def read_pairs(csv_path: Path, root: Path) -> list[Pair]:
@@ -162,66 +129,4 @@ def dropped_summary(pairs_file: PairsFile) -> dict[str, Any]:
         ],
         "self_pairs": len(pairs_file.self_pairs),
         "self_pair_rows": [{"line": r.line, "path": str(r.path_a)} for r in pairs_file.self_pairs],
-    }
-
-
-def score_pairs(pairs: Sequence[Pair], embeddings: Embeddings) -> ScoredPairs:
-    """Cosine similarity of each pair with a face on both sides (vectors are unit length)."""
-    scores: list[float] = []
-    labels: list[int] = []
-    excluded = {True: 0, False: 0}
-    for pair in pairs:
-        a, b = embeddings[pair.path_a], embeddings[pair.path_b]
-        if a is None or b is None:
-            excluded[pair.same] += 1
-            continue
-        scores.append(float(np.dot(a.astype(np.float64), b.astype(np.float64))))
-        labels.append(int(pair.same))
-    return ScoredPairs(
-        scores=np.asarray(scores, dtype=np.float64),
-        labels=np.asarray(labels, dtype=np.int64),
-        excluded_genuine=excluded[True],
-        excluded_impostor=excluded[False],
-    )
-
-
-def accuracy_at(scored: ScoredPairs, threshold: float, failures_as_errors: bool = False) -> float:
-    """Accuracy at `threshold`; with failures_as_errors every excluded pair counts as wrong."""
-    correct = int(np.sum((scored.scores >= threshold) == (scored.labels == 1)))
-    total = scored.scores.size + (scored.excluded if failures_as_errors else 0)
-    return correct / total if total else 0.0
-
-
-def rates_at(scored: ScoredPairs, threshold: float) -> dict[str, Any]:
-    """False-accept and false-reject rates of the scored pairs at one threshold."""
-    accepted = scored.scores >= threshold
-    genuine, impostor = scored.labels == 1, scored.labels == 0
-    false_accepts, false_rejects = (
-        int(np.sum(accepted & impostor)),
-        int(np.sum(~accepted & genuine)),
-    )
-    return {
-        "threshold": threshold,
-        "far": false_accepts / max(int(impostor.sum()), 1),
-        "frr": false_rejects / max(int(genuine.sum()), 1),
-        "false_accepts": false_accepts,
-        "false_rejects": false_rejects,
-        "impostors": int(impostor.sum()),
-        "genuine": int(genuine.sum()),
-    }
-
-
-def no_face_summary(
-    pairs: Sequence[Pair], embeddings: Embeddings, scored: ScoredPairs
-) -> dict[str, Any]:
-    missing = sorted(str(path) for path, vector in embeddings.items() if vector is None)
-    return {
-        "rule": NO_FACE_RULE,
-        "images": len(embeddings),
-        "images_without_face": len(missing),
-        "paths": missing,
-        "pairs": len(pairs),
-        "pairs_excluded": scored.excluded,
-        "genuine_excluded": scored.excluded_genuine,
-        "impostor_excluded": scored.excluded_impostor,
     }

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -12,38 +11,10 @@ import numpy.typing as npt
 from sklearn.metrics import roc_auc_score, roc_curve
 from sklearn.model_selection import StratifiedKFold
 
+from app.evaluation.far_calibration import calibrate_far, far_reliability
+
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
-
-# A FAR measured on fewer than ~10 expected false accepts is mostly noise.
-MIN_EXPECTED_FALSE_ACCEPTS = 10
-
-# The smallest target FAR calibration accepts. Measuring it would take 10^10 impostor pairs;
-# far smaller ones overflow the arithmetic (1/FAR) or underflow to 0 per comparison.
-MIN_TARGET_FAR = 1e-9
-
-# How far above the highest score it must reject a calibrated threshold sits, at most. The
-# service scores in float32 (FAISS or numpy), which rounds differently from the float64
-# scores here by about 1e-7: a threshold one float64 step above an impostor's score let
-# that impostor through in the service.
-SCORE_MARGIN = 1e-6
-
-
-def impostors_needed(far: float) -> int:
-    """Impostor scores needed to expect MIN_EXPECTED_FALSE_ACCEPTS false accepts at `far`."""
-    return math.ceil(MIN_EXPECTED_FALSE_ACCEPTS / far - 1e-9)
-
-
-@dataclass(frozen=True)
-class FarCalibration:
-    """A threshold calibrated on impostor scores and how well the data supports it."""
-
-    threshold: float
-    far_actual: float
-    impostors: int
-    # True when target_far < 1/impostors: no observed impostor may pass, so the
-    # threshold sits just above the highest impostor score and the FAR is unmeasured.
-    below_resolution: bool
 
 
 @dataclass(frozen=True)
@@ -114,84 +85,6 @@ def kfold_accuracy(
         accuracies.append(float(np.mean((s[test] >= threshold) == (y[test] == 1))))
         thresholds.append(threshold)
     return float(np.mean(accuracies)), float(np.std(accuracies)), thresholds
-
-
-def calibrate_far(impostor_scores: npt.ArrayLike, target_far: float) -> FarCalibration:
-    """The smallest threshold that lets at most `target_far` of impostors through.
-
-    With impostors sorted high to low, at most k = floor(target_far * n) may pass, so the
-    threshold sits above the (k+1)-th highest score: SCORE_MARGIN above it, or halfway to
-    the next higher score where that is closer (then the margin can shrink to about the
-    float32 rounding it is there to cover: such close scores cannot be split reliably).
-    Ties are never split: if that score is shared with higher-ranked ones they are all
-    rejected, so the achieved FAR is the largest attainable fraction <= target_far
-    (possibly below it). When target_far < 1/n, k = 0 and the threshold sits just above
-    the maximum impostor score with `below_resolution` set.
-
-    Scores are cosines, clipped to [-1, 1] (float32 gives 1.0000001 for one image against
-    itself), and the threshold never exceeds 1: an impostor pair of two identical images
-    (one photo enrolled under two subjects) passes any threshold, and `far_actual` says so.
-    """
-    if not 0.0 < target_far < 1.0:  # per-comparison rates may lie below MIN_TARGET_FAR
-        raise ValueError(f"a target FAR must lie in (0, 1), got {target_far}")
-    imp = np.sort(np.asarray(impostor_scores, dtype=np.float64).ravel())[::-1]
-    if imp.size == 0 or not np.all(np.isfinite(imp)):
-        raise ValueError("need at least one finite impostor score")
-    imp = np.clip(imp, -1.0, 1.0)
-    allowed = allowed_accepts(target_far, imp.size)
-    rejected = float(imp[allowed])  # allowed < n, as target_far < 1
-    higher = imp[:allowed][imp[:allowed] > rejected]  # sorted: the last is the next score up
-    threshold = rejected + SCORE_MARGIN
-    if higher.size:
-        threshold = min(threshold, (rejected + float(higher[-1])) / 2)
-    threshold = min(max(threshold, float(np.nextafter(rejected, np.inf))), 1.0)
-    far_actual = float(np.mean(imp >= threshold))
-    return FarCalibration(threshold, far_actual, int(imp.size), below_resolution=allowed == 0)
-
-
-def allowed_accepts(target_far: float, n: int) -> int:
-    """The most of `n` impostors that may pass for a FAR of at most `target_far`: k with
-    k / n <= target_far, computed on the quotients, so that 0.57 * 100 = 56.99... loses no
-    accept and a target a hair below 1/100 gains none."""
-    k = math.floor(target_far * n)
-    while (k + 1) / n <= target_far:
-        k += 1
-    while k > 0 and k / n > target_far:
-        k -= 1
-    return k
-
-
-def threshold_for_far(impostor_scores: npt.ArrayLike, target_far: float) -> float:
-    """Threshold with a fraction of impostor scores >= it of at most target_far.
-
-    See `calibrate_far` for ties and for target_far < 1/len (just above the max impostor
-    score); call it directly to get the `below_resolution` flag.
-    """
-    return calibrate_far(impostor_scores, target_far).threshold
-
-
-def far_reliability(
-    cal: FarCalibration, far: float, counted: str, one: str, metric: str
-) -> tuple[bool, str]:
-    """Whether `cal` rests on enough impostors to measure `far`, and a sentence saying so.
-
-    One rule for every rate calibrated on impostors (TAR for pairs, DIR for strangers), so
-    a figure from too few of them is flagged the same way wherever it is reported.
-    `counted` names the impostors in the plural, `one` in the singular.
-    """
-    needed = impostors_needed(far)
-    reliable = cal.impostors >= needed
-    if reliable:
-        note = f"{cal.impostors} {counted}; FAR={far:g} is measurable (needs >= {needed})."
-    else:
-        note = (
-            f"Only {cal.impostors} {counted}: FAR={far:g} needs at least {needed} "
-            f"to see about {MIN_EXPECTED_FALSE_ACCEPTS} false accepts, so this {metric} "
-            "is unreliable."
-        )
-    if cal.below_resolution:
-        note += f" No {one} may pass, so the threshold is just above the highest {one} score."
-    return reliable, note
 
 
 def tar_at_far(scores: npt.ArrayLike, labels: npt.ArrayLike, far: float) -> FarPoint:

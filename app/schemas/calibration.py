@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.evaluation.verification import MIN_TARGET_FAR
+from app.evaluation.far_calibration import MIN_TARGET_FAR
 from app.schemas.info import ThresholdsPublic
 
 

@@ -19,8 +19,8 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError,
 from scipy.stats import beta
 
 from app.errors import ModelError
+from app.evaluation.far_calibration import allowed_accepts
 from app.evaluation.identification import per_comparison_far
-from app.evaluation.verification import allowed_accepts
 
 CALIBRATION_FILE = "calibration.json"
 

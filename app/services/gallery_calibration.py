@@ -7,9 +7,9 @@ import logging
 import numpy as np
 
 from app.errors import CalibrationNotFound, InsufficientCalibrationData, ModelError
+from app.evaluation.far_calibration import FarCalibration, calibrate_far, impostors_needed
 from app.evaluation.gallery_scores import GalleryScores, score_gallery
 from app.evaluation.identification import open_set_threshold, per_comparison_far
-from app.evaluation.verification import FarCalibration, calibrate_far, impostors_needed
 from app.gallery import embeddings_repo, repository
 from app.schemas.calibration import CalibrateParams, CalibrationPublic, CalibrationResult
 from app.schemas.info import ThresholdsPublic

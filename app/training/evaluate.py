@@ -11,8 +11,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from app.evaluation.far_calibration import impostors_needed
 from app.evaluation.pairs import Pair, read_pairs
-from app.evaluation.verification import impostors_needed, verification_report
+from app.evaluation.verification import verification_report
 from app.pipeline.analyzer import FacePipeline
 from app.pipeline.embedders import Embedder
 from app.pipeline.image_io import decode_image

@@ -8,7 +8,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy.stats import binomtest
 
-from app.evaluation.verification import calibrate_far
+from app.evaluation.far_calibration import calibrate_far
 from app.pipeline.types import FloatArray
 
 # The FAR at which probes are verified, as pair_metrics' TAR is measured.

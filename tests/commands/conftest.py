@@ -13,7 +13,7 @@ import pytest
 from app.commands import calibrate, evaluate
 from app.commands.file_embeddings import embed_files
 from app.config import Settings
-from app.evaluation.pairs import Embeddings
+from app.evaluation.pair_scores import Embeddings
 from app.pipeline.analyzer import FacePipeline
 from app.services.runtime import quality_limits
 

@@ -9,7 +9,8 @@ import pytest
 
 from app.commands import calibrate
 from app.config import Settings
-from app.evaluation.pairs import Embeddings, read_pairs, score_pairs
+from app.evaluation.pair_scores import Embeddings, score_pairs
+from app.evaluation.pairs import read_pairs
 from app.gallery import repository
 from app.gallery.db import make_engine, make_session_factory, migrate
 from app.pipeline.analyzer import FacePipeline

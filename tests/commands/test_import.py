@@ -25,12 +25,9 @@ from fastapi.testclient import TestClient
 
 from app.cli import main
 from app.commands.gallery_client import RetryPolicy, ServiceError
-from app.commands.import_faces import (
-    ImportStopped,
-    ImportSummary,
-    import_directory,
-    scan_directory,
-)
+from app.commands.import_faces import ImportStopped, import_directory
+from app.commands.import_files import scan_directory
+from app.commands.import_report import ImportSummary
 from app.config import Settings
 from app.main import create_app
 from tests.api.conftest import enrol, new_subject, open_client
@@ -339,7 +336,8 @@ def test_scan_takes_every_format_the_service_reads_and_reports_broken_links(
 ) -> None:
     from functools import partial
 
-    from app.commands.import_faces import ReportRow, Stop, _import_file
+    from app.commands.album_import import _import_file
+    from app.commands.import_report import ReportRow, Stop
 
     folder = tmp_path / "photos" / "ada"
     folder.mkdir(parents=True)

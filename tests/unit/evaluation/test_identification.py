@@ -3,12 +3,12 @@
 import numpy as np
 import pytest
 
+from app.evaluation.far_calibration import threshold_for_far
 from app.evaluation.identification import (
     open_set_dir_at_far,
     open_set_threshold,
     rank_k_accuracy,
 )
-from app.evaluation.verification import threshold_for_far
 
 # Four known probes against gallery subjects 0, 1, 2. True subject's rank:
 KNOWN = [

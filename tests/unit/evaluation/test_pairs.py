@@ -7,16 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from app.evaluation.pairs import (
-    Embeddings,
-    Pair,
-    accuracy_at,
-    dropped_summary,
-    rates_at,
-    read_pairs,
-    read_pairs_file,
-    score_pairs,
-)
+from app.evaluation.pair_scores import Embeddings, accuracy_at, rates_at, score_pairs
+from app.evaluation.pairs import Pair, dropped_summary, read_pairs, read_pairs_file
 
 A, B, C, D = (Path(name) for name in "abcd")
 # Unit vectors with cosines a.b = 0.8, a.c = 0.6, b.c = 0.48.

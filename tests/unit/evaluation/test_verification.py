@@ -5,16 +5,18 @@ import json
 import numpy as np
 import pytest
 
-from app.evaluation.verification import (
+from app.evaluation.far_calibration import (
     SCORE_MARGIN,
     allowed_accepts,
-    best_threshold,
     calibrate_far,
+    threshold_for_far,
+)
+from app.evaluation.verification import (
+    best_threshold,
     eer,
     kfold_accuracy,
     plot_roc,
     tar_at_far,
-    threshold_for_far,
     verification_report,
 )
 
