@@ -14,10 +14,12 @@ from pydantic.fields import FieldInfo
 from tqdm import tqdm
 
 from app.config import Settings
+from app.errors import FaceServiceError
 from app.gallery import jobs_repo
 from app.gallery.db import make_engine, make_session_factory, migrate
 from app.schemas.finetune import FinetuneParams, FinetuneRequest, JobProgress
 from app.services.finetune import job_public
+from app.training.admission import queue_job
 from app.training.supervisor import end_abandoned, this_process
 from app.training.worker import exit_on_sigterm, run_job
 
@@ -60,12 +62,12 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     sessions = make_session_factory(engine)
     for ended in end_abandoned(sessions, settings.models_dir):  # its process is gone
         print(f"job {ended} ended: the process that ran it is gone", file=sys.stderr)
-    with sessions.begin() as session:
-        running = jobs_repo.active_job(session)
-        if running is not None:
-            print(f"job {running.id} is {running.state}; one runs at a time", file=sys.stderr)
-            return 1
-        job_id = jobs_repo.create_job(session, params.model_dump(), this_process()).id
+    try:  # the checks and errors of POST /v1/admin/finetune
+        job_id = queue_job(settings, sessions, params, this_process())
+    except FaceServiceError as error:
+        print(f"{error.code}: {error.message}", file=sys.stderr)
+        engine.dispose()
+        return 1
     bar = tqdm(desc="fine-tuning", unit="step", file=sys.stderr, dynamic_ncols=True)
 
     def show(progress: JobProgress) -> None:

@@ -6,14 +6,16 @@ from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 from sqlalchemy import exists, func, literal, or_, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from app.errors import JobNotFound
+from app.errors import JobNotFound, JobRunning
 from app.gallery.orm import Job, ModelVersion, utcnow
 
 QUEUED, RUNNING, CANCELLING = "queued", "running", "cancelling"
 SUCCEEDED, FAILED, CANCELLED, INTERRUPTED = "succeeded", "failed", "cancelled", "interrupted"
-# States in which a job still holds the (single) training slot.
+# States in which a job still holds the (single) training slot. Migration 0005's unique
+# index lists them too: changing them needs a migration.
 ACTIVE_STATES = (QUEUED, RUNNING, CANCELLING)
 
 
@@ -35,13 +37,33 @@ def database_now(s: Session) -> datetime:
 
 
 def create_job(s: Session, params: dict[str, Any], owner: Owner | None = None) -> Job:
+    """A queued job; JobRunning if another holds the slot, however recently it was queued.
+
+    Raised with no details when the database refuses the row (migration 0005's index): a
+    process sharing the database queued one between `refuse_if_running` and this insert.
+    The transaction is then unusable; the caller's rollback ends it."""
     job = Job(state=QUEUED, params=dict(params), progress={})
     if owner is not None:
         job.owner_host, job.owner_pid = owner
         job.heartbeat_at = database_now(s)
     s.add(job)
-    s.flush()
+    try:
+        s.flush()
+    except IntegrityError as error:  # the id is a fresh uuid4: the index is what refused
+        raise JobRunning(
+            "Another fine-tuning job was queued at the same moment; one runs at a time."
+        ) from error
     return job
+
+
+def refuse_if_running(s: Session) -> None:
+    """JobRunning, naming the job, while one is queued, running or cancelling."""
+    running = active_job(s)
+    if running is not None:
+        raise JobRunning(
+            f"Job {running.id} is {running.state}; one fine-tuning job runs at a time.",
+            details={"job_id": running.id, "state": running.state},
+        )
 
 
 def get_job(s: Session, job_id: str) -> Job:

@@ -18,6 +18,7 @@ from sqlalchemy import (
     String,
     Text,
     TypeDecorator,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, validates
 
@@ -157,6 +158,18 @@ class Job(Base):
     """A fine-tuning run; the worker process writes its progress and result as JSON."""
 
     __tablename__ = "jobs"
+    # At most one job holds the training slot, even when several processes (service
+    # workers, the command line) share the database: a second row in an active state is a
+    # unique violation (migration 0005). The states are jobs_repo.ACTIVE_STATES.
+    __table_args__ = (
+        Index(
+            "uq_jobs_one_active",
+            "slot",
+            unique=True,
+            sqlite_where=text("state IN ('queued', 'running', 'cancelling')"),
+            postgresql_where=text("state IN ('queued', 'running', 'cancelling')"),
+        ),
+    )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_job_id)
     state: Mapped[str] = mapped_column(String(20), index=True)
@@ -173,3 +186,5 @@ class Job(Base):
     owner_host: Mapped[str | None] = mapped_column(String(255), nullable=True)
     owner_pid: Mapped[int | None] = mapped_column(Integer, nullable=True)
     heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # 1 on every row; the partial unique index above makes it the slot an active job holds.
+    slot: Mapped[int] = mapped_column(Integer, default=1, server_default=text("1"))

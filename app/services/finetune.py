@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import torch
 
-from app.errors import InsufficientTrainingData, InvalidRequest, JobFinished, JobRunning
-from app.gallery import jobs_repo, models_repo
+from app.errors import InvalidRequest, JobFinished
+from app.gallery import jobs_repo
 from app.gallery.orm import Job
 from app.schemas.finetune import FinetuneParams, JobAccepted, JobList, JobPublic
 from app.state import AppState
+from app.training.admission import queue_job
 from app.training.supervisor import end_abandoned, this_process
 
 _ENDED_EARLY = (jobs_repo.FAILED, jobs_repo.CANCELLED, jobs_repo.INTERRUPTED)
@@ -35,27 +36,17 @@ def job_public(job: Job) -> JobPublic:
 
 
 def start_finetune(state: AppState, params: FinetuneParams) -> JobAccepted:
-    """Queue a job and spawn its training process; one job at a time (409 otherwise)."""
+    """Queue a job and spawn its training process; one job at a time (409 otherwise).
+
+    What the job would be refused for that the database can tell now is refused here, with
+    the same error, rather than after the 202 as a failed job."""
     state.require_runtime()
     _check_device(params.device)
     with state.jobs.lock:
         state.jobs.reap(state.sessions)
         # A job whose process is gone (a command line killed with kill -9) holds no slot.
         end_abandoned(state.sessions, state.settings.models_dir)
-        with state.sessions.begin() as session:
-            running = jobs_repo.active_job(session)
-            if running is not None:
-                raise JobRunning(
-                    f"Job {running.id} is {running.state}; one fine-tuning job runs at a time.",
-                    details={"job_id": running.id, "state": running.state},
-                )
-            subjects = models_repo.trainable_subjects(session)
-            if subjects < 2:
-                raise InsufficientTrainingData(
-                    "Fine-tuning needs at least two subjects with two or more stored face "
-                    f"crops each; the gallery has {subjects}."
-                )
-            job_id = jobs_repo.create_job(session, params.model_dump(), this_process()).id
+        job_id = queue_job(state.settings, state.sessions, params, this_process())
         try:
             state.jobs.spawn(state.settings, job_id)
         except Exception as error:

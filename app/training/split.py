@@ -6,10 +6,11 @@ import hashlib
 from dataclasses import dataclass, field
 
 import numpy as np
+import numpy.typing as npt
 from scipy.sparse.csgraph import connected_components
 from sqlalchemy.orm import Session
 
-from app.errors import InsufficientTrainingData
+from app.errors import InsufficientTrainingData, InvalidRequest
 from app.gallery import models_repo
 from app.gallery.orm import Job
 from app.pipeline.types import FloatArray
@@ -66,7 +67,7 @@ def split_faces(
     is the probe itself. Setting it aside rather than moving the group keeps every face's
     side fixed even as groups change with enrolments or with a fine-tuned serving model.
     """
-    held = np.array([held_out(int(i), fraction) for i in face_ids], dtype=bool)
+    held = _held_out_mask(face_ids, fraction)
     groups = near_duplicate_groups(labels, vectors)
     has_training_face = np.zeros(int(groups.max()) + 1 if len(groups) else 0, dtype=bool)
     has_training_face[groups[~held]] = True
@@ -76,14 +77,31 @@ def split_faces(
         validation=np.flatnonzero(validation),
         set_aside=np.flatnonzero(held & ~validation),
     )
-    subjects = len(np.unique(labels[split.train]))
-    if subjects < 2 or len(split.validation) == 0:
+    _refuse_too_few(fraction, len(split.validation), len(np.unique(labels[split.train])))
+    return split
+
+
+def check_splittable(face_ids: IntArray, labels: IntArray, fraction: float) -> None:
+    """Refuse, from face ids alone, a gallery that `split_faces` is sure to refuse.
+
+    Setting near-duplicates aside (which needs vectors) only shrinks validation, so this
+    refuses no gallery that `split_faces` would accept.
+    """
+    held = _held_out_mask(face_ids, fraction)
+    _refuse_too_few(fraction, int(held.sum()), len(np.unique(labels[~held])))
+
+
+def _held_out_mask(face_ids: IntArray, fraction: float) -> npt.NDArray[np.bool_]:
+    return np.array([held_out(int(i), fraction) for i in face_ids], dtype=bool)
+
+
+def _refuse_too_few(fraction: float, validation: int, subjects: int) -> None:
+    if subjects < 2 or validation == 0:
         raise InsufficientTrainingData(
-            f"With validation_fraction={fraction}, the split holds out {len(split.validation)} "
+            f"With validation_fraction={fraction}, the split holds out {validation} "
             f"faces and leaves {subjects} subjects to train on; fine-tuning needs at least one "
             "held-out face and two subjects to train on."
         )
-    return split
 
 
 def training_only(faces: GalleryFaces, split: Split) -> tuple[GalleryFaces, Split]:
@@ -119,6 +137,19 @@ def lineage_validation_fraction(session: Session, version: str) -> float | None:
         base = model.base_version
         model = models_repo.find_model(session, base) if base else None
     return min(fractions, default=None)
+
+
+def check_fraction(session: Session, version: str, fraction: float) -> None:
+    """Refuse a validation_fraction larger than any used to train `version` or its bases:
+    the extra held-out faces would be faces one of them trained on."""
+    ceiling = lineage_validation_fraction(session, version)
+    if ceiling is not None and fraction > ceiling:
+        raise InvalidRequest(
+            f"validation_fraction {fraction} is larger than {ceiling}, used to fine-tune "
+            f"{version} or a model it was fine-tuned from, so validation would include faces "
+            f"it trained on. Use at most {ceiling}, or activate the packaged model first.",
+            {"validation_fraction": fraction, "lineage_validation_fraction": ceiling},
+        )
 
 
 def validation_pairs(labels: IntArray, validation: IntArray) -> tuple[IntArray, IntArray, IntArray]:

@@ -178,7 +178,7 @@ def remove_leftovers(sessions: sessionmaker[Session], models_dir: Path) -> list[
     """Delete the checkpoint folders of jobs that ended without a model row pointing to
     them (a job killed mid-promotion). A folder of an unfinished job, of a registered
     model, or not named after a job of this database is left alone."""
-    from app.training.finetune import FINETUNED_DIR  # imports the pipeline: only when used
+    from app.training.promote import FINETUNED_DIR  # imports the pipeline: only when used
 
     root = models_dir / FINETUNED_DIR
     if not root.is_dir():

@@ -17,6 +17,7 @@ from app.gallery.db import make_engine, make_session_factory, migrate
 from app.pipeline.analyzer import FacePipeline
 from app.pipeline.image_io import decode_image
 from app.services.recognition import points_of
+from tests.unit.training.test_admission import store_faces
 
 PEOPLE = ("amy", "penny", "raj")
 
@@ -91,7 +92,7 @@ def test_a_foreground_run_promotes_and_prints_the_job(
     with sessions.begin() as session:
         jobs_repo.create_job(session, {})
     assert finetune.run(args, settings) == 1
-    assert "one runs at a time" in capsys.readouterr().err
+    assert "job_running: " in capsys.readouterr().err
 
 
 def test_sigterm_ends_a_foreground_job_as_interrupted(
@@ -108,6 +109,7 @@ def test_sigterm_ends_a_foreground_job_as_interrupted(
         os.kill(os.getpid(), signal.SIGTERM)  # the real signal, through the real handler
         raise AssertionError("SIGTERM did not stop the job")
 
+    store_faces(sessions, [3, 3, 3])  # what the checks before a job ask for
     monkeypatch.setattr(finetune, "run_job", terminated_mid_job)
     before = signal.getsignal(signal.SIGTERM)
     args = build_parser().parse_args(["finetune", "--epochs", "1", "--device", "cpu"])
@@ -132,6 +134,7 @@ def test_a_job_whose_process_is_gone_does_not_block_the_next(
 
     from app.training.supervisor import this_host
 
+    store_faces(sessions, [3, 3, 3])
     killed = subprocess.Popen([sys.executable, "-c", "pass"])
     killed.wait()
     with sessions.begin() as session:
@@ -192,3 +195,36 @@ def test_a_signal_just_after_the_activation_commit_keeps_the_model(
         assert active is not None and active.id == job.result["model_id"]
         assert models_repo.count_crops_missing(session, active.id) == 0  # vectors kept
         assert (settings.models_dir / active.weights_path).is_file()  # checkpoint kept
+
+
+@pytest.mark.parametrize(
+    ("faces", "flags", "refusal"),
+    [
+        ([3, 1], [], "insufficient_training_data: Fine-tuning needs at least two subjects"),
+        # Face ids 1-9: none is held out at this fraction, so nothing would be validated.
+        ([3, 3, 3], ["--validation-fraction", "0.01"], "holds out 0 faces"),
+        ([3, 3, 3], ["--validation-fraction", "0.5"], "invalid_request: validation_fraction 0.5"),
+    ],
+)
+def test_what_the_job_would_fail_for_is_refused_before_it_starts(
+    settings: Settings,
+    sessions: sessionmaker[Session],
+    capsys: pytest.CaptureFixture[str],
+    faces: list[int],
+    flags: list[str],
+    refusal: str,
+) -> None:
+    """The job used to start, load the model and its gallery, then fail."""
+    store_faces(sessions, faces)
+    with sessions.begin() as session:  # the serving model was trained holding out 0.25
+        trained_by = jobs_repo.create_job(session, {"validation_fraction": 0.25}).id
+        jobs_repo.finish_job(session, trained_by, jobs_repo.SUCCEEDED)
+        models_repo.ensure_model(
+            session, "arcface-mbf@tuned", "arcface-mbf", "1" * 64, job_id=trained_by
+        )
+        models_repo.activate(session, "arcface-mbf@tuned")
+    args = build_parser().parse_args(["finetune", "--device", "cpu", *flags])
+    assert finetune.run(args, settings) == 1
+    assert refusal in capsys.readouterr().err
+    with sessions() as session:
+        assert [job.id for job in jobs_repo.list_jobs(session)] == [trained_by]

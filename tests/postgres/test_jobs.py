@@ -7,9 +7,21 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from app.config import Settings
+from app.gallery.db import make_engine, make_session_factory, migrate
 from tests.api.conftest import assert_error, open_client
 from tests.api.finetune.conftest import QUICK_JOB
 from tests.api.finetune.test_abandoned import job_of, kill_9, start_stand_in
+
+# Collected again here, where the `db_url` fixture names a PostgreSQL database.
+from tests.unit.gallery.test_one_active_job import (  # noqa: F401
+    test_a_job_queued_behind_the_checks_back_is_refused,
+    test_migration_0005_ends_all_active_jobs_but_the_last_to_beat,
+    test_no_second_active_row_whatever_writes_it,
+)
+from tests.unit.training.test_admission import race_two_queues
 
 
 def test_starting_services_leave_a_running_job_to_its_process(
@@ -42,3 +54,16 @@ def test_starting_services_leave_a_running_job_to_its_process(
         for started in stand_in:
             started.kill()
             started.wait()
+
+
+def test_two_processes_queueing_at_once_get_one_job_and_one_conflict(
+    db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both pass the check for a running job; the partial unique index refuses the second."""
+    settings = Settings(data_dir=tmp_path, database_url=db_url, embedder="arcface-mbf")
+    engine = make_engine(db_url)
+    try:
+        migrate(engine)
+        race_two_queues(settings, make_session_factory(engine), monkeypatch)
+    finally:
+        engine.dispose()

@@ -9,7 +9,8 @@ import pytest
 from sqlalchemy import select
 
 from app.gallery import jobs_repo
-from app.gallery.orm import Embedding
+from app.gallery.orm import Embedding, Face
+from app.training.split import held_out
 from tests.api.conftest import assert_error
 from tests.api.finetune.conftest import (
     QUICK_JOB,
@@ -71,23 +72,44 @@ def test_a_failing_job_leaves_the_model_and_index_untouched(
     assert match is not None and match["subject_id"] == gallery.subjects["amy"]
 
 
-def test_unfinished_jobs_are_interrupted_by_a_restart(finetune_client: ClientFactory) -> None:
+@pytest.mark.parametrize("state", ["queued", "running"])
+def test_unfinished_jobs_are_interrupted_by_a_restart(
+    finetune_client: ClientFactory, state: str
+) -> None:
     client = finetune_client()
     with client.app.state.face.sessions.begin() as session:  # type: ignore[attr-defined]
-        queued = jobs_repo.create_job(session, QUICK_JOB).id
-        running = jobs_repo.create_job(session, QUICK_JOB).id
-        jobs_repo.start_job(session, running)
+        job_id = jobs_repo.create_job(session, QUICK_JOB).id
+        if state == "running":
+            jobs_repo.start_job(session, job_id)
     client.__exit__(None, None, None)
 
     client = finetune_client()
-    for job_id in (queued, running):
-        job = client.get(f"/v1/admin/jobs/{job_id}").json()
-        assert job["state"] == "interrupted" and job["finished_at"], job
+    job = client.get(f"/v1/admin/jobs/{job_id}").json()
+    assert job["state"] == "interrupted" and job["finished_at"], job
 
 
 def test_finetuning_needs_two_subjects_with_two_crops(make_client: Any) -> None:
     client = make_client()
     assert_error(client.post("/v1/admin/finetune", json={}), 422, "insufficient_training_data")
+
+
+def test_a_split_with_nothing_to_validate_is_refused_before_the_job(
+    finetune_client: ClientFactory,
+) -> None:
+    """It was accepted (202), and the job failed once it had loaded model and gallery."""
+    client = finetune_client()
+    with client.app.state.face.sessions() as session:  # type: ignore[attr-defined]
+        face_ids = list(session.scalars(select(Face.id)))
+    # A fraction below every face's hash holds none of them out.
+    fraction = 0.5
+    while any(held_out(face_id, fraction) for face_id in face_ids):
+        fraction /= 2
+    body = QUICK_JOB | {"validation_fraction": fraction}
+    error = assert_error(
+        client.post("/v1/admin/finetune", json=body), 422, "insufficient_training_data"
+    )
+    assert "holds out 0 faces" in error["message"]
+    assert client.get("/v1/admin/jobs").json()["jobs"] == []
 
 
 @pytest.mark.parametrize(

@@ -48,6 +48,11 @@ def age_heartbeat(sessions: sessionmaker[Session], job_id: str, seconds: float) 
         s.execute(update(Job).where(Job.id == job_id).values(heartbeat_at=then))
 
 
+def finish(sessions: sessionmaker[Session], job_id: str) -> None:
+    with sessions.begin() as s:
+        assert jobs_repo.finish_job(s, job_id, jobs_repo.SUCCEEDED)
+
+
 def job(sessions: sessionmaker[Session], job_id: str) -> Job:
     with sessions() as s:
         return jobs_repo.get_job(s, job_id)
@@ -61,13 +66,15 @@ def test_pids_of_this_host() -> None:
 def test_a_job_whose_process_is_gone_ends_interrupted(
     session_factory: sessionmaker[Session], tmp_path: Path
 ) -> None:
-    gone = running_job(session_factory, jobs_repo.Owner(this_host(), dead_pid()))
     alive = running_job(session_factory, this_process())
+    assert end_abandoned(session_factory, tmp_path) == []
+    assert job(session_factory, alive).state == "running"
+    finish(session_factory, alive)  # one active job at a time
+    gone = running_job(session_factory, jobs_repo.Owner(this_host(), dead_pid()))
     assert end_abandoned(session_factory, tmp_path) == [gone]
     ended = job(session_factory, gone)
     assert ended.state == "interrupted" and ended.finished_at is not None
     assert ended.error is not None and ended.error.startswith("the process that ran it is gone")
-    assert job(session_factory, alive).state == "running"
 
 
 def test_a_stale_heartbeat_counts_whatever_the_host(
@@ -75,43 +82,61 @@ def test_a_stale_heartbeat_counts_whatever_the_host(
 ) -> None:
     # A pid on another host cannot be looked at: only its heartbeat says it runs.
     elsewhere = running_job(session_factory, jobs_repo.Owner("another-host", 1))
-    # A live pid of this host that stopped beating: a reused pid, or a hung process.
-    hung = running_job(session_factory, this_process())
     assert end_abandoned(session_factory, tmp_path) == []
     age_heartbeat(session_factory, elsewhere, STALE_AFTER_S - 10)
     assert end_abandoned(session_factory, tmp_path) == []
     age_heartbeat(session_factory, elsewhere, STALE_AFTER_S + 10)
-    age_heartbeat(session_factory, hung, STALE_AFTER_S + 10)
-    assert set(end_abandoned(session_factory, tmp_path)) == {elsewhere, hung}
+    assert end_abandoned(session_factory, tmp_path) == [elsewhere]
     error = job(session_factory, elsewhere).error
     assert error is not None and "no heartbeat from pid 1 on another-host" in error
+    # A live pid of this host that stopped beating: a reused pid, or a hung process.
+    hung = running_job(session_factory, this_process())
+    assert end_abandoned(session_factory, tmp_path) == []
+    age_heartbeat(session_factory, hung, STALE_AFTER_S + 10)
+    assert end_abandoned(session_factory, tmp_path) == [hung]
 
 
+# (owner, state) of one unfinished job -> its state after a check before a new job, then
+# after a start-up. Jobs without an owner were written before owners were: nothing says
+# who runs them, so start-up ends them as it ended every unfinished job before.
+START_UP_CASES = [
+    ("none", "running", "running", ("interrupted", "the service stopped mid-job")),
+    ("none", "cancelling", "cancelling", ("cancelled", None)),
+    # Queued by a live process (another service process about to spawn it).
+    ("alive", "queued", "queued", ("queued", None)),
+    ("gone", "queued", "interrupted", ("interrupted", "the process that queued it is gone")),
+    ("alive", "running", "running", ("running", None)),
+]
+
+
+@pytest.mark.parametrize(("owner", "state", "checked", "started"), START_UP_CASES)
 def test_start_up_keeps_live_jobs_and_ends_unowned_ones(
-    session_factory: sessionmaker[Session], tmp_path: Path
+    session_factory: sessionmaker[Session],
+    tmp_path: Path,
+    owner: str,
+    state: str,
+    checked: str,
+    started: tuple[str, str | None],
 ) -> None:
+    owners = {
+        "none": None,
+        "alive": this_process(),
+        "gone": jobs_repo.Owner(this_host(), dead_pid()),
+    }
     with session_factory.begin() as s:
-        # Written before owners were: nothing says who runs them, so start-up ends them
-        # as it ended every unfinished job before.
-        legacy = jobs_repo.create_job(s, {}).id
-        jobs_repo.start_job(s, legacy)
-        legacy_cancelling = jobs_repo.create_job(s, {}).id
-        jobs_repo.request_cancel(s, legacy_cancelling)
-        # Queued by a live process (another service process about to spawn it).
-        queued = jobs_repo.create_job(s, {}, this_process()).id
-        queued_gone = jobs_repo.create_job(s, {}, jobs_repo.Owner(this_host(), dead_pid())).id
-    running = running_job(session_factory, this_process())
+        job_id = jobs_repo.create_job(s, {}, owners[owner]).id
+        if state != "queued":
+            jobs_repo.start_job(s, job_id, owners[owner])
+        if state == "cancelling":
+            jobs_repo.request_cancel(s, job_id)
     # Only a start-up ends jobs without an owner; the checks before a new job do not.
-    assert set(end_abandoned(session_factory, tmp_path)) == {queued_gone}
+    end_abandoned(session_factory, tmp_path)
+    assert job(session_factory, job_id).state == checked
 
     JobSupervisor().recover(session_factory, tmp_path)
-    with session_factory() as s:
-        states = {j.id: (j.state, j.error) for j in jobs_repo.list_jobs(s)}
-    assert states[legacy] == ("interrupted", "the service stopped mid-job")
-    assert states[legacy_cancelling][0] == "cancelled"
-    assert states[queued] == ("queued", None) and states[running] == ("running", None)
-    assert states[queued_gone][0] == "interrupted"
-    assert "the process that queued it is gone" in str(states[queued_gone][1])
+    ended = job(session_factory, job_id)
+    assert ended.state == started[0]
+    assert (ended.error or "").startswith(started[1] or "")
 
 
 def test_a_job_asked_to_cancel_ends_cancelled_once_its_process_is_gone(
@@ -171,7 +196,7 @@ def test_migration_0004_adds_owners_to_stored_jobs_and_goes_back(db_url: str) ->
         with engine.begin() as connection:
             config.attributes["connection"] = connection
             command.upgrade(config, "0003")  # a database from before job owners
-            for job_id, state in (("q", "queued"), ("r", "running"), ("s", "succeeded")):
+            for job_id, state in (("f", "failed"), ("r", "running"), ("s", "succeeded")):
                 connection.execute(
                     text(
                         "INSERT INTO jobs (id, state, params, progress, created_at) "
@@ -186,10 +211,11 @@ def test_migration_0004_adds_owners_to_stored_jobs_and_goes_back(db_url: str) ->
         with sessions() as s:
             stored = {j.id: (j.state, j.owner_host, j.owner_pid) for j in jobs_repo.list_jobs(s)}
         assert stored == {
-            "q": ("queued", None, None),
+            "f": ("failed", None, None),
             "r": ("running", None, None),
             "s": ("succeeded", None, None),
         }
+        finish(sessions, "r")  # one active job at a time
         running_job(sessions, this_process())  # the new columns are written and read
 
         with engine.begin() as connection:
@@ -201,7 +227,7 @@ def test_migration_0004_adds_owners_to_stored_jobs_and_goes_back(db_url: str) ->
             assert connection.scalar(text("SELECT count(*) FROM jobs")) == 4
         migrate(engine)  # and up again
         with engine.connect() as connection:
-            assert connection.scalar(text("SELECT version_num FROM alembic_version")) == "0004"
+            assert connection.scalar(text("SELECT version_num FROM alembic_version")) == "0005"
     finally:
         engine.dispose()
 
@@ -214,8 +240,10 @@ def test_a_service_ends_abandoned_jobs_without_being_asked(
     monkeypatch.setattr(supervisor, "SWEEP_INTERVAL_S", 0.0)
     jobs = JobSupervisor()
     jobs.recover(session_factory, tmp_path)
-    gone = running_job(session_factory, jobs_repo.Owner(this_host(), dead_pid()))
     alive = running_job(session_factory, this_process())
     jobs.reap(session_factory)
-    assert job(session_factory, gone).state == "interrupted"
     assert job(session_factory, alive).state == "running"
+    finish(session_factory, alive)  # one active job at a time
+    gone = running_job(session_factory, jobs_repo.Owner(this_host(), dead_pid()))
+    jobs.reap(session_factory)
+    assert job(session_factory, gone).state == "interrupted"

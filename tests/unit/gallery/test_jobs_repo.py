@@ -41,32 +41,28 @@ def test_cancelling_a_queued_job_keeps_it_from_starting(
         assert jobs_repo.active_job(s) is not None  # still holds the slot until it ends
 
 
+@pytest.mark.parametrize(
+    ("state", "stopped", "ended"),
+    [("queued", 1, "interrupted"), ("running", 1, "interrupted"), ("cancelling", 0, "cancelled")],
+)
 def test_a_stopped_job_ends_interrupted_or_cancelled(
-    session_factory: sessionmaker[Session],
+    session_factory: sessionmaker[Session], state: str, stopped: int, ended: str
 ) -> None:
     with session_factory.begin() as s:
-        queued = jobs_repo.create_job(s, {}).id
-        running = jobs_repo.create_job(s, {}).id
-        jobs_repo.start_job(s, running)
-        cancelling = jobs_repo.create_job(s, {}).id
-        jobs_repo.request_cancel(s, cancelling)
         done = jobs_repo.create_job(s, {}).id
         jobs_repo.finish_job(s, done, jobs_repo.FAILED, error="boom")
-        other = jobs_repo.create_job(s, {}).id
+        job_id = jobs_repo.create_job(s, {}).id
+        if state != "queued":
+            jobs_repo.start_job(s, job_id)
+        if state == "cancelling":
+            jobs_repo.request_cancel(s, job_id)
     with session_factory.begin() as s:
-        stopped = [jobs_repo.interrupt_unfinished(s, job) for job in (queued, running)]
-        assert stopped == [1, 1]
-        assert jobs_repo.interrupt_unfinished(s, cancelling) == 0  # cancelled, not interrupted
         assert jobs_repo.interrupt_unfinished(s, done, error="late") == 0
+        assert jobs_repo.state_of(s, job_id) == state  # only the job named: never every one
+        assert jobs_repo.interrupt_unfinished(s, job_id) == stopped  # cancelled: not counted
     with session_factory() as s:
         states = {j.id: j.state for j in jobs_repo.list_jobs(s)}
-    assert states == {
-        queued: "interrupted",
-        running: "interrupted",
-        cancelling: "cancelled",
-        done: "failed",
-        other: "queued",  # only the job named: never every unfinished one
-    }
+    assert states == {done: "failed", job_id: ended}
 
 
 def test_the_owner_and_its_heartbeat_are_recorded(session_factory: sessionmaker[Session]) -> None:
@@ -99,18 +95,24 @@ def test_an_abandoned_job_ends_only_as_it_was_read(
     with session_factory.begin() as s:
         running = jobs_repo.create_job(s, {}, owner).id
         jobs_repo.start_job(s, running, owner)
+    with session_factory() as s:
+        (seen,) = jobs_repo.unfinished_jobs(s)
+    with session_factory.begin() as s:
+        jobs_repo.beat(s, running)  # its process spoke after it was read
+    with session_factory.begin() as s:
+        assert not jobs_repo.end_abandoned(s, seen, "gone")
+        assert jobs_repo.state_of(s, running) == "running"
+        jobs_repo.finish_job(s, running, jobs_repo.SUCCEEDED)  # one active job at a time
+
+    with session_factory.begin() as s:
         cancelling = jobs_repo.create_job(s, {}, owner).id
         jobs_repo.start_job(s, cancelling, owner)
         jobs_repo.request_cancel(s, cancelling)
     with session_factory() as s:
-        seen = {job.id: job for job in jobs_repo.unfinished_jobs(s)}
+        (seen,) = jobs_repo.unfinished_jobs(s)
     with session_factory.begin() as s:
-        jobs_repo.beat(s, running)  # its process spoke after it was read
-    with session_factory.begin() as s:
-        assert not jobs_repo.end_abandoned(s, seen[running], "gone")
-        assert jobs_repo.end_abandoned(s, seen[cancelling], "gone")
+        assert jobs_repo.end_abandoned(s, seen, "gone")
     with session_factory() as s:
-        assert jobs_repo.state_of(s, running) == "running"
         ended = jobs_repo.get_job(s, cancelling)
         assert (ended.state, ended.error) == ("cancelled", "gone") and ended.finished_at
         assert [job.id for job in jobs_repo.unfinished_jobs(s, cancelling)] == []

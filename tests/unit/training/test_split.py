@@ -183,6 +183,7 @@ def test_the_lineage_fraction_is_the_smallest_used_by_the_serving_model_and_its_
             ("m@c", {}),
         ]:
             job = jobs_repo.create_job(session, params).id
+            jobs_repo.finish_job(session, job, jobs_repo.SUCCEEDED)  # one job at a time
             models_repo.ensure_model(session, version, "m", "1" * 64, base_version=base, job_id=job)
             base = version
     with sessions() as session:

@@ -1,0 +1,78 @@
+"""Queueing a fine-tuning job: every refusal the database alone can decide, before the row."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.config import Settings
+from app.errors import InsufficientTrainingData, JobRunning
+from app.gallery import jobs_repo, models_repo
+from app.gallery.orm import Face
+from app.pipeline.embedders import resolve_embedder_name
+from app.schemas.finetune import FinetuneParams
+from app.training.dataset import IntArray
+from app.training.split import check_fraction, check_splittable
+
+
+def queue_job(
+    settings: Settings,
+    sessions: sessionmaker[Session],
+    params: FinetuneParams,
+    owner: jobs_repo.Owner,
+) -> str:
+    """The id of a new queued job, or the error the client gets instead of a job.
+
+    JobRunning while another job holds the slot, decided by the database even against
+    another process; then the refusals the job itself would end with (a fraction larger
+    than the serving model's lineage allows, too few faces to train or validate on).
+    The job checks again when it runs: the gallery may change in between.
+    """
+    try:
+        with sessions.begin() as session:
+            jobs_repo.refuse_if_running(session)
+            check_gallery(session, settings, params.validation_fraction)
+            return jobs_repo.create_job(session, params.model_dump(), owner).id
+    except JobRunning as error:
+        if error.details is None:  # lost a race at the index: name the job that won it
+            with sessions() as session:
+                jobs_repo.refuse_if_running(session)
+        raise
+
+
+def check_gallery(session: Session, settings: Settings, fraction: float) -> None:
+    """Raise what `run_finetune` would fail with, as far as the database alone tells.
+
+    Only necessary conditions: a crop that fails to decode, or a near-duplicate set
+    aside, can still fail the job, but nothing refused here could have succeeded.
+    """
+    name = resolve_embedder_name(settings.embedder, settings.models_dir)
+    serving = models_repo.active_model(session, name)
+    if serving is not None:  # else the packaged weights, which no job trained
+        check_fraction(session, serving.id, fraction)
+    face_ids, labels = _trainable_faces(session)
+    subjects = len(np.unique(labels))
+    if subjects < 2:
+        raise InsufficientTrainingData(
+            "Fine-tuning needs at least two subjects with two or more stored face crops each; "
+            f"the gallery has {subjects}."
+        )
+    check_splittable(face_ids, labels, fraction)
+
+
+def _trainable_faces(session: Session) -> tuple[IntArray, IntArray]:
+    """(face ids, subject labels) of the faces `load_gallery_faces` can load at most: those
+    with a crop and its landmarks, of subjects with two or more of them."""
+    rows = session.execute(
+        select(Face.id, Face.subject_id).where(
+            Face.crop.is_not(None), Face.crop_landmarks.is_not(None)
+        )
+    ).all()
+    per_subject = Counter(subject for _, subject in rows)
+    kept = [(face_id, subject) for face_id, subject in rows if per_subject[subject] >= 2]
+    face_ids = np.array([face_id for face_id, _ in kept], dtype=np.int64)
+    _, labels = np.unique(np.array([s for _, s in kept], dtype=object), return_inverse=True)
+    return face_ids, labels.astype(np.int64)
