@@ -78,7 +78,7 @@ def remove_files(settings: Settings, model_id: str, weights_path: str | None) ->
 def checkpoint_folder(models_dir: Path, weights_path: str | None) -> Path | None:
     """The folder under models/finetuned/ holding these weights; None for any other path
     (the packaged weights, or a path that leads, through `..` or a link, elsewhere)."""
-    from app.training.finetune import FINETUNED_DIR  # imports the pipeline: only when used
+    from app.training.promote import FINETUNED_DIR  # imports the pipeline: only when used
 
     if weights_path is None:
         return None

@@ -25,9 +25,6 @@ from app.training.evaluate import (
     pair_metrics,
 )
 from app.training.probes import probe_change, probe_outcomes
-
-# Re-exported: services/model_removal.py imports FINETUNED_DIR from here.
-from app.training.promote import FINETUNED_DIR as FINETUNED_DIR
 from app.training.promote import promote
 from app.training.split import check_fraction, split_faces, training_only, validation_pairs
 from app.training.tracker import JobTracker
