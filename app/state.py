@@ -15,10 +15,9 @@ from app.errors import ModelError, NotReady
 from app.index import FaceIndex
 from app.metrics import Metrics
 from app.pipeline.analyzer import FacePipeline
-from app.pipeline.image_io import header_pixels
 from app.security import KeyRing
 from app.services.inference_pool import InferencePool
-from app.services.pixel_budget import PixelBudget
+from app.services.pixel_budget import PixelBudget, pixels_held
 from app.training.supervisor import JobSupervisor
 
 T = TypeVar("T")
@@ -96,11 +95,17 @@ class AppState:
             raise NotReady(f"The service is not ready: {reason}.")
         return self.runtime
 
-    async def infer(self, fn: Callable[..., T], *args: object, images: Sequence[bytes] = ()) -> T:
+    async def infer(
+        self,
+        fn: Callable[..., T],
+        *args: object,
+        images: Sequence[bytes] = (),
+        one_at_a_time: bool = False,
+    ) -> T:
         """Run blocking inference on the bounded inference pool, off the event loop, once
-        the uploaded `images` it decodes fit in the pixel budget."""
-        limit = self.settings.max_image_pixels  # larger ones are refused before decoding
-        pixels = sum(min(header_pixels(data), limit) for data in images)
+        the uploaded `images` it decodes fit in the pixel budget: all of them, or only the
+        largest where `fn` lets each go before decoding the next."""
+        pixels = pixels_held(images, self.settings.max_image_pixels, one_at_a_time)
         if not pixels:
             return await self.pool.run(fn, *args)
         async with self.pixels.hold(pixels):

@@ -176,5 +176,6 @@ async def enrol(
         uploads,
         policy,
         images=[upload.data for upload in uploads],
+        one_at_a_time=True,  # each upload leaves only its face crop behind
     )
     return await run_in_threadpool(store_enrolment, state, subject_id, enrolment)

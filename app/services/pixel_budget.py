@@ -8,8 +8,10 @@ import ctypes
 import ctypes.util
 import logging
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
+
+from app.pipeline.image_io import header_pixels
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +97,14 @@ class PixelBudget:
             if not ticket.cancelled():
                 self._take(pixels)
                 ticket.set_result(None)
+
+
+def pixels_held(images: Sequence[bytes], max_pixels: int, one_at_a_time: bool) -> int:
+    """The pixels decoding `images` holds at its peak, per their headers: all of them, or
+    the largest where each is let go before the next is decoded. An image over `max_pixels`
+    is refused before it is decoded, so it counts as `max_pixels`."""
+    each = [min(header_pixels(data), max_pixels) for data in images]
+    return max(each, default=0) if one_at_a_time else sum(each)
 
 
 def heap_trimmer() -> Callable[[], object] | None:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import threading
 
 import pytest
+from PIL import Image
 
-from app.services.pixel_budget import PixelBudget, heap_trimmer
+from app.services.pixel_budget import PixelBudget, heap_trimmer, pixels_held
 
 
 async def _enter(budget: PixelBudget, pixels: int, log: list[str], name: str) -> asyncio.Event:
@@ -122,6 +124,21 @@ def test_the_heap_trimmer_runs_here() -> None:
     if trim is None:
         pytest.skip("the C library has no malloc_trim (not glibc)")
     assert trim() in (0, 1)  # 1 when memory was returned to the system
+
+
+def test_pixels_held_by_requests_that_keep_or_let_go_of_their_images() -> None:
+    def png(width: int, height: int) -> bytes:
+        buffer = io.BytesIO()
+        Image.new("RGB", (width, height)).save(buffer, format="PNG")
+        return buffer.getvalue()
+
+    images = [png(40, 30), png(100, 10), b"not an image"]
+    # verify with two images keeps both decoded; enrolment keeps only each face crop.
+    assert pixels_held(images, 10_000, one_at_a_time=False) == 1_200 + 1_000
+    assert pixels_held(images, 10_000, one_at_a_time=True) == 1_200
+    # Over the limit it is refused from its header, before decoding: it counts as the limit.
+    assert pixels_held([png(200, 100)], 10_000, one_at_a_time=False) == 10_000
+    assert pixels_held([], 10_000, one_at_a_time=True) == 0
 
 
 def test_a_budget_needs_room_for_a_pixel() -> None:
