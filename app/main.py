@@ -19,11 +19,14 @@ from app.gallery import repository
 from app.gallery.db import make_engine, make_session_factory, migrate
 from app.metrics import Metrics
 from app.security import MIN_KEY_LENGTH, KeyRing
+from app.services.heap import settle_heap
 from app.services.inference_pool import InferencePool
+from app.services.loaded_models import Models
 from app.services.maintenance import rebuild_if_needed
+from app.services.model_index import save_index
 from app.services.pixel_budget import PixelBudget, heap_trimmer
 from app.services.promotion import watch_models
-from app.services.runtime import Models, build_runtime, save_index, settle_heap
+from app.services.runtime import build_runtime
 from app.services.threads import inference_workers
 from app.state import AppState
 

@@ -21,7 +21,7 @@ def load_gpu_models(name: str, args: argparse.Namespace, config: dict[str, Any])
         return None
 
     from app.config import Settings
-    from app.services.runtime import load_models
+    from app.services.loaded_models import load_models
 
     return load_models(Settings(embedder="arcface-mbf", device=args.device))
 

@@ -119,7 +119,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     threads = prepare_process(args.threads)
 
-    from app.services.runtime import configure_threads, load_models
+    from app.services.loaded_models import load_models
+    from app.services.runtime import configure_threads
     from benchmarks.service import CONFIGS
 
     settings = settings_for({}, embedder="arcface-mbf", device="cpu", torch_threads=threads)

@@ -65,7 +65,8 @@ def package_images() -> Path:
 def models():  # type: ignore[no-untyped-def]
     """arcface-mbf and MTCNN on the CPU, loaded once for the whole session."""
     from app.config import Settings
-    from app.services.runtime import configure_threads, load_models
+    from app.services.loaded_models import load_models
+    from app.services.runtime import configure_threads
 
     settings = Settings(embedder="arcface-mbf", device="cpu")
     configure_threads(settings)

@@ -18,13 +18,8 @@ from app.evaluation.pair_scores import no_face_summary, rates_at, score_pairs
 from app.evaluation.pairs import read_pairs
 from app.gallery import repository
 from app.pipeline.analyzer import FacePipeline
-from app.services.calibration import (
-    METHOD_GALLERY_ADJUSTED,
-    Calibration,
-    CalibrationStore,
-    accepted,
-    vouched_far,
-)
+from app.services.calibration import METHOD_GALLERY_ADJUSTED, Calibration, CalibrationStore
+from app.services.far_bounds import accepted, vouched_far
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

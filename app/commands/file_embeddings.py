@@ -19,7 +19,8 @@ from app.pipeline.embedders import Embedder
 from app.pipeline.image_io import decode_image
 from app.pipeline.selection import select_face
 from app.services.active_model import load_version
-from app.services.runtime import configure_threads, load_models, quality_limits
+from app.services.loaded_models import load_models
+from app.services.runtime import configure_threads, quality_limits
 
 # "prominent" is what the service uses when a request allows several faces; it picks
 # the subject over a bystander in group photos.

@@ -9,15 +9,14 @@ from typing import Any
 
 import numpy as np
 import torch
-from facenet_pytorch import MTCNN
 
 from app.pipeline.detect_process import DetectionProcess
 from app.pipeline.device_thread import on_device_thread
 from app.pipeline.image_io import downscale
-from app.pipeline.mtcnn_nms import install as install_per_image_nms
+from app.pipeline.mtcnn_nets import CROP_INPUTS, build_mtcnn, planar
+from app.pipeline.mtcnn_output import to_original_faces
 from app.pipeline.shape_buckets import PaddedBatches
-from app.pipeline.torchscript import trace_module
-from app.pipeline.types import DetectedFace, FloatArray, ImageArray
+from app.pipeline.types import DetectedFace, ImageArray
 
 # MTCNN's P-net looks through a 12 px window; below about 20 px in the detection image its
 # pyramid gets deep and slow, and the faces it finds are too small to recognise anyway.
@@ -25,14 +24,6 @@ MTCNN_SMALLEST_FACE = 20
 
 # Padding, as a fraction of each side, for the second look at an image with no face found.
 PAD_RETRY_FRACTION = 0.25
-
-# On a GPU, MTCNN's nets run padded batches (app/pipeline/shape_buckets.py). R- and O-net
-# get one row per candidate face, which facenet-pytorch sends 512 at most at a time: 6
-# shapes each from 16 rows. P-net gets whole images of one size: 1, 2, 4, 8, ... of them.
-# Sizes of the input image are left alone, so each new image size still costs its first
-# pass per pyramid level.
-_GPU_BUCKETS = {"pnet": (1, 8), "rnet": (16, 512), "onet": (16, 512)}
-_CROP_INPUTS = {"rnet": (3, 24, 24), "onet": (3, 48, 48)}
 
 RawDetection = tuple[Any, Any, Any]  # MTCNN's boxes, probabilities and landmarks of one image
 
@@ -70,25 +61,7 @@ class FaceDetector:
         self.device = device
         self.max_side = max_side
         self.min_face_size = min_face_size
-        # Each image of a batch gets the boxes it would get alone (app/pipeline/mtcnn_nms.py).
-        install_per_image_nms()
-        # MTCNN's P/R/O-net weights ship inside the wheel, so this never downloads.
-        self._mtcnn = MTCNN(
-            keep_all=True, select_largest=False, min_face_size=min_face_size, device=device
-        )
-        self._mtcnn.eval()
-        if device.type == "cpu":
-            # Its max-pooling is several times faster on NHWC tensors on the CPU: about
-            # 2x for the whole detector at 250 px. Outputs are unchanged.
-            for net in (self._mtcnn.pnet, self._mtcnn.rnet, self._mtcnn.onet):
-                net.to(memory_format=torch.channels_last)
-        if torchscript:
-            _trace_nets(self._mtcnn, device)
-        # None: pad on a GPU only, where padding rows cost next to nothing.
-        if device.type == "cuda" if pad_batches is None else pad_batches:
-            for name, (smallest, largest) in _GPU_BUCKETS.items():
-                net = getattr(self._mtcnn, name)
-                setattr(self._mtcnn, name, PaddedBatches(net, smallest, largest))
+        self._mtcnn = build_mtcnn(device, min_face_size, torchscript, pad_batches)
         # The nets are shared modules; serialise calls rather than rely on torch
         # re-entrancy from the inference thread pool.
         self._lock = threading.Lock()
@@ -99,7 +72,7 @@ class FaceDetector:
         pays for a size's first pass: the (net, rows) run; [] elsewhere. P-net's shapes
         follow the images' sizes, which are not known in advance."""
         done: list[tuple[str, int]] = []
-        for name, shape in _CROP_INPUTS.items():
+        for name, shape in CROP_INPUTS.items():
             net = getattr(self._mtcnn, name)
             if isinstance(net, PaddedBatches):
                 done += [(name, rows) for rows in on_device_thread(self.device, net.warm_up, shape)]
@@ -136,7 +109,7 @@ class FaceDetector:
         if self.process is not None:
             return self.process.run(inputs)
         batch = np.stack([item.image for item in inputs]) if len(inputs) > 1 else inputs[0].image
-        images = _planar(batch) if self.device.type == "cpu" else batch
+        images = planar(batch) if self.device.type == "cpu" else batch
         min_face = inputs[0].pyramid_min_face
         boxes, probs, points = on_device_thread(self.device, self._detect, images, min_face)
         if len(inputs) == 1:
@@ -154,7 +127,7 @@ class FaceDetector:
         boxes, probs, points = raw
         if boxes is None:
             return []
-        return _to_faces(boxes, probs, points, item.original_shape, item.image.shape)
+        return to_original_faces(boxes, probs, points, item.original_shape, item.image.shape)
 
     def faces(self, item: DetectionInput, raw: RawDetection) -> list[DetectedFace]:
         """`to_faces`, with the padded second look when MTCNN found nothing."""
@@ -182,7 +155,7 @@ class FaceDetector:
         shift = np.array([pad_x, pad_y], dtype=np.float32)
         boxes = (np.asarray(boxes, dtype=np.float32).reshape(-1, 2, 2) - shift).reshape(-1, 4)
         points = np.asarray(points, dtype=np.float32).reshape(-1, 5, 2) - shift
-        return _to_faces(boxes, probs, points, item.original_shape, small.shape)
+        return to_original_faces(boxes, probs, points, item.original_shape, small.shape)
 
     def detect_batch(self, images: list[ImageArray]) -> list[list[DetectedFace]]:
         """`detect` for each image, sharing MTCNN passes between images of one batch_key."""
@@ -197,77 +170,3 @@ class FaceDetector:
             for (i, item), raw in zip(members, raws, strict=True):
                 results[i] = self.faces(item, raw)
         return results
-
-
-# Input shapes the three nets are traced and checked with: P-net takes whole pyramid levels.
-_NET_EXAMPLES = {
-    "pnet": ((1, 3, 31, 40), (2, 3, 17, 23)),
-    "rnet": ((3, 3, 24, 24), (1, 3, 24, 24)),
-    "onet": ((3, 3, 48, 48), (1, 3, 48, 48)),
-}
-
-
-def _trace_nets(mtcnn: MTCNN, device: torch.device) -> None:
-    """Swap MTCNN's P/R/O-nets for TorchScript traces of themselves (app/pipeline/torchscript.py).
-
-    Not frozen: facenet-pytorch reads the dtype from P-net's parameters, which a trace
-    shares with the net; a net that fails to trace stays as it is.
-    """
-    generator = torch.Generator().manual_seed(0)
-    for name, shapes in _NET_EXAMPLES.items():
-        net = getattr(mtcnn, name)
-        examples = [torch.rand(shape, generator=generator).to(device) * 2 - 1 for shape in shapes]
-        traced = trace_module(net, examples, freeze=False)
-        if traced is not None:
-            setattr(mtcnn, name, traced)
-
-
-def _planar(images: ImageArray) -> torch.Tensor:
-    """The same HWC (or NHWC) view, over planar (channels-first) memory.
-
-    MTCNN turns its input into NCHW with a permute, so HWC memory gives it a channels-last
-    float image; its area resizes (the pyramid, the 24/48 px crops) run 10-20% faster on
-    planar memory, with bit-identical results.
-    """
-    order, back = ((0, 3, 1, 2), (0, 2, 3, 1)) if images.ndim == 4 else ((2, 0, 1), (1, 2, 0))
-    planar = np.ascontiguousarray(images.transpose(order))  # a writable copy
-    return torch.from_numpy(planar).permute(back)
-
-
-def _to_faces(
-    boxes: Any,
-    probs: Any,
-    points: Any,
-    original_shape: tuple[int, ...],
-    small_shape: tuple[int, ...],
-) -> list[DetectedFace]:
-    # Under numpy 2 MTCNN hands back object arrays.
-    box_array = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
-    prob_array = np.asarray(probs, dtype=np.float32).reshape(-1)
-    point_array = np.asarray(points, dtype=np.float32).reshape(-1, 5, 2)
-    # Per-axis factors from the actual sizes, with pixel centres at integer coordinates.
-    scale_x = small_shape[1] / original_shape[1]
-    scale_y = small_shape[0] / original_shape[0]
-    box_array = _to_original(box_array.reshape(-1, 2, 2), scale_x, scale_y).reshape(-1, 4)
-    point_array = _to_original(point_array, scale_x, scale_y)
-    order = np.argsort(-prob_array, kind="stable")
-    return [
-        DetectedFace(
-            box=(
-                float(box_array[i, 0]),
-                float(box_array[i, 1]),
-                float(box_array[i, 2]),
-                float(box_array[i, 3]),
-            ),
-            probability=float(prob_array[i]),
-            landmarks=np.ascontiguousarray(point_array[i]),
-        )
-        for i in order
-    ]
-
-
-def _to_original(xy: FloatArray, scale_x: float, scale_y: float) -> FloatArray:
-    if scale_x == 1.0 and scale_y == 1.0:
-        return xy
-    scale = np.array([scale_x, scale_y], dtype=np.float32)
-    return ((xy + 0.5) / scale - 0.5).astype(np.float32)

@@ -31,7 +31,7 @@ def serve_detection(
 
         torch.set_num_threads(threads)
         detector = FaceDetector(torch.device(device), max_side, min_face_size, torchscript)
-        # As the service does (runtime.settle_heap): full collections skip start-up objects.
+        # As the service does (services/heap.settle_heap): full collections skip start-up objects.
         gc.collect()
         gc.freeze()
     except Exception as error:  # report it; the parent raises

@@ -17,7 +17,7 @@ from app.pipeline.embedders import Embedder, create_embedder, load_model_specs
 from app.services.reembed import embed_missing
 
 if TYPE_CHECKING:
-    from app.services.runtime import Models
+    from app.services.loaded_models import Models
 
 log = logging.getLogger(__name__)
 

@@ -13,13 +13,8 @@ from app.evaluation.identification import open_set_threshold, per_comparison_far
 from app.gallery import embeddings_repo, repository
 from app.schemas.calibration import CalibrateParams, CalibrationPublic, CalibrationResult
 from app.schemas.info import ThresholdsPublic
-from app.services.calibration import (
-    METHOD_GALLERY_ADJUSTED,
-    Calibration,
-    CalibrationStore,
-    accepted,
-    vouched_far,
-)
+from app.services.calibration import METHOD_GALLERY_ADJUSTED, Calibration, CalibrationStore
+from app.services.far_bounds import accepted, vouched_far
 from app.services.thresholds import refresh_thresholds
 from app.state import AppState, Thresholds
 

@@ -8,7 +8,7 @@ import time
 from app.gallery import embeddings_repo
 from app.index import rebuild, reconcile
 from app.schemas.admin import IndexRebuilt
-from app.services.runtime import save_index
+from app.services.model_index import save_index
 from app.state import AppState
 
 log = logging.getLogger(__name__)

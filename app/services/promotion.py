@@ -13,8 +13,11 @@ from app.gallery import embeddings_repo
 from app.index import reconcile
 from app.services.active_model import desired_version, load_version
 from app.services.calibration import CalibrationStore
+from app.services.heap import resettle_heap
+from app.services.loaded_models import Models
+from app.services.model_index import save_index
 from app.services.reembed import embed_missing
-from app.services.runtime import Models, build_runtime, resettle_heap, save_index
+from app.services.runtime import build_runtime
 from app.services.thresholds import count_gallery, refresh_thresholds
 from app.state import AppState, Runtime
 

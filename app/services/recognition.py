@@ -12,7 +12,7 @@ from app.pipeline.analyzer import AnalyzedFace
 from app.pipeline.types import FloatArray
 from app.schemas.common import QualityPublic
 from app.schemas.recognition import Candidate, IdentifiedFace, VerifyResult
-from app.services.calibration import far_over, round_up
+from app.services.far_bounds import far_over, round_up
 from app.state import AppState, Runtime
 
 

@@ -10,7 +10,8 @@ from app.config import Settings
 from app.evaluation.identification import per_comparison_far
 from app.gallery import repository
 from app.pipeline.embedders import Embedder
-from app.services.calibration import Calibration, CalibrationStore, far_over, vouched_far
+from app.services.calibration import Calibration, CalibrationStore
+from app.services.far_bounds import far_over, vouched_far
 from app.state import AppState, Runtime, Thresholds
 
 

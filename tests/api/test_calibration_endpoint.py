@@ -404,7 +404,8 @@ def test_a_model_swap_meeting_an_unreadable_calibration_fails_and_keeps_serving(
     """Only start-up pauses decisions; a swap (ModelWatcher.swap) keeps the model serving
     with the thresholds it has, as before."""
     from app.errors import ModelError
-    from app.services.runtime import Models, build_runtime
+    from app.services.loaded_models import Models
+    from app.services.runtime import build_runtime
 
     client = make_client()
     state = client.app.state.face  # type: ignore[attr-defined]

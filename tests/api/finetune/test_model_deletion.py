@@ -12,7 +12,7 @@ from app.gallery import jobs_repo, models_repo
 from app.gallery.orm import Embedding, ModelVersion
 from app.index import index_path
 from app.services.calibration import METHOD_GALLERY_ADJUSTED, Calibration, CalibrationStore
-from app.services.runtime import save_index
+from app.services.model_index import save_index
 from tests.api.conftest import ClientFactory as AppFactory
 from tests.api.conftest import assert_error
 from tests.api.finetune.conftest import (

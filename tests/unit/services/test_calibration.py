@@ -142,7 +142,7 @@ def test_a_calibration_from_pairs_must_name_them() -> None:
 def test_the_upper_bound_is_the_rate_that_would_let_so_few_through_one_time_in_20() -> None:
     from scipy.stats import binom
 
-    from app.services.calibration import far_upper_bound
+    from app.services.far_bounds import far_upper_bound
 
     for accepts, impostors in [(0, 1), (0, 541), (5, 541), (2, 100), (1000, 10**6)]:
         bound = far_upper_bound(accepts, impostors)
@@ -155,7 +155,7 @@ def test_the_upper_bound_is_the_rate_that_would_let_so_few_through_one_time_in_2
 
 
 def test_a_stated_far_is_no_lower_than_the_scores_can_vouch_for() -> None:
-    from app.services.calibration import vouched_far
+    from app.services.far_bounds import vouched_far
 
     # None of 5000 through: the bound, 6e-4, is below the target, which stands.
     assert vouched_far(1e-3, 5000, accepts=0) == 1e-3
@@ -172,7 +172,7 @@ def test_a_stated_far_is_no_lower_than_the_scores_can_vouch_for() -> None:
 
 
 def test_far_over_comparisons() -> None:
-    from app.services.calibration import far_over
+    from app.services.far_bounds import far_over
 
     assert far_over(0.01, 1) == 0.01
     assert far_over(0.01, 5) == pytest.approx(1 - 0.99**5)

@@ -12,7 +12,7 @@ import torch
 from app.config import Settings
 from app.pipeline.detect_process import DetectionProcess
 from app.services import early_start
-from app.services.runtime import detection_process
+from app.services.loaded_models import detection_process
 
 
 @pytest.fixture

@@ -1,0 +1,73 @@
+"""Upper bounds on measured false-accept rates, and FARs stated so they never understate."""
+
+from __future__ import annotations
+
+import math
+from decimal import ROUND_CEILING, Decimal
+
+import numpy as np
+import numpy.typing as npt
+from scipy.stats import beta
+
+from app.evaluation.far_calibration import allowed_accepts
+from app.evaluation.identification import per_comparison_far
+
+# A stated FAR is the upper end of the one-sided 95% confidence interval of the rate that
+# the calibration's impostor scores measured (Clopper-Pearson): the highest true rate that
+# would still have let as few of them through with 5% probability. With none of n through,
+# that is 1 - 0.05^(1/n), about 3/n (the "rule of three").
+CONFIDENCE = 0.95
+
+
+def far_upper_bound(accepts: int, impostors: int, confidence: float = CONFIDENCE) -> float:
+    """The one-sided `confidence` upper bound of a FAR measured as accepts / impostors."""
+    if impostors < 1 or not 0 <= accepts <= impostors:
+        raise ValueError(f"need 0 <= accepts <= impostors >= 1, got {accepts}/{impostors}")
+    if accepts == impostors:
+        return 1.0
+    return float(beta.ppf(confidence, accepts + 1, impostors - accepts))
+
+
+def vouched_far(
+    target: float, impostors: int, comparisons: int = 1, accepts: int | None = None
+) -> float:
+    """The FAR to state for a threshold calibrated for `target` on `impostors` impostor
+    scores, `accepts` of which it lets through: the target, but never less than the 95%
+    upper bound of what those scores measured, per comparison, over `comparisons`
+    comparisons (identify's whole gallery). Without `accepts` (calibrations stored before
+    they were counted), as many as the target allowed.
+
+    It is never stated below what was seen: 5 of 541 impostors through at a target of 0.01
+    is stated as 0.0194, and two identical photos under two names (a score of 1.0 that
+    passes any threshold) raise it too."""
+    comparisons = max(1, comparisons)
+    per_target = per_comparison_far(target, comparisons) if comparisons > 1 else target
+    if accepts is None:
+        accepts = allowed_accepts(per_target, impostors)
+    bound = far_upper_bound(accepts, impostors)
+    return round_up(max(target, far_over(bound, comparisons)))
+
+
+def accepted(impostor_scores: npt.ArrayLike, threshold: float) -> int:
+    """How many impostor scores a threshold lets through, as verify and identify decide:
+    similarity >= threshold."""
+    return int(np.count_nonzero(np.asarray(impostor_scores, dtype=np.float64) >= threshold))
+
+
+def far_over(far: float, comparisons: int) -> float:
+    """The chance that at least one of `comparisons` independent comparisons, each with
+    false-accept rate `far`, accepts: 1 - (1 - far)^comparisons."""
+    if comparisons <= 1 or far >= 1.0:
+        return far
+    return -math.expm1(comparisons * math.log1p(-far))
+
+
+def round_up(value: float, digits: int = 3) -> float:
+    """`value` to `digits` significant digits, rounded up: a stated FAR never understates
+    (3/9 is 0.334, not 0.333). Works on the shortest decimal that reads back as `value`,
+    so that 0.001 stays 0.001 rather than rounding its binary tail up."""
+    if not math.isfinite(value) or value == 0:
+        return value
+    shown = Decimal(repr(float(value)))  # numpy 2's repr would be "np.float64(...)"
+    step = Decimal(1).scaleb(shown.adjusted() - (digits - 1))
+    return float(shown.quantize(step, rounding=ROUND_CEILING))

@@ -1,0 +1,84 @@
+"""The detector and embedder, loaded once per process: detection in a child where it pays."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+import torch
+
+from app.config import Settings
+from app.pipeline.detect import FaceDetector
+from app.pipeline.detect_process import DetectionProcess
+from app.pipeline.embedders import Embedder, create_embedder, resolve_device, resolve_embedder_name
+from app.services.early_start import detection_args, take_early
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Models:
+    """Loaded models; tests build one per session and hand it to every app they create."""
+
+    detector: FaceDetector
+    embedder: Embedder
+
+
+def load_models(settings: Settings, serving: bool = False) -> Models:
+    """The detector and embedder; `serving` (the service, not a command) may give detection
+    a process of its own."""
+    device = resolve_device(settings.device)
+    process = detection_process(settings, device) if serving else None
+    if process is not None:
+        process.launch()  # it loads MTCNN while this process loads the embedder
+    name = resolve_embedder_name(settings.embedder, settings.models_dir)
+    log.info("loading embedder %s on %s", name, device)
+    embedder = create_embedder(
+        name,
+        settings.models_dir,
+        device,
+        precision=settings.embed_precision,
+        torchscript=settings.torchscript,
+    )
+    detector = FaceDetector(
+        device,
+        max_side=settings.detect_max_side,
+        min_face_size=settings.min_face_size,
+        # With a detection process, this copy of MTCNN never runs: no need to trace it.
+        torchscript=settings.torchscript and process is None,
+    )
+    if process is not None:
+        process.start()
+        detector.run_in(process)
+    log.info("embedder %s ready (version %s, %s)", name, embedder.version, embedder.precision_name)
+    if "non-commercial" in embedder.licence.lower():
+        log.warning("%s weights are licensed for non-commercial use: %s", name, embedder.licence)
+    models = Models(detector=detector, embedder=embedder)
+    if serving and settings.gpu_warmup:
+        warm_up(models)
+    return models
+
+
+def warm_up(models: Models) -> None:
+    """Meets every padded batch size once on a GPU (app/pipeline/shape_buckets.py)."""
+    start = time.perf_counter()
+    sizes = models.embedder.warm_up()
+    passes = models.detector.warm_up()
+    if sizes or passes:
+        log.info(
+            "warmed up %d embedder and %d MTCNN batch sizes in %.1f s",
+            len(sizes),
+            len(passes),
+            time.perf_counter() - start,
+        )
+
+
+def detection_process(settings: Settings, device: torch.device) -> DetectionProcess | None:
+    """The child process MTCNN runs in, where the setting asks for one (CPU only): the one
+    `python -m app serve` started early, if it fits (app/services/early_start.py)."""
+    if not settings.detection_process or device.type != "cpu":
+        take_early(None)
+        return None
+    args = detection_args(settings)
+    return take_early(args) or DetectionProcess(*args)
