@@ -63,7 +63,11 @@ def promote(
         unchanged = PromotionDecision(
             promote=False,
             rule="weights_unchanged",
-            reason=f"training left the weights as they were: they are {model.version}'s",
+            reason=(
+                "training left the weights as they were"
+                if model.version == result.base_model
+                else f"training produced weights the database already has: {model.version}'s"
+            ),
             tolerance_points=result.promotion.tolerance_points,
         )
         result = result.model_copy(update={"promotion": unchanged})

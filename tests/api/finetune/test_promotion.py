@@ -101,6 +101,7 @@ def test_forced_finetune_promotes_reembeds_and_rolls_back(
     job = wait_for_job(client, accepted.json()["job_id"], ("succeeded", "failed"))
     assert job["state"] == "succeeded", job["error"]
     assert job["result"]["promotion"]["rule"] == "weights_unchanged"
+    assert job["result"]["promotion"]["reason"] == "training left the weights as they were"
     assert not job["result"]["promotion"]["promote"] and job["result"]["model_id"] is None
     assert stored_vectors(client, tuned) == gallery.faces
     assert client.get("/v1/info").json()["model_version"] == tuned
