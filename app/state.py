@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -108,5 +109,11 @@ class AppState:
         pixels = pixels_held(images, self.settings.max_image_pixels, one_at_a_time)
         if not pixels:
             return await self.pool.run(fn, *args)
-        async with self.pixels.hold(pixels):
-            return await self.pool.run(fn, *args)
+        await self.pixels.acquire(pixels)
+        try:
+            work = self.pool.submit(fn, *args)
+        except BaseException:  # the pool has shut down
+            self.pixels.release(pixels)
+            raise
+        self.pixels.release_when_done(work, pixels)
+        return await asyncio.wrap_future(work)

@@ -74,7 +74,7 @@ def prepare_enrolment(
         try:
             prepared.append(_prepare(pipeline, settings, upload, policy, digest))
         except FaceServiceError as error:
-            rejected.append((position, upload, error))
+            rejected.append((position, upload, _detached(error)))
     if rejected:
         raise _combined(rejected, len(uploads))
     vectors = pipeline.embed([p.face for p in prepared])
@@ -96,6 +96,14 @@ def _refuse_repeats(uploads: list[Upload]) -> list[str]:
             )
         first_at[digest] = position
     return list(first_at)
+
+
+def _detached(error: FaceServiceError) -> FaceServiceError:
+    """`error` without its traceback or chained causes: their frames hold the decoded
+    image, and a rejected upload's image must go as soon as the next one is decoded (the
+    pixel budget reserves one image at a time for an enrolment)."""
+    error.__cause__ = error.__context__ = None
+    return error.with_traceback(None)
 
 
 def _combined(rejected: list[tuple[int, Upload, FaceServiceError]], total: int) -> FaceServiceError:

@@ -80,7 +80,6 @@ async def detect(state: AppState, upload: Upload, max_faces: int | None) -> Dete
     graded = await state.infer(
         detect_all, runtime.pipeline, state.settings, upload, limit, images=[upload.data]
     )
-    image = graded.image
     return DetectResult(
         faces=[
             DetectedFacePublic(
@@ -92,6 +91,6 @@ async def detect(state: AppState, upload: Upload, max_faces: int | None) -> Dete
             for face in graded.faces
         ],
         faces_found=graded.found,
-        width=int(image.shape[1]),
-        height=int(image.shape[0]),
+        width=int(graded.shape[1]),
+        height=int(graded.shape[0]),
     )

@@ -9,7 +9,9 @@ import ctypes.util
 import logging
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Sequence
+from concurrent.futures import Future
 from contextlib import asynccontextmanager
+from typing import Any
 
 from app.pipeline.image_io import header_pixels
 
@@ -48,13 +50,14 @@ class PixelBudget:
     @asynccontextmanager
     async def hold(self, pixels: int) -> AsyncIterator[None]:
         """Hold `pixels` of the budget for the body's duration, waiting first if needed."""
-        await self._acquire(pixels)
+        await self.acquire(pixels)
         try:
             yield
         finally:
-            self._release(pixels)
+            self.release(pixels)
 
-    async def _acquire(self, pixels: int) -> None:
+    async def acquire(self, pixels: int) -> None:
+        """Wait until `pixels` fit (or nothing else is held), and take them."""
         if not self._waiting and self._fits(pixels):
             self._take(pixels)
             return
@@ -64,7 +67,7 @@ class PixelBudget:
             await ticket
         except asyncio.CancelledError:
             if ticket.done() and not ticket.cancelled():  # admitted just as it was cancelled
-                self._release(pixels)
+                self.release(pixels)
             else:
                 with contextlib.suppress(ValueError):  # _admit may have dropped it already
                     self._waiting.remove((pixels, ticket))
@@ -78,14 +81,27 @@ class PixelBudget:
         self.in_use += pixels
         self.holders += 1
 
-    def _release(self, pixels: int) -> None:
+    def release_when_done(self, work: Future[Any], pixels: int) -> None:
+        """Release `pixels` once `work`, running on another thread, has finished: not when
+        its awaiting coroutine is cancelled, since the thread holds the images until then."""
+        loop = asyncio.get_running_loop()
+
+        def done(_: Future[Any]) -> None:
+            with contextlib.suppress(RuntimeError):  # the loop has closed: nothing to admit
+                loop.call_soon_threadsafe(self.release, pixels)
+
+        work.add_done_callback(done)
+
+    def release(self, pixels: int) -> None:
+        """Give `pixels` back (on the event loop's thread), admitting whoever now fits."""
         self.in_use -= pixels
         self.holders -= 1
         self._released += pixels
         self._admit()
         if self.holders == 0 and self._released >= self.trim_after and self._trim is not None:
             self._released = 0
-            asyncio.get_running_loop().run_in_executor(None, self._trim)
+            with contextlib.suppress(RuntimeError):  # the executor has shut down
+                asyncio.get_running_loop().run_in_executor(None, _logged(self._trim))
 
     def _admit(self) -> None:
         # Strictly in arrival order: small requests never starve a large one.
@@ -97,6 +113,18 @@ class PixelBudget:
             if not ticket.cancelled():
                 self._take(pixels)
                 ticket.set_result(None)
+
+
+def _logged(trim: Callable[[], object]) -> Callable[[], None]:
+    """`trim`, its failure logged rather than left in a future nobody reads."""
+
+    def run() -> None:
+        try:
+            trim()
+        except Exception:
+            log.exception("returning freed memory to the system failed")
+
+    return run
 
 
 def pixels_held(images: Sequence[bytes], max_pixels: int, one_at_a_time: bool) -> int:

@@ -24,7 +24,6 @@ class Upload:
 class Probe:
     """The chosen face of one image, with its embedding."""
 
-    image: ImageArray
     face: AnalyzedFace
     vector: FloatArray
     sha256: str
@@ -45,7 +44,7 @@ def choose_face(
     """
     detected = pipeline.detect(image)
     if not detected:
-        raise no_face(pipeline, image)
+        raise no_face(pipeline, image.shape)
     analyzed = pipeline.analyze(image, detected)
     pool = [a for a in analyzed if a.quality.passed] or analyzed
     if len(pool) == 1:
@@ -73,15 +72,14 @@ def embed_probes(
 
     With several uploads, an error names the one it is about: `labels`, or upload 1, 2, ...
     """
-    images, faces = [], []
+    faces = []
     for position, upload in enumerate(uploads):
         try:
-            image = load_image(settings, upload)
-            face = choose_face(pipeline, image, policy)
+            # Only the chosen face's aligned crop is kept, not the decoded image.
+            face = choose_face(pipeline, load_image(settings, upload), policy)
             if settings.probe_quality == "refuse":
                 require_quality(face, "compare")
             faces.append(face)
-            images.append(image)
         except FaceServiceError as error:
             if len(uploads) == 1:
                 raise
@@ -89,8 +87,8 @@ def embed_probes(
             raise _about(error, label) from error
     vectors = pipeline.embed(faces)
     return [
-        Probe(image=image, face=face, vector=vectors[i], sha256=sha256_hex(upload.data))
-        for i, (image, face, upload) in enumerate(zip(images, faces, uploads, strict=True))
+        Probe(face=face, vector=vectors[i], sha256=sha256_hex(upload.data))
+        for i, (face, upload) in enumerate(zip(faces, uploads, strict=True))
     ]
 
 
@@ -111,9 +109,9 @@ def _about(error: FaceServiceError, label: str) -> FaceServiceError:
     return type(error)(f"{label}: {error.message}", details={"upload": label, **details})
 
 
-def no_face(pipeline: FacePipeline, image: ImageArray) -> NoFace:
+def no_face(pipeline: FacePipeline, shape: tuple[int, ...]) -> NoFace:
     # Smaller faces are not searched for (the quality gate would refuse them), so say so.
-    size = pipeline.detector.smallest_face(image.shape)
+    size = pipeline.detector.smallest_face(shape)
     return NoFace(f"No face of at least {size} px was found in the image.")
 
 
@@ -123,9 +121,10 @@ def sha256_hex(data: bytes) -> str:
 
 @dataclass(frozen=True)
 class ImageFaces:
-    """The largest faces of an image, graded, and how many were detected in all."""
+    """The largest faces of an image, graded, and how many were detected in all; the
+    image's shape, not its pixels, which go as soon as the faces are graded."""
 
-    image: ImageArray
+    shape: tuple[int, ...]
     faces: list[AnalyzedFace]
     found: int
 
@@ -136,7 +135,7 @@ def analyze_all(
     """Every face of an image (largest first, at most max_faces), embedded in one pass."""
     graded = detect_all(pipeline, settings, upload, max_faces)
     if not graded.found:
-        raise no_face(pipeline, graded.image)
+        raise no_face(pipeline, graded.shape)
     return graded, pipeline.embed(graded.faces)
 
 
@@ -148,4 +147,4 @@ def detect_all(
     image = load_image(settings, upload)
     detected = sorted(pipeline.detect(image), key=lambda f: f.width * f.height, reverse=True)
     faces = pipeline.analyze(image, detected[:max_faces]) if detected else []
-    return ImageFaces(image=image, faces=faces, found=len(detected))
+    return ImageFaces(shape=image.shape, faces=faces, found=len(detected))

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import io
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from app.config import Settings
-from app.errors import NotReady
+from app.errors import FaceServiceError, NoFace, NotReady
 from app.index import FaceIndex
 from app.pipeline.align import FACENET_160
 from app.pipeline.analyzer import FacePipeline
+from app.services import enrolment
 from app.services.enrolment import _current_vectors, prepare_enrolment
 from app.services.probes import Upload
 from app.services.runtime import quality_limits
@@ -42,3 +45,27 @@ def test_vectors_are_recomputed_when_the_model_changed(
     other_template = replace(stale, template=FACENET_160)
     with pytest.raises(NotReady):
         _current_vectors(runtime, other_template)
+
+
+def test_rejected_uploads_leave_no_frames_holding_their_images(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Enrolment reserves one image at a time in the pixel budget, so a rejected upload's
+    # decoded image must not live on in its error's traceback until the request ends.
+    blank = io.BytesIO()
+    Image.new("RGB", (320, 240), "grey").save(blank, format="PNG")
+    uploads = [Upload(f"blank{i}.png", blank.getvalue() + bytes([i])) for i in range(3)]
+    caught: list[FaceServiceError] = []
+    original = enrolment._detached
+
+    def spy(error: FaceServiceError) -> FaceServiceError:
+        caught.append(original(error))
+        return caught[-1]
+
+    monkeypatch.setattr(enrolment, "_detached", spy)
+    with pytest.raises(NoFace, match="3 of 3 files rejected"):
+        prepare_enrolment(runtime.pipeline, Settings(), uploads, None)
+    assert len(caught) == 3
+    for error in caught:
+        assert error.__traceback__ is None
+        assert error.__cause__ is None and error.__context__ is None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from PIL import Image
@@ -97,6 +98,31 @@ def test_a_cancelled_waiter_gives_way_and_holds_nothing() -> None:
         running.set(), small.set()
         await _settle()
         assert (budget.in_use, budget.holders) == (0, 0)
+
+    asyncio.run(scenario())
+
+
+def test_pixels_stay_held_until_the_thread_lets_go_of_them() -> None:
+    # A request cancelled while its inference runs: the thread still holds the image.
+    gate = threading.Event()
+
+    async def scenario() -> None:
+        budget = PixelBudget(100)
+        with ThreadPoolExecutor(1) as pool:
+            await budget.acquire(60)
+            work = pool.submit(gate.wait, 5)
+            budget.release_when_done(work, 60)
+            waiting = asyncio.ensure_future(asyncio.wrap_future(work))
+            await _settle()
+            waiting.cancel()
+            await _settle()
+            assert waiting.cancelled() and budget.in_use == 60
+            gate.set()
+            for _ in range(100):
+                if budget.in_use == 0:
+                    break
+                await asyncio.sleep(0.01)
+            assert (budget.in_use, budget.holders) == (0, 0)
 
     asyncio.run(scenario())
 
