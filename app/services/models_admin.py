@@ -68,13 +68,15 @@ def delete_model(state: AppState, model_id: str) -> ModelPublic:
     A crash after the commit leaves only unused files: the checkpoint folder is removed at
     the next start-up, and an index or calibration entry is keyed by a version never served.
     """
-    runtime = state.require_runtime()
     model_removal.check_calibration_readable(state.settings)
-    with state.sessions.begin() as session:
+    # Under the write lock, as a model swap's last step is: a swap to this version that
+    # was building meanwhile then sees it gone, and drops what it wrote for it.
+    with state.write_lock, state.sessions.begin() as session:
+        serving = state.require_runtime().model_version
         row = models_repo.get_model_for_update(session, model_id)
-        model_removal.refuse_deletion(session, row, runtime.model_version)
+        model_removal.refuse_deletion(session, row, serving)
         counts = models_repo.embedding_counts(session)
-        deleted = _public(row, "", runtime.model_version, counts)
+        deleted = _public(row, "", serving, counts)
         models_repo.delete_model(session, row)
     model_removal.remove_files(state.settings, model_id, deleted.weights_path)
     return deleted

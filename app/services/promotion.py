@@ -9,7 +9,7 @@ from datetime import datetime
 from pathlib import Path
 
 from app.errors import FaceServiceError
-from app.gallery import embeddings_repo
+from app.gallery import embeddings_repo, models_repo
 from app.index import reconcile
 from app.services.active_model import desired_version, load_version
 from app.services.calibration import CalibrationStore
@@ -132,6 +132,8 @@ class ModelWatcher:
             state.settings, state.sessions, models, state.metrics, state.pool.running
         )
         with state.write_lock:
+            if not self._still_wanted(fresh.model_version, models.embedder.name):
+                return
             if state.index_dirty:
                 save_index(state.settings, previous.index)
                 state.index_dirty = False
@@ -150,6 +152,22 @@ class ModelWatcher:
             previous_version,
             len(fresh.index),
         )
+
+    def _still_wanted(self, version: str, name: str) -> bool:
+        """Under the write lock, after a build of minutes: whether `version` is still the
+        one to serve. An admin may have activated another and deleted this one meanwhile
+        (DELETE /v1/admin/models holds the same lock); then the vectors the build wrote
+        for it go too."""
+        with self.state.sessions.begin() as session:
+            if desired_version(session, self.state.settings, name).id == version:
+                return True
+            if models_repo.discard_unregistered(session, version):
+                log.warning(
+                    "model %s was deleted while it was being built; not serving it", version
+                )
+            else:
+                log.info("model %s is no longer the active one; not swapping to it", version)
+        return False
 
     def _complete(self, runtime: Runtime) -> None:
         """Under the write lock: embed new faces' crops and make the index match the DB."""

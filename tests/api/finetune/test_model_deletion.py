@@ -5,16 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
-from app.gallery import jobs_repo, models_repo
+from app.gallery import embeddings_repo, jobs_repo, models_repo
 from app.gallery.orm import Embedding, ModelVersion
 from app.index import index_path
 from app.services.calibration import METHOD_GALLERY_ADJUSTED, Calibration, CalibrationStore
 from app.services.model_index import save_index
 from tests.api.conftest import ClientFactory as AppFactory
-from tests.api.conftest import assert_error
+from tests.api.conftest import assert_error, enrol, new_subject
 from tests.api.finetune.conftest import (
     PROBED,
     QUICK_JOB,
@@ -194,3 +195,35 @@ def test_deleting_a_version_needs_the_admin_key(make_client: AppFactory, tmp_pat
     assert_error(client.delete(path), 401, "unauthorized")
     assert_error(client.delete(path, headers={"X-API-Key": "app-key"}), 403, "forbidden")
     assert_error(client.delete(path, headers={"X-API-Key": "root-key"}), 404, "model_not_found")
+
+
+def test_a_swap_to_a_version_deleted_while_it_was_built_is_dropped(
+    make_client: AppFactory, tmp_path: Path, package_images: Path
+) -> None:
+    # Activate B; the watcher starts building it (minutes on a big gallery). Meanwhile the
+    # admin activates the base again and deletes B. The build's last step must not serve B,
+    # and the vectors it wrote for B after the delete must go.
+    client = make_client(models_dir=tmp_path / "models", finetune_poll_interval_s=3600)
+    from app.services.promotion import ModelWatcher
+
+    state = state_of(client)
+    base = client.get("/v1/info").json()["model_version"]
+    subject = new_subject(client, "yao")
+    yao = ("yao.jpg", (package_images / "yaoming.jpg").read_bytes())
+    face_id = int(enrol(client, subject, yao).json()["faces"][0]["id"])
+    built = "arcface-mbf@bbbbbbbbbbbb"
+    with state.sessions.begin() as session:
+        weights = Path("finetuned/job-b/weights.pt")
+        models_repo.ensure_model(session, built, "arcface-mbf", "b" * 64, weights_path=weights)
+        models_repo.activate(session, built)
+    watcher = ModelWatcher(state)
+    assert watcher._still_wanted(built, "arcface-mbf")
+
+    with state.sessions.begin() as session:
+        models_repo.activate(session, base)
+    assert client.delete(f"/v1/admin/models/{built}").status_code == 200
+    with state.sessions.begin() as session:  # what the build wrote after the delete
+        embeddings_repo.add_embeddings(session, built, [face_id], np.ones((1, 512), np.float32))
+    assert not watcher._still_wanted(built, "arcface-mbf")
+    assert traces(client, built, "finetuned/job-b")["vectors"] == 0
+    assert client.get("/v1/info").json()["model_version"] == base
