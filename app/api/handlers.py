@@ -69,7 +69,7 @@ async def _http(request: Request, exc: Exception) -> JSONResponse:
     code = _HTTP_CODES.get(exc.status_code, "http_error")
     message = str(exc.detail)
     path = request.url.path
-    if exc.status_code == 404 and len(path) > 1 and path.endswith("/"):
+    if exc.status_code == 404 and path.endswith("/") and path.strip("/"):
         message += f"; paths take no trailing slash (try {path.rstrip('/')})"
     return error_response(exc.status_code, code, message)
 

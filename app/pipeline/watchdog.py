@@ -20,6 +20,7 @@ class Watchdog:
         self.timeout_s = timeout_s
         self._on_hung = on_hung
         self._watched: tuple[float, BaseProcess] | None = None  # (deadline, process)
+        self._lock = threading.Lock()  # a new watch() is never lost to an expiring one
         self._stopped = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -29,17 +30,22 @@ class Watchdog:
                 target=self._loop, name="face-detection-watchdog", daemon=True
             )
             self._thread.start()
-        self._watched = (time.monotonic() + self.timeout_s, process)
+        with self._lock:
+            self._watched = (time.monotonic() + self.timeout_s, process)
 
     def clear(self) -> None:
-        self._watched = None
+        with self._lock:
+            self._watched = None
 
     def stop(self) -> None:
         self._stopped.set()
 
     def _loop(self) -> None:
         while not self._stopped.wait(self.timeout_s / 4):
-            watched = self._watched
-            if watched is not None and time.monotonic() >= watched[0]:
-                self._watched = None
+            with self._lock:
+                watched = self._watched
+                expired = watched is not None and time.monotonic() >= watched[0]
+                if expired:
+                    self._watched = None
+            if expired and watched is not None:
                 self._on_hung(watched[1])

@@ -163,6 +163,7 @@ def test_a_trailing_slash_is_a_404_not_a_redirect_to_the_host_header(
         assert "location" not in response.headers
         body = assert_error(response, 404, "not_found")
         assert path.rstrip("/") in body["message"]
+    assert "try" not in assert_error(client.get("//"), 404, "not_found")["message"]
     assert client.get("/v1/health").status_code == 200
 
 
