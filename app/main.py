@@ -110,7 +110,12 @@ def open_state(settings: Settings, metrics: Metrics, keys: KeyRing) -> AppState:
         engine=engine,
         sessions=sessions,
         pool=InferencePool(inference_workers(settings)),
-        pixels=PixelBudget(settings.pixels_in_flight, trim=heap_trimmer()),
+        pixels=PixelBudget(
+            settings.pixels_in_flight,
+            trim=heap_trimmer(),
+            on_change=metrics.pixels_in_flight.set,
+            on_wait=metrics.pixel_waits.inc,
+        ),
     )
     state.jobs.recover(sessions, settings.models_dir)
     with sessions() as session:

@@ -44,6 +44,16 @@ class Metrics:
         self.index_size = Gauge(
             "face_index_size", "Vectors in the active FAISS index.", registry=self.registry
         )
+        self.pixels_in_flight = Gauge(
+            "face_image_pixels_in_flight",
+            "Decoded image pixels that running requests hold (FACE_MAX_PIXELS_IN_FLIGHT).",
+            registry=self.registry,
+        )
+        self.pixel_waits = Counter(
+            "face_pixel_budget_waits_total",
+            "Requests that waited for earlier ones' images to fit in the pixel budget.",
+            registry=self.registry,
+        )
 
     # PipelineObserver (app/pipeline/analyzer.py)
     def stage_seconds(self, stage: str, seconds: float) -> None:

@@ -36,12 +36,18 @@ class PixelBudget:
         limit: int,
         trim_after: int = 16_000_000,
         trim: Callable[[], object] | None = None,
+        on_change: Callable[[int], object] | None = None,
+        on_wait: Callable[[], object] | None = None,
     ) -> None:
+        """`on_change` is told the pixels held after each change, `on_wait` of each request
+        that has to wait (the service's metrics)."""
         if limit < 1:
             raise ValueError(f"limit must be at least 1, got {limit}")
         self.limit = limit
         self.trim_after = trim_after
         self._trim = trim
+        self._on_change = on_change
+        self._on_wait = on_wait
         self.in_use = 0
         self.holders = 0
         self._released = 0  # since the last trim
@@ -61,6 +67,8 @@ class PixelBudget:
         if not self._waiting and self._fits(pixels):
             self._take(pixels)
             return
+        if self._on_wait is not None:
+            self._on_wait()
         ticket: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiting.append((pixels, ticket))
         try:
@@ -80,6 +88,11 @@ class PixelBudget:
     def _take(self, pixels: int) -> None:
         self.in_use += pixels
         self.holders += 1
+        self._changed()
+
+    def _changed(self) -> None:
+        if self._on_change is not None:
+            self._on_change(self.in_use)
 
     def release_when_done(self, work: Future[Any], pixels: int) -> None:
         """Release `pixels` once `work`, running on another thread, has finished: not when
@@ -97,6 +110,7 @@ class PixelBudget:
         self.in_use -= pixels
         self.holders -= 1
         self._released += pixels
+        self._changed()
         self._admit()
         if self.holders == 0 and self._released >= self.trim_after and self._trim is not None:
             self._released = 0

@@ -26,6 +26,9 @@ def test_requests_beyond_the_pixel_budget_wait_their_turn_and_all_answer(
     assert statuses == [200] * 12
     budget = client.app.state.face.pixels  # type: ignore[attr-defined]
     assert (budget.in_use, budget.holders) == (0, 0)
+    metrics = client.get("/metrics").text
+    assert "face_image_pixels_in_flight 0.0" in metrics  # the gauge follows the budget
+    assert "face_pixel_budget_waits_total" in metrics
     assert budget.limit == 1
     # The default: twice the largest image accepted.
     assert make_client().app.state.face.pixels.limit == 80_000_000  # type: ignore[attr-defined]

@@ -51,6 +51,26 @@ def test_a_request_waits_until_the_pixels_before_it_are_released() -> None:
     asyncio.run(scenario())
 
 
+def test_the_pixels_held_and_the_waits_are_reported() -> None:
+    held: list[int] = []
+    waits: list[None] = []
+
+    async def scenario() -> None:
+        budget = PixelBudget(100, on_change=held.append, on_wait=lambda: waits.append(None))
+        log: list[str] = []
+        first = await _enter(budget, 60, log, "first")
+        second = await _enter(budget, 50, log, "second")  # 110 > 100: waits
+        await _settle()
+        assert (held, len(waits)) == ([60], 1)
+        first.set()
+        await _settle()
+        second.set()
+        await _settle()
+        assert held == [60, 0, 50, 0] and len(waits) == 1
+
+    asyncio.run(scenario())
+
+
 def test_requests_are_admitted_in_arrival_order() -> None:
     # A stream of small requests must not starve a large one waiting ahead of them.
     async def scenario() -> None:
