@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -166,12 +167,13 @@ def subject_crops(
     return [(i, subject, crop, points) for i, subject, crop, points in rows if crop and points]
 
 
-def trainable_subjects(s: Session) -> int:
-    """Subjects with at least two stored crops: the ones fine-tuning can learn from."""
-    per_subject = (
-        select(Face.subject_id)
-        .where(Face.crop.is_not(None))
-        .group_by(Face.subject_id)
-        .having(func.count() >= 2)
-    )
-    return s.scalar(select(func.count()).select_from(per_subject.subquery())) or 0
+def trainable_faces(s: Session) -> list[tuple[int, str]]:
+    """(face id, subject id) of the faces fine-tuning can load at most: those with a crop
+    and its landmarks, of subjects with two or more of them."""
+    rows = s.execute(
+        select(Face.id, Face.subject_id).where(
+            Face.crop.is_not(None), Face.crop_landmarks.is_not(None)
+        )
+    ).all()
+    per_subject = Counter(subject for _, subject in rows)
+    return [(face_id, subject) for face_id, subject in rows if per_subject[subject] >= 2]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import shutil
 from pathlib import Path
-from typing import NoReturn
+from typing import NoReturn, get_args
 
 from sqlalchemy.orm import Session
 
@@ -13,13 +13,11 @@ from app.config import Settings
 from app.errors import ModelError, ModelInUse
 from app.gallery import jobs_repo, models_repo
 from app.gallery.orm import ModelVersion
-from app.index import index_path
+from app.index import IndexKind, index_path
 from app.index.files import sidecar_path
 from app.services.calibration import CalibrationStore
 
 log = logging.getLogger(__name__)
-
-INDEX_KINDS = ("flat", "hnsw")
 
 
 def refuse_deletion(session: Session, row: ModelVersion, serving: str) -> None:
@@ -64,7 +62,7 @@ def remove_files(settings: Settings, model_id: str, weights_path: str | None) ->
             folder.unlink(missing_ok=True)
         if folder.exists():
             log.warning("could not remove %s of deleted model %s", folder, model_id)
-    for kind in INDEX_KINDS:
+    for kind in get_args(IndexKind):  # the setting may have changed since it served
         saved = index_path(settings.index_dir, model_id, kind)
         for path in (saved, sidecar_path(saved)):
             for leftover in (path, path.with_name(path.name + ".tmp")):

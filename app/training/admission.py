@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-from collections import Counter
-
 import numpy as np
-from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.config import Settings
 from app.errors import InsufficientTrainingData, JobRunning
 from app.gallery import jobs_repo, models_repo
-from app.gallery.orm import Face
 from app.pipeline.embedders import resolve_embedder_name
 from app.schemas.finetune import FinetuneParams
 from app.training.dataset import IntArray
@@ -64,15 +60,8 @@ def check_gallery(session: Session, settings: Settings, fraction: float) -> None
 
 
 def _trainable_faces(session: Session) -> tuple[IntArray, IntArray]:
-    """(face ids, subject labels) of the faces `load_gallery_faces` can load at most: those
-    with a crop and its landmarks, of subjects with two or more of them."""
-    rows = session.execute(
-        select(Face.id, Face.subject_id).where(
-            Face.crop.is_not(None), Face.crop_landmarks.is_not(None)
-        )
-    ).all()
-    per_subject = Counter(subject for _, subject in rows)
-    kept = [(face_id, subject) for face_id, subject in rows if per_subject[subject] >= 2]
+    """(face ids, subject labels) of the faces `load_gallery_faces` can load at most."""
+    kept = models_repo.trainable_faces(session)
     face_ids = np.array([face_id for face_id, _ in kept], dtype=np.int64)
     _, labels = np.unique(np.array([s for _, s in kept], dtype=object), return_inverse=True)
     return face_ids, labels.astype(np.int64)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +13,6 @@ from sqlalchemy.orm import Session, sessionmaker
 from app.config import Settings
 from app.errors import FaceServiceError, InsufficientTrainingData, InvalidRequest, JobRunning
 from app.gallery import jobs_repo, models_repo, repository
-from app.gallery.db import make_engine, make_session_factory, migrate
 from app.schemas.finetune import FinetuneParams
 from app.training import admission
 from app.training.admission import queue_job
@@ -26,14 +24,6 @@ OWNER = jobs_repo.Owner("host-a", 11)
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     return Settings(data_dir=tmp_path / "data", embedder="arcface-mbf")
-
-
-@pytest.fixture
-def sessions(settings: Settings) -> Iterator[sessionmaker[Session]]:
-    engine = make_engine(settings.resolved_database_url)
-    migrate(engine)
-    yield make_session_factory(engine)
-    engine.dispose()
 
 
 def store_faces(sessions: sessionmaker[Session], per_subject: list[int]) -> list[int]:

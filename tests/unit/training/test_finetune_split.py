@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +10,6 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.config import Settings
 from app.gallery import jobs_repo, models_repo, repository
-from app.gallery.db import make_engine, make_session_factory, migrate
 from app.pipeline.analyzer import FacePipeline
 from app.pipeline.image_io import decode_image
 from app.schemas.finetune import FinetuneParams
@@ -30,14 +28,6 @@ def settings(tmp_path: Path) -> Settings:
     return Settings(
         data_dir=tmp_path / "data", models_dir=tmp_path / "models", embedder="arcface-mbf"
     )
-
-
-@pytest.fixture
-def sessions(settings: Settings) -> Iterator[sessionmaker[Session]]:
-    engine = make_engine(settings.resolved_database_url)
-    migrate(engine)
-    yield make_session_factory(engine)
-    engine.dispose()
 
 
 @pytest.fixture
