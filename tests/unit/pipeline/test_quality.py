@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
+
 import numpy as np
+import numpy.typing as npt
+import pytest
 from scipy import ndimage
 
 from app.pipeline.align import ARCFACE_112, align_face
 from app.pipeline.detect import FaceDetector
 from app.pipeline.image_io import downscale
-from app.pipeline.quality import assess_quality, blur_variance
+from app.pipeline.quality import (
+    MAX_CONTRAST_GAIN,
+    assess_quality,
+    blur_variance,
+    contrast_gain,
+)
 from app.pipeline.types import DetectedFace, ImageArray, QualityLimits
+from tests.unit.pipeline.conftest import Detection, ImageLoader
 
 LIMITS = QualityLimits(min_face_size=32, min_probability=0.90, min_blur=15.0)
 
@@ -103,3 +114,61 @@ def test_out_of_frame_counts_landmarks_beyond_a_small_tolerance() -> None:
     assert assess_quality(face, flat, lenient, (112, 70, 3)).passed  # x 73.5 <= 70 + 5
     narrow = assess_quality(face, flat, lenient, (112, 60, 3))
     assert narrow.reasons == ["out_of_frame: 2 of 5 landmarks outside the image"]
+
+
+def _scaled(image: ImageArray, factor: float) -> ImageArray:
+    return np.clip(np.round(image.astype(float) * factor), 0, 255).astype(np.uint8)
+
+
+def test_a_sharp_face_in_dim_light_is_not_blurry(
+    detector: FaceDetector, yaoming: ImageArray
+) -> None:
+    face, aligned = _first_face(detector, yaoming)
+    default = QualityLimits(min_face_size=32, min_probability=0.90, min_blur=40.0)
+    dim = _scaled(aligned, 0.25)
+    # Raw Laplacian variance falls with the square of the light; the gate used to read that
+    # as blur. Stretched back to ordinary contrast, the dim face keeps its sharpness.
+    assert assess_quality(face, dim, default).passed
+    assert blur_variance(dim) > 0.5 * blur_variance(aligned)
+    blurred = ndimage.gaussian_filter(aligned.astype(float), sigma=(2, 2, 0))
+    dim_blurred = _scaled(blurred, 0.25)
+    assert [r.split(":")[0] for r in assess_quality(face, dim_blurred, default).reasons] == [
+        "blurry"
+    ]
+
+
+def test_the_contrast_gain_stretches_only_low_contrast_and_is_capped() -> None:
+    def spread(std: float) -> npt.NDArray[np.float64]:
+        return 128.0 + std * np.where(np.indices((112, 112)).sum(axis=0) % 2 == 0, 1.0, -1.0)
+
+    assert contrast_gain(spread(60.0)) == 1.0
+    assert contrast_gain(spread(40.0)) == 1.0
+    assert contrast_gain(spread(20.0)) == pytest.approx(2.0)
+    # Past the cap a near-black face's noise would be stretched into "detail".
+    assert contrast_gain(spread(2.0)) == MAX_CONTRAST_GAIN
+    assert contrast_gain(np.full((112, 112), 9.0)) == MAX_CONTRAST_GAIN
+
+
+def test_every_shared_face_dimmed_to_a_quarter_stays_sharp_and_blurred_stays_blurry(
+    detect_shared: Callable[[str], Detection],
+    manifest: list[dict[str, str]],
+    shared_faces: Path,
+    load_image: ImageLoader,
+) -> None:
+    """On the shared photos, dimming a face does not make it fail the default blur gate, and
+    a Gaussian blur of 2 px still does, bright or dim."""
+    checked = 0
+    for row in manifest:
+        faces, _ = detect_shared(row["path"])
+        if not faces:
+            continue
+        image = load_image(shared_faces / row["path"])
+        aligned = align_face(image, faces[0].landmarks, ARCFACE_112)
+        if blur_variance(aligned) < 40.0:
+            continue
+        checked += 1
+        assert blur_variance(_scaled(aligned, 0.25)) >= 40.0, row["path"]
+        blurred = ndimage.gaussian_filter(aligned.astype(float), sigma=(2, 2, 0))
+        for light in (1.0, 0.25):
+            assert blur_variance(_scaled(blurred, light)) < 40.0, (row["path"], light)
+    assert checked >= 100
