@@ -6,6 +6,7 @@ import json
 
 import yaml
 
+from app.commands.serve import GRACEFUL_SHUTDOWN_S
 from tests.conftest import REPO
 
 
@@ -40,6 +41,15 @@ def test_compose_reserves_a_gpu_and_persists_data() -> None:
     # rebuilt image is never shadowed by an old volume.
     assert mounts == {"/data", "/app/models/finetuned"}
     assert "FACE_API_KEYS" in service["environment"]
+
+
+def test_compose_waits_for_the_graceful_shutdown_before_killing() -> None:
+    """Docker kills 10 s after SIGTERM unless told otherwise, cutting off running requests
+    that the service would still finish."""
+    service = yaml.safe_load((REPO / "docker-compose.yml").read_text())["services"]["face"]
+    grace = service["stop_grace_period"]
+    assert grace.endswith("s")
+    assert int(grace[:-1]) > GRACEFUL_SHUTDOWN_S
 
 
 def test_weights_are_added_before_the_code_with_the_registry_pin() -> None:

@@ -14,6 +14,9 @@ from app.config import Settings
 
 # Files and folders the service creates: rw for its user, nothing for group and others.
 PRIVATE_UMASK = 0o077
+# On SIGTERM uvicorn stops accepting and lets running requests finish for this long before
+# the lifespan saves the index; docker-compose.yml's stop_grace_period must exceed it.
+GRACEFUL_SHUTDOWN_S = 30
 
 
 def serve(args: argparse.Namespace, settings: Settings) -> int:
@@ -64,7 +67,7 @@ def serve(args: argparse.Namespace, settings: Settings) -> int:
         host=host,
         port=port,
         log_level=settings.log_level.lower(),
-        timeout_graceful_shutdown=30,
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
     )
     lock.close()
     return 0
