@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -41,11 +41,18 @@ class GalleryFaces:
         return int(self.labels.max()) + 1 if len(self.labels) else 0
 
 
-def load_gallery_faces(sessions: sessionmaker[Session], template: AlignTemplate) -> GalleryFaces:
-    """Every stored crop of a subject with >= 2 of them, re-aligned to the embedder template."""
+def load_gallery_faces(
+    sessions: sessionmaker[Session],
+    template: AlignTemplate,
+    check: Callable[[], None] | None = None,
+) -> GalleryFaces:
+    """Every stored crop of a subject with >= 2 of them, re-aligned to the embedder template;
+    `check` runs before each page of crops (a cancel raises from it)."""
     by_subject: dict[str, list[tuple[int, ImageArray]]] = defaultdict(list)
     after = -1
     while True:
+        if check is not None:
+            check()
         with sessions() as session:
             rows = models_repo.subject_crops(session, after)
         if not rows:

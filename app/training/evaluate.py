@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +25,10 @@ from app.training.probes import FAR, MIN_GAIN_PROBES, MIN_PROBES, SIGNIFICANCE, 
 EMBED_BATCH = 64
 
 
+def _carry_on() -> None:
+    """The default `check`: nothing asks to stop."""
+
+
 @dataclass(frozen=True)
 class ExternalPairs:
     """A labelled pairs file with each photo's face detected and aligned once."""
@@ -33,13 +37,20 @@ class ExternalPairs:
     crops: dict[Path, ImageArray | None]  # None: no face found
 
 
-def embed_images(module: nn.Module, embedder: Embedder, images: Sequence[ImageArray]) -> FloatArray:
-    """Unit vectors of aligned crops through `module` (the model being fine-tuned)."""
+def embed_images(
+    module: nn.Module,
+    embedder: Embedder,
+    images: Sequence[ImageArray],
+    check: Callable[[], None] = _carry_on,
+) -> FloatArray:
+    """Unit vectors of aligned crops through `module` (the model being fine-tuned).
+    `check` runs before each batch, so a cancel (it raises) need not wait for the gallery."""
     was_training = module.training
     module.eval()
     rows: list[FloatArray] = []
     with torch.inference_mode():
         for start in range(0, len(images), EMBED_BATCH):
+            check()
             batch = embedder.preprocess(images[start : start + EMBED_BATCH])
             rows.append(F.normalize(module(batch).float(), dim=1).cpu().numpy())
     module.train(was_training)
@@ -65,12 +76,18 @@ def pair_metrics(scores: FloatArray, labels: np.ndarray, excluded: int = 0) -> P
 
 
 def load_external(
-    pipeline: FacePipeline, csv_path: Path, root: Path | None, max_pixels: int
+    pipeline: FacePipeline,
+    csv_path: Path,
+    root: Path | None,
+    max_pixels: int,
+    check: Callable[[], None] = _carry_on,
 ) -> ExternalPairs:
-    """Read the pairs and detect, choose and align the face of each photo once."""
+    """Read the pairs and detect, choose and align the face of each photo once; `check`
+    runs before each photo."""
     pairs = read_pairs(csv_path, root or csv_path.parent)
     crops: dict[Path, ImageArray | None] = {}
     for path in dict.fromkeys(p for pair in pairs for p in (pair.path_a, pair.path_b)):
+        check()
         image = decode_image(path.read_bytes(), max_pixels)
         detected = pipeline.detect(image)
         if not detected:
@@ -81,9 +98,15 @@ def load_external(
     return ExternalPairs(pairs=pairs, crops=crops)
 
 
-def external_metrics(module: nn.Module, embedder: Embedder, external: ExternalPairs) -> PairMetrics:
+def external_metrics(
+    module: nn.Module,
+    embedder: Embedder,
+    external: ExternalPairs,
+    check: Callable[[], None] = _carry_on,
+) -> PairMetrics:
     found = [path for path, crop in external.crops.items() if crop is not None]
-    vectors = embed_images(module, embedder, [external.crops[p] for p in found])  # type: ignore[misc]
+    crops = [external.crops[p] for p in found]
+    vectors = embed_images(module, embedder, crops, check)  # type: ignore[arg-type]
     by_path = dict(zip(found, vectors, strict=True))
     scored = [p for p in external.pairs if p.path_a in by_path and p.path_b in by_path]
     scores = np.array([float(by_path[p.path_a] @ by_path[p.path_b]) for p in scored])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import numpy as np
 from sqlalchemy.orm import Session, sessionmaker
@@ -45,21 +46,23 @@ def run_finetune(
         embedder = load_version(settings, desired_version(session, settings, name), device)
         check_fraction(session, embedder.version, params.validation_fraction)
     base_version = embedder.version
-    faces = load_gallery_faces(sessions, embedder.template)
-    external = _load_external(settings, embedder)
+    faces = load_gallery_faces(sessions, embedder.template, tracker.check)
+    external = _load_external(settings, embedder, tracker.check)
     clock["load"] = _lap(start, clock)
 
     tracker.check()
     tracker.update(force=True, phase="evaluating")
     # Embedded once: the split groups near-duplicates by these vectors, and they are the
     # "before" model's too.
-    vectors = embed_images(embedder.module, embedder, faces.images)
+    vectors = embed_images(embedder.module, embedder, faces.images, tracker.check)
     split = split_faces(faces.face_ids, faces.labels, vectors, params.validation_fraction)
     first, second, same = validation_pairs(faces.labels, split.validation)
     scores_before = np.sum(vectors[first] * vectors[second], axis=1)
     validation_before = pair_metrics(scores_before, same)
     probes_before = probe_outcomes(scores_before, same, first, second)
-    external_before = external_metrics(embedder.module, embedder, external) if external else None
+    external_before = (
+        external_metrics(embedder.module, embedder, external, tracker.check) if external else None
+    )
     clock["evaluate_before"] = _lap(start, clock)
     # After training: the same evaluation again, then re-embedding the whole gallery.
     tracker.tail_estimate_s = clock["evaluate_before"] * 2
@@ -81,14 +84,14 @@ def run_finetune(
     clock["train"] = _lap(start, clock)
 
     tracker.update(force=True, phase="evaluating", eta_s=tracker.tail_estimate_s)
-    tuned = embed_images(embedder.module, embedder, faces.images)
+    tuned = embed_images(embedder.module, embedder, faces.images, tracker.check)
     scores_after = np.sum(tuned[first] * tuned[second], axis=1)
     validation = BeforeAfter(before=validation_before, after=pair_metrics(scores_after, same))
     # Gains are counted in held-out faces, not pairs: one face's pairs rise and fall together.
     probes = probe_change(probes_before, probe_outcomes(scores_after, same, first, second))
     external_result = None
     if external is not None and external_before is not None:
-        after = external_metrics(embedder.module, embedder, external)
+        after = external_metrics(embedder.module, embedder, external, tracker.check)
         external_result = BeforeAfter(before=external_before, after=after)
     clock["evaluate_after"] = _lap(start, clock)
     decision = decide_promotion(
@@ -119,7 +122,9 @@ def run_finetune(
     return result
 
 
-def _load_external(settings: Settings, embedder: Embedder) -> ExternalPairs | None:
+def _load_external(
+    settings: Settings, embedder: Embedder, check: Callable[[], None]
+) -> ExternalPairs | None:
     if settings.finetune_external_pairs is None:
         return None
     detector = FaceDetector(
@@ -134,6 +139,7 @@ def _load_external(settings: Settings, embedder: Embedder) -> ExternalPairs | No
         settings.finetune_external_pairs,
         settings.finetune_external_root,
         settings.max_image_pixels,
+        check,
     )
 
 

@@ -65,7 +65,14 @@ class JobSupervisor:
                 process.join()
                 error = f"the training process exited with code {process.exitcode}"
                 with sessions.begin() as session:
-                    if jobs_repo.finish_job(session, job_id, jobs_repo.FAILED, error=error):
+                    # A cancel was asked: the job ends as asked, whatever ended its process.
+                    if jobs_repo.finish_job(
+                        session,
+                        job_id,
+                        jobs_repo.CANCELLED,
+                        error=error,
+                        from_states=(jobs_repo.CANCELLING,),
+                    ) or jobs_repo.finish_job(session, job_id, jobs_repo.FAILED, error=error):
                         log.error("job %s: %s", job_id, error)
                 process.close()
                 self._process = self._job_id = None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -24,6 +25,13 @@ CHECK_INTERVAL_S = 0.25
 # How often a running job's heartbeat is written, whatever it is doing. Another process
 # ends the job as abandoned once its heartbeat is supervisor.STALE_AFTER_S (120 s) old.
 HEARTBEAT_INTERVAL_S = 10.0
+# A job checks for a cancel at least every batch, so one still running this long after it
+# was cancelled is stuck (a hung call, a lock never released). Its heartbeat thread then
+# records it `cancelled` and ends the process: the training slot must not stay taken by a
+# job nothing can stop, with its heartbeat telling everyone that it is alive.
+CANCEL_GRACE_S = 60.0
+# The exit status of a process ended that way (EX_SOFTWARE).
+STUCK_EXIT_CODE = 70
 
 
 class JobCancelled(Exception):
@@ -37,6 +45,7 @@ class JobTracker:
         job_id: str,
         listener: Callable[[JobProgress], None] | None = None,
         heartbeat_s: float = HEARTBEAT_INTERVAL_S,
+        cancel_grace_s: float = CANCEL_GRACE_S,
     ) -> None:
         self.sessions = sessions
         self.job_id = job_id
@@ -49,6 +58,7 @@ class JobTracker:
         self._last_write = self._last_check = float("-inf")
         self._stop = False
         self._heartbeat_s = heartbeat_s
+        self._cancel_grace_s = cancel_grace_s
         self._closed = threading.Event()
         self._heart: threading.Thread | None = None
 
@@ -73,12 +83,40 @@ class JobTracker:
 
     def _beat(self) -> None:
         # A thread, not progress writes: evaluating and re-embedding write none for minutes.
+        cancelled_at: float | None = None
         while not self._closed.wait(self._heartbeat_s):
             try:
                 with self.sessions.begin() as session:
                     jobs_repo.beat(session, self.job_id)
+                    state = jobs_repo.state_of(session, self.job_id)
             except Exception:  # the database is away; the next beat retries
                 log.warning("job %s: heartbeat not written", self.job_id, exc_info=True)
+                continue
+            if state != jobs_repo.CANCELLING:
+                cancelled_at = None
+                continue
+            now = time.monotonic()
+            cancelled_at = now if cancelled_at is None else cancelled_at
+            if now - cancelled_at >= self._cancel_grace_s and not self._closed.is_set():
+                self._end_stuck(now - cancelled_at)
+
+    def _end_stuck(self, waited_s: float) -> None:
+        error = f"still running {waited_s:.0f} s after it was cancelled; its process was ended"
+        log.error("job %s: %s", self.job_id, error)
+        try:
+            with self.sessions.begin() as session:
+                jobs_repo.finish_job(
+                    session,
+                    self.job_id,
+                    jobs_repo.CANCELLED,
+                    error=error,
+                    from_states=(jobs_repo.CANCELLING,),
+                )
+        except Exception:  # whoever reaps the process ends the job instead
+            log.exception("job %s: could not record the cancel", self.job_id)
+        # Not SystemExit: the main thread is stuck and would never see it. As after a
+        # kill -9, the service deletes what a cut-short promotion left.
+        os._exit(STUCK_EXIT_CODE)
 
     def update(self, force: bool = False, **changes: Any) -> None:
         elapsed = round(time.monotonic() - self._started, 2)

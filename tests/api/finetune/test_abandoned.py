@@ -18,6 +18,7 @@ from sqlalchemy import func, select
 
 from app.gallery import embeddings_repo, jobs_repo, models_repo
 from app.gallery.orm import Embedding, Face
+from app.training.tracker import STUCK_EXIT_CODE
 from tests.api.conftest import assert_error
 from tests.api.finetune.conftest import QUICK_JOB, ClientFactory, wait_for_job
 
@@ -31,14 +32,16 @@ from app.training.supervisor import this_process
 from app.training.tracker import JobCancelled, JobTracker
 
 sessions = make_session_factory(make_engine(sys.argv[1]))
+stuck = sys.argv[2:] == ["stuck"]
 with sessions.begin() as session:
     job_id = jobs_repo.create_job(session, {"epochs": 1}, this_process()).id
-tracker = JobTracker(sessions, job_id, heartbeat_s=0.2)
+tracker = JobTracker(sessions, job_id, heartbeat_s=0.2, cancel_grace_s=1.0)
 assert tracker.begin()
 print(job_id, flush=True)
 try:
-    while True:  # a long phase, checking whether to stop as training does
-        tracker.check()
+    while True:  # a long phase, checking whether to stop as training does (unless stuck)
+        if not stuck:
+            tracker.check()
         time.sleep(0.05)
 except JobCancelled:
     tracker.end(jobs_repo.CANCELLED)
@@ -60,10 +63,13 @@ def stand_in() -> Iterator[list[subprocess.Popen[str]]]:
         process.wait()
 
 
-def start_stand_in(started: list[subprocess.Popen[str]], database_url: str) -> StandIn:
-    """A process running a job on the database; returns it and the job id."""
+def start_stand_in(
+    started: list[subprocess.Popen[str]], database_url: str, stuck: bool = False
+) -> StandIn:
+    """A process running a job on the database; returns it and the job id. A `stuck` one
+    never checks whether to stop, as if its main thread hung."""
     process = subprocess.Popen(
-        [sys.executable, "-c", STAND_IN, database_url],
+        [sys.executable, "-c", STAND_IN, database_url, *(["stuck"] if stuck else [])],
         stdout=subprocess.PIPE,
         text=True,
         cwd=Path.cwd(),
@@ -148,6 +154,25 @@ def test_deleting_an_abandoned_job_ends_it_at_once(
     assert client.delete(f"/v1/admin/jobs/{job_id}").json()["state"] == "cancelling"
     assert process.stdout is not None and process.stdout.readline().startswith("stopped")
     assert process.wait(timeout=30) == 0 and job_of(client, job_id)["state"] == "cancelled"
+
+
+def test_a_cancelled_job_that_never_stops_is_ended_by_its_heartbeat(
+    finetune_client: ClientFactory, stand_in: list[subprocess.Popen[str]], tmp_path: Path
+) -> None:
+    """A hung job used to keep the training slot for ever: its heartbeat said it was alive,
+    and nothing it never checked could stop it."""
+    client = finetune_client()
+    process, job_id = start_stand_in(stand_in, database(tmp_path), stuck=True)
+    assert client.delete(f"/v1/admin/jobs/{job_id}").json()["state"] == "cancelling"
+    assert process.wait(timeout=30) == STUCK_EXIT_CODE
+    job = job_of(client, job_id)
+    assert job["state"] == "cancelled" and job["finished_at"], job
+    assert "after it was cancelled; its process was ended" in str(job["error"])
+    accepted = client.post("/v1/admin/finetune", json=QUICK_JOB)  # the slot is free
+    assert accepted.status_code == 202, accepted.text
+    new_job = accepted.json()["job_id"]
+    client.delete(f"/v1/admin/jobs/{new_job}")
+    wait_for_job(client, new_job, ("cancelled", "succeeded", "failed"))
 
 
 def test_checkpoints_left_by_killed_jobs_are_removed(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import subprocess
 import sys
@@ -247,3 +248,29 @@ def test_a_service_ends_abandoned_jobs_without_being_asked(
     gone = running_job(session_factory, jobs_repo.Owner(this_host(), dead_pid()))
     jobs.reap(session_factory)
     assert job(session_factory, gone).state == "interrupted"
+
+
+def test_a_cancelled_job_whose_process_died_ends_cancelled_not_failed(
+    session_factory: sessionmaker[Session], tmp_path: Path
+) -> None:
+    """Its heartbeat ends a stuck, cancelled job's process: the cancel was what was asked."""
+    jobs = JobSupervisor()
+    jobs.recover(session_factory, tmp_path)
+    job_id = running_job(session_factory, this_process())
+    with session_factory.begin() as s:
+        jobs_repo.request_cancel(s, job_id)
+    process = multiprocessing.get_context("spawn").Process(target=os._exit, args=(70,))
+    process.start()
+    process.join()
+    jobs._process, jobs._job_id = process, job_id
+    jobs.reap(session_factory)
+    ended = job(session_factory, job_id)
+    assert (ended.state, ended.error) == ("cancelled", "the training process exited with code 70")
+    # Without a cancel, a process that exits before recording an end failed the job.
+    other = running_job(session_factory, this_process())
+    process = multiprocessing.get_context("spawn").Process(target=os._exit, args=(1,))
+    process.start()
+    process.join()
+    jobs._process, jobs._job_id = process, other
+    jobs.reap(session_factory)
+    assert job(session_factory, other).state == "failed"

@@ -10,6 +10,7 @@ from app.training import evaluate
 from app.training.evaluate import decide_promotion, pair_metrics
 from app.training.probes import ProbeChange, ProbeOutcomes, probe_change, probe_outcomes
 from app.training.split import validation_pairs
+from app.training.tracker import JobCancelled
 
 
 def metrics(
@@ -210,3 +211,20 @@ def test_pair_metrics_of_perfectly_separated_scores() -> None:
     )
     assert result.accuracy == result.roc_auc == result.tar_at_far == 1.0
     assert result.tar_reliable is False  # 200 impostors cannot measure FAR=1e-2 reliably
+
+
+def test_embedding_the_gallery_checks_for_a_cancel_before_every_batch(models) -> None:  # type: ignore[no-untyped-def]
+    """Evaluating a large gallery took minutes with no check: a cancel waited them out."""
+    crops = [np.zeros((112, 112, 3), dtype=np.uint8)] * (evaluate.EMBED_BATCH + 1)
+    checks: list[int] = []
+
+    def check() -> None:
+        checks.append(len(checks))
+        if len(checks) == 2:
+            raise JobCancelled("cancelled")
+
+    with pytest.raises(JobCancelled):
+        evaluate.embed_images(models.embedder.module, models.embedder, crops, check)
+    assert len(checks) == 2  # before the first batch, and before the second, which it stopped
+    vectors = evaluate.embed_images(models.embedder.module, models.embedder, crops[:3])
+    assert vectors.shape == (3, models.embedder.embedding_dim)
