@@ -162,6 +162,12 @@ class Settings(BaseSettings):
     finetune_external_tolerance: float = Field(
         0.5, ge=0, description="Most the external TAR@FAR=1e-2 may drop (points) to promote."
     )
+    index_sync_interval_s: float = Field(
+        30.0,
+        ge=0,
+        description="How often the index takes in faces that other processes sharing the "
+        "database enrolled or deleted; 0: never.",
+    )
     finetune_poll_interval_s: float = Field(
         1.0, gt=0, description="How often the service looks for a newly promoted model."
     )

@@ -44,6 +44,13 @@ class Metrics:
         self.index_size = Gauge(
             "face_index_size", "Vectors in the active FAISS index.", registry=self.registry
         )
+        self.index_synced = Counter(
+            "face_index_synced_faces_total",
+            "Faces the index took from the database (added) or dropped (removed) because "
+            "another process sharing it enrolled or deleted them.",
+            ["change"],
+            registry=self.registry,
+        )
         self.pixels_in_flight = Gauge(
             "face_image_pixels_in_flight",
             "Decoded image pixels that running requests hold (FACE_MAX_PIXELS_IN_FLIGHT).",

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy import delete, insert, select
+from sqlalchemy import delete, func, insert, select
 from sqlalchemy.orm import Session
 
 from app.gallery.orm import Embedding, Face
@@ -36,6 +36,35 @@ def model_face_ids(s: Session, model: str) -> IdArray:
     """Sorted ids of the faces that have an embedding under `model`."""
     query = select(Embedding.face_id).where(Embedding.model == model).order_by(Embedding.face_id)
     return np.fromiter(s.scalars(query), dtype=np.int64)
+
+
+def fingerprint(s: Session, model: str) -> tuple[int, int, int]:
+    """(count, sum, max) of the face ids with a `model` vector: one row, from the index on
+    (model, face_id), to tell cheaply whether an index holding the same ids is current."""
+    count, total, largest = s.execute(
+        select(
+            func.count(Embedding.face_id),
+            func.coalesce(func.sum(Embedding.face_id), 0),
+            func.coalesce(func.max(Embedding.face_id), 0),
+        ).where(Embedding.model == model)
+    ).one()
+    return int(count), int(total), int(largest)
+
+
+def vectors_present(s: Session, model: str, face_ids: Iterable[int]) -> tuple[IdArray, VectorArray]:
+    """The (ids, vectors) of those of `face_ids` that still have a `model` vector."""
+    ids: list[int] = []
+    blobs: list[bytes] = []
+    for chunk in in_chunks([int(i) for i in face_ids]):
+        rows = s.execute(
+            select(Embedding.face_id, Embedding.vector).where(
+                Embedding.model == model, Embedding.face_id.in_(chunk)
+            )
+        )
+        for face_id, vector in rows:
+            ids.append(face_id)
+            blobs.append(vector)
+    return np.array(ids, dtype=np.int64), _decode(blobs)
 
 
 def vectors_for(s: Session, model: str, face_ids: Iterable[int]) -> VectorArray:

@@ -124,7 +124,7 @@ class Embedding(Base):
     """A face's vector under one embedder version; several models can coexist per face."""
 
     __tablename__ = "embeddings"
-    __table_args__ = (Index("ix_embeddings_model", "model"),)
+    __table_args__ = (Index("ix_embeddings_model_face_id", "model", "face_id"),)
 
     face_id: Mapped[int] = mapped_column(
         FaceId, ForeignKey("faces.id", ondelete="CASCADE"), primary_key=True

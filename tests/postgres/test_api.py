@@ -15,6 +15,7 @@ from PIL import Image, ImageOps
 from app.gallery import embeddings_repo, repository
 from app.gallery.db import make_engine, make_session_factory
 from tests.api.conftest import assert_error, enrol, jpeg_bytes, new_subject, open_client
+from tests.api.test_index_sync import check_index_sync
 from tests.api.test_subjects import (
     test_name_filter_ignores_case_beyond_ascii as check_name_filter,
 )
@@ -158,3 +159,20 @@ def test_a_delete_by_another_process_mid_write_is_a_404_not_a_500(
         assert client.get("/v1/info").json()["index_size"] == 0
     finally:
         other.dispose()
+
+
+def test_each_process_index_takes_in_the_others_writes(
+    db_url: str, tmp_path: Path, models: Any, package_images: Path
+) -> None:
+    opened: list[TestClient] = []
+
+    def factory(folder: str, **settings: Any) -> TestClient:
+        client = open_client(tmp_path / folder, models, database_url=db_url, **settings)
+        opened.append(client)
+        return client
+
+    try:
+        check_index_sync(factory, package_images)
+    finally:
+        for client in opened:
+            client.__exit__(None, None, None)
