@@ -20,7 +20,8 @@ from app.gallery.db import make_engine, make_session_factory, migrate
 from app.schemas.finetune import FinetuneParams, FinetuneRequest, JobProgress
 from app.services.finetune import job_public
 from app.training.admission import queue_job
-from app.training.supervisor import end_abandoned, this_process
+from app.training.owners import this_process
+from app.training.supervisor import end_abandoned
 from app.training.worker import exit_on_sigterm, run_job
 
 

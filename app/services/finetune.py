@@ -10,7 +10,8 @@ from app.gallery.orm import Job
 from app.schemas.finetune import FinetuneParams, JobAccepted, JobList, JobPublic
 from app.state import AppState
 from app.training.admission import queue_job
-from app.training.supervisor import end_abandoned, this_process
+from app.training.owners import this_process
+from app.training.supervisor import end_abandoned
 
 _ENDED_EARLY = (jobs_repo.FAILED, jobs_repo.CANCELLED, jobs_repo.INTERRUPTED)
 

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from app.gallery import jobs_repo
 from app.schemas.finetune import JobProgress, JobResult
 from app.training.loop import Progress
-from app.training.supervisor import this_process
+from app.training.owners import this_process
 
 log = logging.getLogger(__name__)
 
@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 WRITE_INTERVAL_S = 0.25
 CHECK_INTERVAL_S = 0.25
 # How often a running job's heartbeat is written, whatever it is doing. Another process
-# ends the job as abandoned once its heartbeat is supervisor.STALE_AFTER_S (120 s) old.
+# ends the job as abandoned once its heartbeat is owners.STALE_AFTER_S (120 s) old.
 HEARTBEAT_INTERVAL_S = 10.0
 # A job checks for a cancel at least every batch, so one still running this long after it
 # was cancelled is stuck (a hung call, a lock never released). Its heartbeat thread then

@@ -132,7 +132,7 @@ def test_a_job_whose_process_is_gone_does_not_block_the_next(
     import subprocess
     import sys
 
-    from app.training.supervisor import this_host
+    from app.training.owners import this_host
 
     store_faces(sessions, [3, 3, 3])
     killed = subprocess.Popen([sys.executable, "-c", "pass"])

@@ -28,7 +28,7 @@ STAND_IN = """
 import sys, time
 from app.gallery import jobs_repo
 from app.gallery.db import make_engine, make_session_factory
-from app.training.supervisor import this_process
+from app.training.owners import this_process
 from app.training.tracker import JobCancelled, JobTracker
 
 sessions = make_session_factory(make_engine(sys.argv[1]))

@@ -18,15 +18,8 @@ from app.gallery import jobs_repo, models_repo
 from app.gallery.db import alembic_config, make_engine, make_session_factory, migrate
 from app.gallery.orm import Job
 from app.training import supervisor
-from app.training.supervisor import (
-    STALE_AFTER_S,
-    JobSupervisor,
-    end_abandoned,
-    pid_alive,
-    remove_leftovers,
-    this_host,
-    this_process,
-)
+from app.training.owners import STALE_AFTER_S, pid_alive, this_host, this_process
+from app.training.supervisor import JobSupervisor, end_abandoned, remove_leftovers
 
 
 def dead_pid() -> int:

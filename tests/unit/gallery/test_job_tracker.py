@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.gallery import jobs_repo
 from app.schemas.finetune import JobResult
-from app.training.supervisor import this_host
+from app.training.owners import this_host
 from app.training.tracker import JobCancelled, JobTracker
 
 
