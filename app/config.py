@@ -92,9 +92,9 @@ class Settings(BaseSettings):
         0.90, ge=0, le=1, description="Smallest accepted MTCNN probability."
     )
     min_blur_variance: float = Field(
-        40.0,
+        25.0,
         ge=0,
-        description="Least contrast-normalised Laplacian variance of the aligned face (blur gate).",
+        description="Least sharpness (contrast-normalised LoG variance) of the aligned face.",
     )
 
     probe_quality: Literal["report", "refuse"] = Field(

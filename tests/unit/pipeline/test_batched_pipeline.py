@@ -15,7 +15,7 @@ from app.pipeline.batched_pipeline import BatchingPipeline
 from app.pipeline.types import ImageArray, QualityLimits
 from tests.unit.pipeline.conftest import call_together
 
-LIMITS = QualityLimits(min_face_size=32, min_probability=0.9, min_blur=40.0)
+LIMITS = QualityLimits(min_face_size=32, min_probability=0.9, min_blur=25.0)
 PHOTOS = ["deepface/img1.jpg", "deepface/img2.jpg", "deepface/img3.jpg", "deepface/img5.jpg"]
 
 

@@ -10,10 +10,12 @@ import numpy.typing as npt
 import pytest
 from scipy import ndimage
 
+from app.config import Settings
 from app.pipeline.align import ARCFACE_112, align_face
 from app.pipeline.detect import FaceDetector
 from app.pipeline.image_io import downscale
 from app.pipeline.quality import (
+    CONTRAST_REFERENCE,
     MAX_CONTRAST_GAIN,
     assess_quality,
     blur_variance,
@@ -23,6 +25,7 @@ from app.pipeline.types import DetectedFace, ImageArray, QualityLimits
 from tests.unit.pipeline.conftest import Detection, ImageLoader
 
 LIMITS = QualityLimits(min_face_size=32, min_probability=0.90, min_blur=15.0)
+DEFAULT_MIN_BLUR: float = Settings.model_fields["min_blur_variance"].default
 
 
 def _face(width: float, height: float, probability: float) -> DetectedFace:
@@ -42,7 +45,7 @@ def test_sharp_face_passes(detector: FaceDetector, yaoming: ImageArray) -> None:
     face, aligned = _first_face(detector, yaoming)
     report = assess_quality(face, aligned, LIMITS)
     assert report.passed, report.reasons
-    assert report.blur > 100
+    assert report.blur > 2 * DEFAULT_MIN_BLUR
     assert report.face_size == min(face.width, face.height)
     assert report.probability == face.probability
 
@@ -82,11 +85,16 @@ def test_reasons_never_print_value_and_limit_equal() -> None:
     ]
 
 
-def test_blur_variance_is_on_the_uint8_scale() -> None:
-    assert blur_variance(np.full((32, 32, 3), 77, dtype=np.uint8)) == 0.0
-    checker = (np.indices((32, 32)).sum(axis=0) % 2 * 255).astype(np.uint8)
-    # Away from the border every pixel's 4-neighbour Laplacian is +-4 * 255.
-    assert blur_variance(np.repeat(checker[:, :, None], 3, axis=2)) > 0.8 * 1020.0**2
+def test_sharpness_is_zero_on_a_flat_face_and_judges_the_centre_only(
+    detector: FaceDetector, yaoming: ImageArray
+) -> None:
+    assert blur_variance(np.full((112, 112, 3), 77, dtype=np.uint8)) == 0.0
+    _, aligned = _first_face(detector, yaoming)
+    # Alignment leaves black fill where a face nears the photo's edge: its hard edge is not
+    # a sign of a sharp face.
+    framed = aligned.copy()
+    framed[:12], framed[-12:], framed[:, :12], framed[:, -12:] = 0, 0, 0, 0
+    assert blur_variance(framed) == blur_variance(aligned)
 
 
 def test_a_face_cut_by_the_border_fails_as_out_of_frame(
@@ -124,29 +132,30 @@ def test_a_sharp_face_in_dim_light_is_not_blurry(
     detector: FaceDetector, yaoming: ImageArray
 ) -> None:
     face, aligned = _first_face(detector, yaoming)
-    default = QualityLimits(min_face_size=32, min_probability=0.90, min_blur=40.0)
+    default = QualityLimits(min_face_size=32, min_probability=0.90, min_blur=DEFAULT_MIN_BLUR)
     dim = _scaled(aligned, 0.25)
     # Raw Laplacian variance falls with the square of the light; the gate used to read that
     # as blur. Stretched back to ordinary contrast, the dim face keeps its sharpness.
     assert assess_quality(face, dim, default).passed
     assert blur_variance(dim) > 0.5 * blur_variance(aligned)
     blurred = ndimage.gaussian_filter(aligned.astype(float), sigma=(2, 2, 0))
-    dim_blurred = _scaled(blurred, 0.25)
-    assert [r.split(":")[0] for r in assess_quality(face, dim_blurred, default).reasons] == [
-        "blurry"
-    ]
+    rng = np.random.default_rng(0)
+    for noise in (0.0, 0.5, 1.0, 2.0):  # a dim photo is a noisy one
+        dim_blurred = _scaled(blurred + rng.normal(0, noise / 0.25, blurred.shape), 0.25)
+        reasons = assess_quality(face, dim_blurred, default).reasons
+        assert [r.split(":")[0] for r in reasons] == ["blurry"], noise
 
 
 def test_the_contrast_gain_stretches_only_low_contrast_and_is_capped() -> None:
     def spread(std: float) -> npt.NDArray[np.float64]:
-        return 128.0 + std * np.where(np.indices((112, 112)).sum(axis=0) % 2 == 0, 1.0, -1.0)
+        return 128.0 + std * np.where(np.indices((80, 80)).sum(axis=0) % 2 == 0, 1.0, -1.0)
 
     assert contrast_gain(spread(60.0)) == 1.0
-    assert contrast_gain(spread(40.0)) == 1.0
-    assert contrast_gain(spread(20.0)) == pytest.approx(2.0)
+    assert contrast_gain(spread(CONTRAST_REFERENCE)) == 1.0
+    assert contrast_gain(spread(CONTRAST_REFERENCE / 2)) == pytest.approx(2.0)
     # Past the cap a near-black face's noise would be stretched into "detail".
     assert contrast_gain(spread(2.0)) == MAX_CONTRAST_GAIN
-    assert contrast_gain(np.full((112, 112), 9.0)) == MAX_CONTRAST_GAIN
+    assert contrast_gain(np.full((80, 80), 9.0)) == MAX_CONTRAST_GAIN
 
 
 def test_every_shared_face_dimmed_to_a_quarter_stays_sharp_and_blurred_stays_blurry(
@@ -155,20 +164,24 @@ def test_every_shared_face_dimmed_to_a_quarter_stays_sharp_and_blurred_stays_blu
     shared_faces: Path,
     load_image: ImageLoader,
 ) -> None:
-    """On the shared photos, dimming a face does not make it fail the default blur gate, and
-    a Gaussian blur of 2 px still does, bright or dim."""
-    checked = 0
+    """On the shared photos, with a camera's noise of 1 grey level: dimming a face does not
+    make it fail the default gate, and a Gaussian blur of 2 px still does, bright or dim."""
+    rng = np.random.default_rng(0)
+    checked, failures = 0, []
     for row in manifest:
         faces, _ = detect_shared(row["path"])
         if not faces:
             continue
         image = load_image(shared_faces / row["path"])
-        aligned = align_face(image, faces[0].landmarks, ARCFACE_112)
-        if blur_variance(aligned) < 40.0:
-            continue
+        aligned = align_face(image, faces[0].landmarks, ARCFACE_112).astype(float)
         checked += 1
-        assert blur_variance(_scaled(aligned, 0.25)) >= 40.0, row["path"]
-        blurred = ndimage.gaussian_filter(aligned.astype(float), sigma=(2, 2, 0))
+        blurred = ndimage.gaussian_filter(aligned, sigma=(2, 2, 0))
         for light in (1.0, 0.25):
-            assert blur_variance(_scaled(blurred, light)) < 40.0, (row["path"], light)
+            noise = rng.normal(0, 1.0, aligned.shape)
+            if blur_variance(_scaled(aligned * light + noise, 1.0)) < DEFAULT_MIN_BLUR:
+                failures.append(("sharp", row["path"], light))
+            if blur_variance(_scaled(blurred * light + noise, 1.0)) >= DEFAULT_MIN_BLUR:
+                failures.append(("blurred", row["path"], light))
     assert checked >= 100
+    # Of 4 x 122 judgements, one or two sit at the boundary (measured: 1 with this seed).
+    assert len(failures) <= 3, failures
