@@ -51,6 +51,17 @@ def fingerprint(s: Session, model: str) -> tuple[int, int, int]:
     return int(count), int(total), int(largest)
 
 
+def present_face_ids(s: Session, model: str, face_ids: Iterable[int]) -> IdArray:
+    """Those of `face_ids` that still have a `model` vector."""
+    found: list[int] = []
+    for chunk in in_chunks([int(i) for i in face_ids]):
+        query = select(Embedding.face_id).where(
+            Embedding.model == model, Embedding.face_id.in_(chunk)
+        )
+        found.extend(s.scalars(query))
+    return np.array(sorted(found), dtype=np.int64)
+
+
 def vectors_present(s: Session, model: str, face_ids: Iterable[int]) -> tuple[IdArray, VectorArray]:
     """The (ids, vectors) of those of `face_ids` that still have a `model` vector."""
     ids: list[int] = []

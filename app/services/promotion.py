@@ -14,7 +14,7 @@ from app.index import reconcile
 from app.services.active_model import desired_version, load_version
 from app.services.calibration import CalibrationStore
 from app.services.heap import resettle_heap
-from app.services.index_sync import sync_index
+from app.services.index_sync import IndexFollower
 from app.services.loaded_models import Models
 from app.services.model_index import save_index
 from app.services.reembed import embed_missing
@@ -58,7 +58,8 @@ class ModelWatcher:
         self._failed: tuple[str, datetime | None] | None = None
         self._settle = False
         self._calibration = _stamp(CalibrationStore(state.settings.data_dir).path)
-        self._counted = self._synced = time.monotonic()
+        self._counted = time.monotonic()
+        self._index = IndexFollower(state)
 
     def tick(self) -> None:
         state = self.state
@@ -68,7 +69,7 @@ class ModelWatcher:
             return
         self._follow_calibration(runtime.model_version)
         self._follow_gallery(runtime.model_version)
-        self._follow_index()
+        self._index.tick()  # what other processes sharing the database wrote
         with state.sessions.begin() as session:
             row = desired_version(session, state.settings, runtime.pipeline.embedder.name)
             wanted = (row.id, row.activated_at)
@@ -123,13 +124,6 @@ class ModelWatcher:
         except FaceServiceError as error:  # e.g. calibration.json broken by hand
             # The thresholds serving stay; the rest of the tick (model swaps) goes on.
             log.warning("cannot re-state identify's FAR: %s", error)
-
-    def _follow_index(self) -> None:
-        """Take in what other processes sharing the database enrolled or deleted."""
-        every = self.state.settings.index_sync_interval_s
-        if every and time.monotonic() - self._synced >= every:
-            self._synced = time.monotonic()
-            sync_index(self.state)
 
     def swap(self, models: Models) -> None:
         """Build the new runtime beside the old one, then replace it in one assignment."""

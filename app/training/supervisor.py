@@ -74,6 +74,9 @@ class JobSupervisor:
             if self._models_dir is not None and time.monotonic() >= self._next_sweep:
                 self._next_sweep = time.monotonic() + SWEEP_INTERVAL_S
                 end_abandoned(sessions, self._models_dir)
+                # Also what a job no service ran left: a command-line job that its own
+                # heartbeat ended (stuck after a cancel) is not abandoned, just ended.
+                remove_leftovers(sessions, self._models_dir)
 
     def recover(self, sessions: sessionmaker[Session], models_dir: Path) -> None:
         """At start-up: end the jobs no process runs any more, and remove what they left.

@@ -86,13 +86,18 @@ class JobTracker:
         cancelled_at: float | None = None
         while not self._closed.wait(self._heartbeat_s):
             try:
+                # Read before the beat's write: a stuck main thread may hold the lock that
+                # write waits for.
+                with self.sessions() as session:
+                    cancelling = jobs_repo.state_of(session, self.job_id) == jobs_repo.CANCELLING
                 with self.sessions.begin() as session:
                     jobs_repo.beat(session, self.job_id)
-                    state = jobs_repo.state_of(session, self.job_id)
             except Exception:  # the database is away; the next beat retries
                 log.warning("job %s: heartbeat not written", self.job_id, exc_info=True)
                 continue
-            if state != jobs_repo.CANCELLING:
+            # Once the main thread has seen the cancel it is cleaning up (deleting a cut
+            # promotion's vectors can take minutes), not stuck.
+            if not cancelling or self._stop:
                 cancelled_at = None
                 continue
             now = time.monotonic()

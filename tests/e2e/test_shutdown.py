@@ -65,4 +65,6 @@ def test_sigterm_finishes_a_running_enrolment_and_saves_it(
     client = server.start()
     info = client.get("/v1/info").json()
     assert (info["faces"], info["index_size"], info["index_how"]) == (3, 3, "loaded"), info
+    # Saved with the drained enrolment's faces: loaded as it was, nothing to reconcile.
+    assert "loaded, 3 vectors (+0 / -0 reconciled)" in server.log.read_text()
     assert client.get(f"/v1/subjects/{subject}").json()["face_count"] == 3

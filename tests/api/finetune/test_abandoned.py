@@ -33,6 +33,7 @@ from app.training.tracker import JobCancelled, JobTracker
 
 sessions = make_session_factory(make_engine(sys.argv[1]))
 stuck = sys.argv[2:] == ["stuck"]
+slow_cleanup = sys.argv[2:] == ["slow-cleanup"]
 with sessions.begin() as session:
     job_id = jobs_repo.create_job(session, {"epochs": 1}, this_process()).id
 tracker = JobTracker(sessions, job_id, heartbeat_s=0.2, cancel_grace_s=1.0)
@@ -44,6 +45,8 @@ try:
             tracker.check()
         time.sleep(0.05)
 except JobCancelled:
+    if slow_cleanup:  # e.g. deleting a cut promotion's vectors: longer than the grace
+        time.sleep(3.0)
     tracker.end(jobs_repo.CANCELLED)
     print("stopped:", jobs_repo.CANCELLED, flush=True)
 finally:
@@ -64,12 +67,13 @@ def stand_in() -> Iterator[list[subprocess.Popen[str]]]:
 
 
 def start_stand_in(
-    started: list[subprocess.Popen[str]], database_url: str, stuck: bool = False
+    started: list[subprocess.Popen[str]], database_url: str, mode: str = ""
 ) -> StandIn:
     """A process running a job on the database; returns it and the job id. A `stuck` one
-    never checks whether to stop, as if its main thread hung."""
+    never checks whether to stop, as if its main thread hung; a `slow-cleanup` one takes
+    3 s to end once it has seen a cancel."""
     process = subprocess.Popen(
-        [sys.executable, "-c", STAND_IN, database_url, *(["stuck"] if stuck else [])],
+        [sys.executable, "-c", STAND_IN, database_url, *([mode] if mode else [])],
         stdout=subprocess.PIPE,
         text=True,
         cwd=Path.cwd(),
@@ -162,7 +166,7 @@ def test_a_cancelled_job_that_never_stops_is_ended_by_its_heartbeat(
     """A hung job used to keep the training slot for ever: its heartbeat said it was alive,
     and nothing it never checked could stop it."""
     client = finetune_client()
-    process, job_id = start_stand_in(stand_in, database(tmp_path), stuck=True)
+    process, job_id = start_stand_in(stand_in, database(tmp_path), "stuck")
     assert client.delete(f"/v1/admin/jobs/{job_id}").json()["state"] == "cancelling"
     assert process.wait(timeout=30) == STUCK_EXIT_CODE
     job = job_of(client, job_id)
@@ -173,6 +177,17 @@ def test_a_cancelled_job_that_never_stops_is_ended_by_its_heartbeat(
     new_job = accepted.json()["job_id"]
     client.delete(f"/v1/admin/jobs/{new_job}")
     wait_for_job(client, new_job, ("cancelled", "succeeded", "failed"))
+
+
+def test_a_cancelled_job_that_is_cleaning_up_is_left_to_finish(
+    finetune_client: ClientFactory, stand_in: list[subprocess.Popen[str]], tmp_path: Path
+) -> None:
+    client = finetune_client()
+    process, job_id = start_stand_in(stand_in, database(tmp_path), "slow-cleanup")
+    assert client.delete(f"/v1/admin/jobs/{job_id}").json()["state"] == "cancelling"
+    assert process.wait(timeout=30) == 0  # past the 1 s grace, yet not ended from outside
+    job = job_of(client, job_id)
+    assert job["state"] == "cancelled" and job["error"] is None, job
 
 
 def test_checkpoints_left_by_killed_jobs_are_removed(
