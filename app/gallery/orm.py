@@ -22,6 +22,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, validates
 
+from app.gallery.names import fold_name
+
 # SQLite only auto-increments a column declared exactly INTEGER PRIMARY KEY; PostgreSQL gets
 # a 64-bit id so face ids always fit the int64 labels of the FAISS index.
 FaceId = BigInteger().with_variant(Integer(), "sqlite")
@@ -76,9 +78,14 @@ class Subject(Base):
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_subject_id)
     name: Mapped[str] = mapped_column(String(255), index=True)
-    # The name casefold()ed, set with every name: the name filter compares it, the same on
-    # SQLite and PostgreSQL (whose lower()/ILIKE follow the database's locale, often C).
-    name_folded: Mapped[str | None] = mapped_column(String(1024), nullable=True)
+    # The name as names.fold_name folds it (NFKC, casefold), set with every name: the name
+    # filter compares it, the same on SQLite and PostgreSQL (whose lower()/ILIKE follow the
+    # database's locale, often C). NFKC can make a name 18 times longer (U+FDFA), hence no
+    # bound on PostgreSQL (migration 0007); SQLite enforces none, and rebuilding its table
+    # to retype the column would cascade-delete every face, so it keeps VARCHAR(1024).
+    name_folded: Mapped[str | None] = mapped_column(
+        Text().with_variant(String(1024), "sqlite"), nullable=True
+    )
     # `metadata` is reserved by the declarative base, hence the trailing underscore.
     metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
@@ -90,7 +97,7 @@ class Subject(Base):
 
     @validates("name")
     def _fold(self, _key: str, name: str) -> str:
-        self.name_folded = name.casefold()
+        self.name_folded = fold_name(name)
         return name
 
 

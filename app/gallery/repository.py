@@ -12,6 +12,7 @@ from sqlalchemy.orm.exc import StaleDataError
 
 from app.errors import FaceNotFound, SubjectNotFound
 from app.gallery.embeddings_repo import encode_vector, in_chunks
+from app.gallery.names import fold_name
 from app.gallery.orm import Embedding, Face, Subject
 
 
@@ -38,12 +39,12 @@ def list_subjects(
 ) -> tuple[list[tuple[Subject, int]], int]:
     """A page of subjects, oldest first, each with its face count, and the total matching.
 
-    `name` keeps subjects whose name contains it, ignoring case in any script; `%` and
-    `_` in it match literally.
+    `name` keeps subjects whose name contains it, both folded by fold_name: case in any
+    script and how an accent is encoded are ignored. `%` and `_` in it match literally.
     """
     query = select(Subject)
     if name:
-        query = query.where(Subject.name_folded.contains(name.casefold(), autoescape=True))
+        query = query.where(Subject.name_folded.contains(fold_name(name), autoescape=True))
     # The page, its face counts and the total come from one statement, so all three see
     # the same rows while other requests write (separate queries disagreed then).
     # (A window count would buffer every matching row before LIMIT: 4-7x slower at 300k.)

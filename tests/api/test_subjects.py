@@ -42,7 +42,13 @@ def test_list_paginates_and_filters(client: TestClient) -> None:
 
 
 def test_name_filter_ignores_case_beyond_ascii(client: TestClient) -> None:
-    for name in ["Élodie", "ÇAĞLA", "Straße", "elodie-ascii"]:
+    # Also run on PostgreSQL (tests/postgres/test_api.py).
+    longest = "\ufdfa" * 255  # NFKC makes each of these 18 characters
+    decomposed = "Rene\u0301e"  # e + U+0301, as macOS and iOS keyboards send accents
+    family = "👩\u200d👩\u200d👧 Family"
+    for name in ["Élodie", "ÇAĞLA", "Straße", "elodie-ascii", "Zoë Café", decomposed]:
+        new_subject(client, name)
+    for name in ["Σωκράτης", "王小明", "ＡＤＡ", family, longest]:
         new_subject(client, name)
 
     def found(query: str) -> list[str]:
@@ -54,6 +60,14 @@ def test_name_filter_ignores_case_beyond_ascii(client: TestClient) -> None:
     assert found("çağla") == ["ÇAĞLA"]
     assert found("STRASSE") == ["Straße"]  # casefold(), not lower()
     assert found("100%") == []
+    # NFKC: composed and decomposed accents match both ways; names come back as sent.
+    assert found("Cafe\u0301") == found("café") == ["Zoë Café"]
+    assert found("RENÉE") == found("rene\u0301e") == [decomposed]
+    assert found("ΣΩΚΡΆΤΗΣ") == ["Σωκράτης"]
+    assert found("小明") == ["王小明"]
+    assert found("ada") == ["ＡＤＡ"]
+    assert found("👩\u200d👧") == found("FAMILY") == [family]
+    assert found("\ufdfa" * 3) == [longest]
 
 
 def test_validation_errors_have_one_shape(client: TestClient) -> None:
@@ -62,6 +76,84 @@ def test_validation_errors_have_one_shape(client: TestClient) -> None:
     assert_error(client.post("/v1/subjects", content=b"{not json"), 422, "invalid_request")
     assert_error(client.get("/v1/subjects", params={"limit": 0}), 422, "invalid_request")
     assert_error(client.get("/v1/nowhere"), 404, "not_found")
+
+
+def test_names_that_show_nothing_or_could_spoof_are_refused(client: TestClient) -> None:
+    subject = new_subject(client, "Ada")
+    for name, reason in [
+        ("", "name must not be empty"),
+        ("   ", "at least one visible character"),
+        ("\u200b", "at least one visible character"),
+        ("\u200d\u200c", "at least one visible character"),
+        ("Ada\nLovelace", "control characters or line breaks (U+000A)"),
+        ("Ada\x07", "control characters or line breaks (U+0007)"),
+        ("Ada\u2028", "control characters or line breaks (U+2028)"),
+        ("Ada\u202eecilA", "bidirectional override or isolate characters (U+202E)"),
+        ("\u2066Ada\u2069", "bidirectional override or isolate characters (U+2066)"),
+    ]:
+        for response in (
+            client.post("/v1/subjects", json={"name": name}),
+            client.patch(f"/v1/subjects/{subject}", json={"name": name}),
+        ):
+            error = assert_error(response, 422, "invalid_request")
+            assert "name" in error["message"]
+            assert error["details"][0]["loc"] == ["body", "name"]
+            assert reason in error["details"][0]["msg"], (name, error)
+    listed = client.get("/v1/subjects").json()
+    assert [s["name"] for s in listed["items"]] == ["Ada"]
+
+
+def test_names_in_any_script_are_kept_exactly_as_sent(client: TestClient) -> None:
+    names = [
+        "Σωκράτης",
+        "Straße",
+        "Çağla Işıl",
+        "王小明",
+        "👩\u200d👩\u200d👧",  # ZWJ sequence
+        "می\u200cخواهم",  # Persian, with a ZWNJ
+        "Zoe\u0308",  # decomposed: not normalised on the way in
+        " Ada ",  # spaces at the ends are kept, as the importer matches names exactly
+    ]
+    for name in names:
+        created = client.post("/v1/subjects", json={"name": name})
+        assert created.status_code == 201, (name, created.text)
+        assert created.json()["name"] == name
+        fetched = client.get(f"/v1/subjects/{created.json()['id']}").json()
+        assert fetched["name"] == name
+        patched = client.patch(f"/v1/subjects/{created.json()['id']}", json={"name": name + "!"})
+        assert patched.status_code == 200 and patched.json()["name"] == name + "!"
+
+
+def test_patch_refuses_null_and_keeps_the_subject(client: TestClient) -> None:
+    created = client.post("/v1/subjects", json={"name": "Ada", "metadata": {"badge": 7}})
+    subject = created.json()["id"]
+    for body, reason in [
+        ({"name": None}, "name must not be null"),
+        ({"metadata": None}, "metadata must not be null: send {} to clear the metadata"),
+        ({"name": "Ada King", "metadata": None}, "send {} to clear the metadata"),
+    ]:
+        error = assert_error(
+            client.patch(f"/v1/subjects/{subject}", json=body), 422, "invalid_request"
+        )
+        assert reason in error["details"][0]["msg"], error
+    assert_error(client.post("/v1/subjects", json={"name": None}), 422, "invalid_request")
+    unchanged = client.get(f"/v1/subjects/{subject}").json()
+    assert (unchanged["name"], unchanged["metadata"]) == ("Ada", {"badge": 7})
+    # Leaving a field out keeps it; {} clears the metadata.
+    kept = client.patch(f"/v1/subjects/{subject}", json={})
+    assert kept.status_code == 200 and kept.json()["metadata"] == {"badge": 7}
+    cleared = client.patch(f"/v1/subjects/{subject}", json={"metadata": {}})
+    assert cleared.status_code == 200
+    assert (cleared.json()["name"], cleared.json()["metadata"]) == ("Ada", {})
+
+
+def test_the_published_schema_allows_no_null_in_a_patch(client: TestClient) -> None:
+    schemas = client.get("/openapi.json").json()["components"]["schemas"]
+    update = schemas["SubjectUpdate"]["properties"]
+    assert update["name"]["type"] == "string" and update["name"]["minLength"] == 1
+    assert update["metadata"]["type"] == "object"
+    assert "anyOf" not in update["name"] and "anyOf" not in update["metadata"]
+    assert schemas["SubjectCreate"]["properties"]["name"]["maxLength"] == 255
 
 
 def test_broken_json_is_reported_as_such(client: TestClient) -> None:

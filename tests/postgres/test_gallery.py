@@ -28,6 +28,9 @@ from tests.unit.gallery.test_jobs_repo import (  # noqa: F401
     test_the_owner_and_its_heartbeat_are_recorded,
     test_unknown_jobs_raise,
 )
+from tests.unit.gallery.test_migration_0007 import (  # noqa: F401
+    test_migration_0007_refolds_stored_names_and_goes_back,
+)
 from tests.unit.gallery.test_models_repo import (  # noqa: F401
     test_crops_missing_a_version,
     test_the_latest_activation_wins,

@@ -96,6 +96,22 @@ def test_list_subjects_paginates_and_filters_by_name(session: Session) -> None:
     assert repo.list_subjects(session, limit=10, offset=0, name="a_i")[1] == 0
 
 
+def test_the_name_filter_ignores_how_an_accent_is_encoded(session: Session) -> None:
+    composed = repo.create_subject(session, "Zoë Café", {})
+    decomposed = repo.create_subject(session, "Rene\u0301e", {})  # e + U+0301, as macOS sends
+    assert (composed.name, decomposed.name) == ("Zoë Café", "Rene\u0301e")  # kept as given
+
+    def found(query: str) -> list[str]:
+        return [subject.id for subject, _ in repo.list_subjects(session, 10, 0, query)[0]]
+
+    assert found("Cafe\u0301") == found("CAFÉ") == [composed.id]
+    assert found("renée") == found("RENE\u0301E") == [decomposed.id]
+    assert found("Cafe") == []  # the accent itself still counts
+    repo.update_subject(session, decomposed.id, name="Zoe\u0308 Lee")
+    assert found("zoë") == [composed.id, decomposed.id]
+    assert found("renée") == []
+
+
 def test_faces_round_trip_and_counts(session: Session, enrol: Enrol) -> None:
     ada = repo.create_subject(session, "Ada", {}).id
     bob = repo.create_subject(session, "Bob", {}).id

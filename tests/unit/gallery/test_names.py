@@ -1,0 +1,110 @@
+"""Subject names: the content rules, and the folding the name filter compares."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+import pytest
+
+from app.gallery.names import BIDI_CONTROLS, check_name, fold_name
+
+ZWJ, ZWNJ = "\u200d", "\u200c"
+
+# Names in use that must stay valid, each with a spelling the filter must find it by.
+NAMES = {
+    "Ada Lovelace": "ADA LOVELACE",
+    "Σωκράτης": "ΣΩΚΡΆΤΗΣ",  # final sigma folds like any sigma
+    "Straße": "STRASSE",
+    "ẞ Großbuchstabe": "ss grossbuchstabe",
+    "Çağla Şükrü": "ÇAĞLA ŞÜKRÜ",
+    "İnci": "İNCI",  # casefold() has no Turkish rules: "İNCİ" folds its final İ to "i\u0307"
+    "王小明": "小明",
+    "山田ｶﾀｶﾅ": "カタカナ",  # half-width katakana, as NFKC widens it
+    "ＡＤＡ": "ada",  # full-width letters
+    f"👩{ZWJ}👩{ZWJ}👧 family": f"👩{ZWJ}👩{ZWJ}👧",
+    f"می{ZWNJ}خواهم": f"می{ZWNJ}خواهم",  # Persian: ZWNJ inside a word
+    f"क्{ZWJ}ष": f"क्{ZWJ}ष",  # Devanagari: ZWJ after a virama
+    "\u05d3\u05d5\u05d3 \u200f(David)": "(david)",  # Hebrew with a right-to-left mark
+    "\U0001f3f4\U000e0067\U000e0062\U000e0073\U000e0063\U000e0074\U000e007f Scot": "scot",
+    "Ada\u00a0King": "ada\u00a0king",  # a no-break space inside
+    " Ada ": "ada",  # kept as sent, spaces at the ends included
+    "\u1112\u1161\u11ab": "한",  # Hangul as jamo (macOS file names) and as a syllable
+}
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_names_in_any_script_are_valid_and_kept_as_sent(name: str) -> None:
+    assert check_name(name) is name
+
+
+@pytest.mark.parametrize(("name", "query"), NAMES.items())
+def test_the_folded_name_contains_the_folded_query(name: str, query: str) -> None:
+    assert fold_name(query) in fold_name(name)
+
+
+def test_composed_and_decomposed_accents_fold_alike() -> None:
+    composed, decomposed = "Zoë Café", "Zoe\u0308 Cafe\u0301"
+    assert composed != decomposed
+    assert fold_name(composed) == fold_name(decomposed) == "zoë café"
+    assert fold_name("Cafe\u0301") in fold_name(composed)
+    assert fold_name("Café") in fold_name(decomposed)
+    # The accent still counts: a bare "e" is not "é".
+    assert fold_name("Cafe ") not in fold_name(composed)
+
+
+def test_folding_is_idempotent_for_every_character() -> None:
+    for point in range(0x110000):
+        if 0xD800 <= point <= 0xDFFF:
+            continue
+        folded = fold_name(chr(point))
+        assert fold_name(folded) == folded, hex(point)
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("", "name must not be empty"),
+        ("   ", "at least one visible character"),
+        ("\u3000", "at least one visible character"),  # ideographic space
+        ("\u200b", "at least one visible character"),  # zero-width space (Cf)
+        (f"{ZWJ}{ZWNJ}", "at least one visible character"),
+        ("\ufeff \u2060", "at least one visible character"),
+        ("\u00ad", "at least one visible character"),  # soft hyphen
+        ("\u3164", "at least one visible character"),  # Hangul filler, a letter that shows nothing
+        ("\ufe0f", "at least one visible character"),  # variation selector
+        ("Ada\nLovelace", "control characters or line breaks (U+000A)"),
+        ("Ada\r", "control characters or line breaks (U+000D)"),
+        ("\tAda", "control characters or line breaks (U+0009)"),
+        ("Ada\x07", "control characters or line breaks (U+0007)"),
+        ("Ada\x7f", "control characters or line breaks (U+007F)"),
+        ("Ada\x85", "control characters or line breaks (U+0085)"),
+        ("Ada\u2028King", "control characters or line breaks (U+2028)"),
+        ("Ada\u2029", "control characters or line breaks (U+2029)"),
+        ("Ada\u202eecilA", "bidirectional override or isolate characters (U+202E)"),
+        ("\u2067Ada\u2069", "bidirectional override or isolate characters (U+2067)"),
+    ],
+)
+def test_invisible_or_unsafe_names_are_refused(name: str, message: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)):
+        check_name(name)
+
+
+@pytest.mark.parametrize("control", sorted(BIDI_CONTROLS))
+def test_every_bidi_override_and_isolate_is_refused(control: str) -> None:
+    with pytest.raises(ValueError, match="bidirectional"):
+        check_name(f"Ada{control}King")
+
+
+def test_the_bidi_controls_are_the_embeddings_overrides_and_isolates() -> None:
+    names = {unicodedata.name(char) for char in BIDI_CONTROLS}
+    assert len(names) == 9
+    assert all(("EMBEDDING" in n or "OVERRIDE" in n or "ISOLATE" in n or "POP" in n) for n in names)
+
+
+def test_every_control_character_is_refused() -> None:
+    controls = [chr(p) for p in range(0x110000) if unicodedata.category(chr(p)) == "Cc"]
+    assert len(controls) == 65
+    for char in controls:
+        with pytest.raises(ValueError, match="control"):
+            check_name(f"Ada{char}")
