@@ -1,4 +1,4 @@
-"""Command line: serve, config, models fetch, import, evaluate, calibrate, finetune."""
+"""Command line: serve, config, models, import, evaluate, calibrate, finetune, backup, restore."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from app.commands import calibrate, evaluate, finetune, import_faces
+from app.commands import backup, calibrate, evaluate, finetune, import_faces, restore
 from app.commands.serve import serve
 from app.commands.show_config import show_config
 from app.config import Settings
@@ -109,6 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.register(commands)
     calibrate.register(commands)
     finetune.register(commands)
+    backup.register(commands)
+    restore.register(commands)
     return parser
 
 

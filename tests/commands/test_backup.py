@@ -1,0 +1,384 @@
+"""`python -m app backup` and `restore`: online snapshots, round trips and refusals."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import sqlite3
+import stat
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from alembic.script import ScriptDirectory
+
+from app.cli import main
+from app.commands.serve import _lock_data_dir
+from app.config import Settings
+from app.gallery import models_repo, repository
+from app.gallery.db import alembic_config, make_engine, make_session_factory, migrate
+from app.services.calibration import Calibration, CalibrationStore
+from app.training.checkpoints import save_checkpoint
+from tests.api.conftest import enrol, new_subject, open_client
+
+MODEL = "arcface-mbf@000000000000"  # vectors under any version will do outside a service
+TUNED = "arcface-mbf@0123456789ab"
+HEAD = ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
+def use(monkeypatch: pytest.MonkeyPatch, root: Path) -> Settings:
+    """Point the commands at root/data and root/models, as a service there would be set."""
+    monkeypatch.setenv("FACE_DATA_DIR", str(root / "data"))
+    monkeypatch.setenv("FACE_MODELS_DIR", str(root / "models"))
+    monkeypatch.delenv("FACE_DATABASE_URL", raising=False)
+    return Settings()
+
+
+def add_subjects(settings: Settings, count: int, seed: int = 0) -> None:
+    engine = make_engine(settings.resolved_database_url)
+    migrate(engine)
+    vectors = np.random.default_rng(seed).standard_normal((count, 512)).astype(np.float32)
+    with make_session_factory(engine).begin() as session:
+        for n, vector in enumerate(vectors):
+            repository.add_face(
+                session,
+                repository.create_subject(session, f"person {seed}-{n}").id,
+                box=[0, 0, 9, 9],
+                landmarks=[[1, 1]] * 5,
+                quality={},
+                image_sha256=f"{seed}-{n}",
+                crop=None,
+                crop_landmarks=None,
+                model=MODEL,
+                vector=vector / np.linalg.norm(vector),
+            )
+    engine.dispose()
+
+
+def add_checkpoint(settings: Settings, job: str) -> None:
+    """A fine-tuned model row and its checkpoint folder, as a promotion leaves them."""
+    info = save_checkpoint(settings.models_dir / "finetuned" / job, {"w": torch.zeros(2)}, {})
+    engine = make_engine(settings.resolved_database_url)
+    with make_session_factory(engine).begin() as session:
+        weights = Path("finetuned") / job / "weights.pt"
+        models_repo.ensure_model(session, TUNED, "arcface-mbf", info.sha256, weights_path=weights)
+    engine.dispose()
+
+
+def calibration(version: str) -> Calibration:
+    return Calibration(
+        model_version=version,
+        verify_threshold=0.42,
+        verify_far=0.01,
+        identify_threshold=0.47,
+        identify_far=0.02,
+        gallery_size=3,
+        method="stranger set",
+        pairs=Path("pairs.csv"),
+        impostors=10_000,
+    )
+
+
+@pytest.fixture(autouse=True)
+def _no_leftover_umask() -> Iterator[None]:
+    """The commands set a private umask while they write; the test process keeps its own."""
+    before = os.umask(0o022)
+    os.umask(before)
+    yield
+    after = os.umask(before)
+    assert after == before
+
+
+@pytest.fixture
+def source(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """A gallery of 3 subjects, a calibration and a fine-tuned (not active) checkpoint."""
+    settings = use(monkeypatch, tmp_path / "source")
+    add_subjects(settings, 3)
+    add_checkpoint(settings, "job1")
+    CalibrationStore(settings.data_dir).save(calibration(MODEL))
+    return settings
+
+
+def rows(database: Path) -> dict[str, Any]:
+    with contextlib.closing(sqlite3.connect(database)) as db:
+        assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        return {
+            table: db.execute(f"SELECT * FROM {table} ORDER BY 1").fetchall()
+            for table in ("subjects", "faces", "embeddings", "models")
+        }
+
+
+def test_a_backup_taken_during_an_open_write_transaction_holds_the_last_commit(
+    source: Settings, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    database = source.data_dir / "faces.db"
+    with contextlib.closing(sqlite3.connect(database, isolation_level=None)) as writer:
+        # A commit that stays in faces.db-wal while a connection is open: a plain copy of
+        # faces.db would miss it.
+        writer.execute("PRAGMA wal_autocheckpoint=0")
+        writer.execute("UPDATE subjects SET name = 'renamed'")
+        committed = rows(database)
+        writer.execute("BEGIN IMMEDIATE")
+        writer.execute("DELETE FROM embeddings")  # never committed
+        assert main(["backup", str(tmp_path / "backup")]) == 0
+        writer.execute("ROLLBACK")
+    out = capsys.readouterr().out
+    assert "3 subjects, 3 faces" in out and "not backed up: the FAISS index" in out
+
+    backup = tmp_path / "backup"
+    assert rows(backup / "faces.db") == committed
+    assert not (backup / "faces.db-wal").exists()  # one self-contained file
+    manifest = json.loads((backup / "backup.json").read_text())
+    assert manifest["schema_revision"] == HEAD and not manifest["files_only"]
+    assert manifest["counts"] == {"subjects": 3, "faces": 3, "embeddings": {MODEL: 3}}
+    assert manifest["source"]["database_url"].startswith("sqlite:///")
+    files = sorted(p for p in backup.rglob("*") if p.is_file() and p.name != "backup.json")
+    assert {p.relative_to(backup).as_posix() for p in files} == {
+        "faces.db",
+        "calibration.json",
+        "models/finetuned/job1/weights.pt",
+        "models/finetuned/job1/checkpoint.json",
+    }
+    for path in files:
+        assert manifest["files"][path.relative_to(backup).as_posix()] == (
+            hashlib.sha256(path.read_bytes()).hexdigest()
+        )
+    for path in [backup, *backup.rglob("*")]:  # biometric data: the owner's only
+        assert stat.S_IMODE(path.stat().st_mode) & 0o077 == 0, path
+
+
+def test_a_backup_while_another_process_keeps_writing_is_consistent_and_restores(
+    source: Settings,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    stop = threading.Event()
+    committed = threading.Semaphore(0)
+
+    def keep_writing() -> None:
+        seed = 1
+        while not stop.is_set():
+            add_subjects(source, 1, seed)  # a subject, its face and its vector: one commit
+            committed.release()
+            seed += 1
+
+    writer = threading.Thread(target=keep_writing)
+    writer.start()
+    try:
+        for _ in range(3):
+            assert committed.acquire(timeout=10)
+        assert main(["backup", str(tmp_path / "backup")]) == 0
+    finally:
+        stop.set()
+        writer.join()
+    snapshot = rows(tmp_path / "backup" / "faces.db")
+    assert len(snapshot["subjects"]) == len(snapshot["faces"]) == len(snapshot["embeddings"])
+    assert len(snapshot["subjects"]) >= 6
+
+    use(monkeypatch, tmp_path / "target")
+    assert main(["restore", str(tmp_path / "backup")]) == 0, capsys.readouterr().err
+    assert rows(tmp_path / "target" / "data" / "faces.db") == snapshot
+
+
+def test_a_round_trip_serves_the_same_answers(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    models: Any,
+    package_images: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    settings = use(monkeypatch, tmp_path / "source")
+    client = open_client(settings.data_dir, models, models_dir=settings.models_dir)
+    yao = new_subject(client, "Yao Ming")
+    photo = (package_images / "yaoming.jpg").read_bytes()
+    assert enrol(client, yao, ("yao.jpg", photo)).status_code == 201
+    other = new_subject(client, "GDP speaker")
+    gdp = ("gdp.jpg", (package_images / "gdp.jpg").read_bytes())
+    assert enrol(client, other, gdp, face="largest").status_code == 201
+    CalibrationStore(settings.data_dir).save(calibration(models.embedder.version))
+    add_checkpoint(settings, "job1")
+    players = {"image": ("players.jpg", (package_images / "players.jpg").read_bytes())}
+
+    def answers(client: Any) -> list[Any]:
+        identify = client.post("/v1/identify", files=players, data={"top_k": 2})
+        verify = client.post("/v1/verify", data={"subject_id": yao}, files={"image": gdp})
+        info = client.get("/v1/info").json()
+        return [identify.json(), verify.json(), info["thresholds"], info["index_size"]]
+
+    try:
+        expected = answers(client)
+        assert main(["backup", str(tmp_path / "backup")]) == 0  # while the service runs
+    finally:
+        client.__exit__(None, None, None)
+    assert [f["match"]["subject_id"] for f in expected[0]["faces"] if f["match"]] == [yao]
+    assert expected[2]["verify"] == 0.42 and expected[3] == 2
+
+    target = use(monkeypatch, tmp_path / "target")
+    assert main(["restore", str(tmp_path / "backup")]) == 0
+    assert "the next start rebuilds the index" in capsys.readouterr().out
+    assert not target.index_dir.exists()
+    assert (target.models_dir / "finetuned" / "job1" / "weights.pt").is_file()
+    restored = open_client(target.data_dir, models, models_dir=target.models_dir)
+    try:
+        assert answers(restored) == expected
+    finally:
+        restored.__exit__(None, None, None)
+    assert rows(target.data_dir / "faces.db") == rows(settings.data_dir / "faces.db")
+
+
+def test_backup_refuses_a_folder_in_use_and_postgresql_without_files_only(
+    source: Settings,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "old.txt").write_text("something")
+    assert main(["backup", str(tmp_path / "full")]) == 2
+    assert "exists and is not an empty folder" in capsys.readouterr().err
+
+    url = "postgresql://face:s3cret@db.example/face"
+    monkeypatch.setenv("FACE_DATABASE_URL", url)
+    assert main(["backup", str(tmp_path / "pg")]) == 2
+    err = capsys.readouterr().err
+    assert "pg_dump -Fc" in err and "--files-only" in err and "s3cret" not in err
+    assert err.count("\n") == 1 and not (tmp_path / "pg").exists()
+
+    assert main(["backup", "--files-only", str(tmp_path / "pg")]) == 0
+    manifest = json.loads((tmp_path / "pg" / "backup.json").read_text())
+    assert manifest["files_only"] and manifest["counts"] is None
+    assert "s3cret" not in manifest["source"]["database_url"]
+    assert set(manifest["files"]) == {
+        "calibration.json",
+        "models/finetuned/job1/weights.pt",
+        "models/finetuned/job1/checkpoint.json",
+    }
+    # Restored after pg_restore: the files only, the database left as it is.
+    use(monkeypatch, tmp_path / "target")
+    monkeypatch.setenv("FACE_DATABASE_URL", url)
+    assert main(["restore", str(tmp_path / "pg")]) == 0
+    target = tmp_path / "target"
+    assert (target / "data" / "calibration.json").read_bytes() == (
+        source.data_dir / "calibration.json"
+    ).read_bytes()
+    assert (target / "models" / "finetuned" / "job1" / "weights.pt").is_file()
+    assert not (target / "data" / "faces.db").exists()
+
+
+def test_a_missing_checkpoint_warns_unless_its_model_is_active(
+    source: Settings, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = source.models_dir / "finetuned" / "job1"
+    for file in folder.iterdir():
+        file.unlink()
+    assert main(["backup", str(tmp_path / "warned")]) == 0
+    assert f"warning: the model {TUNED}'s checkpoint is missing" in capsys.readouterr().err
+
+    engine = make_engine(source.resolved_database_url)
+    with make_session_factory(engine).begin() as session:
+        models_repo.activate(session, TUNED)
+    engine.dispose()
+    assert main(["backup", str(tmp_path / "failed")]) == 1
+    assert f"error: the active model {TUNED}'s checkpoint" in capsys.readouterr().err
+    assert not (tmp_path / "failed" / "backup.json").exists()  # restore will refuse it
+
+
+@pytest.fixture
+def backup(source: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    assert main(["backup", str(tmp_path / "backup")]) == 0
+    use(monkeypatch, tmp_path / "target")
+    return tmp_path / "backup"
+
+
+def rewrite(backup: Path, change: dict[str, Any]) -> None:
+    manifest = json.loads((backup / "backup.json").read_text())
+    (backup / "backup.json").write_text(json.dumps(manifest | change))
+
+
+@pytest.mark.parametrize(
+    ("damage", "said"),
+    [
+        (lambda b: (b / "calibration.json").write_text("{}"), "does not match its sha256"),
+        (lambda b: (b / "backup.json").unlink(), "backup.json (No such file or directory)"),
+        (lambda b: rewrite(b, {"files": {"../faces.db": "0" * 64}}), "not a valid manifest"),
+        (lambda b: rewrite(b, {"format": 2}), "not a valid manifest"),
+    ],
+    ids=["tampered", "no-manifest", "path-outside", "unknown-format"],
+)
+def test_restore_refuses_a_damaged_backup(
+    backup: Path, damage: Any, said: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    damage(backup)
+    assert main(["restore", str(backup)]) == 2
+    err = capsys.readouterr().err
+    assert said in err and err.count("\n") == 1
+    assert not (backup.parent / "target" / "data" / "faces.db").exists()
+
+
+@pytest.mark.parametrize("revision", ["0005", "0099"])
+def test_restore_refuses_a_newer_schema_only(
+    backup: Path, revision: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with contextlib.closing(sqlite3.connect(backup / "faces.db")) as db, db:
+        db.execute("UPDATE alembic_version SET version_num = ?", (revision,))
+    sha256 = hashlib.sha256((backup / "faces.db").read_bytes()).hexdigest()
+    manifest = json.loads((backup / "backup.json").read_text())
+    rewrite(backup, {"files": manifest["files"] | {"faces.db": sha256}})
+    if revision < HEAD:  # an older release's backup: the service migrates it at start-up
+        assert main(["restore", str(backup)]) == 0
+        return
+    assert main(["restore", str(backup)]) == 2
+    err = capsys.readouterr().err
+    assert "schema revision 0099, newer than this version" in err and f"up to {HEAD}" in err
+    assert not (backup.parent / "target" / "data" / "faces.db").exists()
+
+
+def test_restore_refuses_while_a_service_holds_the_data_folder(
+    backup: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    held = _lock_data_dir(backup.parent / "target" / "data")
+    assert held is not None
+    try:
+        assert main(["restore", str(backup)]) == 2
+    finally:
+        held.close()
+    assert "a service is running on" in capsys.readouterr().err
+    assert not (backup.parent / "target" / "data" / "faces.db").exists()
+
+
+def test_restore_over_a_gallery_needs_force_and_keeps_it_aside(
+    backup: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    target = use(monkeypatch, backup.parent / "target")
+    add_subjects(target, 2, seed=7)
+    CalibrationStore(target.data_dir).save(calibration("other@000000000000"))
+    existing = rows(target.data_dir / "faces.db")
+    assert main(["restore", str(backup)]) == 2
+    err = capsys.readouterr().err
+    assert "holds 2 subjects" in err and "--force" in err
+
+    assert main(["restore", "--force", str(backup)]) == 0
+    assert rows(target.data_dir / "faces.db") == rows(backup / "faces.db")
+    (aside,) = target.data_dir.glob("faces.db.before-restore-*")
+    assert rows(aside) == existing
+    (old_calibration,) = target.data_dir.glob("calibration.json.before-restore-*")
+    assert "other@000000000000" in old_calibration.read_text()
+
+
+def test_the_layout_names_match_the_training_code() -> None:
+    """Spelled out in backup_files so that the command line need not load torch."""
+    from app.commands import backup_files
+    from app.training.checkpoints import METADATA_FILE
+    from app.training.promote import FINETUNED_DIR
+
+    assert (backup_files.FINETUNED_DIR, backup_files.METADATA_FILE) == (
+        FINETUNED_DIR,
+        METADATA_FILE,
+    )
