@@ -21,7 +21,10 @@ class VerifyResult(BaseModel):
     subject_id: str | None = None
     box: Box
     box2: Box | None = Field(None, description="Face box in image2 (image-to-image mode).")
-    quality: QualityPublic
+    quality: QualityPublic = Field(description="The quality gate's verdict on image's face.")
+    quality2: QualityPublic | None = Field(
+        None, description="The same for image2's face (image-to-image mode)."
+    )
 
 
 class Candidate(BaseModel):

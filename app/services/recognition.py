@@ -78,7 +78,7 @@ def verify_images(
 ) -> VerifyResult:
     similarity = float(vectors[0] @ vectors[1])
     result = _verdict(runtime, similarity, threshold, first, subject_id=None)
-    return result.model_copy(update={"box2": box_of(second)})
+    return result.model_copy(update={"box2": box_of(second), "quality2": quality_public(second)})
 
 
 def _verdict(

@@ -251,6 +251,15 @@ def test_probe_quality_refuse_turns_failing_faces_away(
     assert any(r.startswith("blurry") for r in verified.json()["quality"]["reasons"])
     (face,) = client.post("/v1/identify", files={"image": blurred}).json()["faces"]
     assert not face["quality"]["passed"] and face["candidates"]
+    # Image to image: each face's verdict, whichever of the two failed.
+    sharp_image = image(package_images, "yaoming.jpg")
+    for first, second in ((sharp_image, blurred), (blurred, sharp_image)):
+        pair = client.post("/v1/verify", files={"image": first, "image2": second}).json()
+        assert (pair["quality"]["passed"], pair["quality2"]["passed"]) == (
+            first is sharp_image,
+            second is sharp_image,
+        ), pair
+    assert verified.json()["quality2"] is None  # against a subject there is no image2
     client.__exit__(None, None, None)
 
     client = make_client(probe_quality="refuse")
