@@ -17,10 +17,8 @@ class FaceServiceError(Exception):
         self.details = details
 
     def to_body(self) -> dict[str, Any]:
-        error: dict[str, Any] = {"code": self.code, "message": self.message}
-        if self.details is not None:
-            error["details"] = self.details
-        return {"error": error}
+        # `details` is always present, null when there is nothing to add: one shape.
+        return {"error": {"code": self.code, "message": self.message, "details": self.details}}
 
 
 class InvalidRequest(FaceServiceError):

@@ -7,11 +7,12 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from app.api.access_log import drop_query_strings
 from app.api.handlers import install_error_handlers
 from app.api.middleware import GuardAndMeasure
+from app.api.query_guard import QueryGuard
 from app.api.routes import admin, faces, health, jobs, recognition, subjects
 from app.api.routes import models as model_routes
 from app.config import Settings, get_settings
@@ -71,6 +72,8 @@ def create_app(settings: Settings | None = None, models: Models | None = None) -
         # Starlette's redirect to the path without its slash takes its host from the Host
         # header, which a client (or whoever sits in front) chooses: answer 404 instead.
         redirect_slashes=False,
+        # Refuses query parameters the matched route does not read, on every route.
+        dependencies=[Depends(QueryGuard())],
     )
     install_error_handlers(app)
 

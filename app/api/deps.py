@@ -8,13 +8,14 @@ from typing import Annotated
 from fastapi import Depends, Form, Query, Request, UploadFile
 from fastapi.security import APIKeyHeader
 
+from app.api.handlers import API_KEY_HEADER
 from app.config import FacePolicy, Settings
 from app.errors import Forbidden, PayloadTooLarge, Unauthorized
 from app.security import Role, allows
 from app.services.probes import Upload
 from app.state import AppState, Runtime
 
-_api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False)
+_api_key_header = APIKeyHeader(name=API_KEY_HEADER, auto_error=False)
 
 
 # Dependencies that do no I/O are async: FastAPI runs a plain `def` dependency on its

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -10,6 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from app.errors import DatabaseUnavailable, FaceServiceError
 
@@ -26,16 +28,32 @@ _HTTP_CODES = {
 }
 
 
-def error_response(status: int, code: str, message: str, details: Any = None) -> JSONResponse:
-    body: dict[str, Any] = {"code": code, "message": message}
-    if details is not None:
-        body["details"] = details
-    return JSONResponse({"error": body}, status_code=status)
+# The header clients authenticate with, named in every 401's challenge (RFC 9110 11.6.1).
+API_KEY_HEADER = "X-API-Key"
+_CHALLENGE = f'ApiKey header="{API_KEY_HEADER}"'
+
+# Methods a 405 may list in its Allow header, in the order they are listed.
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def error_response(
+    status: int,
+    code: str,
+    message: str,
+    details: Any = None,
+    headers: Mapping[str, str] | None = None,
+) -> JSONResponse:
+    """The one error shape; `details` is always there, null when there is nothing to add."""
+    headers = dict(headers or {})
+    if status == 401:
+        headers["WWW-Authenticate"] = _CHALLENGE
+    body = {"code": code, "message": message, "details": details}
+    return JSONResponse({"error": body}, status_code=status, headers=headers)
 
 
 async def _domain(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, FaceServiceError)
-    return JSONResponse(exc.to_body(), status_code=exc.status_code)
+    return error_response(exc.status_code, exc.code, exc.message, exc.details)
 
 
 async def _validation(_: Request, exc: Exception) -> JSONResponse:
@@ -71,7 +89,25 @@ async def _http(request: Request, exc: Exception) -> JSONResponse:
     path = request.url.path
     if exc.status_code == 404 and path.endswith("/") and path.strip("/"):
         message += f"; paths take no trailing slash (try {path.rstrip('/')})"
-    return error_response(exc.status_code, code, message)
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        headers["Allow"] = _allowed_methods(request)
+    return error_response(exc.status_code, code, message, headers=headers)
+
+
+def _allowed_methods(request: Request) -> str:
+    """Every method some route takes on this path. Starlette's own Allow header names
+    only the first route that matched the path: GET /v1/subjects and POST /v1/subjects
+    are two routes, so a DELETE there was told "Allow: POST"."""
+    routes = request.app.router.routes
+    allowed = [
+        method
+        for method in _METHODS
+        if any(
+            route.matches({**request.scope, "method": method})[0] is Match.FULL for route in routes
+        )
+    ]
+    return ", ".join(allowed)
 
 
 async def _database(request: Request, exc: Exception) -> JSONResponse:
@@ -79,7 +115,7 @@ async def _database(request: Request, exc: Exception) -> JSONResponse:
     # clients may retry, not a bug. Logged without a traceback; the driver says why.
     log.error("database unavailable on %s %s: %s", request.method, request.url.path, exc)
     error = DatabaseUnavailable("The database is unavailable; retry shortly.")
-    return JSONResponse(error.to_body(), status_code=error.status_code)
+    return await _domain(request, error)
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

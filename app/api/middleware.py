@@ -13,7 +13,7 @@ from urllib.parse import unquote_plus
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.api.handlers import error_response
+from app.api.handlers import API_KEY_HEADER, error_response
 from app.metrics import Metrics
 from app.security import KeyRing, is_remote_address
 
@@ -39,6 +39,7 @@ FORM_ALLOWANCE_BYTES = 1_000_000
 REFUSED_ROUTE = "refused"
 
 _BODY_METHODS = {"POST", "PUT", "PATCH"}
+_KEY_HEADER = API_KEY_HEADER.lower().encode()  # ASGI header names are lower-case bytes
 
 
 class BodyTooLarge(HTTPException):
@@ -170,7 +171,7 @@ class GuardAndMeasure:
         # refused before it is read; the routes' own check (app/api/deps.py) still decides
         # roles, and answers for requests without a body.
         if self.keys is not None and self.keys.enabled and scope["method"] in _BODY_METHODS:
-            key = headers.get(b"x-api-key")
+            key = headers.get(_KEY_HEADER)
             if key is None or self.keys.role_of(key.decode("latin-1")) is None:
                 return error_response(401, "unauthorized", "A valid X-API-Key header is required.")
         # PostgreSQL cannot store NUL characters, so ids and names holding one are refused

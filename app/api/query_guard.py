@@ -1,0 +1,102 @@
+"""QueryGuard: refuses query parameters a route does not declare, instead of ignoring them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any, get_args
+
+from fastapi import Request, params
+from fastapi.dependencies.models import Dependant
+from pydantic import BaseModel
+
+from app.errors import InvalidRequest
+
+
+@dataclass(frozen=True)
+class Declared:
+    """The names a route reads from the query, and where it reads the other names it
+    declares (a form field, a JSON body field, a path parameter)."""
+
+    query: frozenset[str]
+    elsewhere: dict[str, str]
+
+    @classmethod
+    def of(cls, root: Dependant) -> Declared:
+        query: set[str] = set()
+        elsewhere: dict[str, str] = {}
+        for dependant in _dependants(root):
+            for field in dependant.query_params:
+                query.update(_names(field.alias, field.field_info.annotation))
+            for field in dependant.path_params:
+                elsewhere[field.alias] = "path parameter"
+            for field in dependant.body_params:
+                form = isinstance(field.field_info, params.Form)  # File is a Form too
+                kind = "form field" if form else "JSON body field"
+                for name in _names(field.alias, field.field_info.annotation):
+                    elsewhere.setdefault(name, kind)
+        return cls(frozenset(query), elsewhere)
+
+    def refusal(self, names: Iterable[str]) -> InvalidRequest:
+        reasons = {name: self._why(name) for name in names}
+        if self.query:
+            takes = f"query parameters it takes: {', '.join(sorted(self.query))}"
+        else:
+            takes = "it takes no query parameters"
+        problems = [
+            {"loc": ["query", name], "msg": why, "type": "extra_forbidden"}
+            for name, why in reasons.items()
+        ]
+        return InvalidRequest(f"{'; '.join(reasons.values())} ({takes}).", problems)
+
+    def _why(self, name: str) -> str:
+        kind = self.elsewhere.get(name)
+        if kind is None:
+            return f"{name} is not a query parameter of this endpoint"
+        return f"{name} is a {kind} of this endpoint, not a query parameter"
+
+
+class QueryGuard:
+    """An app-wide dependency. A parameter the route does not read would be ignored, and
+    the request answered as if it were not there: `POST /v1/verify?threshold=0.99` was
+    verified at the default threshold, since threshold is a form field there."""
+
+    def __init__(self) -> None:
+        # By id, since Starlette routes define __eq__ and so cannot be dict keys; each entry
+        # holds its route, so that id cannot be reused while the entry stands.
+        self._declared: dict[int, tuple[object, Declared]] = {}
+
+    async def __call__(self, request: Request) -> None:
+        if not request.scope["query_string"]:
+            return
+        route = request.scope.get("route")
+        dependant = getattr(route, "dependant", None)
+        if not isinstance(dependant, Dependant):
+            return
+        # The route's own dependant holds its parameters and those of its router's
+        # dependencies; dependencies given to include_router are not in it (this app
+        # gives none that read the query).
+        known = self._declared.get(id(route))
+        if known is None:
+            known = self._declared[id(route)] = (route, Declared.of(dependant))
+        declared = known[1]
+        unknown = [name for name in request.query_params if name not in declared.query]
+        if unknown:
+            raise declared.refusal(unknown)
+
+
+def _dependants(root: Dependant) -> Iterator[Dependant]:
+    stack = [root]
+    while stack:
+        dependant = stack.pop()
+        yield dependant
+        stack.extend(dependant.dependencies)
+
+
+def _names(alias: str, annotation: Any) -> list[str]:
+    """A parameter's request name; for a pydantic model (FastAPI reads a query model's
+    fields from the query, a body model's from the body), its fields' names."""
+    for candidate in (annotation, *get_args(annotation)):
+        if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+            return [info.alias or name for name, info in candidate.model_fields.items()]
+    return [alias]
