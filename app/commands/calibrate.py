@@ -13,7 +13,11 @@ from app.commands.service_db import existing_database
 from app.config import Settings
 from app.errors import FaceServiceError
 from app.evaluation.far_calibration import MIN_TARGET_FAR, calibrate_far, impostors_needed
-from app.evaluation.identification import open_set_threshold, per_comparison_far
+from app.evaluation.identification import (
+    no_looser_than_verify,
+    open_set_threshold,
+    per_comparison_far,
+)
 from app.evaluation.pair_scores import no_face_summary, rates_at, score_pairs
 from app.evaluation.pairs import read_pairs
 from app.gallery import repository
@@ -77,7 +81,12 @@ def run(args: argparse.Namespace, settings: Settings, pipeline: FacePipeline | N
         return 2
 
     verify = calibrate_far(impostors, args.target_far)
-    identify = open_set_threshold(impostors, gallery, identify_far)
+    identify = no_looser_than_verify(
+        open_set_threshold(impostors, gallery, identify_far),
+        identify_far,
+        verify.threshold,
+        args.target_far,
+    )
     calibration = Calibration(
         model_version=pipeline.embedder.version,
         verify_threshold=verify.threshold,

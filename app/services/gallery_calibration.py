@@ -9,7 +9,11 @@ import numpy as np
 from app.errors import CalibrationNotFound, InsufficientCalibrationData, ModelError
 from app.evaluation.far_calibration import FarCalibration, calibrate_far, impostors_needed
 from app.evaluation.gallery_scores import GalleryScores, score_gallery
-from app.evaluation.identification import open_set_threshold, per_comparison_far
+from app.evaluation.identification import (
+    no_looser_than_verify,
+    open_set_threshold,
+    per_comparison_far,
+)
 from app.gallery import embeddings_repo, repository
 from app.schemas.calibration import CalibrateParams, CalibrationPublic, CalibrationResult
 from app.schemas.info import ThresholdsPublic
@@ -36,7 +40,12 @@ def calibrate_on_gallery(state: AppState, params: CalibrateParams) -> Calibratio
         )
     identify_far = params.identify_target_far or params.target_far
     verify = calibrate_far(scores.impostor, params.target_far)
-    identify = open_set_threshold(scores.per_subject, scores.subjects, identify_far)
+    identify = no_looser_than_verify(
+        open_set_threshold(scores.per_subject, scores.subjects, identify_far),
+        identify_far,
+        verify.threshold,
+        params.target_far,
+    )
     calibration = Calibration(
         model_version=version,
         verify_threshold=verify.threshold,

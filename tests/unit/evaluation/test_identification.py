@@ -5,6 +5,7 @@ import pytest
 
 from app.evaluation.far_calibration import threshold_for_far
 from app.evaluation.identification import (
+    no_looser_than_verify,
     open_set_dir_at_far,
     open_set_threshold,
     rank_k_accuracy,
@@ -124,3 +125,12 @@ def test_open_set_dir_below_resolution_says_why_in_its_note():
     assert strict["reliable"] is False
     assert "Only 2 strangers" in strict["note"]
     assert "No stranger may pass" in strict["note"]
+
+
+def test_identify_is_never_looser_than_verify_at_the_same_target() -> None:
+    # A small gallery's estimates, as an audit found them: identify a hair below verify.
+    assert no_looser_than_verify(0.26439134, 0.001, 0.26439138, 0.001) == 0.26439138
+    assert no_looser_than_verify(0.31, 0.001, 0.26, 0.001) == 0.31
+    assert no_looser_than_verify(0.25, 0.0001, 0.26, 0.001) == 0.26  # a stricter target
+    # A looser identify target, asked for explicitly, may give a looser threshold.
+    assert no_looser_than_verify(0.2, 0.01, 0.26, 0.001) == 0.2
