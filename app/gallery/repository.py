@@ -6,7 +6,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import numpy.typing as npt
-from sqlalchemy import exists, func, inspect, select
+from sqlalchemy import func, inspect, select
 from sqlalchemy.orm import Session, aliased
 from sqlalchemy.orm.exc import StaleDataError
 
@@ -160,9 +160,10 @@ def delete_face(s: Session, subject_id: str, face_id: int) -> None:
     _forget(s, [face_id])
 
 
-def subject_has_image(s: Session, subject_id: str, image_sha256: str) -> bool:
-    query = exists().where(Face.subject_id == subject_id, Face.image_sha256 == image_sha256)
-    return bool(s.scalar(select(query)))
+def face_with_image(s: Session, subject_id: str, image_sha256: str) -> int | None:
+    """The id of the subject's face enrolled from this image, if there is one."""
+    query = select(Face.id).where(Face.subject_id == subject_id, Face.image_sha256 == image_sha256)
+    return s.scalars(query.limit(1)).first()
 
 
 def subjects_for_faces(s: Session, face_ids: Iterable[int]) -> dict[int, tuple[str, str]]:

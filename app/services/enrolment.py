@@ -9,11 +9,12 @@ import numpy as np
 from starlette.concurrency import run_in_threadpool
 
 from app.config import FacePolicy, Settings
-from app.errors import DuplicateImage, FaceServiceError, InvalidRequest, LowQuality, NotReady
+from app.errors import FaceServiceError, InvalidRequest, NotReady
 from app.gallery import repository
 from app.pipeline.analyzer import AnalyzedFace, FacePipeline, StoredCrop
 from app.pipeline.types import AlignTemplate, FloatArray
 from app.schemas.subjects import FacePublic
+from app.services.enrolment_refusals import combined, detached, refuse_duplicates
 from app.services.probes import Upload, choose_face, load_image, require_quality, sha256_hex
 from app.services.recognition import points_of
 from app.services.subjects import face_public, get_subject
@@ -74,9 +75,9 @@ def prepare_enrolment(
         try:
             prepared.append(_prepare(pipeline, settings, upload, policy, digest))
         except FaceServiceError as error:
-            rejected.append((position, upload, _detached(error)))
+            rejected.append((position, upload, detached(error)))
     if rejected:
-        raise _combined(rejected, len(uploads))
+        raise combined(rejected, len(uploads))
     vectors = pipeline.embed([p.face for p in prepared])
     return Enrolment(prepared, vectors, pipeline.embedder.version, pipeline.embedder.template)
 
@@ -96,29 +97,6 @@ def _refuse_repeats(uploads: list[Upload]) -> list[str]:
             )
         first_at[digest] = position
     return list(first_at)
-
-
-def _detached(error: FaceServiceError) -> FaceServiceError:
-    """`error` without its traceback or chained causes: their frames hold the decoded
-    image, and a rejected upload's image must go as soon as the next one is decoded (the
-    pixel budget reserves one image at a time for an enrolment)."""
-    error.__cause__ = error.__context__ = None
-    return error.with_traceback(None)
-
-
-def _combined(rejected: list[tuple[int, Upload, FaceServiceError]], total: int) -> FaceServiceError:
-    first = rejected[0][2]
-    files = [
-        {"index": i, "filename": up.filename, "code": err.code, "message": err.message}
-        | ({"reasons": err.details["reasons"]} if isinstance(err, LowQuality) else {})
-        for i, up, err in rejected
-    ]
-    prefix = (
-        ""
-        if total == 1
-        else f"{len(rejected)} of {total} files rejected; nothing was enrolled. First: "
-    )
-    return type(first)(prefix + first.message, details={"files": files})
 
 
 def _current_vectors(runtime: Runtime, enrolment: Enrolment) -> FloatArray:
@@ -141,12 +119,7 @@ def store_enrolment(state: AppState, subject_id: str, enrolment: Enrolment) -> l
         prepared = enrolment.faces
         with state.sessions() as session, session.begin():
             repository.get_subject(session, subject_id, lock=True)
-            for item in prepared:  # repeats within the request were refused before
-                if repository.subject_has_image(session, subject_id, item.sha256):
-                    raise DuplicateImage(
-                        f"{item.upload.filename} is already enrolled for this subject.",
-                        details={"filename": item.upload.filename, "image_sha256": item.sha256},
-                    )
+            refuse_duplicates(session, subject_id, prepared)
             faces = [
                 repository.add_face(
                     session,

@@ -6,7 +6,7 @@ import io
 from pathlib import Path
 
 from fastapi.testclient import TestClient
-from PIL import Image, ImageFilter
+from PIL import Image, ImageFilter, ImageOps
 
 from tests.api.conftest import ClientFactory, assert_error, enrol, jpeg_bytes, new_subject
 
@@ -80,9 +80,36 @@ def test_low_quality_face_is_refused_with_reasons(client: TestClient, package_im
 def test_same_image_twice_is_a_conflict(client: TestClient, package_images: Path) -> None:
     subject = new_subject(client, "Yao Ming")
     data = (package_images / "yaoming.jpg").read_bytes()
-    assert enrol(client, subject, ("a.jpg", data)).status_code == 201
-    assert_error(enrol(client, subject, ("b.jpg", data)), 409, "duplicate_image")
+    created = enrol(client, subject, ("a.jpg", data))
+    assert created.status_code == 201
+    face_id = created.json()["faces"][0]["id"]
+    error = assert_error(enrol(client, subject, ("b.jpg", data)), 409, "duplicate_image")
+    # A client retrying after a lost answer learns which face it already has.
+    assert (error["details"]["filename"], error["details"]["face_id"]) == ("b.jpg", face_id)
+    assert f"as face {face_id}" in error["message"]
     assert client.get(f"/v1/subjects/{subject}").json()["face_count"] == 1
+
+
+def test_every_already_enrolled_file_is_named(client: TestClient, package_images: Path) -> None:
+    subject = new_subject(client, "Yao Ming")
+    yao = (package_images / "yaoming.jpg").read_bytes()
+    flipped = jpeg_bytes(ImageOps.mirror(Image.open(package_images / "yaoming.jpg")))
+    enrolled = enrol(client, subject, ("a.jpg", yao), ("b.jpg", flipped))
+    assert enrolled.status_code == 201, enrolled.text
+    ids = [face["id"] for face in enrolled.json()["faces"]]
+    new = jpeg_bytes(Image.open(package_images / "yaoming.jpg").rotate(3))
+    error = assert_error(
+        enrol(client, subject, ("new.jpg", new), ("a2.jpg", yao), ("b2.jpg", flipped)),
+        409,
+        "duplicate_image",
+    )
+    files = error["details"]["files"]
+    assert [(f["index"], f["filename"], f["face_id"]) for f in files] == [
+        (1, "a2.jpg", ids[0]),
+        (2, "b2.jpg", ids[1]),
+    ]
+    assert "(2 of 3 files are)" in error["message"]
+    assert client.get(f"/v1/subjects/{subject}").json()["face_count"] == 2
 
 
 def test_the_same_image_twice_in_one_request_is_refused(

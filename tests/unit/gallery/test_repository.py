@@ -132,8 +132,8 @@ def test_faces_round_trip_and_counts(session: Session, enrol: Enrol) -> None:
     page, total = repo.list_subjects(session, limit=2, offset=1)
     assert total == 3 and [(p.id, faces) for p, faces in page] == [(bob, 1), (eve, 0)]
     assert repo.count_faces(session) == 3 and repo.count_subjects(session) == 3
-    assert repo.subject_has_image(session, ada, "b" * 64)
-    assert not repo.subject_has_image(session, bob, "b" * 64)
+    assert repo.face_with_image(session, ada, "b" * 64) == second.id
+    assert repo.face_with_image(session, bob, "b" * 64) is None
     assert repo.subjects_for_faces(session, [first.id, 999]) == {first.id: (ada, "Ada")}
 
 
