@@ -4,7 +4,7 @@ import os
 import sys
 
 # Idle OpenMP threads that spin steal the few cores from the other pools (torch, FAISS, the
-# web server). OpenMP reads this once, when torch loads, and importing app.cli loads torch.
+# web server). OpenMP reads this once, when torch loads (serve, and the model commands).
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 if __name__ == "__main__":

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -222,3 +224,16 @@ def test_config_prints_unset_settings_empty(
     monkeypatch.delenv("FACE_DATABASE_URL", raising=False)
     assert main(["config"]) == 0
     assert "FACE_DATABASE_URL=\n" in capsys.readouterr().out  # not "None", a URL in a .env
+
+
+def test_the_command_line_starts_without_loading_torch() -> None:
+    """`python -m app config` or `--help` took 4.5 s when every command module loaded the
+    pipeline at import; the commands that need torch load it when they run."""
+    code = (
+        "import sys; from app.cli import build_parser; build_parser(); "
+        "print(sorted(m for m in ('torch', 'facenet_pytorch', 'sklearn', 'matplotlib') "
+        "if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"

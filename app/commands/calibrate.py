@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from app.commands.file_embeddings import embed_files, load_pipeline
 from app.commands.service_db import existing_database
 from app.config import Settings
 from app.errors import FaceServiceError
@@ -21,9 +21,11 @@ from app.evaluation.identification import (
 from app.evaluation.pair_scores import no_face_summary, rates_at, score_pairs
 from app.evaluation.pairs import read_pairs
 from app.gallery import repository
-from app.pipeline.analyzer import FacePipeline
 from app.services.calibration import METHOD_GALLERY_ADJUSTED, Calibration, CalibrationStore
 from app.services.far_bounds import accepted, vouched_far
+
+if TYPE_CHECKING:
+    from app.pipeline.analyzer import FacePipeline
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -53,6 +55,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def run(args: argparse.Namespace, settings: Settings, pipeline: FacePipeline | None = None) -> int:
     """The subcommand; `pipeline` lets a caller that already holds loaded models pass them."""
+    # Here, not at the top: it loads torch and the models' code, seconds that every other
+    # command (`python -m app config`, `--help`) would wait for.
+    from app.commands.file_embeddings import embed_files, load_pipeline
+
     identify_far: float = (
         args.target_far if args.identify_target_far is None else args.identify_target_far
     )

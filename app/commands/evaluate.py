@@ -7,9 +7,8 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from app.commands import identification
 from app.commands.evaluate_inputs import (
     argument_problem,
     at_least,
@@ -18,13 +17,14 @@ from app.commands.evaluate_inputs import (
     rate,
     read_source,
 )
-from app.commands.file_embeddings import embed_files, load_pipeline
+from app.commands.gallery_split import DEFAULT_STRANGER_FRACTION
 from app.config import Settings
 from app.errors import FaceServiceError
 from app.evaluation.pair_scores import accuracy_at, no_face_summary, rates_at, score_pairs
 from app.evaluation.pairs import PairsFile, dropped_summary
-from app.evaluation.verification import plot_roc, verification_report
-from app.pipeline.analyzer import FacePipeline
+
+if TYPE_CHECKING:
+    from app.pipeline.analyzer import FacePipeline
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -60,7 +60,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument(
         "--stranger-fraction",
         type=rate(zero=True),
-        default=identification.DEFAULT_STRANGER_FRACTION,
+        default=DEFAULT_STRANGER_FRACTION,
         help="share of eligible identities held out as strangers",
     )
     parser.set_defaults(handler=run)
@@ -68,6 +68,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def run(args: argparse.Namespace, settings: Settings, pipeline: FacePipeline | None = None) -> int:
     """The subcommand; `pipeline` lets a caller that already holds loaded models pass them."""
+    # Here, not at the top: they load torch, scikit-learn and the models' code, seconds that
+    # every other command (`python -m app config`, `--help`) would wait for.
+    from app.commands import identification
+    from app.commands.file_embeddings import load_pipeline
+
     problem = argument_problem(args)
     if problem is not None:
         print(problem, file=sys.stderr)
@@ -109,6 +114,9 @@ def evaluate_pairs(
     max_pixels: int,
     out: Path,
 ) -> dict[str, Any]:
+    from app.commands.file_embeddings import embed_files
+    from app.evaluation.verification import plot_roc, verification_report
+
     pairs = pairs_file.pairs
     paths = [path for pair in pairs for path in (pair.path_a, pair.path_b)]
     embeddings = embed_files(pipeline, paths, max_pixels, batch=args.batch)

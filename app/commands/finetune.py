@@ -18,11 +18,7 @@ from app.errors import FaceServiceError
 from app.gallery import jobs_repo
 from app.gallery.db import make_engine, make_session_factory, migrate
 from app.schemas.finetune import FinetuneParams, FinetuneRequest, JobProgress
-from app.services.finetune import job_public
-from app.training.admission import queue_job
 from app.training.owners import this_process
-from app.training.supervisor import end_abandoned
-from app.training.worker import exit_on_sigterm, run_job
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -52,6 +48,13 @@ def _kind(field: FieldInfo) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
+    # Here, not at the top: they load torch and the models' code, seconds that every other
+    # command (`python -m app config`, `--help`) would wait for.
+    from app.services.finetune import job_public
+    from app.training.admission import queue_job
+    from app.training.supervisor import end_abandoned
+    from app.training.worker import exit_on_sigterm, run_job
+
     given = {name: getattr(args, name) for name in FinetuneParams.model_fields}
     try:
         params = FinetuneRequest.model_validate({k: v for k, v in given.items() if v is not None})

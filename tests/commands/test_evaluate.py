@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from app.commands import evaluate
+from app.commands import evaluate, file_embeddings
 from app.config import Settings
 from app.pipeline.analyzer import FacePipeline
 
@@ -215,7 +215,7 @@ def no_model(monkeypatch: pytest.MonkeyPatch) -> None:
     def load_pipeline(*_: object) -> FacePipeline:
         raise AssertionError("a model was loaded before the input was checked")
 
-    monkeypatch.setattr(evaluate, "load_pipeline", load_pipeline)
+    monkeypatch.setattr(file_embeddings, "load_pipeline", load_pipeline)
 
 
 @pytest.mark.parametrize(

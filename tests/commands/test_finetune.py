@@ -17,6 +17,7 @@ from app.gallery.db import make_engine, make_session_factory, migrate
 from app.pipeline.analyzer import FacePipeline
 from app.pipeline.image_io import decode_image
 from app.services.recognition import points_of
+from app.training import worker
 from tests.unit.training.test_admission import store_faces
 
 PEOPLE = ("amy", "penny", "raj")
@@ -110,7 +111,7 @@ def test_sigterm_ends_a_foreground_job_as_interrupted(
         raise AssertionError("SIGTERM did not stop the job")
 
     store_faces(sessions, [3, 3, 3])  # what the checks before a job ask for
-    monkeypatch.setattr(finetune, "run_job", terminated_mid_job)
+    monkeypatch.setattr(worker, "run_job", terminated_mid_job)
     before = signal.getsignal(signal.SIGTERM)
     args = build_parser().parse_args(["finetune", "--epochs", "1", "--device", "cpu"])
     assert finetune.run(args, settings) == 143
@@ -153,7 +154,7 @@ def test_a_job_whose_process_is_gone_does_not_block_the_next(
             jobs_repo.finish_job(session, job_id, jobs_repo.SUCCEEDED)
         return jobs_repo.SUCCEEDED
 
-    monkeypatch.setattr(finetune, "run_job", trained)
+    monkeypatch.setattr(worker, "run_job", trained)
     args = build_parser().parse_args(["finetune", "--epochs", "1", "--device", "cpu"])
     assert finetune.run(args, settings) == 0
     assert f"job {stuck} ended: the process that ran it is gone" in capsys.readouterr().err
