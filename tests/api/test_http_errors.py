@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 from fastapi.testclient import TestClient
@@ -78,3 +79,14 @@ def test_every_error_carries_details_even_when_null(client: TestClient) -> None:
 def test_the_openapi_error_schema_names_details(client: TestClient) -> None:
     schemas = client.get("/openapi.json").json()["components"]["schemas"]
     assert set(schemas["ErrorBody"]["properties"]) == {"code", "message", "details"}
+
+
+def test_health_answers_head_and_the_schema_builds_without_warnings(client: TestClient) -> None:
+    for path in ("/v1/health", "/v1/ready"):
+        head = client.head(path)
+        assert head.status_code == 200 and head.content == b""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a duplicate operationId is a UserWarning
+        client.app.openapi_schema = None  # type: ignore[attr-defined]
+        schema = client.get("/openapi.json").json()
+    assert list(schema["paths"]["/v1/health"]) == ["get"]
