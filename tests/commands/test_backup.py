@@ -9,6 +9,7 @@ import os
 import sqlite3
 import stat
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -203,6 +204,10 @@ def test_a_round_trip_serves_the_same_answers(
     gdp = ("gdp.jpg", (package_images / "gdp.jpg").read_bytes())
     assert enrol(client, other, gdp, face="largest").status_code == 201
     CalibrationStore(settings.data_dir).save(calibration(models.embedder.version))
+    deadline = time.monotonic() + 30  # the service takes up a changed file within a second
+    while client.get("/v1/info").json()["thresholds"]["verify"] != 0.42:
+        assert time.monotonic() < deadline, "the service never served the stored calibration"
+        time.sleep(0.05)
     add_checkpoint(settings, "job1")
     players = {"image": ("players.jpg", (package_images / "players.jpg").read_bytes())}
 
