@@ -30,8 +30,10 @@ HEARTBEAT_INTERVAL_S = 10.0
 # records it `cancelled` and ends the process: the training slot must not stay taken by a
 # job nothing can stop, with its heartbeat telling everyone that it is alive.
 CANCEL_GRACE_S = 60.0
-# The exit status of a process ended that way (EX_SOFTWARE).
+# The exit status of a process ended that way (EX_SOFTWARE), and how long it waits first
+# to record the end.
 STUCK_EXIT_CODE = 70
+STUCK_RECORD_WAIT_S = 10.0
 
 
 class JobCancelled(Exception):
@@ -86,28 +88,40 @@ class JobTracker:
         cancelled_at: float | None = None
         while not self._closed.wait(self._heartbeat_s):
             try:
-                # Read before the beat's write: a stuck main thread may hold the lock that
-                # write waits for.
                 with self.sessions() as session:
                     cancelling = jobs_repo.state_of(session, self.job_id) == jobs_repo.CANCELLING
+            except Exception:  # the database is away; the next beat retries
+                log.warning("job %s: job state not read", self.job_id, exc_info=True)
+                continue
+            # Judged before the beat's write, which a stuck main thread holding the job's
+            # row may block. Once the main thread has seen the cancel it is cleaning up
+            # (deleting a cut promotion's vectors can take minutes), not stuck.
+            if cancelling and not self._stop:
+                now = time.monotonic()
+                cancelled_at = now if cancelled_at is None else cancelled_at
+                if now - cancelled_at >= self._cancel_grace_s and not self._closed.is_set():
+                    self._end_stuck(now - cancelled_at)
+            else:
+                cancelled_at = None
+            try:
                 with self.sessions.begin() as session:
                     jobs_repo.beat(session, self.job_id)
-            except Exception:  # the database is away; the next beat retries
+            except Exception:
                 log.warning("job %s: heartbeat not written", self.job_id, exc_info=True)
-                continue
-            # Once the main thread has seen the cancel it is cleaning up (deleting a cut
-            # promotion's vectors can take minutes), not stuck.
-            if not cancelling or self._stop:
-                cancelled_at = None
-                continue
-            now = time.monotonic()
-            cancelled_at = now if cancelled_at is None else cancelled_at
-            if now - cancelled_at >= self._cancel_grace_s and not self._closed.is_set():
-                self._end_stuck(now - cancelled_at)
 
     def _end_stuck(self, waited_s: float) -> None:
         error = f"still running {waited_s:.0f} s after it was cancelled; its process was ended"
         log.error("job %s: %s", self.job_id, error)
+        # On a thread of its own: the stuck main thread may hold a lock this write waits for.
+        # Unrecorded, the job still ends: whoever reaps the process or finds it gone.
+        recorder = threading.Thread(target=self._record_stuck, args=(error,), daemon=True)
+        recorder.start()
+        recorder.join(STUCK_RECORD_WAIT_S)
+        # Not SystemExit: the main thread is stuck and would never see it. As after a
+        # kill -9, the service deletes what a cut-short promotion left.
+        os._exit(STUCK_EXIT_CODE)
+
+    def _record_stuck(self, error: str) -> None:
         try:
             with self.sessions.begin() as session:
                 jobs_repo.finish_job(
@@ -117,11 +131,8 @@ class JobTracker:
                     error=error,
                     from_states=(jobs_repo.CANCELLING,),
                 )
-        except Exception:  # whoever reaps the process ends the job instead
+        except Exception:
             log.exception("job %s: could not record the cancel", self.job_id)
-        # Not SystemExit: the main thread is stuck and would never see it. As after a
-        # kill -9, the service deletes what a cut-short promotion left.
-        os._exit(STUCK_EXIT_CODE)
 
     def update(self, force: bool = False, **changes: Any) -> None:
         elapsed = round(time.monotonic() - self._started, 2)
