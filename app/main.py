@@ -7,7 +7,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 
-from fastapi import Depends, FastAPI
+from fastapi import FastAPI
 
 from app.api.access_log import drop_query_strings
 from app.api.handlers import install_error_handlers
@@ -72,9 +72,10 @@ def create_app(settings: Settings | None = None, models: Models | None = None) -
         # Starlette's redirect to the path without its slash takes its host from the Host
         # header, which a client (or whoever sits in front) chooses: answer 404 instead.
         redirect_slashes=False,
-        # Refuses query parameters the matched route does not read, on every route.
-        dependencies=[Depends(QueryGuard())],
     )
+    # Refuses query parameters the matched route does not read; every router runs it after
+    # its key check (app/api/deps.py), so an unauthorised caller learns nothing of them.
+    app.state.query_guard = QueryGuard()
     install_error_handlers(app)
 
     # Each upload route's body may hold the files it takes, plus room for the form fields.

@@ -9,6 +9,7 @@ from fastapi import Depends, Form, Query, Request, UploadFile
 from fastapi.security import APIKeyHeader
 
 from app.api.handlers import API_KEY_HEADER
+from app.api.query_guard import check_query
 from app.config import FacePolicy, Settings
 from app.errors import Forbidden, PayloadTooLarge, Unauthorized
 from app.security import Role, allows
@@ -40,15 +41,19 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
 
-def require_role(required: Role) -> Callable[[AppState, str | None], Awaitable[None]]:
-    async def check(state: StateDep, key: Annotated[str | None, Depends(_api_key_header)]) -> None:
-        if not state.keys.enabled:
-            return
-        role = state.keys.role_of(key)
-        if role is None:
-            raise Unauthorized("A valid X-API-Key header is required.")
-        if not allows(role, required):
-            raise Forbidden(f"This endpoint needs the {required} role.")
+def require_role(required: Role) -> Callable[..., Awaitable[None]]:
+    """The key check of a router's routes, then the query check (app/api/query_guard.py)."""
+
+    async def check(
+        request: Request, state: StateDep, key: Annotated[str | None, Depends(_api_key_header)]
+    ) -> None:
+        if state.keys.enabled:
+            role = state.keys.role_of(key)
+            if role is None:
+                raise Unauthorized("A valid X-API-Key header is required.")
+            if not allows(role, required):
+                raise Forbidden(f"This endpoint needs the {required} role.")
+        await check_query(request)
 
     return check
 

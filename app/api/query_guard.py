@@ -100,3 +100,10 @@ def _names(alias: str, annotation: Any) -> list[str]:
         if isinstance(candidate, type) and issubclass(candidate, BaseModel):
             return [info.alias or name for name, info in candidate.model_fields.items()]
     return [alias]
+
+
+async def check_query(request: Request) -> None:
+    """The app's QueryGuard, as a dependency: after the key check, so that a caller without
+    the right key gets 401 or 403 and learns nothing of the route's parameters."""
+    guard: QueryGuard = request.app.state.query_guard
+    await guard(request)

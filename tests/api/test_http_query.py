@@ -7,9 +7,11 @@ from typing import Annotated
 
 import pytest
 from fastapi import Depends, Query
+from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 
-from tests.api.conftest import assert_error, enrol, new_subject
+from app.api.query_guard import check_query
+from tests.api.conftest import ClientFactory, assert_error, enrol, new_subject
 
 
 @pytest.fixture
@@ -152,8 +154,45 @@ def test_the_message_says_where_a_misplaced_name_belongs(client: TestClient, yao
 def test_the_declared_names_follow_the_route_and_its_dependencies(client: TestClient) -> None:
     """Read from the route itself: a route added later, with a dependency of its own that
     reads the query, takes that dependency's parameter and refuses others."""
-    client.app.add_api_route("/listing", listing)  # type: ignore[attr-defined]
+    client.app.add_api_route(  # type: ignore[attr-defined]
+        "/listing", listing, dependencies=[Depends(check_query)]
+    )
     answer = client.get("/listing", params={"cursor": "c", "size": 3})
     assert answer.json() == {"cursor": "c", "size": 3}
     message = refused(client.get("/listing", params={"limit": 3}), "limit")
     assert message.endswith("(query parameters it takes: cursor, size).")
+
+
+def test_the_key_is_checked_before_the_query(make_client: ClientFactory) -> None:
+    """A caller without the right key gets 401 or 403, and learns nothing of a route's
+    query parameters; only with the right key is an unknown one a 422."""
+    client = make_client(api_keys="admin:adm-secret-123,client:cli-secret-456")
+    path = "/v1/admin/jobs?bogus=1"
+    assert_error(client.get(path), 401, "unauthorized")
+    assert_error(client.get(path, headers={"X-API-Key": "cli-secret-456"}), 403, "forbidden")
+    refused(client.get(path, headers={"X-API-Key": "adm-secret-123"}), "bogus")
+    assert_error(client.get("/v1/subjects?bogus=1"), 401, "unauthorized")
+    refused(client.get("/v1/health?bogus=1"), "bogus")  # no key needed: checked at once
+
+
+def test_every_route_checks_its_query(client: TestClient) -> None:
+    """Each router runs the check, after its key check: a router added without it would
+    ignore unknown parameters again."""
+    unguarded, checked = [], 0
+    routes = list(client.app.routes)  # type: ignore[attr-defined]
+    while routes:
+        route = routes.pop()
+        included = getattr(route, "original_router", None)  # FastAPI's included routers
+        if included is not None:
+            routes.extend(included.routes)
+        if not isinstance(route, APIRoute):
+            continue  # /docs, /openapi.json: Starlette's own
+        checked += 1
+        stack, calls = [route.dependant], []
+        while stack:
+            dependant = stack.pop()
+            calls.append(getattr(dependant.call, "__qualname__", ""))
+            stack.extend(dependant.dependencies)
+        if not any(c in ("check_query", "require_role.<locals>.check") for c in calls):
+            unguarded.append(route.path)
+    assert checked >= 20 and unguarded == []

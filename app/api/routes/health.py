@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Depends, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 
 from app.api.deps import StateDep
+from app.api.query_guard import check_query
 from app.schemas.info import Health, Info, Readiness
 from app.services.info import service_info
 
-router = APIRouter(tags=["health"])
+router = APIRouter(tags=["health"], dependencies=[Depends(check_query)])
 
 
 # HEAD as a route of its own, out of the schema: one route for both gave two operations of
