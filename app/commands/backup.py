@@ -151,8 +151,10 @@ def _copy_checkpoints(root: Path, target: Path) -> list[str]:
     """Copy each complete checkpoint folder under `root`; the names of those copied."""
     copied = []
     for folder in sorted(root.iterdir()) if root.is_dir() else []:
-        # checkpoint.json is written last: without it, training is still writing there.
-        if folder.name.startswith(".") or not (folder / METADATA_FILE).is_file():
+        # checkpoint.json is written last: without it, training is still writing there. A
+        # folder a restore set aside is no model's: it would come back at every restore.
+        aside = ".before-restore-" in folder.name
+        if folder.name.startswith(".") or aside or not (folder / METADATA_FILE).is_file():
             continue
         for file in sorted(folder.iterdir()):
             if file.is_file() and not file.name.startswith("."):  # dot files are temporary

@@ -7,6 +7,7 @@ import hashlib
 import os
 import re
 import shutil
+import tempfile
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -62,10 +63,21 @@ def sqlite_file(settings: Settings) -> Path | None:
 
 def copy_file(source: Path, target: Path) -> None:
     """Copy beside the target, then rename: never a half-written target. Mode: the umask's."""
+    os.replace(staged_copy(source, target), target)
+
+
+def staged_copy(source: Path, target: Path) -> Path:
+    """A copy of `source` in a new file beside `target`, to rename over it. A fresh name
+    (O_EXCL), so that a symlink planted in the target's folder is never written through."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(f".{target.name}.partial")
-    shutil.copyfile(source, partial)
-    os.replace(partial, target)
+    handle, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent)
+    try:
+        with os.fdopen(handle, "wb") as out, source.open("rb") as data:
+            shutil.copyfileobj(data, out, 1 << 20)
+    except BaseException:
+        Path(name).unlink(missing_ok=True)
+        raise
+    return Path(name)
 
 
 def sha256_of(path: Path) -> str:

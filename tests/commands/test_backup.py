@@ -6,6 +6,7 @@ import contextlib
 import hashlib
 import json
 import os
+import shutil
 import sqlite3
 import stat
 import threading
@@ -387,3 +388,63 @@ def test_the_layout_names_match_the_training_code() -> None:
         FINETUNED_DIR,
         METADATA_FILE,
     )
+
+
+def test_restore_refuses_a_database_another_process_has_open(
+    backup: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Another service sharing the file from its own data folder holds no lock on this
+    one; replaced under it, it would go on writing into the file moved aside."""
+    target = use(monkeypatch, backup.parent / "target")
+    add_subjects(target, 2, seed=7)
+    existing = rows(target.data_dir / "faces.db")
+    with contextlib.closing(sqlite3.connect(target.data_dir / "faces.db")) as other:
+        assert other.execute("PRAGMA journal_mode=WAL").fetchone() == ("wal",)
+        other.execute("SELECT count(*) FROM subjects").fetchone()
+        assert main(["restore", "--force", str(backup)]) == 2
+    assert "another process has" in capsys.readouterr().err
+    assert rows(target.data_dir / "faces.db") == existing
+    assert not list(target.data_dir.glob("*.before-restore-*"))
+
+
+def test_restore_writes_through_no_symlink_and_reads_none(
+    backup: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    target = use(monkeypatch, backup.parent / "target")
+    target.data_dir.mkdir(parents=True)
+    victim = backup.parent / "victim.txt"
+    victim.write_text("keep me")
+    # Planted where a fixed partial name would have been written through.
+    (target.data_dir / ".faces.db.partial").symlink_to(victim)
+    assert main(["restore", str(backup)]) == 0
+    assert victim.read_text() == "keep me"
+    assert rows(target.data_dir / "faces.db") == rows(backup / "faces.db")
+
+    # A backup whose file is a symbolic link (to a file of the right content) is refused.
+    real = backup.parent / "calibration-elsewhere.json"
+    real.write_bytes((backup / "calibration.json").read_bytes())
+    (backup / "calibration.json").unlink()
+    (backup / "calibration.json").symlink_to(real)
+    assert main(["restore", "--force", str(backup)]) == 2
+    assert "symbolic link" in capsys.readouterr().err
+
+
+def test_a_restore_that_fails_midway_leaves_the_old_database_in_place(
+    backup: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    target = use(monkeypatch, backup.parent / "target")
+    add_subjects(target, 2, seed=7)
+    existing = rows(target.data_dir / "faces.db")
+    copy = shutil.copyfileobj
+
+    def disk_full(data: Any, out: Any, *args: Any) -> None:
+        if Path(data.name).name == "faces.db":
+            raise OSError(28, "No space left on device")
+        copy(data, out, *args)
+
+    monkeypatch.setattr(shutil, "copyfileobj", disk_full)  # a full disk cannot be made here
+    assert main(["restore", "--force", str(backup)]) == 1
+    assert "No space left on device" in capsys.readouterr().err
+    assert rows(target.data_dir / "faces.db") == existing
+    assert not list(target.data_dir.glob("faces.db.before-restore-*"))
+    assert not list(target.data_dir.glob(".faces.db.*.partial"))
