@@ -16,10 +16,6 @@ class FaceServiceError(Exception):
         self.message = message
         self.details = details
 
-    def to_body(self) -> dict[str, Any]:
-        # `details` is always present, null when there is nothing to add: one shape.
-        return {"error": {"code": self.code, "message": self.message, "details": self.details}}
-
 
 class InvalidRequest(FaceServiceError):
     code, status_code = "invalid_request", 422

@@ -117,10 +117,10 @@ def test_serve_says_at_once_when_the_port_is_taken(
 def test_two_services_cannot_share_a_data_folder(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    from app.commands.serve import _lock_data_dir
+    from app.commands.serve import lock_data_dir
 
     monkeypatch.setenv("FACE_DATA_DIR", str(tmp_path / "data"))
-    held = _lock_data_dir(tmp_path / "data")  # as a running service holds it
+    held = lock_data_dir(tmp_path / "data")  # as a running service holds it
     assert held is not None
     try:
         with socket.socket() as free:
@@ -130,7 +130,7 @@ def test_two_services_cannot_share_a_data_folder(
         assert "another service is running on" in capsys.readouterr().err
     finally:
         held.close()
-    again = _lock_data_dir(tmp_path / "data")  # free once the holder is gone
+    again = lock_data_dir(tmp_path / "data")  # free once the holder is gone
     assert again is not None
     again.close()
 

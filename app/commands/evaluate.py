@@ -68,15 +68,15 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def run(args: argparse.Namespace, settings: Settings, pipeline: FacePipeline | None = None) -> int:
     """The subcommand; `pipeline` lets a caller that already holds loaded models pass them."""
+    problem = argument_problem(args)
+    if problem is not None:
+        print(problem, file=sys.stderr)
+        return 2
     # Here, not at the top: they load torch, scikit-learn and the models' code, seconds that
     # every other command (`python -m app config`, `--help`) would wait for.
     from app.commands import identification
     from app.commands.file_embeddings import load_pipeline
 
-    problem = argument_problem(args)
-    if problem is not None:
-        print(problem, file=sys.stderr)
-        return 2
     out: Path = args.out or settings.data_dir / "evaluation"
     start = time.perf_counter()
     try:

@@ -22,7 +22,7 @@ from app.commands.backup_files import (
     staged_copy,
 )
 from app.commands.restore_checks import Refused, read_manifest, schema_revision, target_database
-from app.commands.serve import _lock_data_dir
+from app.commands.serve import lock_data_dir
 from app.config import Settings
 from app.services.calibration import CALIBRATION_FILE
 
@@ -48,7 +48,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def run(args: argparse.Namespace, settings: Settings) -> int:
     with private_files():
         try:
-            lock = _lock_data_dir(settings.data_dir)
+            lock = lock_data_dir(settings.data_dir)
         except OSError as error:
             print(f"cannot use FACE_DATA_DIR={settings.data_dir}: {error}", file=sys.stderr)
             return 2
@@ -72,7 +72,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     if database is not None and (counts := manifest.counts) is not None:
         print(f"  {database}: {counts.subjects} subjects, {counts.faces} faces, schema {revision}")
     else:
-        print("  no database in this backup: restore it with pg_restore (docs/backup.md)")
+        print(
+            "  no database in this backup (--files-only); PostgreSQL: pg_restore (docs/backup.md)"
+        )
     print(f"  {len(manifest.files)} files checked against their sha256 and copied")
     for path in moved:
         print(f"  moved aside: {path}")

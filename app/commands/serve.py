@@ -51,7 +51,7 @@ def serve(args: argparse.Namespace, settings: Settings) -> int:
     # biometric data: readable by the service's own user only, not by everyone on the host.
     os.umask(PRIVATE_UMASK)
     try:
-        lock = _lock_data_dir(settings.data_dir)
+        lock = lock_data_dir(settings.data_dir)
     except OSError as error:  # read-only, a file in the way, no such mount...
         print(f"cannot use FACE_DATA_DIR={settings.data_dir}: {error}", file=sys.stderr)
         return 2
@@ -102,7 +102,7 @@ def _unusable_setting(settings: Settings) -> str | None:
     try:
         url = engine_url(settings.resolved_database_url)
         if url.get_backend_name() == "sqlite":
-            return None  # a file in the data folder, which _lock_data_dir has checked
+            return None  # a file in the data folder, which lock_data_dir has checked
         engine = make_engine(settings.resolved_database_url)
     # A malformed port is a ValueError; an unknown dialect or a driver that is not
     # installed (mysql://, postgresql+psycopg2://) an ImportError.
@@ -121,7 +121,7 @@ def _unusable_setting(settings: Settings) -> str | None:
     return None
 
 
-def _lock_data_dir(data_dir: Path) -> TextIO | None:
+def lock_data_dir(data_dir: Path) -> TextIO | None:
     """An exclusive lock on the data folder, held while the process lives (the open file
     must be kept); None when another process holds it."""
     data_dir.mkdir(parents=True, exist_ok=True)

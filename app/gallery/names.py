@@ -46,7 +46,8 @@ def check_name(name: str) -> str:
                 f"name must not contain bidirectional override or isolate characters "
                 f"({_code(char)})"
             )
-    if all(char.isspace() or _invisible(char) for char in name):
+    # Combining marks show only on a base character: a name of marks alone shows nothing.
+    if all(char.isspace() or _invisible(char) or _mark(char) for char in name):
         raise ValueError("name must contain at least one visible character")
     return name
 
@@ -67,6 +68,10 @@ def _invisible(char: str) -> bool:
         return True
     point = ord(char)
     return any(low <= point <= high for low, high in _IGNORABLE_RANGES)
+
+
+def _mark(char: str) -> bool:
+    return unicodedata.category(char).startswith("M")
 
 
 def _code(char: str) -> str:

@@ -21,7 +21,7 @@ import torch
 from alembic.script import ScriptDirectory
 
 from app.cli import main
-from app.commands.serve import _lock_data_dir
+from app.commands.serve import lock_data_dir
 from app.config import Settings
 from app.gallery import models_repo, repository
 from app.gallery.db import alembic_config, make_engine, make_session_factory, migrate
@@ -349,7 +349,7 @@ def test_restore_refuses_a_newer_schema_only(
 def test_restore_refuses_while_a_service_holds_the_data_folder(
     backup: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    held = _lock_data_dir(backup.parent / "target" / "data")
+    held = lock_data_dir(backup.parent / "target" / "data")
     assert held is not None
     try:
         assert main(["restore", str(backup)]) == 2

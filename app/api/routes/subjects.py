@@ -27,7 +27,11 @@ def list_subjects(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0, le=MAX_SQL_INT)] = 0,
     name: Annotated[
-        str | None, Query(max_length=255, description="Case-insensitive substring.")
+        str | None,
+        Query(
+            max_length=255,
+            description="Substring; ignores case and accent encoding.",
+        ),
     ] = None,
 ) -> SubjectList:
     return subjects.list_subjects(state, limit, offset, name)

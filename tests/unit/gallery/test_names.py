@@ -73,6 +73,7 @@ def test_folding_is_idempotent_for_every_character() -> None:
         ("\u00ad", "at least one visible character"),  # soft hyphen
         ("\u3164", "at least one visible character"),  # Hangul filler, a letter that shows nothing
         ("\ufe0f", "at least one visible character"),  # variation selector
+        ("\u0301\u0301", "at least one visible character"),  # combining marks alone
         ("Ada\nLovelace", "control characters or line breaks (U+000A)"),
         ("Ada\r", "control characters or line breaks (U+000D)"),
         ("\tAda", "control characters or line breaks (U+0009)"),
