@@ -56,13 +56,13 @@ def test_rejected_uploads_leave_no_frames_holding_their_images(
     Image.new("RGB", (320, 240), "grey").save(blank, format="PNG")
     uploads = [Upload(f"blank{i}.png", blank.getvalue() + bytes([i])) for i in range(3)]
     caught: list[FaceServiceError] = []
-    original = enrolment._detached
+    original = enrolment.detached
 
     def spy(error: FaceServiceError) -> FaceServiceError:
         caught.append(original(error))
         return caught[-1]
 
-    monkeypatch.setattr(enrolment, "_detached", spy)
+    monkeypatch.setattr(enrolment, "detached", spy)
     with pytest.raises(NoFace, match="3 of 3 files rejected"):
         prepare_enrolment(runtime.pipeline, Settings(), uploads, None)
     assert len(caught) == 3
