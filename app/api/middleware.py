@@ -174,6 +174,15 @@ class GuardAndMeasure:
             key = headers.get(_KEY_HEADER)
             if key is None or self.keys.role_of(key.decode("latin-1")) is None:
                 return error_response(401, "unauthorized", "A valid X-API-Key header is required.")
+        # Bodies are read as sent: a compressed one was parsed as if it were not.
+        encoding = headers.get(b"content-encoding", b"identity").strip().lower()
+        if scope["method"] in _BODY_METHODS and encoding not in (b"", b"identity"):
+            return error_response(
+                415,
+                "unsupported_media_type",
+                f"Content-Encoding {encoding.decode('latin-1')} is not supported; "
+                "send the body uncompressed.",
+            )
         # PostgreSQL cannot store NUL characters, so ids and names holding one are refused
         # here for paths and queries, and by schemas.common.NulFree for bodies and forms.
         query = scope.get("query_string", b"").decode("latin-1")

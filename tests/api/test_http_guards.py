@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import re
 from collections.abc import Iterator
@@ -252,3 +253,14 @@ def test_the_upload_limit_follows_the_route_behind_a_root_path() -> None:
         assert status(path) == "passed"
         assert status(path, root_path="/face") == "passed"
     assert status("/v1/subjects", root_path="/face") == 413
+
+
+def test_a_compressed_body_is_refused_not_misread(client: TestClient) -> None:
+    body = gzip.compress(b'{"name": "Ada"}')
+    headers = {"Content-Type": "application/json", "Content-Encoding": "gzip"}
+    refused = client.post("/v1/subjects", content=body, headers=headers)
+    assert "gzip" in assert_error(refused, 415, "unsupported_media_type")["message"]
+    plain = client.post(
+        "/v1/subjects", json={"name": "Ada"}, headers={"Content-Encoding": "identity"}
+    )
+    assert plain.status_code == 201, plain.text
