@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import mimetypes
 import time
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -131,7 +132,12 @@ class GalleryClient:
 
     def subject(self, name: str) -> Subject:
         """The subject called exactly `name`, created if missing. ServiceError
-        `ambiguous_subject` if several are: which one a folder means cannot be told."""
+        `ambiguous_subject` if several are: which one a folder means cannot be told.
+
+        Names compare in NFC, and a subject is created with its name in NFC: macOS names
+        folders in NFD ("e" then U+0301), so "José/" from a Mac would otherwise miss the
+        subject "José" and make a second one."""
+        name = unicodedata.normalize("NFC", name)
         matches = self._find_subjects(name)
         if len(matches) > 1:
             matches.sort(key=lambda s: datetime.fromisoformat(s["created_at"]))
@@ -150,14 +156,14 @@ class GalleryClient:
         return Subject(id=subject_id, enrolled=enrolled)
 
     def _find_subjects(self, name: str) -> list[dict[str, Any]]:
-        """Every subject called exactly `name`, case included."""
+        """Every subject called exactly `name` (in NFC), case included."""
         # The API's name filter is a case-insensitive substring: page through, match exactly.
         matches: list[dict[str, Any]] = []
         offset, total = 0, 1
         while offset < total:
             params = {"name": name, "limit": NAME_PAGE, "offset": offset}
             page = self.call("GET", "/v1/subjects", params=params)
-            matches += [s for s in page["items"] if s["name"] == name]
+            matches += [s for s in page["items"] if unicodedata.normalize("NFC", s["name"]) == name]
             total = int(page["total"])
             offset += NAME_PAGE
         return matches

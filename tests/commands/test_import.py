@@ -226,6 +226,26 @@ def test_existing_subject_is_reused_and_duplicates_skipped(
     assert len(subjects_by_name(client)) == 3  # no new subject
 
 
+def test_a_folder_named_in_nfd_finds_the_subject_named_in_nfc(
+    make_client: ClientFactory, photos: Path
+) -> None:
+    """macOS names folders in NFD: "Jose" + U+0301 must not make a second "José"."""
+    client = make_client()
+    jose = new_subject(client, "Jos\u00e9")
+    root = photos.parent / "from-a-mac"
+    (root / "Jose\u0301").mkdir(parents=True)
+    shutil.copyfile(photos / "amy" / "amy1.png", root / "Jose\u0301" / "amy1.png")
+    summary = run_import(client, root, workers=1)
+    assert {r["status"] for r in read_report(summary.report).values()} == {"enrolled"}
+    assert client.get(f"/v1/subjects/{jose}").json()["face_count"] == 1
+    assert list(subjects_by_name(client)) == ["Jos\u00e9"]  # no second subject
+    # A new folder's subject is created with its name in NFC.
+    (root / "Rene\u0301e").mkdir()
+    shutil.copyfile(photos / "amy" / "amy2.png", root / "Rene\u0301e" / "amy2.png")
+    run_import(client, root, workers=1)
+    assert "Ren\u00e9e" in subjects_by_name(client)
+
+
 def test_face_policy_enrols_the_group_photo(make_client: ClientFactory, photos: Path) -> None:
     client = make_client()
     root = photos.parent / "group-only"
