@@ -15,8 +15,8 @@ from app.commands.backup_files import (
     CHECKPOINTS,
     DATABASE,
     FINETUNED_DIR,
+    MANIFEST,
     Manifest,
-    copy_file,
     private_files,
     sha256_of,
     staged_copy,
@@ -85,43 +85,68 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 def _restore(
     source: Path, manifest: Manifest, settings: Settings, database: Path | None
 ) -> list[Path]:
-    """Copy the backup into place, moving aside what it replaces; the paths moved aside."""
+    """Copy the backup into place, moving aside what it replaces; the paths moved aside.
+
+    Every copy is made beside its target and checked against its sha256 before anything
+    moves: a full disk or a file changed meanwhile leaves every old file where it was, and
+    there is never a moment without a database."""
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    moved: list[Path] = []
+    staged: list[tuple[Path, Path, tuple[str, ...]]] = []  # (copy, target, companions)
+    try:
+        for folder, files in sorted(_checkpoints(manifest).items()):
+            target = settings.models_dir / FINETUNED_DIR / folder
+            if all((target / f).is_file() and sha256_of(target / f) == h for f, h in files.items()):
+                continue  # already there, as a restore into the same models folder finds them
+            target.parent.mkdir(parents=True, exist_ok=True)
+            staging = Path(tempfile.mkdtemp(prefix=f".{folder}.", dir=target.parent))
+            staged.append((staging, target, ()))
+            for file, sha256 in files.items():
+                copy = _copy(source / CHECKPOINTS / folder / file, staging / file, sha256)
+                os.replace(copy, staging / file)
+        # The calibration of the gallery found there would not fit the gallery restored.
+        calibration = settings.data_dir / CALIBRATION_FILE
+        expected = manifest.files.get(CALIBRATION_FILE)
+        if expected is not None:
+            staged.append(
+                (_copy(source / CALIBRATION_FILE, calibration, expected), calibration, ())
+            )
+        if database is not None:
+            copy = _copy(source / DATABASE, database, manifest.files[DATABASE])
+            staged.append((copy, database, _COMPANIONS))
+    except BaseException:
+        for copy, _, _ in staged:
+            if copy.is_dir():
+                shutil.rmtree(copy, ignore_errors=True)
+            else:
+                copy.unlink(missing_ok=True)
+        raise
+    moved = [] if expected is not None else _set_aside(calibration, stamp)
+    for copy, target, companions in staged:
+        moved += _set_aside(target, stamp, companions)
+        os.replace(copy, target)
+    # A cache of the database replaced (or pg_restored): stale, and rebuilt at the next start.
+    shutil.rmtree(settings.index_dir, ignore_errors=True)
+    return moved
+
+
+def _checkpoints(manifest: Manifest) -> dict[str, dict[str, str]]:
+    """The backup's checkpoint folders: file name -> sha256, by folder."""
     by_folder: dict[str, dict[str, str]] = {}
     for name, sha256 in manifest.files.items():
         if name.startswith(f"{CHECKPOINTS}/"):
             folder, file = name.removeprefix(f"{CHECKPOINTS}/").split("/")
             by_folder.setdefault(folder, {})[file] = sha256
-    # Each copy is complete beside its target before what it replaces moves aside: a full
-    # disk halfway leaves the old file in place, never no database at all.
-    for folder, files in sorted(by_folder.items()):
-        target = settings.models_dir / FINETUNED_DIR / folder
-        if all((target / f).is_file() and sha256_of(target / f) == s for f, s in files.items()):
-            continue  # already there, as a restore into the same models folder finds them
-        target.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{folder}.", dir=target.parent))
-        for file in files:
-            copy_file(source / CHECKPOINTS / folder / file, staging / file)
-        moved += _set_aside(target, stamp)
-        os.replace(staging, target)
-    # The calibration of the gallery found there would not fit the gallery restored.
-    calibration = settings.data_dir / CALIBRATION_FILE
-    staged = (
-        staged_copy(source / CALIBRATION_FILE, calibration)
-        if CALIBRATION_FILE in manifest.files
-        else None
-    )
-    moved += _set_aside(calibration, stamp)
-    if staged is not None:
-        os.replace(staged, calibration)
-    if database is not None:
-        staged = staged_copy(source / DATABASE, database)
-        moved += _set_aside(database, stamp, _COMPANIONS)
-        os.replace(staged, database)
-    # A cache of the database replaced (or pg_restored): stale, and rebuilt at the next start.
-    shutil.rmtree(settings.index_dir, ignore_errors=True)
-    return moved
+    return by_folder
+
+
+def _copy(source: Path, target: Path, sha256: str) -> Path:
+    """A copy of `source` beside `target`, checked against its sha256 again: the backup was
+    checked before, but whoever can write to it could have changed a file since."""
+    staged = staged_copy(source, target)
+    if sha256_of(staged) != sha256:
+        staged.unlink()
+        raise Refused(f"{source} changed during the restore: it no longer matches {MANIFEST}")
+    return staged
 
 
 def _set_aside(path: Path, stamp: str, companions: tuple[str, ...] = ()) -> list[Path]:

@@ -21,6 +21,7 @@ import torch
 from alembic.script import ScriptDirectory
 
 from app.cli import main
+from app.commands import restore
 from app.commands.serve import lock_data_dir
 from app.config import Settings
 from app.gallery import models_repo, repository
@@ -448,3 +449,29 @@ def test_a_restore_that_fails_midway_leaves_the_old_database_in_place(
     assert rows(target.data_dir / "faces.db") == existing
     assert not list(target.data_dir.glob("faces.db.before-restore-*"))
     assert not list(target.data_dir.glob(".faces.db.*.partial"))
+
+
+def test_a_file_changed_after_its_check_is_refused_and_nothing_moves(
+    backup: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The backup is checked first, then read again to copy: whoever can write to it could
+    change a file in between. Each copy is checked again, before anything moves."""
+    target = use(monkeypatch, backup.parent / "target")
+    add_subjects(target, 2, seed=7)
+    existing = rows(target.data_dir / "faces.db")
+    check = restore.read_manifest
+
+    def then_tamper(source: Path) -> Any:
+        manifest = check(source)
+        with contextlib.closing(sqlite3.connect(source / "faces.db")) as db, db:
+            db.execute("DELETE FROM faces")
+        return manifest
+
+    monkeypatch.setattr(restore, "read_manifest", then_tamper)
+    assert main(["restore", "--force", str(backup)]) == 2
+    assert "changed during the restore" in capsys.readouterr().err
+    assert rows(target.data_dir / "faces.db") == existing
+    assert not list(target.data_dir.glob("*.before-restore-*"))
+    assert not list(target.data_dir.glob(".*.partial"))
+    assert not (target.models_dir / "finetuned" / "job1").exists()  # staged, then dropped
+    assert not list(target.models_dir.glob("finetuned/.job1.*"))
