@@ -121,17 +121,20 @@ def test_identify_keeps_answering_through_promotion(
     client = finetune_client()
     base = client.get("/v1/info").json()["model_version"]
     probe, subject = gallery.probes["penny"], gallery.subjects["penny"]
-    answers: list[tuple[str, int, str | None]] = []
+    answers: list[tuple[float, str, int, str | None]] = []
     stop = threading.Event()
+    reading = threading.Lock()
 
     def ask() -> None:
         while not stop.is_set():
-            before = client.get("/v1/info").json()["model_version"]
+            with reading:  # the reads, and their times, in one order
+                asked = time.monotonic()
+                before = client.get("/v1/info").json()["model_version"]
             response = client.post(
                 "/v1/identify", files={"image": (probe.name, probe.read_bytes())}
             )
             match: Any = response.json()["faces"][0]["match"] if response.is_success else None
-            answers.append((before, response.status_code, match and match["subject_id"]))
+            answers.append((asked, before, response.status_code, match and match["subject_id"]))
 
     threads = [threading.Thread(target=ask) for _ in range(2)]
     for thread in threads:
@@ -151,9 +154,12 @@ def test_identify_keeps_answering_through_promotion(
         for thread in threads:
             thread.join()
 
-    assert all(status == 200 for _, status, _ in answers), answers
-    assert all(match == subject for _, _, match in answers), answers
-    versions = [version for version, _, _ in answers]
+    # In the order the threads asked, not the order they finished: one thread's slow answer
+    # from before the swap may land after another's from after it.
+    answers.sort()
+    assert all(status == 200 for _, _, status, _ in answers), answers
+    assert all(match == subject for _, _, _, match in answers), answers
+    versions = [version for _, version, _, _ in answers]
     assert versions[0] == base and versions[-1] == job["result"]["model_id"]
     # Every request before the swap saw the old model, every one after it the new one.
     switch = versions.index(versions[-1])
