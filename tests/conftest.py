@@ -1,14 +1,18 @@
-"""Session-wide fixtures: shared photos, package photos, models loaded once."""
+"""Session-wide fixtures: shared photos, package photos, models loaded once; a gallery database."""
 
 from __future__ import annotations
 
 import csv
 import importlib.util
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.config import Settings
+from app.gallery.db import make_engine, make_session_factory, migrate
 
 REPO = Path(__file__).resolve().parent.parent
 # Same as `python -m app`: idle OpenMP threads must not spin against the server process's pools.
@@ -71,3 +75,13 @@ def models():  # type: ignore[no-untyped-def]
     settings = Settings(embedder="arcface-mbf", device="cpu")
     configure_threads(settings)
     return load_models(settings)
+
+
+@pytest.fixture
+def sessions(settings: Settings) -> Iterator[sessionmaker[Session]]:
+    """The migrated database of the `settings` fixture that the test's folder or module
+    defines."""
+    engine = make_engine(settings.resolved_database_url)
+    migrate(engine)
+    yield make_session_factory(engine)
+    engine.dispose()

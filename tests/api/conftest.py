@@ -61,6 +61,15 @@ def client(make_client: ClientFactory) -> TestClient:
     return make_client()
 
 
+@pytest.fixture
+def yao(client: TestClient, package_images: Path) -> str:
+    """A subject with yaoming.jpg enrolled."""
+    subject = new_subject(client, "Yao Ming")
+    response = enrol(client, subject, ("yao.jpg", (package_images / "yaoming.jpg").read_bytes()))
+    assert response.status_code == 201, response.text
+    return subject
+
+
 def jpeg_bytes(image: Image.Image, quality: int = 92) -> bytes:
     buffer = io.BytesIO()
     image.convert("RGB").save(buffer, format="JPEG", quality=quality)

@@ -5,21 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-import pytest
 from fastapi import Depends, Query
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 
 from app.api.query_guard import check_query
 from tests.api.conftest import ClientFactory, assert_error, enrol, new_subject
-
-
-@pytest.fixture
-def yao(client: TestClient, package_images: Path) -> str:
-    subject = new_subject(client, "Yao Ming")
-    response = enrol(client, subject, ("yao.jpg", (package_images / "yaoming.jpg").read_bytes()))
-    assert response.status_code == 201, response.text
-    return subject
 
 
 def _page(cursor: Annotated[str | None, Query()] = None) -> str | None:

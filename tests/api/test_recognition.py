@@ -7,19 +7,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-import pytest
 from fastapi.testclient import TestClient
 from PIL import Image, ImageFilter
 
 from tests.api.conftest import ClientFactory, assert_error, enrol, jpeg_bytes, new_subject
-
-
-@pytest.fixture
-def yao(client: TestClient, package_images: Path) -> str:
-    subject = new_subject(client, "Yao Ming")
-    response = enrol(client, subject, ("yao.jpg", (package_images / "yaoming.jpg").read_bytes()))
-    assert response.status_code == 201, response.text
-    return subject
 
 
 def image(package_images: Path, name: str) -> tuple[str, bytes]:

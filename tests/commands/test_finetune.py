@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,7 +12,6 @@ from app.cli import build_parser
 from app.commands import finetune
 from app.config import Settings
 from app.gallery import jobs_repo, models_repo, repository
-from app.gallery.db import make_engine, make_session_factory, migrate
 from app.pipeline.analyzer import FacePipeline
 from app.pipeline.image_io import decode_image
 from app.services.recognition import points_of
@@ -21,14 +19,6 @@ from app.training import worker
 from tests.unit.training.test_admission import store_faces
 
 PEOPLE = ("amy", "penny", "raj")
-
-
-@pytest.fixture
-def sessions(settings: Settings) -> Iterator[sessionmaker[Session]]:
-    engine = make_engine(settings.resolved_database_url)
-    migrate(engine)
-    yield make_session_factory(engine)
-    engine.dispose()
 
 
 def enrol_crops(sessions: sessionmaker[Session], pipeline: FacePipeline, root: Path) -> None:

@@ -2,15 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 import torch
-from sqlalchemy.orm import Session, sessionmaker
 from torch import nn
-
-from app.config import Settings
-from app.gallery.db import make_engine, make_session_factory, migrate
 
 
 class RecordingSGD(torch.optim.SGD):
@@ -53,11 +47,3 @@ def data() -> tuple[torch.Tensor, torch.Tensor]:
     x = torch.randn(20, 6, dtype=torch.float64, generator=generator)
     y = torch.randint(0, 3, (20,), generator=generator)
     return x, y
-
-
-@pytest.fixture
-def sessions(settings: Settings) -> Iterator[sessionmaker[Session]]:
-    engine = make_engine(settings.resolved_database_url)
-    migrate(engine)
-    yield make_session_factory(engine)
-    engine.dispose()
