@@ -133,6 +133,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--cold-sizes", default="3,5,7,12,24,48", help="embedder batches not in --sizes"
     )
+    parser.add_argument(
+        "--no-warmup",
+        action="store_true",
+        help="skip the service's GPU warm-up (FACE_GPU_WARMUP) before the timed figures",
+    )
     parser.add_argument("--min-seconds", type=float, default=0.5, help="per timed figure")
     parser.add_argument("--photos", type=int, default=None, help="use only the first N photos")
     parser.add_argument("--out", type=Path, default=None, help="JSON path")
@@ -154,6 +159,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     sizes = [int(s) for s in args.sizes.split(",")]
     cold = [int(s) for s in args.cold_sizes.split(",") if s]
     result["embedder_new_shapes"] = cold_shape_rows(models, cold, sync)
+    if not args.no_warmup:
+        # As the service does before it serves: every padded batch size met once, so the
+        # figures below time warm passes (app/pipeline/shape_buckets.py).
+        from app.services.loaded_models import warm_up
+
+        started = time.perf_counter()
+        warm_up(models)
+        result["warmup_s"] = round(time.perf_counter() - started, 2)
+        print(f"warm-up: {result['warmup_s']} s", flush=True)
     result["embedder"] = embedder_rows(
         models, sizes, args.dtypes.split(","), args.min_seconds, sync
     )

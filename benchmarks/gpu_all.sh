@@ -1,6 +1,6 @@
 #!/bin/bash
-# Every GPU figure in one go (docs/benchmarks.md section 5, docs/finetuning.md): 6 to 9
-# minutes on one H200, each part cut off in time. JSON and logs go to
+# Every GPU figure in one go (docs/benchmarks.md section 5, docs/finetuning.md): about 8
+# minutes on one H100 or H200, each part cut off in time. JSON and logs go to
 # ${OUT:-benchmarks/results}.
 #   bash benchmarks/gpu_all.sh                       # PYTHON=.venv/bin/python by default
 set -u
@@ -21,7 +21,7 @@ run() {
 }
 # Latency first: whether the padded batch sizes and start-up warm-up remove the 1 s tails
 # (docs/benchmarks.md, section 5), and what the warm-up adds to start-up (service_ready_s).
-run latency 200 --configs gpu,gpu-batched --rounds 2 --duration 8 --warmup 2 \
+run latency 250 --configs gpu,gpu-batched --rounds 2 --duration 8 --warmup 2 \
     --out "$OUT/latency_gpu.json"
-run gpu 200 --images 200 --dtypes fp32,bf16 --out "$OUT/gpu.json"
-run finetune_gpu 140 --out "$OUT/finetune_gpu.json"
+run gpu 170 --images 200 --dtypes fp32,bf16 --out "$OUT/gpu.json"
+run finetune_gpu 130 --out "$OUT/finetune_gpu.json"
