@@ -157,7 +157,7 @@ class GalleryClient:
 
     def _find_subjects(self, name: str) -> list[dict[str, Any]]:
         """Every subject called exactly `name` (in NFC), case included."""
-        # The API's name filter is a case-insensitive substring: page through, match exactly.
+        # The API's name filter ignores case and accents: page through, match exactly.
         matches: list[dict[str, Any]] = []
         offset, total = 0, 1
         while offset < total:

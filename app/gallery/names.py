@@ -25,6 +25,19 @@ _IGNORABLE_RANGES = (
     (0xE0000, 0xE0FFF),
 )
 
+# Accents are the marks of the Combining Diacritical Marks block, U+0300 to U+036F: every
+# mark that NFKD splits off a Latin, Greek or Cyrillic letter ("é", "ö", "ç", "ệ", "ά", "й"),
+# which an unaccented query must find. Other scripts' marks are not accents to their
+# readers: a Devanagari vowel sign or virama, a Thai vowel or tone, Hebrew and Arabic points
+# or the Japanese dakuten (カ "ka", ガ "ga") make another name, so they still count.
+ACCENTS = range(0x0300, 0x0370)
+# Letters that NFKD leaves whole, but that ASCII spellings of a name drop the stroke from or
+# split all the same ("Lukasz" for "Łukasz", "Soren" for "Søren", "Gudrun" for "Guðrún").
+# A small fixed set from living alphabets; casefold() already makes "ß" "ss".
+BASE_LETTERS = str.maketrans(
+    {"æ": "ae", "ð": "d", "đ": "d", "ħ": "h", "ı": "i", "ł": "l", "ø": "o", "œ": "oe", "þ": "th"}
+)
+
 
 def check_name(name: str) -> str:
     """The name unchanged, or ValueError saying why a subject may not be called that.
@@ -53,14 +66,18 @@ def check_name(name: str) -> str:
 
 
 def fold_name(name: str) -> str:
-    """The name as the name filter compares it: NFKC-normalised and case-folded.
+    """The name as the name filter compares it: accents dropped, NFKC-normalised, case-folded.
 
-    That is Unicode's compatibility caseless match, so letter case in any script
-    ("STRASSE", "straße"), precomposed and combining accents (U+00E9, or "e" then U+0301
-    as macOS and iOS often send it) and compatibility forms (full-width letters,
-    ligatures) all compare equal. Folding a folded name changes nothing.
+    Case in any script ("STRASSE", "straße"), accents on Latin, Greek and Cyrillic letters
+    however they are encoded ("Jose", "José", "Jose" then U+0301 as macOS and iOS send it),
+    and compatibility forms (full-width letters, ligatures) all compare equal. The folding
+    of a non-empty name is never empty, and folding a folded name changes nothing.
     """
-    return unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", name).casefold())
+    # casefold() can add an accent ("İ" to "i" then U+0307): decompose again after it.
+    letters = unicodedata.normalize("NFKD", unicodedata.normalize("NFKD", name).casefold())
+    bare = "".join(char for char in letters if ord(char) not in ACCENTS).translate(BASE_LETTERS)
+    # Accents alone (a query; check_name refuses such a name) stay: "" would match every name.
+    return unicodedata.normalize("NFKC", bare or letters)
 
 
 def _invisible(char: str) -> bool:

@@ -78,10 +78,10 @@ class Subject(Base):
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_subject_id)
     name: Mapped[str] = mapped_column(String(255), index=True)
-    # The name as names.fold_name folds it (NFKC, casefold), set with every name: the name
-    # filter compares it, the same on SQLite and PostgreSQL (whose lower()/ILIKE follow the
-    # database's locale, often C). NFKC can make a name 18 times longer (U+FDFA), hence no
-    # bound on PostgreSQL (migration 0007); SQLite enforces none, and rebuilding its table
+    # names.fold_name of the name (accents dropped, NFKC, casefold), set with every name: the
+    # name filter compares it, the same on SQLite and PostgreSQL (whose lower()/ILIKE follow
+    # the database's locale, often C). NFKC can make a name 18 times longer (U+FDFA), hence
+    # no bound on PostgreSQL (migration 0007); SQLite enforces none, and rebuilding its table
     # to retype the column would cascade-delete every face, so it keeps VARCHAR(1024).
     name_folded: Mapped[str | None] = mapped_column(
         Text().with_variant(String(1024), "sqlite"), nullable=True

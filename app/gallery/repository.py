@@ -40,7 +40,7 @@ def list_subjects(
     """A page of subjects, oldest first, each with its face count, and the total matching.
 
     `name` keeps subjects whose name contains it, both folded by fold_name: case in any
-    script and how an accent is encoded are ignored. `%` and `_` in it match literally.
+    script and accents ("jose" finds "José", and back) are ignored. `%` and `_` match literally.
     """
     query = select(Subject)
     if name:

@@ -30,7 +30,7 @@ def list_subjects(
         str | None,
         Query(
             max_length=255,
-            description="Substring; ignores case and accent encoding.",
+            description="Substring; ignores case and accents.",
         ),
     ] = None,
 ) -> SubjectList:

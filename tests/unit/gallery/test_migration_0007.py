@@ -7,9 +7,7 @@ import importlib
 from alembic import command
 from sqlalchemy import Connection, text
 
-from app.gallery import repository
-from app.gallery.db import alembic_config, make_engine, make_session_factory, migrate
-from app.gallery.names import fold_name
+from app.gallery.db import alembic_config, make_engine
 
 revision = importlib.import_module("app.gallery.migrations.versions.0007_subject_name_nfkc")
 
@@ -47,13 +45,8 @@ def stored_folds(connection: Connection) -> dict[str, str]:
     return dict(connection.execute(text("SELECT id, name_folded FROM subjects")).all())
 
 
-def test_the_migration_folds_as_the_service_does() -> None:
-    samples = [*STORED.values(), "\ufdfa", "Ǆ", "ﬀ", "İ", "ΐ", "Ⅻ", "①"]
-    samples += [chr(point) for point in range(0x80, 0x3400)]
-    assert [revision.fold(name) for name in samples] == [fold_name(name) for name in samples]
-
-
 def test_migration_0007_refolds_stored_names_and_goes_back(db_url: str) -> None:
+    # Searching the refolded names is tested at the head revision (test_migration_0008).
     engine = make_engine(db_url)
     config = alembic_config()
     try:
@@ -61,32 +54,17 @@ def test_migration_0007_refolds_stored_names_and_goes_back(db_url: str) -> None:
             config.attributes["connection"] = connection
             command.upgrade(config, "0006")
             insert_subjects(connection)
-        migrate(engine)
-        with engine.connect() as connection:
-            assert stored_folds(connection) == {k: fold_name(n) for k, n in STORED.items()}
+            command.upgrade(config, "0007")
+            assert stored_folds(connection) == {k: revision.fold(n) for k, n in STORED.items()}
+            assert stored_folds(connection)["decomposed"] == "renée zoë"
             assert connection.scalar(text("SELECT count(*) FROM faces")) == 1
-
-        with make_session_factory(engine)() as s:
-
-            def found(query: str) -> list[str]:
-                page, _ = repository.list_subjects(s, 10, 0, query)
-                return sorted(subject.id for subject, _ in page)
-
-            assert found("Cafe\u0301") == found("CAFÉ") == ["composed"]
-            assert found("RENÉE") == ["decomposed"]
-            assert found("zoë") == ["composed", "decomposed"]
-            assert found("ada") == ["ascii", "full-width"]
-            assert found("STRASSE") == ["sharp-s"]
-            assert found("fifi") == ["ligature"]
-            assert found("👩\u200d👧") == ["emoji"]
 
         with engine.begin() as connection:
             config.attributes["connection"] = connection
             command.downgrade(config, "0006")
             assert stored_folds(connection) == {k: n.casefold() for k, n in STORED.items()}
             assert connection.scalar(text("SELECT count(*) FROM faces")) == 1
-        migrate(engine)  # and up again
-        with engine.connect() as connection:
+            command.upgrade(config, "0007")  # and up again
             assert connection.scalar(text("SELECT version_num FROM alembic_version")) == "0007"
             assert stored_folds(connection)["decomposed"] == "renée zoë"
     finally:

@@ -1,0 +1,107 @@
+"""Migration 0008: stored names are folded again without accents, and back on downgrade."""
+
+from __future__ import annotations
+
+import importlib
+
+from alembic import command
+from sqlalchemy import Connection, text
+
+from app.gallery import repository
+from app.gallery.db import alembic_config, make_engine, make_session_factory, migrate
+from app.gallery.names import fold_name
+
+revision = importlib.import_module("app.gallery.migrations.versions.0008_subject_name_accents")
+previous = importlib.import_module("app.gallery.migrations.versions.0007_subject_name_nfkc")
+
+# Names as a gallery at 0007 holds them: name_folded is NFKC and casefold, accents kept.
+STORED = {
+    "jose": "José",
+    "jose-nfd": "Jose\u0301 Lee",  # as macOS and iOS keyboards send accents
+    "plain-jose": "Jose Ruiz",
+    "bjork": "Björk",
+    "francois": "François",
+    "lukasz": "Łukasz",
+    "ascii": "Ada Lovelace",
+    "full-width": "ＡＤＡ",
+    "kumar": "कुमार",
+    "gakko": "がっこう",
+    "kakko": "かっこう",
+}
+
+
+def insert_subjects(connection: Connection) -> None:
+    for subject_id, name in STORED.items():
+        connection.execute(
+            text(
+                "INSERT INTO subjects (id, name, name_folded, metadata, created_at, updated_at) "
+                "VALUES (:id, :name, :folded, '{}', '2026-01-01', '2026-01-01')"
+            ),
+            {"id": subject_id, "name": name, "folded": previous.fold(name)},
+        )
+    connection.execute(
+        text(
+            "INSERT INTO faces (subject_id, box, landmarks, quality, image_sha256, created_at) "
+            "VALUES ('jose', '[0, 0, 1, 1]', '[]', '{}', :sha, '2026-01-01')"
+        ),
+        {"sha": "0" * 64},
+    )
+
+
+def stored_folds(connection: Connection) -> dict[str, str]:
+    return dict(connection.execute(text("SELECT id, name_folded FROM subjects")).all())
+
+
+SAMPLES = [*STORED.values(), "\ufdfa", "Ǆ", "ﬀ", "İ", "ΐ", "Ⅻ", "①", "Ǽ", "ｶﾞ", "\u0301", ""]
+SAMPLES += [chr(point) for point in range(0x80, 0x3400)]
+
+
+def test_the_migration_folds_as_the_service_does() -> None:
+    assert [revision.fold(name) for name in SAMPLES] == [fold_name(name) for name in SAMPLES]
+
+
+def test_the_downgrade_folds_as_0007_did() -> None:
+    assert [revision.fold_0007(n) for n in SAMPLES] == [previous.fold(n) for n in SAMPLES]
+
+
+def test_migration_0008_refolds_stored_names_and_goes_back(db_url: str) -> None:
+    engine = make_engine(db_url)
+    config = alembic_config()
+    try:
+        with engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.upgrade(config, "0007")
+            insert_subjects(connection)
+        migrate(engine)
+        with engine.connect() as connection:
+            assert connection.scalar(text("SELECT version_num FROM alembic_version")) == "0008"
+            assert stored_folds(connection) == {k: fold_name(n) for k, n in STORED.items()}
+            assert connection.scalar(text("SELECT count(*) FROM faces")) == 1
+
+        with make_session_factory(engine)() as s:
+
+            def found(query: str) -> list[str]:
+                page, _ = repository.list_subjects(s, 20, 0, query)
+                return sorted(subject.id for subject, _ in page)
+
+            assert found("jose") == found("JOSÉ") == ["jose", "jose-nfd", "plain-jose"]
+            assert found("José Lee") == found("Jose Lee") == ["jose-nfd"]
+            assert found("Bjork") == ["bjork"]
+            assert found("FRANCOIS") == found("françois") == ["francois"]
+            assert found("lukasz") == ["lukasz"]
+            assert found("ada") == ["ascii", "full-width"]
+            assert found("कुमार") == ["kumar"]
+            assert found("がっこう") == ["gakko"]  # the dakuten still counts
+            assert found("かっこう") == ["kakko"]
+
+        with engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.downgrade(config, "0007")
+            assert stored_folds(connection) == {k: previous.fold(n) for k, n in STORED.items()}
+            assert connection.scalar(text("SELECT count(*) FROM faces")) == 1
+        migrate(engine)  # and up again
+        with engine.connect() as connection:
+            assert connection.scalar(text("SELECT version_num FROM alembic_version")) == "0008"
+            assert stored_folds(connection)["jose-nfd"] == "jose lee"
+    finally:
+        engine.dispose()
