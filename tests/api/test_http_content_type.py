@@ -1,0 +1,182 @@
+"""A body in another media type than its route reads is a 415 (app/api/content_type.py)."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import Form
+from fastapi.routing import APIRoute
+from fastapi.testclient import TestClient
+
+from app.api.deps import ClientKey
+from tests.api.conftest import ClientFactory, assert_error, enrol, new_subject
+
+JSON_TAKEN = "This endpoint takes a JSON body (Content-Type: application/json)"
+
+
+def refused(response: object, message: str) -> dict[str, object]:
+    error = assert_error(response, 415, "unsupported_media_type")
+    assert error["message"] == message, error
+    return error
+
+
+def outcome(response: Any) -> tuple[int, str | None]:
+    """The status and error code of an answer: calibrate's depends on the gallery."""
+    error = response.json().get("error") or {}
+    return response.status_code, error.get("code")
+
+
+def note(text: Annotated[str, Form()]) -> dict[str, str]:
+    """A route some later change could add, with form fields and no file."""
+    return {"text": text}
+
+
+def test_json_endpoints_refuse_json_sent_as_another_type(client: TestClient, yao: str) -> None:
+    """It was a 422 "Input should be a valid dictionary": FastAPI reads only JSON types as JSON."""
+    body = json.dumps({"name": "Ada"}).encode()
+    for kind in ("text/plain", "application/x-www-form-urlencoded", "multipart/form-data; b=x"):
+        media = kind.split(";")[0]
+        created = client.post("/v1/subjects", content=body, headers={"Content-Type": kind})
+        error = refused(created, f"{JSON_TAKEN}, not {media}.")
+        assert error["details"] == {"expected": ["application/json"], "received": media}
+        patched = client.patch(f"/v1/subjects/{yao}", content=body, headers={"Content-Type": kind})
+        refused(patched, f"{JSON_TAKEN}, not {media}.")
+    # A body without a Content-Type, and one sent chunked, without a Content-Length.
+    bare = client.post("/v1/subjects", content=body)
+    refused(bare, f"{JSON_TAKEN}, not a body without a Content-Type.")
+    chunked = client.post("/v1/subjects", content=iter([body]), headers={"Content-Type": "text/x"})
+    refused(chunked, f"{JSON_TAKEN}, not text/x.")
+    # Nothing was created or renamed.
+    assert client.get("/v1/subjects").json()["total"] == 1
+    assert client.get(f"/v1/subjects/{yao}").json()["name"] == "Yao Ming"
+    # JSON with parameters, in any case, and +json types still are JSON.
+    charset = {"Content-Type": "Application/JSON; charset=utf-8"}
+    assert client.post("/v1/subjects", content=body, headers=charset).status_code == 201
+    merge = {"Content-Type": "application/merge-patch+json"}
+    renamed = client.patch(f"/v1/subjects/{yao}", content=b'{"name": "Yao"}', headers=merge)
+    assert renamed.status_code == 200 and renamed.json()["name"] == "Yao", renamed.text
+
+
+def test_upload_endpoints_name_the_form_they_take(
+    client: TestClient, yao: str, package_images: Path
+) -> None:
+    """It was a 422 about a missing field: a form parser finds no fields in other types."""
+    photo = (package_images / "yaoming.jpg").read_bytes()
+    fields = {
+        "/v1/verify": "image",
+        "/v1/identify": "image",
+        "/v1/detect": "image",
+        f"/v1/subjects/{yao}/faces": "files",
+    }
+    for path, field in fields.items():
+        taken = f"This endpoint takes multipart/form-data with a field named {field}"
+        as_json = client.post(path, json={field: "yao.jpg", "subject_id": yao})
+        error = refused(as_json, f"{taken}, not application/json.")
+        assert error["details"] == {
+            "expected": ["multipart/form-data"],
+            "received": "application/json",
+        }
+        raw = client.post(path, content=photo, headers={"Content-Type": "image/jpeg"})
+        refused(raw, f"{taken}, not image/jpeg.")
+        form = client.post(path, data={"subject_id": yao})  # urlencoded: no room for a file
+        refused(form, f"{taken}, not application/x-www-form-urlencoded.")
+    assert len(client.get(f"/v1/subjects/{yao}/faces").json()["faces"]) == 1
+    # As multipart they are read.
+    upload = {"image": ("y.jpg", photo)}
+    same = client.post("/v1/verify", data={"subject_id": yao}, files=upload)
+    assert same.status_code == 200 and same.json()["verified"] is True, same.text
+
+
+def test_admin_bodies_are_json_and_optional(
+    client: TestClient, yao: str, package_images: Path
+) -> None:
+    params = b'{"target_far": 0.01}'
+    text = {"Content-Type": "text/plain"}
+    refused(
+        client.post("/v1/admin/calibrate", content=params, headers=text),
+        f"{JSON_TAKEN}, not text/plain.",
+    )
+    refused(
+        client.post("/v1/admin/finetune", content=b"{}", headers=text),
+        f"{JSON_TAKEN}, not text/plain.",
+    )
+    assert client.get("/v1/admin/jobs").json()["jobs"] == []
+    # No body at all (curl -X POST), or an empty one whatever its type (curl -d ''): there is
+    # nothing to misread, and the defaults apply, as for an empty JSON object.
+    team = ("gdp.jpg", (package_images / "gdp.jpg").read_bytes())
+    assert enrol(client, new_subject(client, "Speaker"), team, face="largest").status_code == 201
+    defaults = outcome(client.post("/v1/admin/calibrate", json={}))
+    assert defaults[0] != 415
+    assert outcome(client.post("/v1/admin/calibrate")) == defaults
+    assert outcome(client.post("/v1/admin/calibrate", content=b"", headers=text)) == defaults
+    typed = {"Content-Type": "application/json; charset=utf-8"}
+    asked = outcome(client.post("/v1/admin/calibrate", json=json.loads(params)))
+    assert outcome(client.post("/v1/admin/calibrate", content=params, headers=typed)) == asked
+
+
+def test_the_key_is_checked_before_the_media_type(make_client: ClientFactory) -> None:
+    client = make_client(api_keys="admin:adm-secret-123,client:cli-secret-456")
+    text = {"Content-Type": "text/plain"}
+    calibrate = "/v1/admin/calibrate"
+    assert_error(client.post(calibrate, content=b"{}", headers=text), 401, "unauthorized")
+    as_client = {**text, "X-API-Key": "cli-secret-456"}
+    assert_error(client.post(calibrate, content=b"{}", headers=as_client), 403, "forbidden")
+    as_admin = {**text, "X-API-Key": "adm-secret-123"}
+    refused(
+        client.post(calibrate, content=b"{}", headers=as_admin), f"{JSON_TAKEN}, not text/plain."
+    )
+
+
+def test_the_expected_type_follows_the_route(client: TestClient) -> None:
+    """Read from the route's body parameters: a route added later with form fields and no
+    file takes either form encoding, and nothing else."""
+    client.app.add_api_route(  # type: ignore[attr-defined]
+        "/notes", note, methods=["POST"], dependencies=[ClientKey]
+    )
+    assert client.post("/notes", data={"text": "hi"}).json() == {"text": "hi"}
+    assert client.post("/notes", files={"text": (None, b"hi")}).json() == {"text": "hi"}
+    error = refused(
+        client.post("/notes", json={"text": "hi"}),
+        "This endpoint takes multipart/form-data or application/x-www-form-urlencoded,"
+        " not application/json.",
+    )
+    assert error["details"] == {
+        "expected": ["multipart/form-data", "application/x-www-form-urlencoded"],
+        "received": "application/json",
+    }
+
+
+def test_every_route_with_a_body_checks_its_media_type(client: TestClient) -> None:
+    """Each route that reads a body refuses one of another type before acting: a router
+    added without the check would answer 422 about fields again."""
+    checked: list[str] = []
+    routes = list(client.app.routes)  # type: ignore[attr-defined]
+    while routes:
+        route = routes.pop()
+        included = getattr(route, "original_router", None)  # FastAPI's included routers
+        if included is not None:
+            routes.extend(included.routes)
+        if not isinstance(route, APIRoute) or route.body_field is None:
+            continue
+        path = re.sub(r"{[^}]+}", "x", route.path)
+        for method in route.methods:
+            response = client.request(
+                method, path, content=b"\x00", headers={"Content-Type": "a/b"}
+            )
+            error = assert_error(response, 415, "unsupported_media_type")
+            assert error["message"].endswith(", not a/b."), (method, path)
+            checked.append(f"{method} {route.path}")
+    assert set(checked) >= {
+        "POST /v1/subjects",
+        "PATCH /v1/subjects/{subject_id}",
+        "POST /v1/subjects/{subject_id}/faces",
+        "POST /v1/verify",
+        "POST /v1/identify",
+        "POST /v1/detect",
+        "POST /v1/admin/calibrate",
+        "POST /v1/admin/finetune",
+    }
+    assert client.get("/v1/admin/jobs").json()["jobs"] == []
