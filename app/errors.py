@@ -133,5 +133,11 @@ class InsufficientCalibrationData(FaceServiceError):
     code, status_code = "insufficient_calibration_data", 422
 
 
+class CalibrationUnreliable(FaceServiceError):
+    """Too few impostor scores to measure a target FAR: the threshold is not served unforced."""
+
+    code, status_code = "calibration_unreliable", 422
+
+
 class CalibrationNotFound(FaceServiceError):
     code, status_code = "calibration_not_found", 404

@@ -12,7 +12,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from app.commands.service_db import existing_database
 from app.config import Settings
 from app.errors import FaceServiceError
-from app.evaluation.far_calibration import MIN_TARGET_FAR, calibrate_far, impostors_needed
+from app.evaluation.far_calibration import MIN_TARGET_FAR, calibrate_far
 from app.evaluation.identification import (
     no_looser_than_verify,
     open_set_threshold,
@@ -22,6 +22,7 @@ from app.evaluation.pair_scores import no_face_summary, rates_at, score_pairs
 from app.evaluation.pairs import read_pairs
 from app.gallery import repository
 from app.services.calibration import METHOD_GALLERY_ADJUSTED, Calibration, CalibrationStore
+from app.services.calibration_reliability import advice, far_checks, reliability_notes
 from app.services.far_bounds import accepted, vouched_far
 
 if TYPE_CHECKING:
@@ -33,7 +34,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "calibrate",
         help="set verify/identify thresholds for a target FAR from local labelled pairs",
         description="Embeds the pairs, calibrates on the impostor scores and stores the "
-        "thresholds for the active model in FACE_DATA_DIR/calibration.json.",
+        "thresholds for the active model in FACE_DATA_DIR/calibration.json. Too few impostor "
+        "pairs to measure a target FAR: it reports, stores nothing and exits 1 (see --force).",
     )
     parser.add_argument("--pairs", type=Path, required=True, help="CSV: path_a,path_b,same")
     parser.add_argument("--root", type=Path, required=True, help="folder the paths are under")
@@ -50,6 +52,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     parser.add_argument("--embedder", help="embedder name (default: FACE_EMBEDDER)")
     parser.add_argument("--batch", type=int, default=32, help="faces per embedding pass")
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="store the thresholds even when too few impostor pairs can measure a target FAR",
+    )
     parser.set_defaults(handler=run)
 
 
@@ -106,12 +113,9 @@ def run(args: argparse.Namespace, settings: Settings, pipeline: FacePipeline | N
         verify_accepts=accepted(impostors, verify.threshold),
         identify_accepts=accepted(impostors, identify),
     )
-    store = CalibrationStore(settings.data_dir)
-    replaced = store.save_over_unreadable(calibration)  # as the admin endpoint does
-    if replaced is not None:
-        aside, problem = replaced
-        print(f"note: {problem}; set it aside as {aside.name}", file=sys.stderr)
-
+    checks = far_checks(calibration)
+    reliable = all(check.reliable for check in checks)
+    will = "will" if reliable or args.force else "would"  # refused: nothing will serve
     no_face = no_face_summary(pairs, embeddings, scored)
     rates = rates_at(scored, verify.threshold)
     resolution = 1 / impostors.size
@@ -129,15 +133,9 @@ def run(args: argparse.Namespace, settings: Settings, pipeline: FacePipeline | N
     )
     stated = vouched_far(args.target_far, int(impostors.size), accepts=calibration.verify_accepts)
     print(
-        f"  responses will state verify FAR {stated:g}: the target, or the 95% upper bound of "
+        f"  responses {will} state verify FAR {stated:g}: the target, or the 95% upper bound of "
         f"{rates['false_accepts']}/{impostors.size} where that is higher"
     )
-    needed = impostors_needed(args.target_far)
-    if impostors.size < needed:
-        print(
-            f"  note: {impostors.size} impostor pairs are too few to measure FAR "
-            f"{args.target_far:g} (about {needed} are needed to see 10 false accepts)"
-        )
     if verify.below_resolution:
         print(
             f"  note: target FAR {args.target_far:g} is below the resolution of "
@@ -150,7 +148,7 @@ def run(args: argparse.Namespace, settings: Settings, pipeline: FacePipeline | N
     )
     stated = vouched_far(identify_far, int(impostors.size), gallery, calibration.identify_accepts)
     print(
-        f"  responses will state identify FAR {stated:g} at N={gallery}, and more as the "
+        f"  responses {will} state identify FAR {stated:g} at N={gallery}, and more as the "
         f"gallery grows: 1 - (1 - p)^N, p the 95% upper bound of "
         f"{calibration.identify_accepts}/{impostors.size}"
     )
@@ -160,7 +158,21 @@ def run(args: argparse.Namespace, settings: Settings, pipeline: FacePipeline | N
             "pairs; the identify threshold sits just above the highest impostor score"
         )
     print(f"  method: {calibration.method}")
-    print(f"stored in {store.path}")
+    for note in reliability_notes(checks, "impostor pairs"):
+        print(f"  note: {note}")
+    if not reliable and not args.force:
+        # An unmeasured FAR may be far looser than its target: what serves now stays.
+        targets = ("--target-far", "--identify-target-far")
+        more = "add impostor pairs (same=0) to --pairs"
+        todo = advice(checks, targets, more, "pass --force to store it anyway, unreliable")
+        print(f"not stored: its FARs cannot be measured; {todo}", file=sys.stderr)
+        return 1
+    store = CalibrationStore(settings.data_dir)
+    replaced = store.save_over_unreadable(calibration)  # as the admin endpoint does
+    if replaced is not None:
+        aside, problem = replaced
+        print(f"note: {problem}; set it aside as {aside.name}", file=sys.stderr)
+    print(f"stored in {store.path}" + ("" if reliable else ", unreliable (--force)"))
     return 0
 
 

@@ -27,6 +27,12 @@ class CalibrateParams(BaseModel):
         lt=1.0,
         description="Chance a stranger matches anyone in the gallery (default: target_far).",
     )
+    force: bool = Field(
+        False,
+        description="Store and serve the thresholds even when too few impostor scores back "
+        "a target (reliable: false); without it such a calibration is refused with 422 "
+        "calibration_unreliable and the thresholds serving stay.",
+    )
 
 
 class CalibrationPublic(BaseModel):
@@ -59,10 +65,15 @@ class CalibrationPublic(BaseModel):
         default=None, description="The same for the identify threshold and its scores."
     )
     created_at: datetime
+    reliable: bool = Field(
+        description="Enough impostor scores behind it to see about 10 false accepts at both "
+        "targets. False only for a calibration stored with force (or before unreliable ones "
+        "were refused): its thresholds serve, but their FARs were not measured."
+    )
 
 
 class CalibrationResult(BaseModel):
-    """What POST /v1/admin/calibrate measured, stored and now serves."""
+    """What POST /v1/admin/calibrate measured, stored and now serves (reliable, or forced)."""
 
     model_config = ConfigDict(protected_namespaces=())
 

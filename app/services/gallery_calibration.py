@@ -7,7 +7,7 @@ import logging
 import numpy as np
 
 from app.errors import CalibrationNotFound, InsufficientCalibrationData, ModelError
-from app.evaluation.far_calibration import FarCalibration, calibrate_far, impostors_needed
+from app.evaluation.far_calibration import FarCalibration, calibrate_far
 from app.evaluation.gallery_scores import GalleryScores, score_gallery
 from app.evaluation.identification import (
     no_looser_than_verify,
@@ -18,6 +18,12 @@ from app.gallery import embeddings_repo, repository
 from app.schemas.calibration import CalibrateParams, CalibrationPublic, CalibrationResult
 from app.schemas.info import ThresholdsPublic
 from app.services.calibration import METHOD_GALLERY_ADJUSTED, Calibration, CalibrationStore
+from app.services.calibration_reliability import (
+    far_checks,
+    gallery_refusal,
+    public,
+    reliability_notes,
+)
 from app.services.far_bounds import accepted, vouched_far
 from app.services.thresholds import refresh_thresholds
 from app.state import AppState, Thresholds
@@ -29,7 +35,9 @@ SAMPLE_SEED = 0
 
 
 def calibrate_on_gallery(state: AppState, params: CalibrateParams) -> CalibrationResult:
-    """Calibrate on the active model's stored embeddings, store it, and serve it at once."""
+    """Calibrate on the active model's stored embeddings, store it, and serve it at once.
+    One whose FARs the gallery cannot measure is refused unless `params.force`: its
+    thresholds may be far looser than their targets, and would serve as if they held."""
     version = state.require_runtime().model_version
     vectors, subjects = gallery_embeddings(state, version)
     scores = score_gallery(vectors, subjects, seed=SAMPLE_SEED)
@@ -61,7 +69,12 @@ def calibrate_on_gallery(state: AppState, params: CalibrateParams) -> Calibratio
         # No per-subject score at all (one subject): nothing could pass.
         identify_accepts=accepted(scores.per_subject, identify) if scores.per_subject.size else 0,
     )
-    notes: list[str] = []
+    checks = far_checks(calibration)
+    if not params.force and not all(check.reliable for check in checks):
+        raise gallery_refusal(calibration, checks)
+    notes = reliability_notes(checks)
+    if notes:
+        notes.append("Stored anyway, as forced: these FARs are targets, not measured.")
     store = CalibrationStore(state.settings.data_dir)
     with state.write_lock:  # a model swap replaces the runtime under this lock
         replaced = store.save_over_unreadable(calibration)
@@ -87,7 +100,7 @@ def stored_calibration(state: AppState) -> CalibrationPublic:
         raise CalibrationNotFound(
             f"No calibration is stored for {version}.", {"model_version": version}
         )
-    return CalibrationPublic.model_validate(calibration)
+    return public(calibration)
 
 
 def delete_calibration(state: AppState) -> CalibrationPublic:
@@ -116,7 +129,7 @@ def delete_calibration(state: AppState) -> CalibrationPublic:
         raise CalibrationNotFound(
             f"No calibration is stored for {version}.", {"model_version": version}
         )
-    return CalibrationPublic.model_validate(removed)
+    return public(removed)
 
 
 def gallery_embeddings(state: AppState, version: str) -> tuple[np.ndarray, list[str]]:
@@ -149,8 +162,6 @@ def _result(
         gallery,
         accepts=calibration.identify_accepts,
     )
-    reliable = _check(notes, "verify", scores.impostor.size, calibration.verify_far)
-    reliable &= _check(notes, "identify", scores.per_subject.size, per_comparison)
     if verify.below_resolution:
         notes.append("No impostor pair may pass: verify sits just above the highest one.")
     if per_comparison * scores.per_subject.size < 1:
@@ -170,8 +181,9 @@ def _result(
                 f"FACE_{name.upper()}_THRESHOLD overrides the calibrated {name} threshold."
             )
     genuine = scores.genuine
+    shown = public(calibration)
     return CalibrationResult(
-        calibration=CalibrationPublic.model_validate(calibration),
+        calibration=shown,
         subjects=scores.subjects,
         faces=scores.faces,
         genuine_pairs=int(genuine.size),
@@ -182,19 +194,7 @@ def _result(
         verify_frr_measured=float(np.mean(genuine < verify.threshold)) if genuine.size else None,
         identify_per_comparison_far=per_comparison,
         identify_far_estimated=stranger_far,
-        reliable=reliable,
+        reliable=shown.reliable,
         notes=notes,
         active=ThresholdsPublic(**vars(active)),
     )
-
-
-def _check(notes: list[str], name: str, count: int, far: float) -> bool:
-    """The evaluation's rule: a FAR is measured only with about 10 expected false accepts."""
-    needed = impostors_needed(far)
-    if count >= needed:
-        return True
-    notes.append(
-        f"{name}: {count} impostor scores cannot measure a FAR of {far:.3g}; "
-        f"about {needed} are needed to see about 10 false accepts, so it is unreliable."
-    )
-    return False

@@ -1,7 +1,9 @@
-"""`python -m app calibrate` on a small real subset: stored thresholds keep their FAR."""
+"""`python -m app calibrate` on a small real subset: stored thresholds keep their FAR, and
+thresholds whose FAR the pairs cannot measure are stored only with --force."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +17,8 @@ from app.gallery import repository
 from app.gallery.db import make_engine, make_session_factory, migrate
 from app.pipeline.analyzer import FacePipeline
 from app.services.calibration import METHOD_GALLERY_ADJUSTED, CalibrationStore
+from app.services.calibration_reliability import is_reliable
+from tests.unit.services.test_calibration import make_calibration
 
 
 def test_stored_thresholds_hold_the_target_far_on_the_pairs(
@@ -38,6 +42,8 @@ def test_stored_thresholds_hold_the_target_far_on_the_pairs(
         "0.1",
         "--gallery-size",
         "4",
+        # 49 impostor pairs cannot measure 0.05 (about 200 are needed).
+        "--force",
     )
     assert calibrate.run(args, settings, pipeline) == 0
 
@@ -58,6 +64,47 @@ def test_stored_thresholds_hold_the_target_far_on_the_pairs(
 
     printed = capsys.readouterr().out
     assert "achieved FAR" in printed and "N=4 (from --gallery-size)" in printed
+    assert "verify: 49 impostor pairs cannot measure a FAR of 0.05" in printed
+    assert printed.rstrip().endswith(", unreliable (--force)")
+    assert not is_reliable(stored)
+
+
+def test_unmeasurable_targets_store_nothing_and_the_smallest_named_store_unforced(
+    parse,
+    settings: Settings,
+    pipeline: FacePipeline,
+    shared_faces: Path,
+    subset_pairs: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    store = CalibrationStore(settings.data_dir)
+    earlier = make_calibration(pipeline.embedder.version)
+    store.save(earlier)
+    before = store.path.read_bytes()
+
+    def calibrate_at(*targets: str) -> int:
+        argv = ("--pairs", subset_pairs, "--root", shared_faces, "--gallery-size", "4")
+        return calibrate.run(parse("calibrate", *argv, *targets), settings, pipeline)
+
+    assert calibrate_at("--target-far", "0.05") == 1
+    captured = capsys.readouterr()
+    assert store.path.read_bytes() == before  # the calibration serving stays
+    assert "responses would state verify FAR" in captured.out
+    assert "verify: 49 impostor pairs cannot measure a FAR of 0.05" in captured.out
+    assert "identify: 49 impostor pairs cannot measure a FAR of 0.05 at N=4" in captured.out
+    last = captured.err.splitlines()[-1]  # after the embedding progress bar
+    assert last.startswith("not stored: its FARs cannot be measured; add impostor")
+    assert "pass --force to store it anyway" in captured.err
+    # 10/49 per pair; for identify over N=4 comparisons, 1 - (1 - 10/49)^4, both rounded up.
+    smallest = re.findall(r"(--[a-z-]+) >= ([0-9.]+)", captured.err)
+    assert smallest == [("--target-far", "0.205"), ("--identify-target-far", "0.599")]
+
+    assert calibrate_at(*(part for pair in smallest for part in pair)) == 0
+    stored = store.load(pipeline.embedder.version)
+    assert stored is not None and (stored.verify_far, stored.identify_far) == (0.205, 0.599)
+    assert is_reliable(stored)
+    printed = capsys.readouterr().out
+    assert "unreliable" not in printed and "responses will state" in printed
 
 
 def test_target_below_resolution_is_reported(
@@ -78,12 +125,14 @@ def test_target_below_resolution_is_reported(
     # end the command with a traceback.
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     (settings.data_dir / "calibration.json").write_text("{broken")
-    assert (
-        calibrate.run(
-            parse("calibrate", "--pairs", pairs, "--root", shared_faces), settings, pipeline
-        )
-        == 0
-    )
+    argv = ("calibrate", "--pairs", pairs, "--root", shared_faces)
+    # Refused, the broken file is left as it is: nothing is written.
+    assert calibrate.run(parse(*argv), settings, pipeline) == 1
+    refused = capsys.readouterr().err
+    assert "add impostor pairs (same=0) to --pairs, or pass --force" in refused
+    assert ">=" not in refused  # 2 pairs can measure no FAR below 1
+    assert (settings.data_dir / "calibration.json").read_text() == "{broken"
+    assert calibrate.run(parse(*argv, "--force"), settings, pipeline) == 0
     stored = CalibrationStore(settings.data_dir).load(pipeline.embedder.version)
     assert stored is not None and stored.verify_far == 0.001 and stored.impostors == 2
     captured = capsys.readouterr()
@@ -94,7 +143,7 @@ def test_target_below_resolution_is_reported(
     ]
     assert "below the resolution of 2 impostor pairs" in printed
     assert "achieved FAR 0 (0/2" in printed
-    assert "2 impostor pairs are too few to measure FAR 0.001" in printed
+    assert "verify: 2 impostor pairs cannot measure a FAR of 0.001; about 10000" in printed
     # None of 2 through: the 95% upper bound is 1 - 0.05^(1/2).
     assert "responses will state verify FAR 0.777:" in printed
     assert "responses will state identify FAR 0.777 at N=1" in printed

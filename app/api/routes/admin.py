@@ -32,7 +32,9 @@ async def calibrate(state: StateDep, params: CalibrateParams | None = None) -> C
     """Calibrate the active model's thresholds on the enrolled faces and serve them at once.
 
     Impostor scores come from faces of different subjects, from the database; 422
-    insufficient_calibration_data when fewer than 2 subjects have faces.
+    insufficient_calibration_data when fewer than 2 subjects have faces, and 422
+    calibration_unreliable, storing nothing, when too few impostor scores can measure a
+    target FAR, unless the body says "force": true.
     """
     return await run_in_threadpool(calibrate_on_gallery, state, params or CalibrateParams())
 
