@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 
 from app.api.access_log import drop_query_strings
+from app.api.form_guard import FormGuard
 from app.api.handlers import install_error_handlers
 from app.api.middleware import GuardAndMeasure
 from app.api.query_guard import QueryGuard
@@ -76,6 +77,7 @@ def create_app(settings: Settings | None = None, models: Models | None = None) -
     # Refuses query parameters the matched route does not read; every router runs it after
     # its key check (app/api/deps.py), so an unauthorised caller learns nothing of them.
     app.state.query_guard = QueryGuard()
+    app.state.form_guard = FormGuard()
     install_error_handlers(app)
 
     # Each upload route's body may hold the files it takes, plus room for the form fields.

@@ -9,6 +9,7 @@ from fastapi import Depends, Form, Query, Request, UploadFile
 from fastapi.security import APIKeyHeader
 
 from app.api.content_type import check_media_type
+from app.api.form_guard import check_form
 from app.api.handlers import API_KEY_HEADER
 from app.api.query_guard import check_query
 from app.config import FacePolicy, Settings
@@ -44,7 +45,8 @@ RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
 def require_role(required: Role) -> Callable[..., Awaitable[None]]:
     """The key check of a router's routes, then the body's media type
-    (app/api/content_type.py) and the query (app/api/query_guard.py)."""
+    (app/api/content_type.py), its form fields (app/api/form_guard.py) and the query
+    (app/api/query_guard.py)."""
 
     async def check(
         request: Request, state: StateDep, key: Annotated[str | None, Depends(_api_key_header)]
@@ -56,6 +58,7 @@ def require_role(required: Role) -> Callable[..., Awaitable[None]]:
             if not allows(role, required):
                 raise Forbidden(f"This endpoint needs the {required} role.")
         await check_media_type(request)
+        await check_form(request)
         await check_query(request)
 
     return check

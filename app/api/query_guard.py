@@ -25,15 +25,15 @@ class Declared:
     def of(cls, root: Dependant) -> Declared:
         query: set[str] = set()
         elsewhere: dict[str, str] = {}
-        for dependant in _dependants(root):
+        for dependant in dependants(root):
             for field in dependant.query_params:
-                query.update(_names(field.alias, field.field_info.annotation))
+                query.update(param_names(field.alias, field.field_info.annotation))
             for field in dependant.path_params:
                 elsewhere[field.alias] = "path parameter"
             for field in dependant.body_params:
                 form = isinstance(field.field_info, params.Form)  # File is a Form too
                 kind = "form field" if form else "JSON body field"
-                for name in _names(field.alias, field.field_info.annotation):
+                for name in param_names(field.alias, field.field_info.annotation):
                     elsewhere.setdefault(name, kind)
         return cls(frozenset(query), elsewhere)
 
@@ -85,7 +85,7 @@ class QueryGuard:
             raise declared.refusal(unknown)
 
 
-def _dependants(root: Dependant) -> Iterator[Dependant]:
+def dependants(root: Dependant) -> Iterator[Dependant]:
     stack = [root]
     while stack:
         dependant = stack.pop()
@@ -93,7 +93,7 @@ def _dependants(root: Dependant) -> Iterator[Dependant]:
         stack.extend(dependant.dependencies)
 
 
-def _names(alias: str, annotation: Any) -> list[str]:
+def param_names(alias: str, annotation: Any) -> list[str]:
     """A parameter's request name; for a pydantic model (FastAPI reads a query model's
     fields from the query, a body model's from the body), its fields' names."""
     for candidate in (annotation, *get_args(annotation)):
