@@ -24,6 +24,9 @@ _IGNORABLE_RANGES = (
     (0xFFF0, 0xFFF8),
     (0xE0000, 0xE0FFF),
 )
+# Graphic characters whose glyph is empty by design, so that a name of them shows blank:
+# the Braille pattern with no dots and the musical null notehead.
+BLANK_GLYPHS = frozenset("\u2800\U0001d159")
 
 # Accents are the marks of the Combining Diacritical Marks block, U+0300 to U+036F: every
 # mark that NFKD splits off a Latin, Greek or Cyrillic letter ("é", "ö", "ç", "ệ", "ά", "й"),
@@ -81,7 +84,7 @@ def fold_name(name: str) -> str:
 
 
 def _invisible(char: str) -> bool:
-    if unicodedata.category(char) == "Cf":
+    if unicodedata.category(char) == "Cf" or char in BLANK_GLYPHS:
         return True
     point = ord(char)
     return any(low <= point <= high for low, high in _IGNORABLE_RANGES)

@@ -154,6 +154,9 @@ def test_folding_is_idempotent_for_every_character() -> None:
         ("\u3164", "at least one visible character"),  # Hangul filler, a letter that shows nothing
         ("\ufe0f", "at least one visible character"),  # variation selector
         ("\u0301\u0301", "at least one visible character"),  # combining marks alone
+        ("\u2800", "at least one visible character"),  # Braille pattern blank
+        ("\U0001d159", "at least one visible character"),  # musical null notehead
+        ("\u200b\u2800 ", "at least one visible character"),
         ("Ada\nLovelace", "control characters or line breaks (U+000A)"),
         ("Ada\r", "control characters or line breaks (U+000D)"),
         ("\tAda", "control characters or line breaks (U+0009)"),
