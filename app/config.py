@@ -56,6 +56,17 @@ class Settings(BaseSettings):
     api_keys: str = Field(
         "", description="Comma-separated role:key entries (admin/client); keys are printable ASCII."
     )
+    rate_limit: float = Field(
+        0.0,
+        ge=0,
+        allow_inf_nan=False,
+        description="Requests a second each API key may make to the keyed endpoints (by client "
+        "address when there are no keys); more get 429 rate_limited with Retry-After. Counted "
+        "per service process. 0: no limit.",
+    )
+    rate_limit_burst: int = Field(
+        0, ge=0, description="Requests a key may make at once above the rate. 0: one second's."
+    )
     host: str = Field("127.0.0.1", description="Bind address for `python -m app serve`.")
     port: int = Field(8000, ge=1, le=65535, description="Bind port for `python -m app serve`.")
 

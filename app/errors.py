@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any, ClassVar
 
 
@@ -141,3 +142,14 @@ class CalibrationUnreliable(FaceServiceError):
 
 class CalibrationNotFound(FaceServiceError):
     code, status_code = "calibration_not_found", 404
+
+
+class RateLimited(FaceServiceError):
+    """Over FACE_RATE_LIMIT: the answer's Retry-After says when a request may run."""
+
+    code, status_code = "rate_limited", 429
+
+    def __init__(self, message: str, retry_after_s: float) -> None:
+        super().__init__(message, {"retry_after_s": round(retry_after_s, 3)})
+        # Whole seconds, rounded up (RFC 9110 10.2.3): earlier would be refused again.
+        self.headers = {"Retry-After": str(max(1, math.ceil(retry_after_s)))}

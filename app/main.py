@@ -28,6 +28,7 @@ from app.services.maintenance import rebuild_if_needed
 from app.services.model_index import save_index
 from app.services.pixel_budget import PixelBudget, heap_trimmer
 from app.services.promotion import watch_models
+from app.services.rate_limit import limiter_for
 from app.services.runtime import build_runtime
 from app.services.threads import inference_workers
 from app.state import AppState
@@ -116,6 +117,7 @@ def open_state(settings: Settings, metrics: Metrics, keys: KeyRing) -> AppState:
         engine=engine,
         sessions=sessions,
         pool=InferencePool(inference_workers(settings)),
+        limiter=limiter_for(settings.rate_limit, settings.rate_limit_burst),
         pixels=PixelBudget(
             settings.pixels_in_flight,
             trim=heap_trimmer(),

@@ -56,6 +56,12 @@ class Metrics:
             "Decoded image pixels that running requests hold (FACE_MAX_PIXELS_IN_FLIGHT).",
             registry=self.registry,
         )
+        self.rate_limited = Counter(
+            "face_rate_limited_total",
+            "Requests refused with 429 over FACE_RATE_LIMIT, by the role of their key.",
+            ["role"],
+            registry=self.registry,
+        )
         self.pixel_waits = Counter(
             "face_pixel_budget_waits_total",
             "Requests that waited for earlier ones' images to fit in the pixel budget.",

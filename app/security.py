@@ -15,7 +15,8 @@ MIN_KEY_LENGTH = 16
 ROLES: tuple[Role, ...] = ("client", "admin")
 
 
-def _digest(key: str) -> bytes:
+def key_digest(key: str) -> bytes:
+    """What the service keeps of a key: its sha256."""
     return hashlib.sha256(key.encode()).digest()
 
 
@@ -44,7 +45,7 @@ class KeyRing:
                 raise ValueError(
                     "FACE_API_KEYS keys must be printable ASCII, without spaces at either end"
                 )
-            digest = _digest(key)
+            digest = key_digest(key)
             if any(d == digest and r != role for d, r in entries):
                 # It would quietly act as admin wherever the client role was meant.
                 raise ValueError("FACE_API_KEYS gives one key two roles; give each role its own")
@@ -60,7 +61,7 @@ class KeyRing:
         """Role of `key`, comparing against every entry so timing reveals nothing."""
         if key is None:
             return None
-        candidate = _digest(key)
+        candidate = key_digest(key)
         found: Role | None = None
         for digest, role in self.entries:
             if hmac.compare_digest(candidate, digest) and found != "admin":

@@ -19,6 +19,7 @@ from app.pipeline.analyzer import FacePipeline
 from app.security import KeyRing
 from app.services.inference_pool import InferencePool
 from app.services.pixel_budget import PixelBudget, pixels_held
+from app.services.rate_limit import RateLimiter
 from app.training.supervisor import JobSupervisor
 
 T = TypeVar("T")
@@ -86,6 +87,7 @@ class AppState:
     startup_error: str | None = None
     index_dirty: bool = False
     jobs: JobSupervisor = field(default_factory=JobSupervisor)
+    limiter: RateLimiter | None = None  # FACE_RATE_LIMIT; None: off
 
     def require_runtime(self) -> Runtime:
         if self.runtime is None:

@@ -13,8 +13,8 @@ from app.api.form_guard import check_form
 from app.api.handlers import API_KEY_HEADER
 from app.api.query_guard import check_query
 from app.config import FacePolicy, Settings
-from app.errors import Forbidden, PayloadTooLarge, Unauthorized
-from app.security import Role, allows
+from app.errors import Forbidden, PayloadTooLarge, RateLimited, Unauthorized
+from app.security import Role, allows, key_digest
 from app.services.probes import Upload
 from app.state import AppState, Runtime
 
@@ -44,24 +44,47 @@ RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
 
 def require_role(required: Role) -> Callable[..., Awaitable[None]]:
-    """The key check of a router's routes, then the body's media type
+    """The key check of a router's routes, its rate limit, then the body's media type
     (app/api/content_type.py), its form fields (app/api/form_guard.py) and the query
     (app/api/query_guard.py)."""
 
     async def check(
         request: Request, state: StateDep, key: Annotated[str | None, Depends(_api_key_header)]
     ) -> None:
+        role: str = "open"
         if state.keys.enabled:
-            role = state.keys.role_of(key)
-            if role is None:
+            found = state.keys.role_of(key)
+            if found is None:
                 raise Unauthorized("A valid X-API-Key header is required.")
-            if not allows(role, required):
+            if not allows(found, required):
                 raise Forbidden(f"This endpoint needs the {required} role.")
+            role = found
+        if state.limiter is not None:
+            check_rate(state, request, key if role != "open" else None, role)
         await check_media_type(request)
         await check_form(request)
         await check_query(request)
 
     return check
+
+
+def check_rate(state: AppState, request: Request, key: str | None, role: str) -> None:
+    """429 over FACE_RATE_LIMIT: one bucket per key (by its digest, so the key itself is not
+    kept), or per client address when the service has no keys."""
+    assert state.limiter is not None
+    identity: object = key_digest(key) if key is not None else _address(request)
+    wait = state.limiter.take(identity)
+    if wait > 0:
+        state.metrics.rate_limited.labels(role).inc()
+        raise RateLimited(
+            f"Over the rate limit of {state.limiter.rate:g} requests a second "
+            f"(bursts of {state.limiter.burst}); retry in {wait:.2f} s.",
+            wait,
+        )
+
+
+def _address(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
 
 
 ClientKey = Depends(require_role("client"))

@@ -25,6 +25,7 @@ _HTTP_CODES = {
     405: "method_not_allowed",
     413: "payload_too_large",
     415: "unsupported_media_type",
+    429: "rate_limited",
 }
 
 
@@ -53,7 +54,8 @@ def error_response(
 
 async def _domain(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, FaceServiceError)
-    return error_response(exc.status_code, exc.code, exc.message, exc.details)
+    headers = getattr(exc, "headers", None)  # RateLimited's Retry-After
+    return error_response(exc.status_code, exc.code, exc.message, exc.details, headers)
 
 
 async def _validation(_: Request, exc: Exception) -> JSONResponse:
