@@ -37,8 +37,12 @@ async def check_media_type(request: Request) -> None:
     # validation says whether it needs one; the admin routes' body is optional.
     if chunked is None and (length is None or not length.lstrip(b"0")):
         return
-    media = content_type.partition(b";")[0].strip().lower() if content_type else b""
     info = body_field.field_info
+    # A chunked body may be empty too (clients streaming from an iterator send one). FastAPI
+    # has read a JSON route's body before the dependencies run, so this reads its cache.
+    if chunked is not None and not isinstance(info, params.Form) and not await request.body():
+        return
+    media = content_type.partition(b";")[0].strip().lower() if content_type else b""
     if isinstance(info, params.File):  # a Form too: tested first
         if media == _MULTIPART:
             return

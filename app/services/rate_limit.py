@@ -47,10 +47,12 @@ class RateLimiter:
 
     def _prune(self, now: float) -> None:
         """Drops buckets that have refilled (forgetting them changes nothing), then, if a
-        flood of identities leaves too many, the longest idle ones."""
+        flood of identities leaves over 3/4 of the table, all but the newest half: each
+        prune then frees at least a quarter, so a steady flood cannot make every request
+        scan the whole table."""
         full = self.burst / self.rate
         self._buckets = {k: v for k, v in self._buckets.items() if now - v[1] < full}
-        if len(self._buckets) > self._max_tracked:
+        if len(self._buckets) > self._max_tracked * 3 // 4:
             by_age = sorted(self._buckets.items(), key=lambda item: item[1][1])
             self._buckets = dict(by_age[len(by_age) - self._max_tracked // 2 :])
 

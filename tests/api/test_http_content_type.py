@@ -112,6 +112,15 @@ def test_admin_bodies_are_json_and_optional(
     assert defaults[0] != 415
     assert outcome(client.post("/v1/admin/calibrate")) == defaults
     assert outcome(client.post("/v1/admin/calibrate", content=b"", headers=text)) == defaults
+    # An empty chunked body, as clients streaming from an iterator send: no body either.
+    streamed = client.post("/v1/admin/calibrate", content=iter([b""]))
+    assert streamed.request.headers.get("transfer-encoding") == "chunked"
+    assert outcome(streamed) == defaults
+    # A chunked body that is not empty is still checked.
+    assert outcome(client.post("/v1/admin/calibrate", content=iter([b"{}"]))) == (
+        415,
+        "unsupported_media_type",
+    )
     typed = {"Content-Type": "application/json; charset=utf-8"}
     asked = outcome(client.post("/v1/admin/calibrate", json=json.loads(params)))
     assert outcome(client.post("/v1/admin/calibrate", content=params, headers=typed)) == asked

@@ -58,3 +58,22 @@ def test_settings() -> None:
     assert limiter_for(5, 20).burst == 20  # type: ignore[union-attr]
     with pytest.raises(ValueError):
         RateLimiter(rate=0, burst=1)
+
+
+def test_a_steady_flood_does_not_prune_on_every_request() -> None:
+    """Idle buckets outlive burst/rate here (100 s), so a flood of new addresses at the
+    table's size once made each request scan the whole table."""
+    clock = Clock()
+    prunes = 0
+
+    class Counting(RateLimiter):
+        def _prune(self, now: float) -> None:
+            nonlocal prunes
+            prunes += 1
+            super()._prune(now)
+
+    limiter = Counting(rate=0.01, burst=1, clock=clock, max_tracked=100)
+    for n in range(2000):
+        clock.now += 1.0  # about as many new addresses within burst/rate as the table holds
+        limiter.take(f"address-{n}")
+    assert prunes <= 2000 // 25 + 1  # at least a quarter of the table freed each time
