@@ -87,13 +87,25 @@ def settings_errors(error: ValidationError) -> str:
     return "\n".join(lines)
 
 
+def port_number(text: str) -> int:
+    """A TCP port, 1 to 65535, as FACE_PORT takes it. Python's socket layer takes a larger
+    number modulo 65536: --port 99999 listened on 34463 while the log said 99999."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"must be 1 to 65535, got {port}")
+    return port
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m app", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
     p_serve = commands.add_parser("serve", help="start the HTTP service")
     p_serve.add_argument("--host", help="bind address (default FACE_HOST or 127.0.0.1)")
-    p_serve.add_argument("--port", type=int, help="bind port (default FACE_PORT or 8000)")
+    p_serve.add_argument("--port", type=port_number, help="bind port (default FACE_PORT or 8000)")
     p_serve.set_defaults(handler=serve)
 
     p_config = commands.add_parser("config", help="print the effective settings")

@@ -237,3 +237,14 @@ def test_the_command_line_starts_without_loading_torch() -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("port", ["0", "65536", "99999", "-5", "80x"])
+def test_serve_refuses_a_port_out_of_range_before_anything_starts(
+    port: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """99999 was taken modulo 65536: the service listened on 34463, logging 99999."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(["serve", "--port", port])
+    assert exit_info.value.code == 2
+    assert "argument --port" in capsys.readouterr().err
