@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import signal
 import sys
 import types
@@ -11,6 +12,7 @@ from typing import Any, Literal, Union, get_args, get_origin
 
 from pydantic import ValidationError
 from pydantic.fields import FieldInfo
+from sqlalchemy.orm import Session, sessionmaker
 from tqdm import tqdm
 
 from app.config import Settings
@@ -32,7 +34,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         flag = "--" + name.replace("_", "-")
         help_text = f"{field.description or ''} (default {field.default})".strip()
         parser.add_argument(flag, dest=name, default=None, help=help_text, **_kind(field))
-    parser.set_defaults(handler=run)
+    parser.set_defaults(handler=run, prog=parser.prog)
 
 
 def _kind(field: FieldInfo) -> dict[str, Any]:
@@ -47,20 +49,42 @@ def _kind(field: FieldInfo) -> dict[str, Any]:
     return {"type": annotation}
 
 
-def run(args: argparse.Namespace, settings: Settings) -> int:
-    # Here, not at the top: they load torch and the models' code, seconds that every other
-    # command (`python -m app config`, `--help`) would wait for.
-    from app.services.finetune import job_public
-    from app.training.admission import queue_job
-    from app.training.supervisor import end_abandoned
-    from app.training.worker import exit_on_sigterm, run_job
+def _rule_broken(error: ValidationError) -> str:
+    """The flags and rules a ValidationError names, as one line; its own dump is pages."""
+    rules = []
+    for item in error.errors():
+        flag = "--" + str(item["loc"][0]).replace("_", "-") if item["loc"] else ""
+        value, message = item.get("input"), item["msg"]
+        if isinstance(value, float) and not math.isfinite(value):
+            message = "must be a finite number"  # nan fails every bound, so names the wrong one
+        elif item["type"] == "string_pattern_mismatch" and flag:
+            field = FinetuneParams.model_fields[str(item["loc"][0])]
+            message = "must be " + str(field.description).rstrip(".")
+        else:
+            message = message.replace("Input should be", "must be").removeprefix("Value error, ")
+        rules.append(f"argument {flag}: {message}" if flag else message)
+    return "; ".join(rules)
 
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
     given = {name: getattr(args, name) for name in FinetuneParams.model_fields}
     try:
         params = FinetuneRequest.model_validate({k: v for k, v in given.items() if v is not None})
     except ValidationError as error:
-        print(f"invalid parameters: {error}", file=sys.stderr)
+        print(f"{args.prog}: error: {_rule_broken(error)}", file=sys.stderr)
         return 2
+    # Here, not at the top: they load torch and the models' code, seconds that every other
+    # command (`python -m app config`, `--help`), and a mistyped flag, would wait for.
+    from app.services.finetune import check_device
+    from app.training.admission import queue_job
+    from app.training.supervisor import end_abandoned
+    from app.training.worker import exit_on_sigterm, run_job
+
+    try:  # the API refuses it up front too; the job would load, then fail on it
+        check_device(params.device)
+    except FaceServiceError as error:
+        print(f"{error.code}: {error.message}", file=sys.stderr)
+        return 1
     engine = make_engine(settings.resolved_database_url)
     migrate(engine)
     sessions = make_session_factory(engine)
@@ -94,12 +118,25 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         why = "interrupted from the terminal" if terminal else "stopped by SIGTERM"
         with sessions.begin() as session:
             jobs_repo.interrupt_unfinished(session, job_id, error=why)
+        bar.close()  # before the lines below, which its last redraw would garble
+        # One landing just after the model was activated leaves the job succeeded.
+        final = _print_job(sessions, job_id)
+        print(f"{why}: job {job_id} ended {final}", file=sys.stderr)
+        engine.dispose()
         return 130 if terminal else 128 + signal.SIGTERM
     finally:
         signal.signal(signal.SIGTERM, previous)
         bar.close()
+    _print_job(sessions, job_id)
+    engine.dispose()
+    return 0 if state == jobs_repo.SUCCEEDED else 1
+
+
+def _print_job(sessions: sessionmaker[Session], job_id: str) -> str:
+    """Print the job as GET /v1/admin/jobs/{id} shows it; returns its state."""
+    from app.services.finetune import job_public
+
     with sessions() as session:
         job = job_public(jobs_repo.get_job(session, job_id))
     print(json.dumps(job.model_dump(mode="json"), indent=2))
-    engine.dispose()
-    return 0 if state == jobs_repo.SUCCEEDED else 1
+    return job.state

@@ -42,7 +42,7 @@ def start_finetune(state: AppState, params: FinetuneParams) -> JobAccepted:
     What the job would be refused for that the database can tell now is refused here, with
     the same error, rather than after the 202 as a failed job."""
     state.require_runtime()
-    _check_device(params.device)
+    check_device(params.device)
     with state.jobs.lock:
         state.jobs.reap(state.sessions)
         # A job whose process is gone (a command line killed with kill -9) holds no slot.
@@ -85,7 +85,7 @@ def cancel_job(state: AppState, job_id: str) -> JobPublic:
     return job_public(job)
 
 
-def _check_device(device: str) -> None:
+def check_device(device: str) -> None:
     """Refuse a CUDA device this machine lacks now, not after the job has loaded."""
     if not device.startswith("cuda"):
         return

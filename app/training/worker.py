@@ -45,8 +45,12 @@ def run_job(
         tracker.end(jobs_repo.CANCELLED)
         return jobs_repo.CANCELLED
     except Exception as error:
-        log.exception("job %s failed", job_id)
+        # A service error (no CUDA, weights missing) says all there is in its message; a
+        # traceback, printed by the command line too, is for what nobody anticipated.
         message = error.message if isinstance(error, FaceServiceError) else str(error)
+        log.error(
+            "job %s failed: %s", job_id, message, exc_info=not isinstance(error, FaceServiceError)
+        )
         tracker.end(jobs_repo.FAILED, error=f"{type(error).__name__}: {message}")
         return jobs_repo.FAILED
     finally:

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import json
+import logging
+import os
+import signal
 from pathlib import Path
 
 import pytest
+import torch
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.cli import build_parser
@@ -93,8 +97,6 @@ def test_sigterm_ends_a_foreground_job_as_interrupted(
 ) -> None:
     """docker stop, systemd and timeout send SIGTERM: the job was left running, and every
     new job was refused until the service restarted."""
-    import os
-    import signal
 
     def terminated_mid_job(_settings: Settings, _sessions: object, job_id: str, **_: object) -> str:
         os.kill(os.getpid(), signal.SIGTERM)  # the real signal, through the real handler
@@ -219,3 +221,93 @@ def test_what_the_job_would_fail_for_is_refused_before_it_starts(
     assert refusal in capsys.readouterr().err
     with sessions() as session:
         assert [job.id for job in jobs_repo.list_jobs(session)] == [trained_by]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="refused only where CUDA is missing")
+def test_a_cuda_device_this_machine_lacks_is_refused_before_the_job(
+    settings: Settings, sessions: sessionmaker[Session], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The job used to be queued, then fail on the device, with a traceback: a failed row
+    for each try, where POST /v1/admin/finetune answers 422."""
+    store_faces(sessions, [3, 3, 3])
+    args = build_parser().parse_args(["finetune", "--device", "cuda"])
+    assert finetune.run(args, settings) == 1
+    out = capsys.readouterr()
+    assert out.err == (
+        "invalid_request: device cuda is not available here; 0 CUDA device(s) found\n"
+    )
+    assert out.out == ""
+    with sessions() as session:
+        assert jobs_repo.list_jobs(session) == []
+
+
+def test_a_job_failing_on_a_service_error_logs_it_without_a_traceback(
+    settings: Settings, sessions: sessionmaker[Session], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A job queued for a device that is gone when it runs: the error's message is the
+    whole story, and the command line printed a traceback above the job."""
+    with sessions.begin() as session:
+        job_id = jobs_repo.create_job(session, {"device": "cuda:99"}).id
+    assert worker.run_job(settings, sessions, job_id) == jobs_repo.FAILED
+    (record,) = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert record.getMessage() == (
+        f"job {job_id} failed: device 'cuda:99' requested but CUDA is not available"
+    )
+    assert not record.exc_info  # no traceback
+
+
+@pytest.mark.parametrize(
+    ("signum", "status", "why"),
+    [
+        (signal.SIGINT, 130, "interrupted from the terminal"),
+        (signal.SIGTERM, 143, "stopped by SIGTERM"),
+    ],
+)
+def test_an_interrupted_job_is_printed(
+    settings: Settings,
+    sessions: sessionmaker[Session],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    signum: int,
+    status: int,
+    why: str,
+) -> None:
+    """Ctrl-C and SIGTERM ended the job and the command, which printed nothing."""
+
+    def signalled_mid_job(_settings: Settings, _sessions: object, job_id: str, **_: object) -> str:
+        os.kill(os.getpid(), signum)  # the real signal, through the real handlers
+        raise AssertionError("the signal did not stop the job")
+
+    store_faces(sessions, [3, 3, 3])
+    monkeypatch.setattr(worker, "run_job", signalled_mid_job)
+    args = build_parser().parse_args(["finetune", "--epochs", "1", "--device", "cpu"])
+    assert finetune.run(args, settings) == status
+    out = capsys.readouterr()
+    job = json.loads(out.out)
+    assert (job["state"], job["error"]) == ("interrupted", why)
+    assert out.err.endswith(f"{why}: job {job['id']} ended interrupted\n")
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--epochs", "0"], "argument --epochs: must be greater than or equal to 1"),
+        (["--learning-rate", "nan"], "argument --learning-rate: must be a finite number"),
+        (["--validation-fraction", "1"], "argument --validation-fraction: must be less than 1"),
+        (["--device", "gpu"], "argument --device: must be auto, cpu, cuda or cuda:N"),
+        (
+            ["--loss", "triplet", "--micro-batch-size", "2"],
+            "the triplet loss needs micro_batch_size >= 4",
+        ),
+    ],
+)
+def test_a_value_out_of_range_is_one_line_naming_the_flag(
+    settings: Settings, capsys: pytest.CaptureFixture[str], flags: list[str], message: str
+) -> None:
+    """It was pydantic's dump: 'validation error for FinetuneRequest', a URL, no flag."""
+    args = build_parser().parse_args(["finetune", *flags])
+    assert finetune.run(args, settings) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"python -m app finetune: error: {message}")
+    assert err.count("\n") == 1
+    assert not (settings.data_dir / "faces.db").exists()  # refused before the database
