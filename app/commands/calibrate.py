@@ -7,9 +7,9 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sqlalchemy.exc import SQLAlchemyError
-
-from app.commands.service_db import existing_database
+from app.commands.calibration_gallery import gallery_size
+from app.commands.evaluate_inputs import at_least
+from app.commands.evaluate_summary import unreadable_lines
 from app.config import Settings
 from app.errors import FaceServiceError
 from app.evaluation.far_calibration import MIN_TARGET_FAR, calibrate_far
@@ -18,9 +18,8 @@ from app.evaluation.identification import (
     open_set_threshold,
     per_comparison_far,
 )
-from app.evaluation.pair_scores import no_face_summary, rates_at, score_pairs
+from app.evaluation.pair_scores import no_face_summary, rates_at, score_pairs, unreadable_summary
 from app.evaluation.pairs import read_pairs
-from app.gallery import repository
 from app.services.calibration import METHOD_GALLERY_ADJUSTED, Calibration, CalibrationStore
 from app.services.calibration_reliability import advice, far_checks, reliability_notes
 from app.services.far_bounds import accepted, vouched_far
@@ -51,7 +50,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="faces identify compares a probe with (default: the faces enrolled now)",
     )
     parser.add_argument("--embedder", help="embedder name (default: FACE_EMBEDDER)")
-    parser.add_argument("--batch", type=int, default=32, help="faces per embedding pass")
+    parser.add_argument("--batch", type=at_least(1), default=32, help="faces per embedding pass")
     parser.add_argument(
         "--force",
         action="store_true",
@@ -64,7 +63,7 @@ def run(args: argparse.Namespace, settings: Settings, pipeline: FacePipeline | N
     """The subcommand; `pipeline` lets a caller that already holds loaded models pass them."""
     # Here, not at the top: it loads torch and the models' code, seconds that every other
     # command (`python -m app config`, `--help`) would wait for.
-    from app.commands.file_embeddings import embed_files, load_pipeline
+    from app.commands.file_embeddings import embed_readable_files, load_pipeline
 
     identify_far: float = (
         args.target_far if args.identify_target_far is None else args.identify_target_far
@@ -78,13 +77,19 @@ def run(args: argparse.Namespace, settings: Settings, pipeline: FacePipeline | N
         return 2
     gallery, why = gallery_size(args.gallery_size, settings)
     try:
+        pairs = read_pairs(args.pairs, args.root)  # before any model loads: found in seconds
+        if all(pair.same for pair in pairs):
+            print(f"no impostor pair (same=0) in {args.pairs}; cannot calibrate", file=sys.stderr)
+            return 2
         pipeline = pipeline or load_pipeline(settings, args.embedder)
-        pairs = read_pairs(args.pairs, args.root)
         paths = [path for pair in pairs for path in (pair.path_a, pair.path_b)]
-        embeddings = embed_files(pipeline, paths, settings.max_image_pixels, batch=args.batch)
+        embedded = embed_readable_files(
+            pipeline, paths, settings.max_image_pixels, batch=args.batch
+        )
     except (OSError, ValueError, FaceServiceError) as exc:
         print(f"calibrate failed: {exc}", file=sys.stderr)
         return 1
+    embeddings, unreadable = embedded.vectors, embedded.unreadable
     scored = score_pairs(pairs, embeddings)
     impostors = scored.impostor_scores
     if impostors.size == 0:
@@ -116,7 +121,7 @@ def run(args: argparse.Namespace, settings: Settings, pipeline: FacePipeline | N
     checks = far_checks(calibration)
     reliable = all(check.reliable for check in checks)
     will = "will" if reliable or args.force else "would"  # refused: nothing will serve
-    no_face = no_face_summary(pairs, embeddings, scored)
+    no_face = no_face_summary(pairs, embeddings, scored, unreadable)
     rates = rates_at(scored, verify.threshold)
     resolution = 1 / impostors.size
     per_comparison = per_comparison_far(identify_far, gallery)
@@ -124,8 +129,11 @@ def run(args: argparse.Namespace, settings: Settings, pipeline: FacePipeline | N
     print(
         f"  pairs: {scored.scores.size} scored ({rates['genuine']} genuine, {impostors.size} "
         f"impostor); {no_face['pairs_excluded']} excluded because "
-        f"{no_face['images_without_face']} image(s) had no face"
+        f"{no_face['images_without_face']} image(s) had no face and {len(unreadable)} "
+        "could not be read"
     )
+    for line in unreadable_lines(unreadable_summary(unreadable)):
+        print(line)
     print(
         f"  verify threshold {verify.threshold:.4f} for target FAR {args.target_far:g}: "
         f"achieved FAR {verify.far_actual:.4g} ({rates['false_accepts']}/{impostors.size} "
@@ -174,33 +182,3 @@ def run(args: argparse.Namespace, settings: Settings, pipeline: FacePipeline | N
         print(f"note: {problem}; set it aside as {aside.name}", file=sys.stderr)
     print(f"stored in {store.path}" + ("" if reliable else ", unreliable (--force)"))
     return 0
-
-
-def gallery_size(requested: int | None, settings: Settings) -> tuple[int, str]:
-    """N for the open-set threshold, and a sentence saying where it came from.
-
-    The pairs score one photo against one photo, and identify compares a probe with every
-    enrolled face (a subject matches on its best one), so N counts faces, not subjects:
-    with 3 faces a subject, N = subjects gave a stranger 3x the target's chance of a match.
-    """
-    if requested is not None:
-        return requested, "from --gallery-size"
-    count, source = enrolled_faces(settings)
-    hint = "the minimum of 1; pass --gallery-size for the gallery you expect"
-    if count is None:
-        return 1, f"{source}: using {hint}"
-    if count < 1:
-        return 1, f"no face enrolled in {source}: using {hint}"
-    return count, f"faces enrolled now in {source}"
-
-
-def enrolled_faces(settings: Settings) -> tuple[int | None, str]:
-    """Faces enrolled in the service's database (what identify compares a probe with), or
-    None and why when there is none to read."""
-    with existing_database(settings) as (session, shown):
-        if session is None:
-            return None, shown
-        try:
-            return repository.count_faces(session), shown
-        except SQLAlchemyError as exc:
-            return None, f"cannot read {shown} ({type(exc).__name__})"

@@ -9,18 +9,18 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from app.commands.evaluate_inputs import (
-    argument_problem,
-    at_least,
-    finite,
-    first_items,
-    rate,
-    read_source,
-)
+from app.commands.evaluate_inputs import argument_problem, at_least, finite, rate, read_source
+from app.commands.evaluate_summary import verification_summary
 from app.commands.gallery_split import DEFAULT_STRANGER_FRACTION
 from app.config import Settings
 from app.errors import FaceServiceError
-from app.evaluation.pair_scores import accuracy_at, no_face_summary, rates_at, score_pairs
+from app.evaluation.pair_scores import (
+    accuracy_at,
+    no_face_summary,
+    rates_at,
+    score_pairs,
+    unreadable_summary,
+)
 from app.evaluation.pairs import PairsFile, dropped_summary
 
 if TYPE_CHECKING:
@@ -114,12 +114,13 @@ def evaluate_pairs(
     max_pixels: int,
     out: Path,
 ) -> dict[str, Any]:
-    from app.commands.file_embeddings import embed_files
+    from app.commands.file_embeddings import embed_readable_files
     from app.evaluation.verification import plot_roc, verification_report
 
     pairs = pairs_file.pairs
     paths = [path for pair in pairs for path in (pair.path_a, pair.path_b)]
-    embeddings = embed_files(pipeline, paths, max_pixels, batch=args.batch)
+    embedded = embed_readable_files(pipeline, paths, max_pixels, batch=args.batch)
+    embeddings, unreadable = embedded.vectors, embedded.unreadable
     scored = score_pairs(pairs, embeddings)
     report = verification_report(scored.scores, scored.labels, folds=args.folds)
     best = report["best_threshold"]
@@ -137,55 +138,8 @@ def evaluate_pairs(
         "accuracy_at_best_threshold": accuracy_at(scored, best),
         "accuracy_counting_failures_as_errors": accuracy_at(scored, best, failures_as_errors=True),
         "dropped_rows": dropped_summary(pairs_file),
-        "no_face": no_face_summary(pairs, embeddings, scored),
+        "no_face": no_face_summary(pairs, embeddings, scored, unreadable),
+        "unreadable": unreadable_summary(unreadable, pairs),
         "at_threshold": [rates_at(scored, t) for t in args.threshold],
         "roc_png": str(out / "roc.png"),
     }
-
-
-def verification_summary(report: dict[str, Any]) -> str:
-    no_face = report["no_face"]
-    lines = [
-        f"{report['model_version']}: {report['pairs']} scored pairs ({report['genuine']} genuine, "
-        f"{report['impostor']} impostor), {report['seconds']} s on {report['device']}",
-        f"  accuracy ({report['folds']}-fold): {report['accuracy_mean']:.4f} "
-        f"+/- {report['accuracy_std']:.4f}",
-        f"  best threshold {report['best_threshold']:.4f}: accuracy "
-        f"{report['accuracy_at_best_threshold']:.4f}, counting no-face pairs as errors "
-        f"{report['accuracy_counting_failures_as_errors']:.4f}",
-        f"  ROC AUC {report['roc_auc']:.4f}; EER {report['eer']:.4f} "
-        f"at threshold {report['eer_threshold']:.4f}",
-    ]
-    for point in report["tar_at_far"]:
-        lines.append(
-            f"  TAR@FAR={point['far_target']:g}: {point['tar']:.4f} (threshold "
-            f"{point['threshold']:.4f}, FAR {point['far_actual']:.4f}). {point['note']}"
-        )
-    lines.append(_dropped_line(report["dropped_rows"]))
-    lines.append(
-        f"  no face in {no_face['images_without_face']} of {no_face['images']} images; "
-        f"{no_face['pairs_excluded']} of {no_face['pairs']} pairs excluded "
-        f"({no_face['genuine_excluded']} genuine, {no_face['impostor_excluded']} impostor)"
-    )
-    lines.append(f"  rule: {no_face['rule']}")
-    for rates in report["at_threshold"]:
-        lines.append(
-            f"  at threshold {rates['threshold']:.4f}: FAR {rates['far']:.4f} "
-            f"({rates['false_accepts']}/{rates['impostors']}), FRR {rates['frr']:.4f} "
-            f"({rates['false_rejects']}/{rates['genuine']})"
-        )
-    return "\n".join(lines)
-
-
-def _dropped_line(dropped: dict[str, Any]) -> str:
-    """The rows DROP_RULE left out, by line, and the rule when any was."""
-    if not dropped["duplicates"] and not dropped["self_pairs"]:
-        return f"  no duplicate or self-pair among the {dropped['rows']} rows"
-    repeats = [f"line {r['line']} repeats {r['repeats_line']}" for r in dropped["duplicate_rows"]]
-    selves = [f"line {r['line']}: {r['path']}" for r in dropped["self_pair_rows"]]
-    return (
-        f"  dropped {dropped['duplicates']} duplicate row(s) "
-        f"({first_items(repeats) or 'none'}) and "
-        f"{dropped['self_pairs']} self-pair(s) ({first_items(selves) or 'none'}) of "
-        f"{dropped['rows']} rows\n  rule: {dropped['rule']}"
-    )

@@ -40,6 +40,10 @@ def read_source(args: argparse.Namespace) -> PairsFile | dict[str, list[Path]]:
         return labelled
     pairs_file = read_pairs_file(args.pairs, args.root)
     require_files([p for pair in pairs_file.pairs for p in (pair.path_a, pair.path_b)], args.pairs)
+    if len({pair.same for pair in pairs_file.pairs}) < 2:
+        # The metrics need both (verification_report says so too, but only after the
+        # embedding, where no-face pairs can still remove one kind).
+        raise ValueError("need both genuine (1) and impostor (0) pairs")
     return pairs_file
 
 

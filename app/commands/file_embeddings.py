@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy.exc import SQLAlchemyError
@@ -54,6 +55,14 @@ def active_embedder(settings: Settings, packaged: Embedder) -> Embedder:
         return load_version(settings, row, packaged.device)
 
 
+@dataclass(frozen=True)
+class FileEmbeddings:
+    """The vectors of some image files, and the files that could not be read or decoded."""
+
+    vectors: Embeddings  # None where no face was found, or the file is in `unreadable`
+    unreadable: dict[Path, str]  # path -> why, in the caller's order
+
+
 def embed_files(
     pipeline: FacePipeline,
     paths: Iterable[Path],
@@ -61,13 +70,31 @@ def embed_files(
     batch: int = 32,
     progress: bool = True,
 ) -> Embeddings:
-    """One unit vector per unique path, or None where no face was detected.
+    """One unit vector per unique path, or None where no face was detected; a file that
+    cannot be read or decoded is a ValueError (see `embed_readable_files` to skip it)."""
+    embedded = embed_readable_files(pipeline, paths, max_pixels, batch, progress)
+    if embedded.unreadable:
+        path, reason = next(iter(embedded.unreadable.items()))
+        raise ValueError(f"{path}: {reason}")
+    return embedded.vectors
+
+
+def embed_readable_files(
+    pipeline: FacePipeline,
+    paths: Iterable[Path],
+    max_pixels: int,
+    batch: int = 32,
+    progress: bool = True,
+) -> FileEmbeddings:
+    """One unit vector per unique path, or None where no face was detected or the file
+    cannot be read or decoded (those are also listed, with the reason, in `unreadable`).
 
     Faces are used whether or not they pass the service's quality gate: the evaluation
     measures the model, and the gate is a separate, tunable policy.
     """
     unique = list(dict.fromkeys(paths))
     result: Embeddings = {}
+    unreadable: dict[Path, str] = {}
     pending: list[tuple[Path, AnalyzedFace]] = []
 
     def flush() -> None:
@@ -78,7 +105,12 @@ def embed_files(
 
     bar = tqdm(unique, desc="embedding", unit="img", disable=not progress, file=sys.stderr)
     for path in bar:
-        face = _choose_face(pipeline, path, max_pixels)
+        try:
+            face = _choose_face(pipeline, path, max_pixels)
+        except _Unreadable as exc:
+            # One bad file among thousands must not throw away the others' embedding.
+            unreadable[path] = str(exc)
+            face = None
         if face is None:
             result[path] = None
             continue
@@ -87,14 +119,20 @@ def embed_files(
             flush()
     flush()
     # Keep the caller's order, which the batching above does not.
-    return {path: result[path] for path in unique}
+    return FileEmbeddings({path: result[path] for path in unique}, unreadable)
+
+
+class _Unreadable(Exception):
+    """The file could not be read, or its bytes are not an image the service decodes."""
 
 
 def _choose_face(pipeline: FacePipeline, path: Path, max_pixels: int) -> AnalyzedFace | None:
     try:
         image = decode_image(path.read_bytes(), max_pixels)
     except FaceServiceError as exc:
-        raise ValueError(f"{path}: {exc.message}") from exc
+        raise _Unreadable(exc.message) from exc
+    except OSError as exc:
+        raise _Unreadable(exc.strerror or type(exc).__name__) from exc
     detected = pipeline.detect(image)
     if not detected:
         return None
@@ -102,5 +140,7 @@ def _choose_face(pipeline: FacePipeline, path: Path, max_pixels: int) -> Analyze
     return pipeline.analyze(image, [detected[chosen]])[0]
 
 
-def no_face_paths(embeddings: Embeddings) -> list[Path]:
-    return [path for path, vector in embeddings.items() if vector is None]
+def no_face_paths(embedded: FileEmbeddings) -> list[Path]:
+    """The files read and decoded in which no face was found."""
+    vectors = embedded.vectors
+    return [p for p, v in vectors.items() if v is None and p not in embedded.unreadable]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,14 +39,9 @@ def read_labelled(root: Path, manifest: Path | None) -> dict[str, list[Path]]:
     """identity -> sorted photo paths, from a path,identity manifest or root/<identity>/*."""
     photos: dict[str, list[Path]] = {}
     if manifest is not None:
-        with manifest.open(newline="", encoding="utf-8") as handle:
-            reader = csv.DictReader(handle)
-            if not {"path", "identity"} <= set(reader.fieldnames or []):
-                raise ValueError(f"{manifest} needs the columns path and identity")
-            for row in reader:
-                identity = row["identity"].strip()
-                if identity and identity not in SPECIAL_LABELS:
-                    photos.setdefault(identity, []).append(root / row["path"].strip())
+        for path, identity in _manifest_labels(root, manifest).items():
+            if identity and identity not in SPECIAL_LABELS:
+                photos.setdefault(identity, []).append(path)
     else:
         # Hidden entries (.DS_Store, .thumbnails/) are never photos of a person.
         for folder in sorted(
@@ -61,6 +57,31 @@ def read_labelled(root: Path, manifest: Path | None) -> dict[str, list[Path]]:
     if not photos:
         raise ValueError(f"no labelled photos found under {root}")
     return {identity: sorted(set(paths)) for identity, paths in sorted(photos.items())}
+
+
+def _manifest_labels(root: Path, manifest: Path) -> dict[Path, str]:
+    """photo -> its label, each photo once; a photo with two labels refuses the file.
+
+    Such a photo would be enrolled for one person and probed as another (or as a stranger),
+    which corrupts the open-set figures without any sign.
+    """
+    labels: dict[Path, tuple[str, int]] = {}  # photo -> its label and the line it is on
+    # utf-8-sig: Excel's "CSV UTF-8" starts with a byte-order mark.
+    with manifest.open(newline="", encoding="utf-8-sig") as handle:
+        reader = csv.DictReader(handle)
+        if not {"path", "identity"} <= set(reader.fieldnames or []):
+            raise ValueError(f"{manifest} needs the columns path and identity")
+        for row in reader:
+            # Normalised, so that a/./b.jpg and x/../a/b.jpg are known for one file.
+            path = Path(os.path.normpath(root / (row["path"] or "").strip()))
+            identity, line = (row["identity"] or "").strip(), reader.line_num
+            earlier = labels.setdefault(path, (identity, line))
+            if earlier[0] != identity:
+                raise ValueError(
+                    f"{manifest}:{line}: {path} is labelled {identity!r} here and "
+                    f"{earlier[0]!r} on line {earlier[1]}; fix one of the two rows"
+                )
+    return {path: identity for path, (identity, _) in labels.items()}
 
 
 def split_gallery(

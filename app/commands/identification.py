@@ -10,9 +10,11 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from app.commands.file_embeddings import embed_files, no_face_paths
+from app.commands.evaluate_summary import unreadable_lines
+from app.commands.file_embeddings import embed_readable_files, no_face_paths
 from app.commands.gallery_split import DEFAULT_STRANGER_FRACTION, SPLIT_RULE, split_gallery
 from app.evaluation.identification import STRANGER, open_set_dir_at_far, rank_k_accuracy
+from app.evaluation.pair_scores import unreadable_summary
 from app.pipeline.analyzer import FacePipeline
 from app.pipeline.types import FloatArray
 
@@ -40,7 +42,8 @@ def evaluate(
 ) -> dict[str, Any]:
     """The report for `labelled` photos (identity -> paths, as `read_labelled` gives them)."""
     paths = [path for photos in labelled.values() for path in photos]
-    embeddings = embed_files(pipeline, paths, max_pixels, batch=args.batch)
+    embedded = embed_readable_files(pipeline, paths, max_pixels, batch=args.batch)
+    embeddings = embedded.vectors  # None for an unreadable photo too: left out alike
     with_face = {
         i: [p for p in photos if embeddings[p] is not None] for i, photos in labelled.items()
     }
@@ -55,7 +58,7 @@ def evaluate(
     labels = np.array(
         [column[s] for _, s in split.probes] + [STRANGER] * len(split.strangers), dtype=np.int64
     )
-    missing = no_face_paths(embeddings)
+    missing = no_face_paths(embedded)
     report: dict[str, Any] = {
         "root": str(args.root),
         "manifest": None if args.manifest is None else str(args.manifest),
@@ -70,12 +73,14 @@ def evaluate(
         "too_few_photos": split.too_few_photos,
         "held_out": split.held_out,
         "no_face": {
-            "rule": "Photos without a detectable face are left out of the split.",
+            "rule": "Photos without a detectable face, or that cannot be read or decoded "
+            "(listed under unreadable), are left out of the split.",
             "images": len(embeddings),
             "images_without_face": len(missing),
             "paths": sorted(str(p) for p in missing),
             "identities_lost": sorted(i for i, photos in with_face.items() if not photos),
         },
+        "unreadable": unreadable_summary(embedded.unreadable),
         # The split always leaves at least one enrolled subject with a probe.
         "rank_1": rank_k_accuracy(similarity, labels, 1),
         "rank_5": rank_k_accuracy(similarity, labels, 5) if len(subjects) >= 5 else None,
@@ -125,7 +130,9 @@ def summary(report: dict[str, Any]) -> str:
         f"({report['gallery_faces']} gallery faces), {report['known_probes']} known probes, "
         f"{report['stranger_probes']} stranger probes from {len(report['stranger_identities'])} "
         f"identities; {report['seconds']} s on {report['device']}",
-        f"  no face in {no_face['images_without_face']} of {no_face['images']} images (left out)",
+        f"  no face in {no_face['images_without_face']} of {no_face['images']} images, "
+        f"{report['unreadable']['images']} unreadable (left out)",
+        *unreadable_lines(report["unreadable"]),
         f"  rank-1 {_fmt(report['rank_1'])}, rank-5 {_fmt(report['rank_5'])}",
     ]
     if (open_set := report["open_set"]) is not None:

@@ -1,8 +1,8 @@
-"""Cosine scores of labelled pairs, their error rates, and the no-face rule."""
+"""Cosine scores of labelled pairs, their error rates, and the no-face and unreadable rules."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,13 +13,18 @@ import numpy.typing as npt
 from app.evaluation.pairs import Pair
 from app.pipeline.types import FloatArray
 
-# One unit vector per image, or None where no face was detected.
+# One unit vector per image, or None where no face was detected (or it was unreadable).
 Embeddings = dict[Path, FloatArray | None]
 
 NO_FACE_RULE = (
-    "Pairs where either image has no detectable face are excluded from the metrics and "
-    "reported separately; accuracy_counting_failures_as_errors counts every excluded pair "
-    "as wrong."
+    "Pairs where either image has no detectable face, or cannot be read or decoded "
+    "(listed under unreadable), are excluded from the metrics and reported separately; "
+    "pairs_excluded counts both kinds, and accuracy_counting_failures_as_errors counts "
+    "every excluded pair as wrong."
+)
+UNREADABLE_RULE = (
+    "An image that cannot be read or decoded (empty, corrupt, not an image, too large, no "
+    "permission) is left out like an image without a face, with the reason."
 )
 
 
@@ -89,9 +94,18 @@ def rates_at(scored: ScoredPairs, threshold: float) -> dict[str, Any]:
 
 
 def no_face_summary(
-    pairs: Sequence[Pair], embeddings: Embeddings, scored: ScoredPairs
+    pairs: Sequence[Pair],
+    embeddings: Embeddings,
+    scored: ScoredPairs,
+    unreadable: Mapping[Path, str],
 ) -> dict[str, Any]:
-    missing = sorted(str(path) for path, vector in embeddings.items() if vector is None)
+    """Images without a face and the pairs left out; `pairs_excluded` includes the pairs
+    left out for an unreadable image (see `unreadable_summary`)."""
+    missing = sorted(
+        str(path)
+        for path, vector in embeddings.items()
+        if vector is None and path not in unreadable
+    )
     return {
         "rule": NO_FACE_RULE,
         "images": len(embeddings),
@@ -102,3 +116,20 @@ def no_face_summary(
         "genuine_excluded": scored.excluded_genuine,
         "impostor_excluded": scored.excluded_impostor,
     }
+
+
+def unreadable_summary(
+    unreadable: Mapping[Path, str], pairs: Sequence[Pair] | None = None
+) -> dict[str, Any]:
+    """The images that could not be read or decoded, by path with the reason, and (given
+    `pairs`) how many pairs need one of them."""
+    summary: dict[str, Any] = {
+        "rule": UNREADABLE_RULE,
+        "images": len(unreadable),
+        "paths": [{"path": str(p), "reason": why} for p, why in sorted(unreadable.items())],
+    }
+    if pairs is not None:
+        summary["pairs_excluded"] = sum(
+            1 for pair in pairs if pair.path_a in unreadable or pair.path_b in unreadable
+        )
+    return summary

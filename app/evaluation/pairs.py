@@ -58,7 +58,9 @@ def read_pairs(csv_path: Path, root: Path) -> list[Pair]:
 
 def read_pairs_file(csv_path: Path, root: Path) -> PairsFile:
     """Pairs from a path_a,path_b,same CSV, relative paths taken from `root`; see DROP_RULE."""
-    with csv_path.open(newline="", encoding="utf-8") as handle:
+    # utf-8-sig: Excel's "CSV UTF-8" starts with a byte-order mark, which would otherwise
+    # become part of the first column's name.
+    with csv_path.open(newline="", encoding="utf-8-sig") as handle:
         reader = csv.DictReader(handle)
         missing = [c for c in _COLUMNS if c not in (reader.fieldnames or [])]
         if missing:

@@ -198,3 +198,76 @@ def test_rejects_a_target_outside_zero_one(parse, settings: Settings, tmp_path: 
         "calibrate", "--pairs", tmp_path / "p.csv", "--root", tmp_path, "--target-far", "1e-10"
     )
     assert calibrate.run(args, settings) == 2
+
+
+@pytest.fixture
+def no_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fails the test if the command gets as far as loading a model."""
+    from app.commands import file_embeddings
+
+    def load_pipeline(*_: object) -> FacePipeline:
+        raise AssertionError("a model was loaded before the input was checked")
+
+    monkeypatch.setattr(file_embeddings, "load_pipeline", load_pipeline)
+
+
+@pytest.mark.parametrize("batch", ["0", "-1"])
+def test_batch_below_one_is_an_argparse_error(
+    parse, tmp_path: Path, capsys: pytest.CaptureFixture[str], batch: str
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        parse("calibrate", "--pairs", tmp_path / "p.csv", "--root", tmp_path, "--batch", batch)
+    assert exited.value.code == 2
+    assert f"argument --batch: must be at least 1, got {batch}" in capsys.readouterr().err
+
+
+def test_pairs_without_an_impostor_are_refused_before_any_model_loads(
+    parse, settings: Settings, tmp_path: Path, capsys: pytest.CaptureFixture[str], no_model: None
+) -> None:
+    pairs = tmp_path / "pairs.csv"
+    pairs.write_text("path_a,path_b,same\na.jpg,b.jpg,1\nb.jpg,c.jpg,1\n")
+    args = parse("calibrate", "--pairs", pairs, "--root", tmp_path, "--target-far", "0.05")
+    assert calibrate.run(args, settings) == 2
+    assert f"no impostor pair (same=0) in {pairs}; cannot calibrate" in capsys.readouterr().err
+    assert not settings.data_dir.exists()
+
+
+def test_a_pairs_file_with_a_byte_order_mark_is_read(
+    parse, settings: Settings, tmp_path: Path, capsys: pytest.CaptureFixture[str], no_model: None
+) -> None:
+    pairs = tmp_path / "pairs.csv"
+    pairs.write_bytes(b"\xef\xbb\xbfpath_a,path_b,same\na.jpg,b.jpg,1\n")
+    args = parse("calibrate", "--pairs", pairs, "--root", tmp_path, "--target-far", "0.05")
+    # Read past the header to its labels: the BOM did not hide the path_a column.
+    assert calibrate.run(args, settings) == 2
+    assert "no impostor pair (same=0) in" in capsys.readouterr().err
+
+
+def test_an_unreadable_image_is_left_out_not_fatal(
+    parse,
+    settings: Settings,
+    pipeline: FacePipeline,
+    shared_faces: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    for person in ("amy", "howard"):
+        for n in (1, 2):
+            name = f"{person}{n}.png"
+            (tmp_path / name).write_bytes(
+                (shared_faces / "faceapi_js" / person / name).read_bytes()
+            )
+    (tmp_path / "corrupt.jpg").write_bytes(b"garbage")
+    pairs = tmp_path / "pairs.csv"
+    pairs.write_text(
+        "path_a,path_b,same\namy1.png,amy2.png,1\namy1.png,howard1.png,0\n"
+        "amy2.png,howard2.png,0\namy1.png,corrupt.jpg,0\n"
+    )
+    argv = ("--pairs", pairs, "--root", tmp_path, "--target-far", "0.05", "--force")
+    assert calibrate.run(parse("calibrate", *argv), settings, pipeline) == 0
+
+    stored = CalibrationStore(settings.data_dir).load(pipeline.embedder.version)
+    assert stored is not None and stored.impostors == 2
+    printed = capsys.readouterr().out
+    assert "1 excluded because 0 image(s) had no face and 1 could not be read" in printed
+    assert f"unreadable, left out: {tmp_path / 'corrupt.jpg'} (" in printed

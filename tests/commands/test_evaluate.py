@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 from collections.abc import Callable
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -269,3 +270,138 @@ def test_bad_arguments_are_refused_before_any_model_loads(
     not_a_folder = parse("evaluate", "--pairs", pairs, "--root", pairs)
     assert evaluate.run(not_a_folder, settings) == 2
     assert f"--root {pairs} is not a folder" in capsys.readouterr().err
+
+
+# Three photos each of three people (150 px crops, fast to embed), copied as files.
+PEOPLE = ("amy", "howard", "penny")
+
+
+@pytest.fixture
+def photo_root(shared_faces: Path, tmp_path: Path) -> Path:
+    """PEOPLE's photos 1-3 as <person><n>.png, a corrupt corrupt.jpg and a zero-byte
+    empty.jpg, all under one folder."""
+    root = tmp_path / "photos"
+    root.mkdir()
+    for person in PEOPLE:
+        for n in (1, 2, 3):
+            name = f"{person}{n}.png"
+            (root / name).write_bytes((shared_faces / "faceapi_js" / person / name).read_bytes())
+    (root / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    (root / "empty.jpg").write_bytes(b"")
+    return root
+
+
+def test_unreadable_images_are_left_out_and_listed_not_fatal(
+    parse,
+    settings: Settings,
+    pipeline: FacePipeline,
+    photo_root: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    rows = [f"{p}{a}.png,{p}{b}.png,1" for p in PEOPLE for a, b in ((1, 2), (2, 3))]
+    rows += [f"{a}{n}.png,{b}{n}.png,0" for n in (1, 2) for a, b in pairwise(PEOPLE)]
+    rows += ["amy1.png,corrupt.jpg,1", "empty.jpg,howard1.png,0", "corrupt.jpg,empty.jpg,0"]
+    pairs = tmp_path / "pairs.csv"
+    pairs.write_text("path_a,path_b,same\n" + "\n".join(rows) + "\n")
+    out = tmp_path / "out"
+    args = parse("evaluate", "--pairs", pairs, "--root", photo_root, "--out", out, "--folds", "2")
+    assert evaluate.run(args, settings, pipeline) == 0
+
+    report = json.loads((out / "verification.json").read_text())
+    unreadable = report["unreadable"]
+    assert unreadable["images"] == 2 and unreadable["pairs_excluded"] == 3
+    assert unreadable["paths"] == [
+        {"path": str(photo_root / "corrupt.jpg"), "reason": unreadable["paths"][0]["reason"]},
+        {"path": str(photo_root / "empty.jpg"), "reason": "empty file"},
+    ]
+    assert "cannot be read or decoded" in unreadable["rule"]
+    no_face = report["no_face"]
+    # Counted as unreadable, not as photos without a face; their pairs are excluded alike.
+    assert (no_face["images"], no_face["images_without_face"], no_face["paths"]) == (11, 0, [])
+    assert (no_face["pairs"], no_face["pairs_excluded"]) == (13, 3)
+    assert (no_face["genuine_excluded"], no_face["impostor_excluded"]) == (1, 2)
+    assert (report["pairs"], report["genuine"], report["impostor"]) == (10, 6, 4)
+    assert (out / "roc.png").is_file()
+    printed = capsys.readouterr().out
+    assert "no face in 0 of 11 images, 2 unreadable; 3 of 13 pairs excluded" in printed
+    assert f"unreadable, left out: {photo_root / 'corrupt.jpg'} (" in printed
+    assert f"{photo_root / 'empty.jpg'} (empty file)" in printed
+
+
+def test_identification_leaves_unreadable_photos_out(
+    parse,
+    settings: Settings,
+    pipeline: FacePipeline,
+    photo_root: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    manifest = tmp_path / "manifest.csv"
+    rows = [f"{p}{n}.png,{p}" for p in PEOPLE for n in (1, 2, 3)]
+    manifest.write_text("path,identity\n" + "\n".join([*rows, "empty.jpg,amy"]) + "\n")
+    out = tmp_path / "out"
+    argv = ("--manifest", manifest, "--root", photo_root, "--out", out)
+    args = parse("evaluate", "--identify", *argv, "--stranger-fraction", "0")
+    assert evaluate.run(args, settings, pipeline) == 0
+
+    report = json.loads((out / "identification.json").read_text())
+    assert report["unreadable"]["images"] == 1
+    assert report["unreadable"]["paths"] == [
+        {"path": str(photo_root / "empty.jpg"), "reason": "empty file"}
+    ]
+    assert report["no_face"]["images"] == 10 and report["no_face"]["images_without_face"] == 0
+    # amy keeps her 3 real photos: 1 enrolled, 2 probes, like the others.
+    assert (report["subjects"], report["known_probes"]) == (3, 6)
+    printed = capsys.readouterr().out
+    assert "no face in 0 of 10 images, 1 unreadable (left out)" in printed
+    assert f"unreadable, left out: {photo_root / 'empty.jpg'} (empty file)" in printed
+
+
+@pytest.mark.parametrize("same", ["1", "0"])
+def test_pairs_of_one_kind_are_refused_before_any_model_loads(
+    parse,
+    settings: Settings,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    no_model: None,
+    same: str,
+) -> None:
+    for name in "abc":
+        (tmp_path / f"{name}.jpg").write_bytes(b"never embedded")
+    pairs = tmp_path / "pairs.csv"
+    pairs.write_text(f"path_a,path_b,same\na.jpg,b.jpg,{same}\nb.jpg,c.jpg,{same}\n")
+    args = parse("evaluate", "--pairs", pairs, "--root", tmp_path, "--out", tmp_path / "out")
+    assert evaluate.run(args, settings) == 1
+    assert (
+        "evaluate failed: need both genuine (1) and impostor (0) pairs" in capsys.readouterr().err
+    )
+
+
+def test_a_photo_with_two_identities_in_the_manifest_is_refused(
+    parse,
+    settings: Settings,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    no_model: None,
+) -> None:
+    for name in ("a.jpg", "b.jpg"):
+        (tmp_path / name).write_bytes(b"never embedded")
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text("path,identity\na.jpg,amy\nb.jpg,amy\na.jpg,amy\n./a.jpg,raj\n")
+    args = parse("evaluate", "--identify", "--manifest", manifest, "--root", tmp_path)
+    assert evaluate.run(args, settings) == 1
+    err = capsys.readouterr().err
+    assert f"{manifest}:5: {tmp_path / 'a.jpg'} is labelled 'raj' here and 'amy' on line 2" in err
+
+
+def test_a_manifest_with_a_byte_order_mark_is_read(
+    parse, settings: Settings, tmp_path: Path, no_model: None
+) -> None:
+    (tmp_path / "a.jpg").write_bytes(b"never embedded")
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_bytes(b"\xef\xbb\xbfpath,identity\na.jpg,amy\n")
+    args = parse("evaluate", "--identify", "--manifest", manifest, "--root", tmp_path)
+    # Read and checked, the run goes on to load a model: the BOM did not hide a column.
+    with pytest.raises(AssertionError, match="a model was loaded"):
+        evaluate.run(args, settings)

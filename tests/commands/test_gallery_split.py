@@ -51,3 +51,24 @@ def test_manifest_skips_special_labels(tmp_path: Path) -> None:
         "path,identity,source\nb.jpg,ann,x\na.jpg,ann,x\nc.jpg,noface,x\nd.jpg,multi,x\n"
     )
     assert read_labelled(tmp_path, manifest) == {"ann": [tmp_path / "a.jpg", tmp_path / "b.jpg"]}
+
+
+def test_manifest_with_a_byte_order_mark_is_read(tmp_path: Path) -> None:
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_bytes(b"\xef\xbb\xbfpath,identity\na.jpg,ann\n")
+    assert read_labelled(tmp_path, manifest) == {"ann": [tmp_path / "a.jpg"]}
+
+
+def test_a_photo_labelled_twice_alike_is_kept_once_and_differently_is_refused(
+    tmp_path: Path,
+) -> None:
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text("path,identity\na.jpg,ann\nb.jpg,ann\na.jpg,ann\n")
+    assert read_labelled(tmp_path, manifest) == {"ann": [tmp_path / "a.jpg", tmp_path / "b.jpg"]}
+    manifest.write_text("path,identity\na.jpg,ann\nb.jpg,ann\nx/../a.jpg,noface\n")
+    with pytest.raises(ValueError) as refused:
+        read_labelled(tmp_path, manifest)
+    assert str(refused.value) == (
+        f"{manifest}:4: {tmp_path / 'a.jpg'} is labelled 'noface' here and 'ann' on line 2; "
+        "fix one of the two rows"
+    )

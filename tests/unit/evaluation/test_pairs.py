@@ -1,4 +1,4 @@
-"""Hand-checked pair reading and scoring: duplicates, self-pairs, the no-face rule."""
+"""Hand-checked pair reading and scoring: duplicates, self-pairs, no-face and unreadable rules."""
 
 from __future__ import annotations
 
@@ -7,7 +7,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from app.evaluation.pair_scores import Embeddings, accuracy_at, rates_at, score_pairs
+from app.evaluation.pair_scores import (
+    Embeddings,
+    accuracy_at,
+    no_face_summary,
+    rates_at,
+    score_pairs,
+    unreadable_summary,
+)
 from app.evaluation.pairs import Pair, dropped_summary, read_pairs, read_pairs_file
 
 A, B, C, D = (Path(name) for name in "abcd")
@@ -149,3 +156,25 @@ def test_a_file_of_self_pairs_holds_no_pairs(tmp_path: Path) -> None:
         read_pairs_file(_write(tmp_path, "a.jpg,a.jpg,1"), tmp_path)
     with pytest.raises(ValueError, match="holds no pairs$"):
         read_pairs_file(_write(tmp_path), tmp_path)
+
+
+def test_a_byte_order_mark_is_not_part_of_the_first_column(tmp_path: Path) -> None:
+    csv = tmp_path / "pairs.csv"
+    csv.write_bytes(b"\xef\xbb\xbfpath_a,path_b,same\r\nx/1.jpg,x/2.jpg,1\r\n")
+    assert read_pairs(csv, tmp_path) == [Pair(tmp_path / "x/1.jpg", tmp_path / "x/2.jpg", True)]
+
+
+def test_unreadable_images_are_excluded_like_faceless_ones_but_counted_apart() -> None:
+    # D is unreadable, E (no face) is not: both are None among the embeddings.
+    E = Path("e")
+    embeddings: Embeddings = {**EMBEDDINGS, E: None}
+    pairs = [*PAIRS, Pair(A, E, False)]
+    unreadable = {D: "empty file"}
+    scored = score_pairs(pairs, embeddings)
+    no_face = no_face_summary(pairs, embeddings, scored, unreadable)
+    assert (no_face["images"], no_face["images_without_face"], no_face["paths"]) == (5, 1, ["e"])
+    assert (no_face["pairs"], no_face["pairs_excluded"]) == (7, 4)
+    summary = unreadable_summary(unreadable, pairs)
+    assert summary["paths"] == [{"path": "d", "reason": "empty file"}]
+    assert (summary["images"], summary["pairs_excluded"]) == (1, 3)
+    assert "pairs_excluded" not in unreadable_summary(unreadable)
