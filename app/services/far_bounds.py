@@ -7,7 +7,6 @@ from decimal import ROUND_CEILING, Decimal
 
 import numpy as np
 import numpy.typing as npt
-from scipy.stats import beta
 
 from app.evaluation.far_calibration import allowed_accepts
 from app.evaluation.identification import per_comparison_far
@@ -25,6 +24,10 @@ def far_upper_bound(accepts: int, impostors: int, confidence: float = CONFIDENCE
         raise ValueError(f"need 0 <= accepts <= impostors >= 1, got {accepts}/{impostors}")
     if accepts == impostors:
         return 1.0
+    # Here, not at the top: scipy.stats takes 0.7 s to import, and every command line
+    # (--help included) imports this module through the calibrate command.
+    from scipy.stats import beta
+
     return float(beta.ppf(confidence, accepts + 1, impostors - accepts))
 
 
