@@ -56,6 +56,11 @@ class Settings(BaseSettings):
     api_keys: str = Field(
         "", description="Comma-separated role:key entries (admin/client); keys are printable ASCII."
     )
+    api_docs: bool = Field(
+        True,
+        description="Serve the OpenAPI description (/openapi.json) and its pages (/docs, /redoc) "
+        "without a key. false: they answer 404, and the API's shape stays private.",
+    )
     rate_limit: float = Field(
         0.0,
         ge=0,

@@ -74,6 +74,8 @@ def create_app(settings: Settings | None = None, models: Models | None = None) -
         # Starlette's redirect to the path without its slash takes its host from the Host
         # header, which a client (or whoever sits in front) chooses: answer 404 instead.
         redirect_slashes=False,
+        # The OpenAPI pages need no key; FACE_API_DOCS=false keeps the API's shape private.
+        openapi_url="/openapi.json" if settings.api_docs else None,
     )
     # Refuses query parameters the matched route does not read; every router runs it after
     # its key check (app/api/deps.py), so an unauthorised caller learns nothing of them.
