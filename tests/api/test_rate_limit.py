@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 
 from tests.api.conftest import ClientFactory, assert_error
@@ -13,15 +14,18 @@ KEYS = f"admin:{ADMIN},client:{CLIENT},client:{OTHER}"
 
 
 def test_over_the_limit_gets_429_with_retry_after(make_client: ClientFactory) -> None:
-    client = make_client(api_keys=KEYS, rate_limit=0.5, rate_limit_burst=2)
+    # A token every 10 s: slow enough that a busy test machine cannot refill one between
+    # these requests.
+    client = make_client(api_keys=KEYS, rate_limit=0.1, rate_limit_burst=2)
     mine = {"X-API-Key": CLIENT}
     for _ in range(2):
         assert client.get("/v1/subjects", headers=mine).status_code == 200
     refused = client.get("/v1/subjects", headers=mine)
     error = assert_error(refused, 429, "rate_limited")
-    assert refused.headers["Retry-After"] == "2"  # a token every 2 s, rounded up
-    assert 1.9 < error["details"]["retry_after_s"] <= 2.0
-    assert "rate limit of 0.5 requests a second (bursts of 2)" in error["message"]
+    wait = error["details"]["retry_after_s"]
+    assert 5 < wait <= 10
+    assert refused.headers["Retry-After"] == str(math.ceil(wait))  # whole seconds, rounded up
+    assert "rate limit of 0.1 requests a second (bursts of 2)" in error["message"]
     # Another key has its own bucket; an admin key too.
     assert client.get("/v1/subjects", headers={"X-API-Key": OTHER}).status_code == 200
     assert client.get("/v1/admin/calibration", headers={"X-API-Key": ADMIN}).status_code == 404
@@ -35,11 +39,12 @@ def test_over_the_limit_gets_429_with_retry_after(make_client: ClientFactory) ->
 
 
 def test_the_bucket_refills(make_client: ClientFactory) -> None:
-    client = make_client(api_keys=KEYS, rate_limit=20, rate_limit_burst=1)
+    # A token a second: the second request comes well within it, even on a busy machine.
+    client = make_client(api_keys=KEYS, rate_limit=1, rate_limit_burst=1)
     mine = {"X-API-Key": CLIENT}
     assert client.get("/v1/subjects", headers=mine).status_code == 200
     assert client.get("/v1/subjects", headers=mine).status_code == 429
-    time.sleep(0.06)
+    time.sleep(1.05)
     assert client.get("/v1/subjects", headers=mine).status_code == 200
 
 
