@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 from PIL import Image
 
@@ -102,3 +103,17 @@ def assert_error(response: Any, status: int, code: str) -> dict[str, Any]:
     assert "Traceback" not in response.text
     error: dict[str, Any] = body["error"]
     return error
+
+
+def api_routes(client: TestClient) -> list[APIRoute]:
+    """Every FastAPI route of the client's app, those of included routers too."""
+    found: list[APIRoute] = []
+    routes = list(client.app.routes)  # type: ignore[attr-defined]
+    while routes:
+        route = routes.pop()
+        included = getattr(route, "original_router", None)  # FastAPI's included routers
+        if included is not None:
+            routes.extend(included.routes)
+        if isinstance(route, APIRoute):  # not /docs, /openapi.json: Starlette's own
+            found.append(route)
+    return found

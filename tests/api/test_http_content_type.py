@@ -8,11 +8,10 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import Form
-from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 
 from app.api.deps import ClientKey
-from tests.api.conftest import ClientFactory, assert_error, enrol, new_subject
+from tests.api.conftest import ClientFactory, api_routes, assert_error, enrol, new_subject
 
 JSON_TAKEN = "This endpoint takes a JSON body (Content-Type: application/json)"
 
@@ -162,13 +161,8 @@ def test_every_route_with_a_body_checks_its_media_type(client: TestClient) -> No
     """Each route that reads a body refuses one of another type before acting: a router
     added without the check would answer 422 about fields again."""
     checked: list[str] = []
-    routes = list(client.app.routes)  # type: ignore[attr-defined]
-    while routes:
-        route = routes.pop()
-        included = getattr(route, "original_router", None)  # FastAPI's included routers
-        if included is not None:
-            routes.extend(included.routes)
-        if not isinstance(route, APIRoute) or route.body_field is None:
+    for route in api_routes(client):
+        if route.body_field is None:
             continue
         path = re.sub(r"{[^}]+}", "x", route.path)
         for method in route.methods:

@@ -8,11 +8,10 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import params
-from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from tests.api.conftest import assert_error, enrol, jpeg_bytes, upload
+from tests.api.conftest import api_routes, assert_error, enrol, jpeg_bytes, upload
 
 
 def refused(response: Any, name: str, kind: str) -> str:
@@ -87,16 +86,9 @@ def test_every_form_route_refuses_an_unknown_field(client: TestClient) -> None:
     """Each route that reads a form checks its fields before acting: a router added
     without the check would ignore them again."""
     checked: list[str] = []
-    routes = list(client.app.routes)  # type: ignore[attr-defined]
-    while routes:
-        route = routes.pop()
-        included = getattr(route, "original_router", None)  # FastAPI's included routers
-        if included is not None:
-            routes.extend(included.routes)
-        body = getattr(route, "body_field", None)
-        if not isinstance(route, APIRoute) or body is None:
-            continue
-        if not isinstance(body.field_info, params.Form):
+    for route in api_routes(client):
+        body = route.body_field
+        if body is None or not isinstance(body.field_info, params.Form):
             continue
         path = re.sub(r"{[^}]+}", "x", route.path)
         for method in route.methods:

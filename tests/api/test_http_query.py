@@ -6,11 +6,10 @@ from pathlib import Path
 from typing import Annotated
 
 from fastapi import Depends, Query
-from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 
 from app.api.query_guard import check_query
-from tests.api.conftest import ClientFactory, assert_error, enrol, new_subject
+from tests.api.conftest import ClientFactory, api_routes, assert_error, enrol, new_subject
 
 
 def _page(cursor: Annotated[str | None, Query()] = None) -> str | None:
@@ -170,14 +169,7 @@ def test_every_route_checks_its_query(client: TestClient) -> None:
     """Each router runs the check, after its key check: a router added without it would
     ignore unknown parameters again."""
     unguarded, checked = [], 0
-    routes = list(client.app.routes)  # type: ignore[attr-defined]
-    while routes:
-        route = routes.pop()
-        included = getattr(route, "original_router", None)  # FastAPI's included routers
-        if included is not None:
-            routes.extend(included.routes)
-        if not isinstance(route, APIRoute):
-            continue  # /docs, /openapi.json: Starlette's own
+    for route in api_routes(client):
         checked += 1
         stack, calls = [route.dependant], []
         while stack:
