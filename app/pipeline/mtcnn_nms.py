@@ -29,6 +29,12 @@ def per_image_nms(
     """torchvision's `batched_nms`, computed image by image: kept indices, best first."""
     if boxes.numel() == 0:
         return torch.empty((0,), dtype=torch.int64, device=boxes.device)
+    if boxes.is_cuda:
+        # Image by image on the GPU, every `nonzero` and `nms` waits for the device: with
+        # MTCNN's one call per pyramid level, a batch of 32 made hundreds of round trips.
+        # One copy to the host and back does the same work with none.
+        keep = per_image_nms(boxes.cpu(), scores.cpu(), idxs.cpu(), iou_threshold)
+        return keep.to(boxes.device, non_blocking=True)
     kept = []
     for image in torch.unique(idxs):
         members = torch.nonzero(idxs == image).flatten()

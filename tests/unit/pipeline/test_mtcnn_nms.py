@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 from facenet_pytorch.models.utils import detect_face
 from facenet_pytorch.models.utils.detect_face import nms_numpy
@@ -96,3 +97,17 @@ def test_empty_input_and_install_are_harmless() -> None:
     install()
     assert detect_face.batched_nms is per_image_nms
     assert detect_face.batched_nms_numpy is per_image_nms_numpy
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_boxes_keep_what_the_host_keeps() -> None:
+    rng = np.random.default_rng(5)
+    corners = torch.from_numpy(rng.uniform(0, 300, (200, 2)).astype(np.float32))
+    boxes = torch.cat([corners, corners + torch.from_numpy(rng.uniform(12, 60, (200, 2)))], 1)
+    scores = torch.from_numpy(rng.uniform(0.6, 1.0, 200).astype(np.float32))
+    images = torch.from_numpy(rng.integers(0, 8, 200))
+    on_host = per_image_nms(boxes.float(), scores, images, 0.5)
+    on_gpu = per_image_nms(boxes.float().cuda(), scores.cuda(), images.cuda(), 0.5)
+    assert on_gpu.is_cuda
+    assert on_gpu.cpu().tolist() == on_host.tolist()
