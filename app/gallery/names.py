@@ -30,10 +30,37 @@ BLANK_GLYPHS = frozenset("\u2800\U0001d159")
 
 # Accents are the marks of the Combining Diacritical Marks block, U+0300 to U+036F: every
 # mark that NFKD splits off a Latin, Greek or Cyrillic letter ("é", "ö", "ç", "ệ", "ά", "й"),
-# which an unaccented query must find. Other scripts' marks are not accents to their
-# readers: a Devanagari vowel sign or virama, a Thai vowel or tone, Hebrew and Arabic points
-# or the Japanese dakuten (カ "ka", ガ "ga") make another name, so they still count.
+# which an unaccented query must find.
 ACCENTS = range(0x0300, 0x0370)
+# Hebrew points (niqqud) and cantillation, and Arabic short vowels (harakat), shadda, sukun,
+# superscript alef and Quranic annotation marks, are optional: most Hebrew and Arabic text
+# leaves them out, so "שלום" must find "שָׁלוֹם" and "محمد" find "مُحَمَّد", and back.
+# Tatweel only stretches a word ("محـــمد"). Hebrew punctuation (maqaf, paseq, sof pasuq,
+# geresh) is not a point and stays, as do the Arabic hamza and madda, which change the
+# letter ("أ", "آ"). Other scripts' marks are part of the spelling to their readers: a
+# Devanagari vowel sign or virama, a Thai vowel or tone, or the Japanese dakuten (カ "ka",
+# ガ "ga") make another name, so they still count.
+POINTS = frozenset(
+    map(
+        chr,
+        [
+            *range(0x0591, 0x05BE),  # cantillation, then the vowel points to meteg
+            0x05BF,  # rafe
+            *range(0x05C1, 0x05C3),  # shin and sin dots
+            *range(0x05C4, 0x05C6),  # upper and lower dots
+            0x05C7,  # qamats qatan
+            *range(0x0610, 0x061B),  # honorifics and small vowels over a word
+            0x0640,  # tatweel
+            *range(0x064B, 0x0653),  # fathatan to sukun
+            0x0670,  # superscript alef
+            # Quranic marks; not the small waw and yeh (letters), end of ayah or signs.
+            *range(0x06D6, 0x06DD),
+            *range(0x06DF, 0x06E5),
+            *range(0x06E7, 0x06E9),
+            *range(0x06EA, 0x06EE),
+        ],
+    )
+)
 # Letters that NFKD leaves whole, but that ASCII spellings of a name drop the stroke from or
 # split all the same ("Lukasz" for "Łukasz", "Soren" for "Søren", "Gudrun" for "Guðrún").
 # A small fixed set from living alphabets; casefold() already makes "ß" "ss".
@@ -69,18 +96,24 @@ def check_name(name: str) -> str:
 
 
 def fold_name(name: str) -> str:
-    """The name as the name filter compares it: accents dropped, NFKC-normalised, case-folded.
+    """The name as the name filter compares it: accents and points dropped, NFKC, casefold.
 
     Case in any script ("STRASSE", "straße"), accents on Latin, Greek and Cyrillic letters
     however they are encoded ("Jose", "José", "Jose" then U+0301 as macOS and iOS send it),
-    and compatibility forms (full-width letters, ligatures) all compare equal. The folding
-    of a non-empty name is never empty, and folding a folded name changes nothing.
+    Hebrew and Arabic vowel points ("שלום", "שָׁלוֹם") and compatibility forms (full-width
+    letters, ligatures) all compare equal. The folding of a non-empty name is never empty,
+    and folding a folded name changes nothing.
     """
     # casefold() can add an accent ("İ" to "i" then U+0307): decompose again after it.
     letters = unicodedata.normalize("NFKD", unicodedata.normalize("NFKD", name).casefold())
-    bare = "".join(char for char in letters if ord(char) not in ACCENTS).translate(BASE_LETTERS)
-    # Accents alone (a query; check_name refuses such a name) stay: "" would match every name.
+    bare = "".join(char for char in letters if not _dropped(char)).translate(BASE_LETTERS)
+    # Accents or points alone stay: "" would match every name. Only a query is such (a name
+    # of marks alone fails check_name), or a name of tatweels (a letter), vowelled or not.
     return unicodedata.normalize("NFKC", bare or letters)
+
+
+def _dropped(char: str) -> bool:
+    return ord(char) in ACCENTS or char in POINTS
 
 
 def _invisible(char: str) -> bool:

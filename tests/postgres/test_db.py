@@ -58,7 +58,7 @@ def test_migrations_build_the_schema_in_an_empty_database(db_url: str) -> None:
         assert str(columns["id"]["type"]) == "BIGINT"  # fits the int64 labels of FAISS
         assert "nextval" in str(columns["id"]["default"])
         with engine.connect() as conn:
-            assert conn.scalar(text("SELECT version_num FROM alembic_version")) == "0008"
+            assert conn.scalar(text("SELECT version_num FROM alembic_version")) == "0009"
     finally:
         engine.dispose()
 
@@ -93,7 +93,7 @@ def test_concurrent_start_ups_on_an_empty_database_migrate_once(db_url: str) -> 
     try:
         assert in_threads([partial(migrate, engine) for engine in engines]) == []
         with engines[0].connect() as conn:
-            assert conn.scalar(text("SELECT version_num FROM alembic_version")) == "0008"
+            assert conn.scalar(text("SELECT version_num FROM alembic_version")) == "0009"
     finally:
         for engine in engines:
             engine.dispose()

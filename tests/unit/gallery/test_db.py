@@ -24,7 +24,7 @@ def test_migrate_creates_schema_in_a_fresh_file(tmp_path: Path) -> None:
     tables = set(inspect(engine).get_table_names())
     assert {"subjects", "faces", "embeddings", "alembic_version"} <= tables
     with engine.connect() as conn:
-        assert conn.scalar(text("SELECT version_num FROM alembic_version")) == "0008"
+        assert conn.scalar(text("SELECT version_num FROM alembic_version")) == "0009"
     engine.dispose()
 
 

@@ -221,7 +221,7 @@ def test_migration_0004_adds_owners_to_stored_jobs_and_goes_back(db_url: str) ->
             assert connection.scalar(text("SELECT count(*) FROM jobs")) == 4
         migrate(engine)  # and up again
         with engine.connect() as connection:
-            assert connection.scalar(text("SELECT version_num FROM alembic_version")) == "0008"
+            assert connection.scalar(text("SELECT version_num FROM alembic_version")) == "0009"
     finally:
         engine.dispose()
 

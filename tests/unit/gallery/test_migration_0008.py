@@ -7,9 +7,7 @@ import importlib
 from alembic import command
 from sqlalchemy import Connection, text
 
-from app.gallery import repository
-from app.gallery.db import alembic_config, make_engine, make_session_factory, migrate
-from app.gallery.names import fold_name
+from app.gallery.db import alembic_config, make_engine
 
 revision = importlib.import_module("app.gallery.migrations.versions.0008_subject_name_accents")
 previous = importlib.import_module("app.gallery.migrations.versions.0007_subject_name_nfkc")
@@ -56,15 +54,12 @@ SAMPLES = [*STORED.values(), "\ufdfa", "Ǆ", "ﬀ", "İ", "ΐ", "Ⅻ", "①", "�
 SAMPLES += [chr(point) for point in range(0x80, 0x3400)]
 
 
-def test_the_migration_folds_as_the_service_does() -> None:
-    assert [revision.fold(name) for name in SAMPLES] == [fold_name(name) for name in SAMPLES]
-
-
 def test_the_downgrade_folds_as_0007_did() -> None:
     assert [revision.fold_0007(n) for n in SAMPLES] == [previous.fold(n) for n in SAMPLES]
 
 
 def test_migration_0008_refolds_stored_names_and_goes_back(db_url: str) -> None:
+    # Searching the refolded names is tested at the head revision (test_migration_0009).
     engine = make_engine(db_url)
     config = alembic_config()
     try:
@@ -72,35 +67,19 @@ def test_migration_0008_refolds_stored_names_and_goes_back(db_url: str) -> None:
             config.attributes["connection"] = connection
             command.upgrade(config, "0007")
             insert_subjects(connection)
-        migrate(engine)
-        with engine.connect() as connection:
-            assert connection.scalar(text("SELECT version_num FROM alembic_version")) == "0008"
-            assert stored_folds(connection) == {k: fold_name(n) for k, n in STORED.items()}
+            command.upgrade(config, "0008")
+            assert stored_folds(connection) == {k: revision.fold(n) for k, n in STORED.items()}
+            assert stored_folds(connection)["jose-nfd"] == "jose lee"
+            assert stored_folds(connection)["lukasz"] == "lukasz"
+            assert stored_folds(connection)["gakko"] != stored_folds(connection)["kakko"]
             assert connection.scalar(text("SELECT count(*) FROM faces")) == 1
-
-        with make_session_factory(engine)() as s:
-
-            def found(query: str) -> list[str]:
-                page, _ = repository.list_subjects(s, 20, 0, query)
-                return sorted(subject.id for subject, _ in page)
-
-            assert found("jose") == found("JOSÉ") == ["jose", "jose-nfd", "plain-jose"]
-            assert found("José Lee") == found("Jose Lee") == ["jose-nfd"]
-            assert found("Bjork") == ["bjork"]
-            assert found("FRANCOIS") == found("françois") == ["francois"]
-            assert found("lukasz") == ["lukasz"]
-            assert found("ada") == ["ascii", "full-width"]
-            assert found("कुमार") == ["kumar"]
-            assert found("がっこう") == ["gakko"]  # the dakuten still counts
-            assert found("かっこう") == ["kakko"]
 
         with engine.begin() as connection:
             config.attributes["connection"] = connection
             command.downgrade(config, "0007")
             assert stored_folds(connection) == {k: previous.fold(n) for k, n in STORED.items()}
             assert connection.scalar(text("SELECT count(*) FROM faces")) == 1
-        migrate(engine)  # and up again
-        with engine.connect() as connection:
+            command.upgrade(config, "0008")  # and up again
             assert connection.scalar(text("SELECT version_num FROM alembic_version")) == "0008"
             assert stored_folds(connection)["jose-nfd"] == "jose lee"
     finally:

@@ -6,8 +6,10 @@ import re
 import unicodedata
 
 import pytest
+from sqlalchemy.orm import Session
 
-from app.gallery.names import ACCENTS, BIDI_CONTROLS, check_name, fold_name
+from app.gallery import repository
+from app.gallery.names import ACCENTS, BIDI_CONTROLS, POINTS, check_name, fold_name
 
 ZWJ, ZWNJ = "\u200d", "\u200c"
 
@@ -102,7 +104,6 @@ def test_every_part_of_a_name_finds_it(name: str) -> None:
         ("ｶﾞｸ", "ｶｸ"),  # half-width, where the dakuten is a character of its own
         ("한", "하"),  # Hangul: NFKD makes jamo, letters, and NFKC joins them again
         ("สิน", "สน"),  # Thai vowel sign (Mn)
-        ("דָּוִד", "דוד"),  # Hebrew points
         ("أحمد", "احمد"),  # Arabic hamza above
     ],
 )
@@ -114,7 +115,8 @@ def test_marks_that_make_another_name_in_other_scripts_still_count(name: str, ot
 
 def test_no_valid_name_folds_to_nothing() -> None:
     """A name passes check_name only with a character that is not a mark, and each such
-    character folds to something that is not an accent: no name depends on the fallback."""
+    character but the tatweel folds to something that is neither an accent nor a point:
+    only a name of tatweels depends on the fallback."""
     for point in range(0x110000):
         if 0xD800 <= point <= 0xDFFF:
             continue
@@ -123,7 +125,16 @@ def test_no_valid_name_folds_to_nothing() -> None:
         except ValueError:
             continue
         folded = fold_name(chr(point))
-        assert folded and not any(ord(char) in ACCENTS for char in folded), hex(point)
+        assert folded, hex(point)
+        if any(ord(char) in ACCENTS or char in POINTS for char in folded):
+            assert "\u0640" in unicodedata.normalize("NFKD", chr(point)), hex(point)
+
+
+def test_a_name_of_tatweels_keeps_them() -> None:
+    # "ـ" or "ﹱ" (tatweel with fathatan) pass check_name; "" would match every name.
+    assert fold_name("\u0640") == "\u0640"
+    assert fold_name("\ufe71") == "\u0640\u064b"
+    assert fold_name("\u05b8\u05bc") == "\u05b8\u05bc"  # points alone, as a query
 
 
 def test_accents_alone_fold_to_themselves_not_to_nothing() -> None:
@@ -139,6 +150,68 @@ def test_folding_is_idempotent_for_every_character() -> None:
             continue
         folded = fold_name(chr(point))
         assert fold_name(folded) == folded, hex(point)
+
+
+# Hebrew and Arabic names, each with the spelling without points most text uses.
+POINTED = {
+    "שָׁלוֹם": "שלום",
+    "מֹשֶׁה": "משה",
+    "דָּוִד": "דוד",
+    "יִצְחָק": "יצחק",
+    "\ufb2a\ufb2eל": "שאל",  # presentation forms: shin with shin dot, alef with patah
+    "בְּרֵאשִׁ֖ית": "בראשית",  # with a cantillation mark (tipeha)
+    "مُحَمَّد": "محمد",
+    "فَاطِمَة": "فاطمة",
+    "عَلِيٌّ": "علي",  # shadda and dammatan
+    "مُوسَىٰ": "موسى",  # superscript alef
+    "محـــمد": "محمد",  # tatweel stretches the word
+    "مُحَمَّدٌ ﷺ": "محمد ﷺ",  # the honorific ligature is words (NFKC spells them), not a mark
+    "\u0645\u0651\u0610": "م",  # a honorific sign over a word
+    "قُرْآنٌ": "قرآن",  # the madda changes the letter, and stays
+}
+
+
+@pytest.mark.parametrize(("name", "plain"), POINTED.items())
+def test_hebrew_and_arabic_points_are_ignored_both_ways(name: str, plain: str) -> None:
+    check_name(name)
+    assert fold_name(name) == fold_name(plain)  # "שלום" finds "שָׁלוֹם", and back
+    assert fold_name(fold_name(name)) == fold_name(name)
+
+
+def test_letters_and_punctuation_of_hebrew_and_arabic_are_kept() -> None:
+    assert fold_name("קרית\u05beגת") == "קרית\u05beגת"  # maqaf
+    assert fold_name("א\u05c0ב\u05c3") == "א\u05c0ב\u05c3"  # paseq, sof pasuq
+    assert fold_name("ג\u05f3ורג\u05f3") == "ג\u05f3ורג\u05f3"  # geresh: "George"
+    assert fold_name("צה\u05f4ל") == "צה\u05f4ל"  # gershayim
+    assert fold_name("ײַ") == "ײ"  # the Yiddish ligature keeps its letters
+    assert fold_name("قرآن") != fold_name("قران")  # madda
+    assert fold_name("إبراهيم") != fold_name("ابراهيم")  # hamza below
+    assert fold_name("\u06e5") == "\u06e5"  # the small waw is a letter
+    hebrew = [chr(p) for p in range(0x0590, 0x0600) if unicodedata.category(chr(p)) != "Cn"]
+    arabic = [chr(p) for p in range(0x0600, 0x0700) if unicodedata.category(chr(p)) != "Cn"]
+    for char in hebrew + arabic:
+        if char in POINTS:
+            assert unicodedata.category(char) == "Mn" or char == "\u0640", unicodedata.name(char)
+        else:
+            assert fold_name(f"א{char}") == unicodedata.normalize("NFKC", f"א{char}").casefold()
+
+
+def test_the_name_filter_finds_pointed_names_by_plain_queries(session: Session) -> None:
+    names = ["שָׁלוֹם", "שלום כהן", "מֹשֶׁה", "مُحَمَّد", "محمد علي", "محـــمد", "أحمد", "कुमार"]
+    ids = {name: repository.create_subject(session, name, {}).id for name in names}
+    assert [s.name for s, _ in repository.list_subjects(session, 10, 0)[0]] == names  # as sent
+
+    def found(query: str) -> list[str]:
+        page, _ = repository.list_subjects(session, 10, 0, query)
+        return sorted(subject.name for subject, _ in page)
+
+    assert found("שלום") == found("שָׁלוֹם") == sorted(["שָׁלוֹם", "שלום כהן"])
+    assert found("משה") == ["מֹשֶׁה"]
+    assert found("محمد") == found("مُحَمَّد") == sorted(["مُحَمَّد", "محمد علي", "محـــمد"])
+    assert found("احمد") == []  # the hamza still counts
+    assert found("कमार") == []  # and so does a Devanagari vowel sign
+    repository.update_subject(session, ids["שלום כהן"], name="שָׁלוֹם כֹּהֵן")
+    assert found("כהן") == ["שָׁלוֹם כֹּהֵן"]
 
 
 @pytest.mark.parametrize(

@@ -98,6 +98,6 @@ def test_migration_0005_ends_all_active_jobs_but_the_last_to_beat(db_url: str) -
         assert "slot" not in {c["name"] for c in inspect(engine).get_columns("jobs")}
         migrate(engine)  # and up again
         with engine.connect() as connection:
-            assert connection.scalar(text("SELECT version_num FROM alembic_version")) == "0008"
+            assert connection.scalar(text("SELECT version_num FROM alembic_version")) == "0009"
     finally:
         engine.dispose()

@@ -1,0 +1,113 @@
+"""Migration 0009: stored names are folded again without Hebrew and Arabic points, and back."""
+
+from __future__ import annotations
+
+import importlib
+
+from alembic import command
+from sqlalchemy import Connection, text
+
+from app.gallery import repository
+from app.gallery.db import alembic_config, make_engine, make_session_factory, migrate
+from app.gallery.names import fold_name
+
+revision = importlib.import_module("app.gallery.migrations.versions.0009_subject_name_points")
+previous = importlib.import_module("app.gallery.migrations.versions.0008_subject_name_accents")
+
+# Names as a gallery at 0008 holds them: name_folded keeps Hebrew and Arabic points.
+STORED = {
+    "shalom": "שָׁלוֹם",
+    "shalom-plain": "שלום כהן",
+    "moshe": "מֹשֶׁה",
+    "yitzhak": "יִצְחָק\u05be\u05d0",  # and a maqaf, which is punctuation and stays
+    "muhammad": "مُحَمَّد",
+    "muhammad-plain": "محمد علي",
+    "stretched": "محـــمد",  # tatweel
+    "ahmad": "أحمد",  # hamza changes the letter
+    "jose": "José",
+    "ascii": "Ada Lovelace",
+    "kumar": "कुमार",
+    "gakko": "がっこう",
+    "kakko": "かっこう",
+}
+
+
+def insert_subjects(connection: Connection) -> None:
+    for subject_id, name in STORED.items():
+        connection.execute(
+            text(
+                "INSERT INTO subjects (id, name, name_folded, metadata, created_at, updated_at) "
+                "VALUES (:id, :name, :folded, '{}', '2026-01-01', '2026-01-01')"
+            ),
+            {"id": subject_id, "name": name, "folded": previous.fold(name)},
+        )
+    connection.execute(
+        text(
+            "INSERT INTO faces (subject_id, box, landmarks, quality, image_sha256, created_at) "
+            "VALUES ('shalom', '[0, 0, 1, 1]', '[]', '{}', :sha, '2026-01-01')"
+        ),
+        {"sha": "0" * 64},
+    )
+
+
+def stored_folds(connection: Connection) -> dict[str, str]:
+    return dict(connection.execute(text("SELECT id, name_folded FROM subjects")).all())
+
+
+SAMPLES = [*STORED.values(), "\ufdfa", "\ufcf2", "\ufe71", "\ufb2c", "\ufb1f", "ـ", "\u05b8", ""]
+SAMPLES += [chr(point) for point in range(0x80, 0x3400)]
+SAMPLES += [chr(point) for point in range(0xFB00, 0xFF00)]  # Hebrew and Arabic forms
+
+
+def test_the_migration_folds_as_the_service_does() -> None:
+    assert [revision.fold(name) for name in SAMPLES] == [fold_name(name) for name in SAMPLES]
+
+
+def test_the_downgrade_folds_as_0008_did() -> None:
+    assert [revision.fold_0008(n) for n in SAMPLES] == [previous.fold(n) for n in SAMPLES]
+
+
+def test_migration_0009_refolds_stored_names_and_goes_back(db_url: str) -> None:
+    engine = make_engine(db_url)
+    config = alembic_config()
+    try:
+        with engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.upgrade(config, "0008")
+            insert_subjects(connection)
+            assert stored_folds(connection)["shalom"] != "שלום"
+        migrate(engine)
+        with engine.connect() as connection:
+            assert connection.scalar(text("SELECT version_num FROM alembic_version")) == "0009"
+            assert stored_folds(connection) == {k: fold_name(n) for k, n in STORED.items()}
+            assert stored_folds(connection)["shalom"] == "שלום"
+            assert stored_folds(connection)["muhammad"] == "محمد"
+            assert connection.scalar(text("SELECT count(*) FROM faces")) == 1
+
+        with make_session_factory(engine)() as s:
+
+            def found(query: str) -> list[str]:
+                page, _ = repository.list_subjects(s, 20, 0, query)
+                return sorted(subject.id for subject, _ in page)
+
+            assert found("שלום") == found("שָׁלוֹם") == ["shalom", "shalom-plain"]
+            assert found("משה") == ["moshe"]
+            assert found("יצחק") == ["yitzhak"]
+            assert found("محمد") == found("مُحَمَّد") == ["muhammad", "muhammad-plain", "stretched"]
+            assert found("احمد") == []  # the hamza still counts
+            assert found("jose") == ["jose"]
+            assert found("कमार") == []
+            assert found("がっこう") == ["gakko"]
+
+        with engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.downgrade(config, "0008")
+            assert stored_folds(connection) == {k: previous.fold(n) for k, n in STORED.items()}
+            assert stored_folds(connection)["shalom"] == "שָׁלוֹם"
+            assert connection.scalar(text("SELECT count(*) FROM faces")) == 1
+        migrate(engine)  # and up again
+        with engine.connect() as connection:
+            assert connection.scalar(text("SELECT version_num FROM alembic_version")) == "0009"
+            assert stored_folds(connection)["stretched"] == "محمد"
+    finally:
+        engine.dispose()
