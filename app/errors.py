@@ -140,6 +140,12 @@ class CalibrationUnreliable(FaceServiceError):
     code, status_code = "calibration_unreliable", 422
 
 
+class CalibrationDegenerate(FaceServiceError):
+    """A threshold that accepts nobody, or far beyond its FAR: not served unforced."""
+
+    code, status_code = "calibration_degenerate", 422
+
+
 class CalibrationNotFound(FaceServiceError):
     code, status_code = "calibration_not_found", 404
 

@@ -22,6 +22,7 @@ from app.evaluation.pair_scores import no_face_summary, rates_at, score_pairs, u
 from app.evaluation.pairs import read_pairs
 from app.services.calibration import METHOD_GALLERY_ADJUSTED, Calibration, CalibrationStore
 from app.services.calibration_reliability import advice, far_checks, reliability_notes
+from app.services.calibration_warnings import calibration_warnings
 from app.services.far_bounds import accepted, vouched_far
 
 if TYPE_CHECKING:
@@ -34,7 +35,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="set verify/identify thresholds for a target FAR from local labelled pairs",
         description="Embeds the pairs, calibrates on the impostor scores and stores the "
         "thresholds for the active model in FACE_DATA_DIR/calibration.json. Too few impostor "
-        "pairs to measure a target FAR: it reports, stores nothing and exits 1 (see --force).",
+        "pairs to measure a target FAR, or a degenerate threshold (one no genuine pair reaches, "
+        "or passing over twice its FAR): it reports, stores nothing and exits 1 (see --force).",
     )
     parser.add_argument("--pairs", type=Path, required=True, help="CSV: path_a,path_b,same")
     parser.add_argument("--root", type=Path, required=True, help="folder the paths are under")
@@ -54,7 +56,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument(
         "--force",
         action="store_true",
-        help="store the thresholds even when too few impostor pairs can measure a target FAR",
+        help="store the thresholds anyway: unreliable (too few impostor pairs) or degenerate",
     )
     parser.set_defaults(handler=run)
 
@@ -120,7 +122,10 @@ def run(args: argparse.Namespace, settings: Settings, pipeline: FacePipeline | N
     )
     checks = far_checks(calibration)
     reliable = all(check.reliable for check in checks)
-    will = "will" if reliable or args.force else "would"  # refused: nothing will serve
+    genuine = scored.scores[scored.labels == 1]
+    warned = calibration_warnings(calibration, impostors, impostors, genuine)
+    calibration = calibration.model_copy(update={"warnings": warned})
+    will = "will" if (reliable and not warned) or args.force else "would"  # refused: none will
     no_face = no_face_summary(pairs, embeddings, scored, unreadable)
     rates = rates_at(scored, verify.threshold)
     resolution = 1 / impostors.size
@@ -152,7 +157,8 @@ def run(args: argparse.Namespace, settings: Settings, pipeline: FacePipeline | N
         )
     print(
         f"  identify threshold {identify:.4f} for stranger FAR {identify_far:g} at gallery "
-        f"size N={gallery} ({why}); per-comparison FAR {per_comparison:.4g}"
+        f"size N={gallery} ({why}); per-comparison FAR {per_comparison:.4g}, FRR "
+        f"{rates_at(scored, identify)['frr']:.4f} on the genuine pairs"
     )
     stated = vouched_far(identify_far, int(impostors.size), gallery, calibration.identify_accepts)
     print(
@@ -168,6 +174,15 @@ def run(args: argparse.Namespace, settings: Settings, pipeline: FacePipeline | N
     print(f"  method: {calibration.method}")
     for note in reliability_notes(checks, "impostor pairs"):
         print(f"  note: {note}")
+    for warning in warned:
+        print(f"  warning: {warning}")
+    if warned and not args.force:  # first: more pairs or a larger FAR may not help
+        print(
+            "not stored: its thresholds are degenerate (see the warnings); correct the "
+            "impostor pairs (same=0) of one photo or person, or pass --force to store it anyway",
+            file=sys.stderr,
+        )
+        return 1
     if not reliable and not args.force:
         # An unmeasured FAR may be far looser than its target: what serves now stays.
         targets = ("--target-far", "--identify-target-far")
@@ -180,5 +195,6 @@ def run(args: argparse.Namespace, settings: Settings, pipeline: FacePipeline | N
     if replaced is not None:
         aside, problem = replaced
         print(f"note: {problem}; set it aside as {aside.name}", file=sys.stderr)
-    print(f"stored in {store.path}" + ("" if reliable else ", unreliable (--force)"))
+    forced = [kind for kind, bad in (("unreliable", not reliable), ("degenerate", warned)) if bad]
+    print(f"stored in {store.path}" + (f", {' and '.join(forced)} (--force)" if forced else ""))
     return 0

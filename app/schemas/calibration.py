@@ -30,8 +30,9 @@ class CalibrateParams(BaseModel):
     force: bool = Field(
         False,
         description="Store and serve the thresholds even when too few impostor scores back "
-        "a target (reliable: false); without it such a calibration is refused with 422 "
-        "calibration_unreliable and the thresholds serving stay.",
+        "a target (reliable: false), or when a threshold is degenerate (warnings); without it "
+        "such a calibration is refused with 422 calibration_unreliable or "
+        "calibration_degenerate and the thresholds serving stay.",
     )
 
 
@@ -70,6 +71,12 @@ class CalibrationPublic(BaseModel):
         "targets. False only for a calibration stored with force (or before unreliable ones "
         "were refused): its thresholds serve, but their FARs were not measured."
     )
+    warnings: list[str] = Field(
+        default_factory=list,
+        description="Why a threshold is degenerate: it is above every genuine score or at "
+        "1.0 (it accepts nobody), or lets through over twice its target FAR. Only a forced "
+        "calibration has any; empty in calibrations stored before they were checked.",
+    )
 
 
 class CalibrationResult(BaseModel):
@@ -90,6 +97,10 @@ class CalibrationResult(BaseModel):
     verify_frr_measured: float | None = Field(
         description="Share of scored genuine pairs rejected; null without genuine pairs."
     )
+    identify_frr_measured: float | None = Field(
+        description="Share of scored genuine pairs below the identify threshold (1 - TAR); "
+        "null without genuine pairs."
+    )
     identify_per_comparison_far: float = Field(
         description="FAR per subject compared that gives the identify target at gallery_size."
     )
@@ -103,5 +114,6 @@ class CalibrationResult(BaseModel):
     reliable: bool = Field(
         description="Enough impostor scores to see about 10 false accepts at both targets."
     )
+    warnings: list[str] = Field(description="The calibration's warnings: empty unless forced.")
     notes: list[str]
     active: ThresholdsPublic = Field(description="Thresholds serving now; settings still win.")

@@ -46,6 +46,9 @@ class Calibration(BaseModel):
     # files written before they were counted: as many as the target allowed).
     verify_accepts: int | None = Field(default=None, ge=0)
     identify_accepts: int | None = Field(default=None, ge=0)
+    # Why a threshold is degenerate (accepts nobody, or far beyond its FAR); only a forced
+    # calibration stores any. Files written before they were checked have none.
+    warnings: tuple[str, ...] = ()
     created_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
 
     @model_validator(mode="after")

@@ -7,16 +7,11 @@ import logging
 import numpy as np
 
 from app.errors import CalibrationNotFound, InsufficientCalibrationData, ModelError
-from app.evaluation.far_calibration import FarCalibration, calibrate_far
-from app.evaluation.gallery_scores import GalleryScores, score_gallery
-from app.evaluation.identification import (
-    no_looser_than_verify,
-    open_set_threshold,
-    per_comparison_far,
-)
+from app.evaluation.far_calibration import calibrate_far
+from app.evaluation.gallery_scores import score_gallery
+from app.evaluation.identification import no_looser_than_verify, open_set_threshold
 from app.gallery import embeddings_repo, repository
 from app.schemas.calibration import CalibrateParams, CalibrationPublic, CalibrationResult
-from app.schemas.info import ThresholdsPublic
 from app.services.calibration import METHOD_GALLERY_ADJUSTED, Calibration, CalibrationStore
 from app.services.calibration_reliability import (
     far_checks,
@@ -24,20 +19,26 @@ from app.services.calibration_reliability import (
     public,
     reliability_notes,
 )
-from app.services.far_bounds import accepted, vouched_far
+from app.services.calibration_warnings import calibration_warnings, degenerate_refusal
+from app.services.far_bounds import accepted
+from app.services.gallery_calibration_result import calibration_result
 from app.services.thresholds import refresh_thresholds
-from app.state import AppState, Thresholds
+from app.state import AppState
 
 log = logging.getLogger(__name__)
 
 # Fixed, so the same gallery always samples the same pairs and gives the same thresholds.
 SAMPLE_SEED = 0
+DEGENERATE_TODO = (
+    "delete the faces enrolled under more than one subject (the same photo or person), "
+    'or send "force": true to serve it anyway'
+)
 
 
 def calibrate_on_gallery(state: AppState, params: CalibrateParams) -> CalibrationResult:
     """Calibrate on the active model's stored embeddings, store it, and serve it at once.
-    One whose FARs the gallery cannot measure is refused unless `params.force`: its
-    thresholds may be far looser than their targets, and would serve as if they held."""
+    One whose FARs the gallery cannot measure, or with a degenerate threshold, is refused
+    unless `params.force`: its thresholds would serve as if they held their targets."""
     version = state.require_runtime().model_version
     vectors, subjects = gallery_embeddings(state, version)
     scores = score_gallery(vectors, subjects, seed=SAMPLE_SEED)
@@ -70,11 +71,17 @@ def calibrate_on_gallery(state: AppState, params: CalibrateParams) -> Calibratio
         identify_accepts=accepted(scores.per_subject, identify) if scores.per_subject.size else 0,
     )
     checks = far_checks(calibration)
+    warned = calibration_warnings(calibration, scores.impostor, scores.per_subject, scores.genuine)
+    calibration = calibration.model_copy(update={"warnings": warned})
+    if not params.force and warned:  # first: more subjects or a larger FAR may not help
+        raise degenerate_refusal(calibration, checks, DEGENERATE_TODO)
     if not params.force and not all(check.reliable for check in checks):
         raise gallery_refusal(calibration, checks)
     notes = reliability_notes(checks)
     if notes:
         notes.append("Stored anyway, as forced: these FARs are targets, not measured.")
+    if warned:
+        notes.append("Stored anyway, as forced, with its warnings: a degenerate threshold serves.")
     store = CalibrationStore(state.settings.data_dir)
     with state.write_lock:  # a model swap replaces the runtime under this lock
         replaced = store.save_over_unreadable(calibration)
@@ -87,7 +94,7 @@ def calibrate_on_gallery(state: AppState, params: CalibrateParams) -> Calibratio
             )
         refreshed = refresh_thresholds(state, version)
     serving = refreshed or state.require_runtime()
-    return _result(
+    return calibration_result(
         state, calibration, scores, verify, refreshed is not None, serving.thresholds, notes
     )
 
@@ -143,58 +150,3 @@ def gallery_embeddings(state: AppState, version: str) -> tuple[np.ndarray, list[
     vectors = np.concatenate([matrix for _, matrix in batches])
     keep = [row for row, face_id in enumerate(ids) if face_id in owners]
     return vectors[keep], [owners[ids[row]][0] for row in keep]
-
-
-def _result(
-    state: AppState,
-    calibration: Calibration,
-    scores: GalleryScores,
-    verify: FarCalibration,
-    refreshed: bool,
-    active: Thresholds,
-    notes: list[str],
-) -> CalibrationResult:
-    gallery = calibration.gallery_size
-    per_comparison = per_comparison_far(calibration.identify_far, gallery)
-    stranger_far = vouched_far(
-        calibration.identify_far,
-        calibration.identify_scores or calibration.impostors,
-        gallery,
-        accepts=calibration.identify_accepts,
-    )
-    if verify.below_resolution:
-        notes.append("No impostor pair may pass: verify sits just above the highest one.")
-    if per_comparison * scores.per_subject.size < 1:
-        notes.append("No identify score may pass: identify sits just above the highest one.")
-    if scores.impostor.size < scores.impostor_total:
-        notes.append(
-            f"Scored a fixed sample of {scores.impostor.size} of "
-            f"{scores.impostor_total} impostor pairs."
-        )
-    if not refreshed:
-        notes.append(
-            f"Another model now serves; this applies when {calibration.model_version} does."
-        )
-    for name in ("verify", "identify"):
-        if getattr(state.settings, f"{name}_threshold") is not None:
-            notes.append(
-                f"FACE_{name.upper()}_THRESHOLD overrides the calibrated {name} threshold."
-            )
-    genuine = scores.genuine
-    shown = public(calibration)
-    return CalibrationResult(
-        calibration=shown,
-        subjects=scores.subjects,
-        faces=scores.faces,
-        genuine_pairs=int(genuine.size),
-        impostor_pairs=int(scores.impostor.size),
-        impostor_pairs_total=scores.impostor_total,
-        identify_scores=int(scores.per_subject.size),
-        verify_far_measured=verify.far_actual,
-        verify_frr_measured=float(np.mean(genuine < verify.threshold)) if genuine.size else None,
-        identify_per_comparison_far=per_comparison,
-        identify_far_estimated=stranger_far,
-        reliable=shown.reliable,
-        notes=notes,
-        active=ThresholdsPublic(**vars(active)),
-    )

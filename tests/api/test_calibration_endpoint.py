@@ -124,6 +124,7 @@ def test_thresholds_hold_their_far_on_the_gallery_and_serve_at_once(
     assert body["reliable"] is stored["reliable"] is False
     assert any("impostor scores cannot measure" in n for n in body["notes"])
     assert "Stored anyway, as forced: these FARs are targets, not measured." in body["notes"]
+    assert body["warnings"] == stored["warnings"] == []  # unreliable, but not degenerate
 
     # The FARs stated: the targets, but no lower than the 95% upper bound of the share of
     # scores passing: face pairs for verify, each face's best score per other subject for
@@ -354,6 +355,7 @@ def test_a_calibration_file_of_the_old_schema_still_loads(
         "/photos/pairs.csv",
         0.31,
     )
+    assert stored["warnings"] == []  # not checked when it was stored
     image = photo(package_images, "yaoming.jpg")
     pair = client.post("/v1/verify", files={"image": image, "image2": image}).json()
     # No accept counts in the old file: as many as the target allowed, 5 of 5000, whose

@@ -34,7 +34,8 @@ async def calibrate(state: StateDep, params: CalibrateParams | None = None) -> C
     Impostor scores come from faces of different subjects, from the database; 422
     insufficient_calibration_data when fewer than 2 subjects have faces, and 422
     calibration_unreliable, storing nothing, when too few impostor scores can measure a
-    target FAR, unless the body says "force": true.
+    target FAR, or calibration_degenerate when a threshold would accept nobody or over
+    twice its FAR (the same person under two subjects), unless the body says "force": true.
     """
     return await run_in_threadpool(calibrate_on_gallery, state, params or CalibrateParams())
 
