@@ -8,7 +8,7 @@ import sys
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 if __name__ == "__main__":
-    if sys.argv[1:2] == ["serve"]:
+    if sys.argv[1:2] == ["serve"] and not {"-h", "--help"} & set(sys.argv[2:]):
         # Before the imports below (seconds): the detection process loads meanwhile.
         from app.services.early_start import start_detection_early
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import importlib
 import logging
 import os
 import sys
@@ -12,7 +13,6 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from app.commands import backup, calibrate, evaluate, finetune, import_faces, restore
 from app.commands.serve import serve
 from app.commands.show_config import show_config
 from app.config import Settings
@@ -99,7 +99,21 @@ def port_number(text: str) -> int:
     return port
 
 
-def build_parser() -> argparse.ArgumentParser:
+# The commands whose modules import SQLAlchemy, Alembic, NumPy or httpx (about a second
+# together): only the one that runs is imported, or all of them for the list in --help.
+COMMAND_MODULES = {
+    "import": "app.commands.import_faces",
+    "evaluate": "app.commands.evaluate",
+    "calibrate": "app.commands.calibrate",
+    "finetune": "app.commands.finetune",
+    "backup": "app.commands.backup",
+    "restore": "app.commands.restore",
+}
+
+
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The parser for `argv`: every command in full without it or without a command in it;
+    otherwise the command it names in full and the others by name only."""
     parser = argparse.ArgumentParser(prog="python -m app", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -117,12 +131,12 @@ def build_parser() -> argparse.ArgumentParser:
     p_fetch = models_cmd.add_parser("fetch", help="download weights and check their sha256")
     p_fetch.add_argument("names", nargs="*", help="model names (default: all)")
     p_fetch.set_defaults(handler=fetch)
-    import_faces.register(commands)
-    evaluate.register(commands)
-    calibrate.register(commands)
-    finetune.register(commands)
-    backup.register(commands)
-    restore.register(commands)
+    named = next((arg for arg in argv or () if not arg.startswith("-")), None)
+    for name, module in COMMAND_MODULES.items():
+        if argv is None or named is None or named == name:
+            importlib.import_module(module).register(commands)
+        else:  # a choice to parse, never run: the named command is another one
+            commands.add_parser(name)
     return parser
 
 
@@ -130,7 +144,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Also set by app/__main__.py before torch loads; this covers callers of main() that
     # have not imported torch yet.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    args = build_parser().parse_args(argv)
+    arguments = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser(arguments).parse_args(arguments)
     for line in unknown_settings(os.environ):
         print(line, file=sys.stderr)
     try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from app.cli import main
+from app.cli import build_parser, main
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -248,3 +249,50 @@ def test_serve_refuses_a_port_out_of_range_before_anything_starts(
         main(["serve", "--port", port])
     assert exit_info.value.code == 2
     assert "argument --port" in capsys.readouterr().err
+
+
+def test_a_command_imports_only_its_own_module() -> None:
+    """Every command paid for the others' imports (SQLAlchemy, Alembic, NumPy, httpx: about
+    a second) before it ran, `config` and `--help` included."""
+    code = (
+        "import sys; from app.cli import build_parser; "
+        "args = build_parser(['config']).parse_args(['config']); "
+        "print(args.command, sorted(m for m in ('sqlalchemy', 'alembic', 'numpy', 'httpx') "
+        "if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "config []"
+
+
+def test_the_named_command_parses_in_full_and_the_others_stay_choices(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    args = build_parser(["backup", "/tmp/dest"]).parse_args(["backup", "/tmp/dest"])
+    assert (args.command, str(args.destination)) == ("backup", "/tmp/dest")
+    with pytest.raises(SystemExit):
+        build_parser(["--help"]).parse_args(["--help"])
+    listed = capsys.readouterr().out
+    assert "copy the database, calibration and checkpoints" in listed  # backup's own help
+    with pytest.raises(SystemExit) as exit_info:
+        main(["bogus"])
+    assert exit_info.value.code == 2
+    assert "choose from 'serve', 'config', 'models', 'import'" in capsys.readouterr().err
+
+
+def test_serve_help_starts_no_detection_process() -> None:
+    """`serve` starts its detection process (torch, MTCNN: seconds of CPU) before parsing
+    its arguments, to overlap the loading; `serve --help` started one too, for nothing."""
+    code = (
+        "import runpy, sys; import app.services.early_start as early; "
+        "sys.argv = ['app', 'serve', '--help']\n"
+        "try:\n    runpy.run_module('app', run_name='__main__')\n"
+        "except SystemExit:\n    print('started' if early._early else 'none')"
+    )
+    env = {**os.environ, "FACE_DEVICE": "cpu", "FACE_DETECTION_PROCESS": "true"}
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, env=env
+    )
+    assert done.returncode == 0, done.stderr
+    assert "--port" in done.stdout
+    assert done.stdout.strip().endswith("none")
