@@ -187,6 +187,13 @@ class Settings(BaseSettings):
     finetune_poll_interval_s: float = Field(
         1.0, gt=0, description="How often the service looks for a newly promoted model."
     )
+    finetune_stall_timeout_s: float = Field(
+        900.0,
+        ge=0,
+        description="A fine-tuning job that finishes no training step, evaluation or "
+        "embedding batch for this long is hung: it ends failed and its process is ended, "
+        "freeing the training slot. 0: never.",
+    )
 
     finetune_fail_after_steps: int | None = Field(
         None, ge=1, description="Testing only: fine-tuning jobs fail after this many steps."

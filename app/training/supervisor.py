@@ -73,7 +73,13 @@ class JobSupervisor:
                     remove_leftovers(sessions, self._models_dir)
             if self._models_dir is not None and time.monotonic() >= self._next_sweep:
                 self._next_sweep = time.monotonic() + SWEEP_INTERVAL_S
-                end_abandoned(sessions, self._models_dir)
+                ended = end_abandoned(sessions, self._models_dir)
+                if self._process is not None and self._job_id in ended:
+                    # Alive, yet its heartbeat stopped: hung holding the GIL, which its own
+                    # watchdog thread then cannot end. Its job is over; so is the process
+                    # (SIGKILL: a SIGTERM handler would never run). The next reap joins it.
+                    log.error("job %s: killing its hung process", self._job_id)
+                    self._process.kill()
                 # Also what a job no service ran left: a command-line job that its own
                 # heartbeat ended (stuck after a cancel) is not abandoned, just ended.
                 remove_leftovers(sessions, self._models_dir)

@@ -31,7 +31,9 @@ def run_job(
     listener: Callable[[JobProgress], None] | None = None,
 ) -> str:
     """Run a queued job to its end in this process; returns the state it ended in."""
-    tracker = JobTracker(sessions, job_id, listener)
+    tracker = JobTracker(
+        sessions, job_id, listener, stall_timeout_s=settings.finetune_stall_timeout_s
+    )
     if not tracker.begin():
         tracker.end(jobs_repo.CANCELLED)
         with sessions() as session:

@@ -18,7 +18,7 @@ from sqlalchemy import func, select
 
 from app.gallery import embeddings_repo, jobs_repo, models_repo
 from app.gallery.orm import Embedding, Face
-from app.training.tracker import STUCK_EXIT_CODE
+from app.training.watchdog import STUCK_EXIT_CODE
 from tests.api.conftest import assert_error
 from tests.api.finetune.conftest import QUICK_JOB, ClientFactory, wait_for_job
 

@@ -1,0 +1,134 @@
+"""A job whose training step hangs ends failed, its process ended, and frees the slot."""
+
+from __future__ import annotations
+
+import itertools
+import re
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from app.gallery import jobs_repo
+from app.training import owners, supervisor, trainer, worker
+from app.training.owners import pid_alive
+from tests.api.finetune.conftest import QUICK_JOB, ClientFactory, wait_for_job
+
+REAL_JOB_PROCESS = worker.job_process
+# Several optimizer steps on the shared gallery, so the hang comes after some progress.
+STEPPED_JOB = QUICK_JOB | {"micro_batch_size": 4, "accumulation_steps": 1}
+STEPS_BEFORE_THE_HANG = 2
+
+
+def hang_waiting() -> None:
+    """As a deadlocked data loader or a stuck CUDA call: other threads still run."""
+    threading.Event().wait()  # nothing will ever set it
+
+
+def hang_holding_the_gil() -> None:
+    """As a C extension spinning without releasing the GIL: no other thread runs."""
+    re.match(r"(a*)*b", "a" * 64)  # catastrophic backtracking, in C, for ever
+
+
+def job_process_with_a_hung_step(settings_data: dict[str, Any], job_id: str) -> None:
+    """The training process's entry point, unpickled by reference in the spawned process: a
+    real job whose third micro-batch never returns. A hang cannot be had for real on demand;
+    the rest of the job is real."""
+    hang_after_steps(hang_waiting)
+    REAL_JOB_PROCESS(settings_data, job_id)
+
+
+def job_process_holding_the_gil(settings_data: dict[str, Any], job_id: str) -> None:
+    hang_after_steps(hang_holding_the_gil)
+    REAL_JOB_PROCESS(settings_data, job_id)
+
+
+def hang_after_steps(hang: Callable[[], None]) -> None:
+    real_train = trainer.train
+
+    def train(model_step: Callable[[Any], Any], *args: Any, **kwargs: Any) -> Any:
+        calls = itertools.count()
+
+        def step(batch: Any) -> Any:
+            if next(calls) == STEPS_BEFORE_THE_HANG:
+                hang()
+            return model_step(batch)
+
+        return real_train(step, *args, **kwargs)
+
+    trainer.train = train  # type: ignore[assignment]
+
+
+def wait_until_gone(pid: int) -> None:
+    deadline = time.monotonic() + 30
+    while pid_alive(pid):
+        assert time.monotonic() < deadline, "the hung process was left running"
+        time.sleep(0.05)
+
+
+def test_a_job_whose_step_hangs_ends_failed_and_a_new_one_can_start(
+    finetune_client: ClientFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its heartbeat thread kept saying it was alive, so it stayed `running` for ever and no
+    other job could start until someone cancelled it, if a cancel could reach it at all."""
+    # Longer than loading and splitting take on a busy machine: they report no progress.
+    client = finetune_client(finetune_stall_timeout_s=8.0)
+    sessions = client.app.state.face.sessions  # type: ignore[attr-defined]
+    monkeypatch.setattr(worker, "job_process", job_process_with_a_hung_step)
+    accepted = client.post("/v1/admin/finetune", json=STEPPED_JOB)
+    assert accepted.status_code == 202, accepted.text
+    job_id = accepted.json()["job_id"]
+
+    job = wait_for_job(client, job_id, ("failed", "succeeded", "cancelled"), timeout=120)
+    assert job["state"] == "failed", job
+    assert re.fullmatch(
+        r"stalled: no training step, evaluation or embedding batch finished in \d+ s "
+        r"\(FACE_FINETUNE_STALL_TIMEOUT_S=8\); its process was ended",
+        job["error"],
+    ), job["error"]
+    with sessions() as session:
+        row = jobs_repo.get_job(session, job_id)
+        # It hung in training: loading and evaluating, which report progress, were not
+        # taken for a stall.
+        phase, pid = row.progress["phase"], row.owner_pid
+    assert phase == "training"
+    assert pid is not None
+    wait_until_gone(pid)  # it records the end, then exits
+
+    monkeypatch.setattr(worker, "job_process", REAL_JOB_PROCESS)
+    again = client.post("/v1/admin/finetune", json=STEPPED_JOB)  # the slot is free
+    assert again.status_code == 202, again.text
+    # Not waited for: the service stops it when the test closes the client.
+    assert client.delete(f"/v1/admin/jobs/{again.json()['job_id']}").status_code == 202
+
+
+def test_a_job_hung_holding_the_gil_is_killed_by_the_service(
+    finetune_client: ClientFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its watchdog thread cannot run, nor beat: the service ends the job as abandoned once
+    its heartbeat is stale, and kills the process, which used to live on unsupervised."""
+    # A heartbeat every 2 s in the job (a quarter of its stall timeout), stale after 6 s
+    # once it trains: starting (importing torch) takes longer than that on a busy machine.
+    client = finetune_client(finetune_stall_timeout_s=8.0)
+    monkeypatch.setattr(supervisor, "SWEEP_INTERVAL_S", 0.2)
+    monkeypatch.setattr(worker, "job_process", job_process_holding_the_gil)
+    job_id = client.post("/v1/admin/finetune", json=STEPPED_JOB).json()["job_id"]
+    sessions = client.app.state.face.sessions  # type: ignore[attr-defined]
+    deadline = time.monotonic() + 120
+    while True:
+        with sessions() as session:
+            if (jobs_repo.get_job(session, job_id).progress or {}).get("phase") == "training":
+                break
+        assert time.monotonic() < deadline, "the job never started training"
+        time.sleep(0.05)
+    monkeypatch.setattr(owners, "STALE_AFTER_S", 6.0)
+
+    job = wait_for_job(client, job_id, ("failed", "succeeded", "cancelled", "interrupted"))
+    assert job["state"] == "interrupted" and "no heartbeat from pid" in job["error"], job
+    with sessions() as session:
+        row = jobs_repo.get_job(session, job_id)
+        phase, pid = row.progress["phase"], row.owner_pid
+    assert phase == "training" and pid is not None
+    wait_until_gone(pid)
