@@ -11,6 +11,8 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from app import errors
+from app.pipeline.image_modes import to_rgb_array
+from app.pipeline.jpeg_integrity import check_scan_complete
 from app.pipeline.types import ImageArray
 
 # Formats with a small, well-fuzzed decoder. Pillow can open more (EPS would even run
@@ -28,8 +30,6 @@ _SIGNATURES = (
     (b"II*\x00", "TIFF"),
     (b"MM\x00*", "TIFF"),
 )
-_SIXTEEN_BIT_MODES = frozenset({"I", "I;16", "I;16L", "I;16B", "I;16N"})
-_WHITE = (255, 255, 255, 255)
 
 log = logging.getLogger(__name__)
 
@@ -88,8 +88,9 @@ def decode_image(data: bytes, max_pixels: int) -> ImageArray:
             _check_pixels(image, max_pixels)
             try:
                 image.load()
+                check_scan_complete(data, image)
                 _exif_upright(image)
-                return _to_rgb_array(image)
+                return to_rgb_array(image)
             except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
                 raise _too_many_pixels(exc, max_pixels) from exc
             except errors.FaceServiceError:
@@ -146,40 +147,6 @@ def _check_pixels(image: Image.Image, max_pixels: int) -> None:
             f"image is {width}x{height} = {width * height} pixels; the limit is {max_pixels}",
             details={"width": width, "height": height, "limit": max_pixels},
         )
-
-
-def _to_rgb_array(image: Image.Image) -> ImageArray:
-    mode = image.mode
-    if mode in _SIXTEEN_BIT_MODES:
-        # Scale the 16-bit range onto 8 bits; Pillow's own convert("L") would clip at 255.
-        # In integers: float64 took 1 GB and 3.4 s for a 40M-pixel image. x * 255 / 65535
-        # is x / 257, never halfway between integers, so this rounds as rint would.
-        wide = np.asarray(image)
-        if wide.size and (wide.min() < 0 or wide.max() > 65535):
-            raise errors.UnsupportedMediaType(
-                "32-bit integer images are not supported; send 8 or 16 bits per channel"
-            )
-        gray = ((wide.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
-        return np.ascontiguousarray(np.repeat(gray[:, :, None], 3, axis=2))
-    if mode == "F":
-        values = np.asarray(image)
-        if values.size and values.min() >= 0.0 and values.max() <= 1.0:
-            # Floating-point images in 0..1, the usual convention: Pillow would read 0..255.
-            image = Image.fromarray(np.rint(values * 255.0).astype(np.uint8))
-        else:
-            image = image.convert("L")
-    has_alpha = "A" in image.getbands() or "transparency" in image.info
-    if has_alpha:
-        # Transparent cut-outs often hide arbitrary colour under alpha 0; composite on
-        # white so the detector sees what a viewer sees.
-        rgba = image.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, _WHITE)
-        image = Image.alpha_composite(background, rgba)
-    # convert("RGB") copies even an RGB image: a 36M-pixel upload (108 MB as RGB) peaked
-    # at about 400 MB with it. np.array then copies the bytes NumPy reads the pixels from,
-    # for a writable array (torch warns about read-only ones).
-    rgb = image if image.mode == "RGB" else image.convert("RGB")
-    return np.array(rgb, dtype=np.uint8, order="C")
 
 
 def encode_png(image: ImageArray) -> bytes:

@@ -137,6 +137,16 @@ def test_bad_uploads_get_stable_codes(make_client: ClientFactory, package_images
     assert_error(enrol(client, subject, ("e.jpg", b"")), 422, "invalid_image")
     assert_error(enrol(client, subject, ("t.jpg", b"plain text")), 415, "unsupported_media_type")
     assert_error(enrol(client, subject, ("c.jpg", jpeg[: len(jpeg) // 3])), 422, "invalid_image")
+    # Its header patched to twice the height: libjpeg filled the missing half grey.
+    frame = jpeg.index(b"\xff\xc0")
+    height = int.from_bytes(jpeg[frame + 5 : frame + 7], "big")
+    tall = jpeg[: frame + 5] + (2 * height).to_bytes(2, "big") + jpeg[frame + 7 :]
+    assert_error(enrol(client, subject, ("tall.jpg", tall)), 422, "invalid_image")
+    deep = io.BytesIO()  # 32-bit integers: 8-bit or 16-bit values cannot be told apart
+    Image.open(io.BytesIO(jpeg)).convert("L").convert("I").resize((100, 100)).save(deep, "TIFF")
+    assert_error(
+        enrol(client, subject, ("deep.tif", deep.getvalue())), 415, "unsupported_media_type"
+    )
     big = (package_images / "players.jpg").read_bytes()  # ~370 kB, over the 200 kB limit
     assert_error(enrol(client, subject, ("big.jpg", big)), 413, "payload_too_large")
     bomb = io.BytesIO()
