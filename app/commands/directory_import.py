@@ -11,9 +11,10 @@ from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from app.commands.album_import import import_album
-from app.commands.gallery_client import GalleryClient, RetryPolicy, ServiceError
+from app.commands.gallery_client import GalleryClient, ServiceError
 from app.commands.import_files import scan_directory
 from app.commands.import_report import REPORT_COLUMNS, ImportStopped, ImportSummary, Stop
+from app.commands.retry_policy import RetryPolicy
 from app.config import Settings
 
 # The service's default FACE_MAX_UPLOAD_BYTES. /v1/info does not publish the limit in force,

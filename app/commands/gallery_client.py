@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import mimetypes
+import random
 import time
 import unicodedata
 from collections.abc import Callable
@@ -13,23 +14,11 @@ from typing import Any
 
 import httpx
 
+from app.commands.retry_policy import RETRY_STATUSES, RetryPolicy, retry_after_s
+
 log = logging.getLogger(__name__)
 
-# Worth another try: the service is starting (503) or a proxy in front of it is (502, 504).
-RETRY_STATUSES = frozenset({502, 503, 504})
 NAME_PAGE = 1000  # the API's largest page
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """`attempts` tries in all, sleeping base_delay_s, then twice that, ... up to max_delay_s."""
-
-    attempts: int = 5
-    base_delay_s: float = 0.5
-    max_delay_s: float = 8.0
-
-    def delay(self, attempt: int) -> float:
-        return float(min(self.base_delay_s * 2**attempt, self.max_delay_s))
 
 
 class ServiceError(Exception):
@@ -88,9 +77,10 @@ class GalleryClient:
 
     def send(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
         """The response of the last try; ServiceError if the service was never reached."""
-        for attempt in range(self.retry.attempts):
+        attempt, limited_s = 0, 0.0
+        while True:
             last = attempt == self.retry.attempts - 1
-            if attempt and self.interrupted():
+            if (attempt or limited_s) and self.interrupted():
                 raise ServiceError(None, "interrupted", "Interrupted (Ctrl-C) while retrying.")
             try:
                 response = self.client.request(method, url, **kwargs)
@@ -101,11 +91,29 @@ class GalleryClient:
             except httpx.RequestError as exc:  # not worth another try, e.g. a redirect loop
                 raise ServiceError(None, "request_error", str(exc) or repr(exc)) from exc
             else:
+                pause = self._rate_limit_pause(response, limited_s)
+                if pause is not None:
+                    log.debug("%s %s rate-limited; retrying in %.2f s", method, url, pause)
+                    limited_s += pause
+                    time.sleep(pause)
+                    continue
                 if response.status_code not in RETRY_STATUSES or last:
                     return response
                 log.debug("%s %s answered %d; retrying", method, url, response.status_code)
             time.sleep(self.retry.delay(attempt))
-        raise AssertionError("unreachable: the last attempt returns or raises")
+            attempt += 1
+
+    def _rate_limit_pause(self, response: httpx.Response, waited_s: float) -> float | None:
+        """How long to wait before sending again after a 429; None for any other answer, or
+        once this request has waited `rate_limited_s` in all."""
+        budget = self.retry.rate_limited_s - waited_s
+        if response.status_code != 429 or budget <= 0:
+            return None
+        asked = retry_after_s(response)
+        pause = self.retry.base_delay_s if asked is None else asked
+        # A little more, and not the same for every worker: those that waited together
+        # would otherwise all come back at once for the one request the limit allows.
+        return min(pause * random.uniform(1.0, 1.2) + 0.01, budget)
 
     def call(self, method: str, url: str, **kwargs: Any) -> Any:
         """JSON body of a 2xx answer, else ServiceError."""

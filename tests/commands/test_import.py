@@ -24,10 +24,11 @@ import uvicorn
 from fastapi.testclient import TestClient
 
 from app.cli import main
-from app.commands.gallery_client import RetryPolicy, ServiceError
+from app.commands.gallery_client import ServiceError
 from app.commands.import_faces import ImportStopped, import_directory
 from app.commands.import_files import scan_directory
 from app.commands.import_report import ImportSummary
+from app.commands.retry_policy import RetryPolicy, retry_after_s
 from app.config import Settings
 from app.main import create_app
 from tests.api.conftest import enrol, new_subject, open_client
@@ -654,3 +655,69 @@ def test_a_url_that_is_not_http_is_refused_without_showing_it(
     err = capsys.readouterr().err
     assert "--url" in err and "s3cret" not in err
     assert not (photos.parent / "import-report.csv").exists()
+
+
+def test_a_rate_limited_import_waits_and_enrols_everything(
+    make_client: ClientFactory, photos: Path
+) -> None:
+    """429s were errors: against FACE_RATE_LIMIT=5, 115 of 117 files ended `rate_limited`."""
+    client = make_client(rate_limit=5.0, rate_limit_burst=2)
+    limited: list[float | None] = []
+
+    def hook(response: httpx.Response) -> None:
+        if response.status_code == 429:
+            response.read()
+            limited.append(retry_after_s(response))
+
+    client.event_hooks["response"].append(hook)
+    summary = run_import(client, photos, workers=3)
+
+    assert summary.counts == {"enrolled": 6, "rejected": 3}
+    report = read_report(summary.report)
+    assert {path: (r["status"], r["code"]) for path, r in report.items()} == EXPECTED
+    assert limited, "the limit was never reached: the test shows nothing"
+    assert all(wait is not None and 0 < wait <= 0.2 for wait in limited)
+
+
+def test_a_rate_limit_waits_no_longer_than_its_budget(
+    make_client: ClientFactory, photos: Path
+) -> None:
+    client = make_client(rate_limit=0.01, rate_limit_burst=1)  # one request, then 100 s
+    hurried = RetryPolicy(attempts=3, base_delay_s=0.01, rate_limited_s=0.3)
+    started = time.monotonic()
+    summary = import_directory(
+        client,
+        photos,
+        face=None,
+        workers=1,
+        report=photos.parent / "r.csv",
+        progress=False,
+        retry=hurried,
+    )
+    assert time.monotonic() - started < 30  # not the 100 s the service asked for
+    assert summary.counts == {"error": 9}
+    assert summary.exit_code != 0
+    codes = {row["code"] for row in read_report(photos.parent / "r.csv").values()}
+    assert codes == {"rate_limited"}
+
+
+@pytest.mark.parametrize(
+    ("body", "header", "expected"),
+    [
+        ({"error": {"code": "rate_limited", "details": {"retry_after_s": 0.123}}}, "1", 0.123),
+        ({"error": {"code": "rate_limited", "details": None}}, "7", 7.0),
+        (None, "Wed, 21 Oct 2015 07:28:00 GMT", 0.0),  # in the past: now
+        (None, "soon", None),
+        (None, None, None),
+    ],
+)
+def test_retry_after_reads_the_details_then_the_header(
+    body: dict[str, Any] | None, header: str | None, expected: float | None
+) -> None:
+    headers = {"Retry-After": header} if header else {}
+    response = (
+        httpx.Response(429, json=body, headers=headers)
+        if body
+        else httpx.Response(429, headers=headers)
+    )
+    assert retry_after_s(response) == expected
