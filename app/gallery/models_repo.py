@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import delete, exists, func, select
+from sqlalchemy import Select, delete, exists, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Session
+from sqlalchemy.engine import Result
+from sqlalchemy.orm import Session, aliased
 
 from app.errors import ModelNotFound
-from app.gallery.orm import Embedding, Face, ModelVersion, utcnow
+from app.gallery.jobs_repo import ACTIVE_STATES
+from app.gallery.orm import Embedding, Face, Job, ModelVersion, utcnow
 
 
 def ensure_model(
@@ -64,25 +65,40 @@ def get_model(s: Session, version: str) -> ModelVersion:
     return row
 
 
-def get_model_for_update(s: Session, version: str) -> ModelVersion:
-    """`get_model`, the row locked until commit on PostgreSQL: an activation waits."""
-    row = s.get(ModelVersion, version, with_for_update=True)
-    if row is None:
-        raise ModelNotFound(f"model {version} not found", {"model_id": version})
-    return row
-
-
 def derived_versions(s: Session, version: str) -> list[str]:
     """The versions fine-tuned from `version` (their base_version), oldest first."""
     query = select(ModelVersion.id).where(ModelVersion.base_version == version)
     return list(s.scalars(query.order_by(ModelVersion.created_at)))
 
 
-def delete_model(s: Session, row: ModelVersion) -> None:
-    """Delete a version's vectors and its row; callers first check nothing needs it."""
-    delete_embeddings(s, row.id)
-    s.delete(row)
-    s.flush()
+def delete_unneeded(s: Session, version: str) -> bool:
+    """Delete a version's row, then its vectors, unless the database says something needs
+    it; False, deleting nothing, when it does or when the row is gone.
+
+    One statement decides, so an activation, promotion or delete running at the same time
+    lands wholly before it and is seen, or after it and finds the row gone: PostgreSQL's
+    row lock and SQLite's single writer order them. Checks read earlier could be stale.
+    """
+    other = aliased(ModelVersion)
+    latest = select(func.max(other.activated_at)).where(other.embedder == ModelVersion.embedder)
+    derived = select(other.id).where(other.base_version == ModelVersion.id)
+    unneeded = (
+        ModelVersion.weights_path.is_not(None),  # not the packaged weights
+        # Not its embedder's active model: the latest activation (a tie counts as active).
+        or_(
+            ModelVersion.activated_at.is_(None),
+            ModelVersion.activated_at < latest.scalar_subquery(),
+        ),
+        ~derived.exists(),
+        # A job records its base model only when it ends, so any version may be it.
+        ~exists().where(Job.state.in_(ACTIVE_STATES)),
+    )
+    query = delete(ModelVersion).where(ModelVersion.id == version, *unneeded)
+    deleted = s.execute(query.execution_options(synchronize_session=False))
+    if not getattr(deleted, "rowcount", 0):
+        return False
+    delete_embeddings(s, version)
+    return True
 
 
 def list_models(s: Session) -> list[ModelVersion]:
@@ -100,10 +116,15 @@ def active_model(s: Session, embedder: str) -> ModelVersion | None:
 
 
 def activate(s: Session, version: str) -> ModelVersion:
-    row = get_model(s, version)
-    row.activated_at = utcnow()
-    s.flush()
-    return row
+    """Make `version` its embedder's active model; ModelNotFound if it has no row.
+
+    One UPDATE that must find the row: one deleted since the caller read it is not found,
+    rather than an error at flush.
+    """
+    query = update(ModelVersion).where(ModelVersion.id == version).values(activated_at=utcnow())
+    if not getattr(s.execute(query), "rowcount", 0):
+        raise ModelNotFound(f"model {version} not found", {"model_id": version})
+    return get_model(s, version)
 
 
 def embedding_counts(s: Session) -> dict[str, int]:
@@ -167,13 +188,26 @@ def subject_crops(
     return [(i, subject, crop, points) for i, subject, crop, points in rows if crop and points]
 
 
-def trainable_faces(s: Session) -> list[tuple[int, str]]:
+def _with_crop() -> Any:
+    return Face.crop.is_not(None) & Face.crop_landmarks.is_not(None)
+
+
+def _trainable_subjects() -> Select[str]:
+    query = select(Face.subject_id).where(_with_crop()).group_by(Face.subject_id)
+    return query.having(func.count() >= 2)
+
+
+def count_trainable_subjects(s: Session) -> int:
+    """Subjects with two or more faces fine-tuning can load: a crop and its landmarks."""
+    query = select(func.count()).select_from(_trainable_subjects().subquery())
+    return s.scalar(query) or 0
+
+
+def trainable_faces(s: Session, batch: int = 10_000) -> Result[int, str]:
     """(face id, subject id) of the faces fine-tuning can load at most: those with a crop
-    and its landmarks, of subjects with two or more of them."""
-    rows = s.execute(
-        select(Face.id, Face.subject_id).where(
-            Face.crop.is_not(None), Face.crop_landmarks.is_not(None)
-        )
-    ).all()
-    per_subject = Counter(subject for _, subject in rows)
-    return [(face_id, subject) for face_id, subject in rows if per_subject[subject] >= 2]
+    and its landmarks, of subjects with two or more of them. Streamed, in no set order, a
+    batch of rows at a time: close the result to stop reading."""
+    query = select(Face.id, Face.subject_id).where(
+        _with_crop(), Face.subject_id.in_(_trainable_subjects())
+    )
+    return s.execute(query.execution_options(yield_per=batch))

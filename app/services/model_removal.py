@@ -42,6 +42,17 @@ def refuse_deletion(session: Session, row: ModelVersion, serving: str) -> None:
         _refuse(model_id, "has_derived_versions", message, derived=derived)
 
 
+def refuse_changed(session: Session, model_id: str, serving: str) -> NoReturn:
+    """Raise why the database refused a deletion that `refuse_deletion` had allowed: what
+    changed in between (ModelNotFound when another delete won)."""
+    session.expire_all()
+    refuse_deletion(session, models_repo.get_model(session, model_id), serving)
+    # Only when the change was undone meanwhile (on PostgreSQL, where each statement reads
+    # what was committed before it), or two versions were activated at the same instant.
+    message = f"Model {model_id} changed while it was being deleted; try again."
+    _refuse(model_id, "changed", message)
+
+
 def _refuse(model_id: str, reason: str, message: str, **details: object) -> NoReturn:
     raise ModelInUse(message, {"model_id": model_id, "reason": reason, **details})
 

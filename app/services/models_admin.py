@@ -73,10 +73,13 @@ def delete_model(state: AppState, model_id: str) -> ModelPublic:
     # was building meanwhile then sees it gone, and drops what it wrote for it.
     with state.write_lock, state.sessions.begin() as session:
         serving = state.require_runtime().model_version
-        row = models_repo.get_model_for_update(session, model_id)
+        row = models_repo.get_model(session, model_id)
         model_removal.refuse_deletion(session, row, serving)
         counts = models_repo.embedding_counts(session)
         deleted = _public(row, "", serving, counts)
-        models_repo.delete_model(session, row)
+        # The checks above read the database before it changed, perhaps: another request
+        # or process may have activated, derived from or deleted the version since.
+        if not models_repo.delete_unneeded(session, model_id):
+            model_removal.refuse_changed(session, model_id, serving)
     model_removal.remove_files(state.settings, model_id, deleted.weights_path)
     return deleted

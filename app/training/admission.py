@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import numpy as np
+from collections.abc import Iterable
+
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.config import Settings
@@ -10,8 +11,7 @@ from app.errors import InsufficientTrainingData, JobRunning
 from app.gallery import jobs_repo, models_repo
 from app.pipeline.embedders import resolve_embedder_name
 from app.schemas.finetune import FinetuneParams
-from app.training.dataset import IntArray
-from app.training.split import check_fraction, check_splittable
+from app.training.split import check_fraction, held_out, refuse_too_few
 
 
 def queue_job(
@@ -49,19 +49,29 @@ def check_gallery(session: Session, settings: Settings, fraction: float) -> None
     serving = models_repo.active_model(session, name)
     if serving is not None:  # else the packaged weights, which no job trained
         check_fraction(session, serving.id, fraction)
-    face_ids, labels = _trainable_faces(session)
-    subjects = len(np.unique(labels))
+    subjects = models_repo.count_trainable_subjects(session)
     if subjects < 2:
         raise InsufficientTrainingData(
             "Fine-tuning needs at least two subjects with two or more stored face crops each; "
             f"the gallery has {subjects}."
         )
-    check_splittable(face_ids, labels, fraction)
+    with models_repo.trainable_faces(session) as faces:
+        check_split(faces, subjects, fraction)
 
 
-def _trainable_faces(session: Session) -> tuple[IntArray, IntArray]:
-    """(face ids, subject labels) of the faces `load_gallery_faces` can load at most."""
-    kept = models_repo.trainable_faces(session)
-    face_ids = np.array([face_id for face_id, _ in kept], dtype=np.int64)
-    _, labels = np.unique(np.array([s for _, s in kept], dtype=object), return_inverse=True)
-    return face_ids, labels.astype(np.int64)
+def check_split(faces: Iterable[tuple[int, object]], subjects: int, fraction: float) -> None:
+    """`split.check_splittable` of `faces` ((face id, subject) of `subjects` subjects), in
+    constant memory, and reading on only until the split is known to work: one held-out
+    face and two subjects to train on, which a large gallery has within its first rows.
+    """
+    held = 0
+    training: set[object] = set()  # two are enough to know
+    for face_id, subject in faces:
+        if held_out(face_id, fraction):
+            held += 1
+        elif len(training) < 2:
+            training.add(subject)
+        if held and len(training) == 2:
+            return
+    # Every face was read. With none held out, every subject has faces to train on.
+    refuse_too_few(fraction, held, subjects if held == 0 else len(training))

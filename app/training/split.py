@@ -77,7 +77,7 @@ def split_faces(
         validation=np.flatnonzero(validation),
         set_aside=np.flatnonzero(held & ~validation),
     )
-    _refuse_too_few(fraction, len(split.validation), len(np.unique(labels[split.train])))
+    refuse_too_few(fraction, len(split.validation), len(np.unique(labels[split.train])))
     return split
 
 
@@ -88,14 +88,14 @@ def check_splittable(face_ids: IntArray, labels: IntArray, fraction: float) -> N
     refuses no gallery that `split_faces` would accept.
     """
     held = _held_out_mask(face_ids, fraction)
-    _refuse_too_few(fraction, int(held.sum()), len(np.unique(labels[~held])))
+    refuse_too_few(fraction, int(held.sum()), len(np.unique(labels[~held])))
 
 
 def _held_out_mask(face_ids: IntArray, fraction: float) -> npt.NDArray[np.bool_]:
     return np.array([held_out(int(i), fraction) for i in face_ids], dtype=bool)
 
 
-def _refuse_too_few(fraction: float, validation: int, subjects: int) -> None:
+def refuse_too_few(fraction: float, validation: int, subjects: int) -> None:
     if subjects < 2 or validation == 0:
         raise InsufficientTrainingData(
             f"With validation_fraction={fraction}, the split holds out {validation} "

@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import threading
+from collections import Counter
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.config import Settings
 from app.errors import FaceServiceError, InsufficientTrainingData, InvalidRequest, JobRunning
 from app.gallery import jobs_repo, models_repo, repository
+from app.gallery.orm import Face
 from app.schemas.finetune import FinetuneParams
 from app.training import admission
-from app.training.admission import queue_job
+from app.training.admission import check_split, queue_job
 from app.training.split import check_splittable, held_out, split_faces
 
 OWNER = jobs_repo.Owner("host-a", 11)
@@ -26,28 +30,43 @@ def settings(tmp_path: Path) -> Settings:
     return Settings(data_dir=tmp_path / "data", embedder="arcface-mbf")
 
 
-def store_faces(sessions: sessionmaker[Session], per_subject: list[int]) -> list[int]:
-    """Faces with a stored crop, as many per subject as asked; their ids. The crops are
-    never decoded: the checks before a job read ids alone."""
-    ids = []
+def store_faces(
+    sessions: sessionmaker[Session], per_subject: list[int], *, crops: bool = True
+) -> list[int]:
+    """Faces with a stored crop (or, `crops=False`, with none), as many per subject as asked;
+    their ids. The crops are never decoded: the checks before a job read ids alone."""
+    return [
+        face_id
+        for count in per_subject
+        for face_id in add_faces(sessions, new_subject(sessions), count, crops=crops)
+    ]
+
+
+def new_subject(sessions: sessionmaker[Session]) -> str:
     with sessions.begin() as s:
-        for n, count in enumerate(per_subject):
-            subject = repository.create_subject(s, f"person {n}").id
-            for _ in range(count):
-                face = repository.add_face(
-                    s,
-                    subject,
-                    box=[0.0, 0.0, 10.0, 10.0],
-                    landmarks=[[1.0, 1.0]] * 5,
-                    quality={},
-                    image_sha256="0" * 64,
-                    crop=b"png",
-                    crop_landmarks=[[1.0, 1.0]] * 5,
-                    model="m@0",
-                    vector=np.full(512, 512**-0.5, dtype=np.float32),
-                )
-                ids.append(face.id)
-    return ids
+        return repository.create_subject(s, "person").id
+
+
+def add_faces(
+    sessions: sessionmaker[Session], subject: str, count: int, *, crops: bool = True
+) -> list[int]:
+    with sessions.begin() as s:
+        faces = [
+            repository.add_face(
+                s,
+                subject,
+                box=[0.0, 0.0, 10.0, 10.0],
+                landmarks=[[1.0, 1.0]] * 5,
+                quality={},
+                image_sha256="0" * 64,
+                crop=b"png" if crops else None,
+                crop_landmarks=[[1.0, 1.0]] * 5 if crops else None,
+                model="m@0",
+                vector=np.full(512, 512**-0.5, dtype=np.float32),
+            )
+            for _ in range(count)
+        ]
+        return [face.id for face in faces]
 
 
 def queue(settings: Settings, sessions: sessionmaker[Session], **params: Any) -> str:
@@ -115,11 +134,104 @@ def test_the_up_front_split_check_never_refuses_a_split_that_succeeds() -> None:
         vectors[rng.random(faces) < 0.5] = 1.0  # some near-duplicate groups
         vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
         fraction = float(rng.uniform(0.05, 0.6))
-        try:
-            split_faces(face_ids, labels, vectors, fraction)
-        except InsufficientTrainingData:
-            continue
-        check_splittable(face_ids, labels, fraction)  # must not raise
+        subjects = len(np.unique(labels))
+        up_front = refusal(check_split, zip(face_ids, labels, strict=True), subjects, fraction)
+        # The same refusal, word for word, as from every face in memory.
+        assert up_front == refusal(check_splittable, face_ids, labels, fraction)
+        if refusal(split_faces, face_ids, labels, vectors, fraction) is None:
+            assert up_front is None
+
+
+def refusal(check: Callable[..., object], *args: Any) -> str | None:
+    try:
+        check(*args)
+    except InsufficientTrainingData as error:
+        return str(error)
+    return None
+
+
+def refusal_from_every_face(session: Session, fraction: float) -> str | None:
+    """What admission answered when it read every trainable face into memory."""
+    rows = session.execute(
+        select(Face.id, Face.subject_id).where(
+            Face.crop.is_not(None), Face.crop_landmarks.is_not(None)
+        )
+    ).all()
+    per_subject = Counter(subject for _, subject in rows)
+    kept = [(face_id, subject) for face_id, subject in rows if per_subject[subject] >= 2]
+    face_ids = np.array([face_id for face_id, _ in kept], dtype=np.int64)
+    _, labels = np.unique(np.array([s for _, s in kept], dtype=object), return_inverse=True)
+    subjects = len(np.unique(labels))
+    if subjects < 2:
+        return (
+            "Fine-tuning needs at least two subjects with two or more stored face crops each; "
+            f"the gallery has {subjects}."
+        )
+    return refusal(check_splittable, face_ids, labels.astype(np.int64), fraction)
+
+
+def test_the_gallery_check_decides_as_reading_every_face_did(
+    settings: Settings, sessions: sessionmaker[Session]
+) -> None:
+    """A gallery grown at random, faces without crops among them: at each step and for
+    fractions from none held out to most, the same answer, message included."""
+    rng = np.random.default_rng(3)
+    ids: list[int] = []
+    subjects: list[str] = []
+    compared = refused = 0
+    for step in range(14):
+        if step % 3 == 2:  # a face of an earlier subject, with or without its crop
+            subject = subjects[int(rng.integers(len(subjects)))]
+            ids += add_faces(sessions, subject, 1, crops=bool(rng.integers(2)))
+        else:
+            subjects.append(new_subject(sessions))
+            ids += add_faces(sessions, subjects[-1], int(rng.integers(1, 4)), crops=step != 4)
+        lowest = min(_hash_fraction(i) for i in ids)
+        for fraction in (lowest / 2, lowest, 0.05, 0.3, 0.9):
+            with sessions() as s:
+                expected = refusal_from_every_face(s, fraction)
+                assert refusal(admission.check_gallery, s, settings, fraction) == expected
+            compared += 1
+            refused += expected is not None
+    assert 0 < refused < compared  # both answers were compared
+
+
+def test_the_fewest_faces_that_can_train_are_admitted_and_one_fewer_is_not(
+    settings: Settings, sessions: sessionmaker[Session]
+) -> None:
+    ada, bob, cy = (new_subject(sessions) for _ in range(3))
+    trainable = add_faces(sessions, ada, 2) + add_faces(sessions, bob, 1)
+    add_faces(sessions, bob, 3, crops=False)  # faces without a crop train no one
+    with pytest.raises(InsufficientTrainingData, match=r"the gallery has 1\."):
+        queue(settings, sessions, validation_fraction=0.5)
+    trainable += add_faces(sessions, bob, 1) + add_faces(sessions, cy, 2)
+    # At `lowest` one face is held out, the one with the lowest hash; just below it, none.
+    lowest = min(_hash_fraction(i) for i in trainable)
+    below = lowest - 2e-9
+    with pytest.raises(InsufficientTrainingData) as raised:
+        queue(settings, sessions, validation_fraction=below)
+    assert str(raised.value) == (
+        f"With validation_fraction={below}, the split holds out 0 faces and leaves 3 "
+        "subjects to train on; fine-tuning needs at least one held-out face and two subjects "
+        "to train on."
+    )
+    assert job_count(sessions) == 0
+    assert queue(settings, sessions, validation_fraction=lowest)
+
+
+def test_a_large_gallery_is_admitted_from_its_first_faces() -> None:
+    """Once a face is held out and two subjects have one to train on, the rest can't
+    change the answer: a million faces are not read, let alone kept."""
+    read = 0
+
+    def gallery() -> Iterator[tuple[int, str]]:
+        nonlocal read
+        for face_id in range(1, 1_000_001):
+            read += 1
+            yield face_id, f"subject {face_id % 1000}"
+
+    check_split(gallery(), 1000, 0.2)
+    assert 2 <= read < 100
 
 
 def test_two_processes_queueing_at_once_get_one_job_and_one_conflict(
