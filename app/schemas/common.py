@@ -82,7 +82,7 @@ class QualityPublic(BaseModel):
     face_size: float = Field(description="Shorter side of the face box, pixels.")
     probability: float = Field(description="Detector confidence.")
     blur: float = Field(description="Laplacian variance of the aligned face; low is blurry.")
-    reasons: list[str] = Field(default_factory=list, examples=[["blurry: 3.1 < 15.0"]])
+    reasons: list[str] = Field(default_factory=list, examples=[["blurry: 3.1 < 25.0"]])
 
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
