@@ -95,6 +95,19 @@ def test_gallery_scaling(run: Any) -> None:
     assert 0 <= rows["hnsw"]["recall_at_1"] <= 1 and rows["hnsw"]["index_mb"] >= 0
 
 
+def test_index_sync(run: Any) -> None:
+    from tests.postgres.conftest import postgres_bin_dir
+
+    backends = "sqlite,postgresql" if postgres_bin_dir() is not None else "sqlite"
+    result = run("index_sync", f"--sizes 300,700 --repeats 2 --backends {backends}")
+    rows = result["rows"]
+    assert [(row["backend"], row["size"]) for row in rows] == [
+        (backend, size) for backend in backends.split(",") for size in (300, 700)
+    ]
+    assert all(row["faces"] == row["size"] for row in rows)  # each size adds to the last
+    assert all(row["fingerprint"]["p50_ms"] > 0 and row["all_ids"]["p50_ms"] > 0 for row in rows)
+
+
 @pytest.mark.slow
 def test_startup(run: Any) -> None:
     result = run("startup", "--faces 500 --repeats 1")
