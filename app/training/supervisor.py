@@ -20,6 +20,9 @@ from app.training.owners import why_abandoned
 log = logging.getLogger(__name__)
 
 SHUTDOWN_GRACE_S = 10.0
+# How long a training process may outlive its job's end (a cancel, or the abandoned-job
+# check run by a request or another service) before it counts as hung and is killed.
+FINISHED_GRACE_S = 10.0
 # How often a service process looks for abandoned jobs without being asked to.
 SWEEP_INTERVAL_S = 10.0
 
@@ -34,10 +37,18 @@ class JobSupervisor:
         self._job_id: str | None = None
         self._models_dir: Path | None = None  # set by recover(), at start-up
         self._next_sweep = 0.0
+        self._over_since: float | None = None  # when its job was first seen ended
 
     def spawn(self, settings: Settings, job_id: str) -> None:
         from app.training.worker import job_process
 
+        previous = self._process
+        if previous is not None and previous.is_alive():
+            # Its job was ended (it is the only one that may run); the process never left.
+            log.error("job %s: killing its process, still alive, before a new job", self._job_id)
+            previous.kill()
+            previous.join(SHUTDOWN_GRACE_S)
+        self._over_since = None
         context = multiprocessing.get_context("spawn")
         process = context.Process(
             target=job_process,
@@ -74,15 +85,35 @@ class JobSupervisor:
             if self._models_dir is not None and time.monotonic() >= self._next_sweep:
                 self._next_sweep = time.monotonic() + SWEEP_INTERVAL_S
                 ended = end_abandoned(sessions, self._models_dir)
-                if self._process is not None and self._job_id in ended:
-                    # Alive, yet its heartbeat stopped: hung holding the GIL, which its own
-                    # watchdog thread then cannot end. Its job is over; so is the process
-                    # (SIGKILL: a SIGTERM handler would never run). The next reap joins it.
-                    log.error("job %s: killing its hung process", self._job_id)
-                    self._process.kill()
+                self._kill_if_over(sessions, ended)
                 # Also what a job no service ran left: a command-line job that its own
                 # heartbeat ended (stuck after a cancel) is not abandoned, just ended.
                 remove_leftovers(sessions, self._models_dir)
+
+    def _kill_if_over(self, sessions: sessionmaker[Session], ended: list[str]) -> None:
+        """Kill the training process if it outlives its job: hung, perhaps holding the GIL,
+        which its own watchdog thread then cannot end (SIGKILL: a SIGTERM handler would not
+        run either). At once if this sweep ended the job for a stale heartbeat; after
+        FINISHED_GRACE_S if something else ended it. The next reap joins it."""
+        process, job_id = self._process, self._job_id
+        if process is None or job_id is None or not process.is_alive():
+            self._over_since = None
+            return
+        if job_id not in ended:
+            try:
+                with sessions() as session:
+                    over = jobs_repo.state_of(session, job_id) not in jobs_repo.ACTIVE_STATES
+            except Exception:  # the database is away, or the row: judge it next sweep
+                log.warning("job %s: state not read", job_id, exc_info=True)
+                return
+            now = time.monotonic()
+            if not over or self._over_since is None:
+                self._over_since = now if over else None
+                return
+            if now - self._over_since < FINISHED_GRACE_S:
+                return
+        log.error("job %s is over but its process %s lives on: killing it", job_id, process.pid)
+        process.kill()
 
     def recover(self, sessions: sessionmaker[Session], models_dir: Path) -> None:
         """At start-up: end the jobs no process runs any more, and remove what they left.

@@ -132,3 +132,36 @@ def test_a_job_hung_holding_the_gil_is_killed_by_the_service(
         phase, pid = row.progress["phase"], row.owner_pid
     assert phase == "training" and pid is not None
     wait_until_gone(pid)
+
+
+def test_a_hung_process_whose_job_was_cancelled_is_killed_too(
+    finetune_client: ClientFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Cancelling a job whose heartbeat is stale ends it at once; only a job the service's
+    own sweep ended used to have its hung process killed, so this one lived on."""
+    client = finetune_client(finetune_stall_timeout_s=8.0)
+    monkeypatch.setattr(supervisor, "SWEEP_INTERVAL_S", 0.2)
+    monkeypatch.setattr(supervisor, "FINISHED_GRACE_S", 0.5)
+    # The sweep finds nothing abandoned: the cancel below ends the job, as it would when it
+    # comes before the sweep. The cancel's own check (app.services.finetune) is the real one.
+    monkeypatch.setattr(supervisor, "end_abandoned", lambda *args, **kwargs: [])
+    monkeypatch.setattr(worker, "job_process", job_process_holding_the_gil)
+    job_id = client.post("/v1/admin/finetune", json=STEPPED_JOB).json()["job_id"]
+    sessions = client.app.state.face.sessions  # type: ignore[attr-defined]
+    deadline = time.monotonic() + 120
+    while True:
+        with sessions() as session:
+            row = jobs_repo.get_job(session, job_id)
+            if (row.progress or {}).get("phase") == "training":
+                pid = row.owner_pid
+                break
+        assert time.monotonic() < deadline, "the job never started training"
+        time.sleep(0.05)
+    assert pid is not None
+    monkeypatch.setattr(owners, "STALE_AFTER_S", 6.0)
+    time.sleep(8.0)  # its heartbeat goes stale: it hangs on its third micro-batch
+
+    cancelled = client.delete(f"/v1/admin/jobs/{job_id}")
+    assert cancelled.status_code == 202, cancelled.text
+    assert cancelled.json()["state"] == "cancelled", cancelled.json()
+    wait_until_gone(pid)
