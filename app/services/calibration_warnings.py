@@ -19,6 +19,9 @@ FAR_EXCESS = 2.0
 # calibrate_far never places a threshold above 1.0, the top of the cosine scale, and one
 # this close to it is only reached by the very same photo.
 CEILING = 1.0 - SCORE_MARGIN
+# Genuine scores needed before a threshold above all of them counts against it: with one or
+# two, a single hard pair (a profile, an old photo) below a strict threshold is ordinary.
+MIN_GENUINE_SCORES = 5
 
 
 def threshold_warnings(
@@ -29,8 +32,9 @@ def threshold_warnings(
     target: float,
 ) -> list[str]:
     """Sentences on what makes `threshold` unfit to serve, none when nothing does: it sits
-    at the top of the scale, above every genuine score (so `name` accepts nobody), or lets
-    through more than FAR_EXCESS times `target`, the FAR per impostor score."""
+    at the top of the scale, above every one of at least MIN_GENUINE_SCORES genuine scores
+    (so `name` accepts nobody), or lets through more than FAR_EXCESS times `target`, the FAR
+    per impostor score."""
     impostors = np.asarray(impostor, dtype=np.float64).ravel()
     genuines = np.asarray(genuine, dtype=np.float64).ravel()
     found = []
@@ -40,7 +44,7 @@ def threshold_warnings(
             f"identical photo reaches; {accepted(impostors, threshold - SCORE_MARGIN)} impostor "
             "scores of about 1.0 (one photo or person labelled as two people) pushed it there."
         )
-    if genuines.size and accepted(genuines, threshold) == 0:
+    if genuines.size >= MIN_GENUINE_SCORES and accepted(genuines, threshold) == 0:
         found.append(
             f"{name}: threshold {threshold:.4f} is above all {genuines.size} genuine scores "
             f"(the highest {genuines.max():.4f}), so it accepts no genuine match."

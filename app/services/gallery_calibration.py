@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 SAMPLE_SEED = 0
 DEGENERATE_TODO = (
     "delete the faces enrolled under more than one subject (the same photo or person), "
-    'or send "force": true to serve it anyway'
+    'ask for a larger FAR, or send "force": true to serve it anyway'
 )
 
 

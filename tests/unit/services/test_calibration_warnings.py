@@ -31,6 +31,14 @@ def test_a_threshold_between_impostors_and_genuine_scores_is_fine() -> None:
     assert threshold_warnings("verify", 0.35, IMPOSTORS, [], 0.01) == []
 
 
+def test_one_hard_genuine_pair_below_a_strict_threshold_is_no_warning() -> None:
+    """A gallery with a pair or two of one person: a profile or an old photo scoring below a
+    strict identify threshold is ordinary, and refused a sound calibration."""
+    assert threshold_warnings("identify", 0.62, IMPOSTORS, [0.58], 0.01) == []
+    assert threshold_warnings("identify", 0.62, IMPOSTORS, [0.58] * 4, 0.01) == []
+    assert threshold_warnings("identify", 0.62, IMPOSTORS, [0.58] * 5, 0.01) != []
+
+
 def test_a_threshold_above_every_genuine_score_accepts_nobody() -> None:
     [warning] = threshold_warnings("identify", 0.85, IMPOSTORS, GENUINE, 0.01)
     assert warning == (
