@@ -77,7 +77,7 @@ class GalleryClient:
 
     def send(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
         """The response of the last try; ServiceError if the service was never reached."""
-        attempt, limited_s = 0, 0.0
+        attempt, limited, limited_s = 0, 0, 0.0
         while True:
             last = attempt == self.retry.attempts - 1
             if (attempt or limited_s) and self.interrupted():
@@ -91,11 +91,11 @@ class GalleryClient:
             except httpx.RequestError as exc:  # not worth another try, e.g. a redirect loop
                 raise ServiceError(None, "request_error", str(exc) or repr(exc)) from exc
             else:
-                pause = self._rate_limit_pause(response, limited_s)
+                pause = self._rate_limit_pause(response, limited, limited_s)
                 if pause is not None:
                     log.debug("%s %s rate-limited; retrying in %.2f s", method, url, pause)
-                    limited_s += pause
-                    time.sleep(pause)
+                    limited, limited_s = limited + 1, limited_s + pause
+                    self._wait(pause)
                     continue
                 if response.status_code not in RETRY_STATUSES or last:
                     return response
@@ -103,17 +103,27 @@ class GalleryClient:
             time.sleep(self.retry.delay(attempt))
             attempt += 1
 
-    def _rate_limit_pause(self, response: httpx.Response, waited_s: float) -> float | None:
-        """How long to wait before sending again after a 429; None for any other answer, or
-        once this request has waited `rate_limited_s` in all."""
+    def _rate_limit_pause(
+        self, response: httpx.Response, times: int, waited_s: float
+    ) -> float | None:
+        """How long to wait before sending again after a 429 (the `times`-th in a row); None
+        for any other answer, or once this request has waited `rate_limited_s` in all."""
         budget = self.retry.rate_limited_s - waited_s
         if response.status_code != 429 or budget <= 0:
             return None
-        asked = retry_after_s(response)
-        pause = self.retry.base_delay_s if asked is None else asked
+        asked = retry_after_s(response)  # without it, back off as for a 503
+        pause = self.retry.delay(times) if asked is None else asked
         # A little more, and not the same for every worker: those that waited together
         # would otherwise all come back at once for the one request the limit allows.
         return min(pause * random.uniform(1.0, 1.2) + 0.01, budget)
+
+    def _wait(self, seconds: float) -> None:
+        """Sleep, in slices short enough that Ctrl-C ends a long wait (ServiceError)."""
+        until = time.monotonic() + seconds
+        while (left := until - time.monotonic()) > 0:
+            if self.interrupted():
+                raise ServiceError(None, "interrupted", "Interrupted (Ctrl-C) while retrying.")
+            time.sleep(min(left, 0.25))
 
     def call(self, method: str, url: str, **kwargs: Any) -> Any:
         """JSON body of a 2xx answer, else ServiceError."""

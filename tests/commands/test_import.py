@@ -721,3 +721,20 @@ def test_retry_after_reads_the_details_then_the_header(
         else httpx.Response(429, headers=headers)
     )
     assert retry_after_s(response) == expected
+
+
+def test_ctrl_c_ends_a_long_rate_limit_wait(make_client: ClientFactory) -> None:
+    """A 429 asking for 100 s was slept through in one piece: Ctrl-C waited it out."""
+    from app.commands.gallery_client import GalleryClient
+
+    client = make_client(rate_limit=0.01, rate_limit_burst=1)
+    asked_at: list[float] = []
+    gallery = GalleryClient(
+        client, RetryPolicy(), lambda: bool(asked_at) and time.monotonic() > asked_at[0] + 0.5
+    )
+    assert gallery.send("GET", "/v1/subjects").status_code == 200  # the one token
+    asked_at.append(time.monotonic())
+    with pytest.raises(ServiceError) as raised:
+        gallery.send("GET", "/v1/subjects")
+    assert raised.value.code == "interrupted"
+    assert time.monotonic() - asked_at[0] < 5
