@@ -131,7 +131,11 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     p_fetch = models_cmd.add_parser("fetch", help="download weights and check their sha256")
     p_fetch.add_argument("names", nargs="*", help="model names (default: all)")
     p_fetch.set_defaults(handler=fetch)
-    named = next((arg for arg in argv or () if not arg.startswith("-")), None)
+    arguments = list(argv or ())
+    at = next((i for i, arg in enumerate(arguments) if not arg.startswith("-")), len(arguments))
+    # `-h import` shows the list of commands, each with its help.
+    asks_help = bool({"-h", "--help"} & set(arguments[:at]))
+    named = arguments[at] if at < len(arguments) and not asks_help else None
     for name, module in COMMAND_MODULES.items():
         if argv is None or named is None or named == name:
             importlib.import_module(module).register(commands)
@@ -157,5 +161,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=settings.log_level,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    code: int = args.handler(args, settings)
+    try:
+        code: int = args.handler(args, settings)
+    except BrokenPipeError:
+        # The reader left (`python -m app config | head`): no traceback, and none at exit
+        # either, when Python flushes stdout into the closed pipe (the Python docs' recipe).
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, as a shell reports a command a closed pipe ended
     return code

@@ -296,3 +296,29 @@ def test_serve_help_starts_no_detection_process() -> None:
     assert done.returncode == 0, done.stderr
     assert "--port" in done.stdout
     assert done.stdout.strip().endswith("none")
+
+
+def test_help_before_a_command_lists_every_command_with_its_help(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit):
+        main(["-h", "import"])
+    listed = capsys.readouterr().out
+    assert "copy the database, calibration and checkpoints" in listed  # backup's help
+    assert "start the HTTP service" in listed
+
+
+def test_a_closed_pipe_ends_a_command_without_a_traceback() -> None:
+    """`python -m app config | head -1` printed a BrokenPipeError traceback."""
+    reader = subprocess.Popen(
+        [sys.executable, "-m", "app", "config"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+    )
+    assert reader.stdout is not None and reader.stderr is not None
+    reader.stdout.close()  # as `head` does once it has its lines; here before the first
+    errors = reader.stderr.read()
+    assert reader.wait(timeout=60) == 141
+    assert "Traceback" not in errors and "BrokenPipe" not in errors, errors
