@@ -16,6 +16,7 @@ from app.api.middleware import GuardAndMeasure
 from app.api.query_guard import QueryGuard
 from app.api.routes import admin, faces, health, jobs, recognition, subjects
 from app.api.routes import models as model_routes
+from app.api.upload_routes import find_upload_routes
 from app.config import Settings, get_settings
 from app.gallery import repository
 from app.gallery.db import make_engine, make_session_factory, migrate
@@ -83,19 +84,21 @@ def create_app(settings: Settings | None = None, models: Models | None = None) -
     app.state.form_guard = FormGuard()
     install_error_handlers(app)
 
-    # Each upload route's body may hold the files it takes, plus room for the form fields.
+    for router in (health.router, subjects.router, faces.router, recognition.router, admin.router):
+        app.include_router(router)
+    app.include_router(jobs.router)
+    app.include_router(model_routes.router)
+
+    # Each upload route's body may hold the files it takes, plus room for the form fields:
+    # the upload routes are read from the routes included above, so added here, after them.
     app.add_middleware(
         GuardAndMeasure,
         metrics=metrics,
         max_upload_bytes=settings.max_upload_bytes,
         keys=keys,
         max_files=settings.max_files_per_request,
+        uploads=find_upload_routes(app.routes),
     )
-
-    for router in (health.router, subjects.router, faces.router, recognition.router, admin.router):
-        app.include_router(router)
-    app.include_router(jobs.router)
-    app.include_router(model_routes.router)
     return app
 
 

@@ -6,14 +6,15 @@
 from __future__ import annotations
 
 import logging
-import re
 import time
+from collections.abc import Iterable
 from urllib.parse import unquote_plus
 
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.api.handlers import API_KEY_HEADER, error_response
+from app.api.upload_routes import UploadRoute
 from app.metrics import Metrics
 from app.security import KeyRing, is_remote_address
 
@@ -23,15 +24,6 @@ log = logging.getLogger(__name__)
 # parameters): one limit for them, far below the upload limit.
 MAX_JSON_BODY_BYTES = 1_000_000
 
-# The routes that take image uploads, and how many files each takes at most (None:
-# FACE_MAX_FILES_PER_REQUEST). Only these get an upload limit, whatever the Content-Type
-# of a request to another route claims, and each only for the files it takes: identify
-# took an enrolment-sized body (201 MB) that Starlette held in memory, part by part.
-_UPLOAD_ROUTES = (
-    (re.compile(r"/v1/subjects/[^/]+/faces/?"), None),
-    (re.compile(r"/v1/verify/?"), 2),
-    (re.compile(r"/v1/(?:identify|detect)/?"), 1),
-)
 # Room for an upload's form fields and multipart framing, besides its files.
 FORM_ALLOWANCE_BYTES = 1_000_000
 
@@ -62,12 +54,19 @@ class GuardAndMeasure:
         max_upload_bytes: int,
         keys: KeyRing | None = None,
         max_files: int = 1,
+        uploads: Iterable[UploadRoute] = (),
     ) -> None:
         self.app = app
         self.metrics = metrics
-        self.max_upload_bytes = max_upload_bytes
         self.keys = keys
-        self.max_files = max_files
+        # Only the upload routes (app/api/upload_routes.py) get an upload limit, whatever
+        # the Content-Type of a request to another route claims, and each only for the
+        # files it takes: identify took an enrolment-sized body (201 MB) that Starlette
+        # held in memory, part by part.
+        self.upload_limits = tuple(
+            (route, max_upload_bytes * (route.files or max_files) + FORM_ALLOWANCE_BYTES)
+            for route in uploads
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -143,12 +142,11 @@ class GuardAndMeasure:
 
     def _body_limit(self, scope: Scope, headers: dict[bytes, bytes]) -> int:
         multipart = headers.get(b"content-type", b"").lower().startswith(b"multipart/")
-        if multipart and scope["method"] == "POST":
-            path = _route_path(scope)
-            for route, files in _UPLOAD_ROUTES:
-                if route.fullmatch(path):
-                    count = self.max_files if files is None else files
-                    return self.max_upload_bytes * count + FORM_ALLOWANCE_BYTES
+        if multipart:
+            method, path = scope["method"], _route_path(scope)
+            for route, limit in self.upload_limits:
+                if route.matches(method, path):
+                    return limit
         return MAX_JSON_BODY_BYTES
 
     def _refusal(self, scope: Scope, headers: dict[bytes, bytes], limit: int) -> ASGIApp | None:

@@ -6,6 +6,7 @@ import gzip
 import json
 import re
 from collections.abc import Iterator
+from pathlib import Path
 
 from fastapi.testclient import TestClient
 
@@ -208,12 +209,15 @@ def test_an_unreachable_database_is_a_503_to_retry_not_a_bug(client: TestClient)
     assert "SELECT" not in str(error)
 
 
-def test_the_upload_limit_follows_the_route_behind_a_root_path() -> None:
+def test_the_upload_limit_follows_the_route_behind_a_root_path(tmp_path: Path) -> None:
     """uvicorn --root-path /face puts the prefix in front of every path; the route under it
     is still an upload route (a 2 MB upload was refused with 413)."""
     import asyncio
 
     from app.api.middleware import GuardAndMeasure
+    from app.api.upload_routes import find_upload_routes
+    from app.config import Settings
+    from app.main import create_app
     from app.metrics import Metrics
     from app.security import KeyRing
 
@@ -230,7 +234,8 @@ def test_the_upload_limit_follows_the_route_behind_a_root_path() -> None:
     async def send(message: dict[str, object]) -> None:
         sent.append(message)
 
-    guard = GuardAndMeasure(app, Metrics(), 10**8, KeyRing.parse(""))
+    uploads = find_upload_routes(create_app(Settings(data_dir=tmp_path)).routes)
+    guard = GuardAndMeasure(app, Metrics(), 10**8, KeyRing.parse(""), uploads=uploads)
 
     def status(path: str, root_path: str = "") -> object:
         reached.clear()
@@ -249,7 +254,7 @@ def test_the_upload_limit_follows_the_route_behind_a_root_path() -> None:
         asyncio.run(guard(scope, receive, send))  # type: ignore[arg-type]
         return sent[0]["status"] if sent else "passed"
 
-    for path in ("/v1/detect", "/v1/subjects/abc/faces", "/v1/verify/"):
+    for path in ("/v1/detect", "/v1/subjects/abc/faces", "/v1/verify"):
         assert status(path) == "passed"
         assert status(path, root_path="/face") == "passed"
     assert status("/v1/subjects", root_path="/face") == 413
