@@ -77,6 +77,11 @@ def decode_image(data: bytes, max_pixels: int) -> ImageArray:
             raise _too_many_pixels(exc, max_pixels) from exc
         except UnidentifiedImageError as exc:
             sniffed = _sniff_format(data)
+            if sniffed == "TIFF" and _tiff_mode_unknown(data):
+                raise errors.UnsupportedMediaType(
+                    "TIFF with a pixel layout that cannot be read (such as 32-bit integer or "
+                    "floating-point colour); send 8 or 16 bits per channel"
+                ) from exc
             if sniffed is not None:
                 raise errors.InvalidImage(f"corrupt {sniffed} image header") from exc
             raise errors.UnsupportedMediaType(
@@ -101,6 +106,20 @@ def decode_image(data: bytes, max_pixels: int) -> ImageArray:
                 raise errors.InvalidImage(
                     f"corrupt or truncated {image.format} image: {exc}"
                 ) from exc
+
+
+def _tiff_mode_unknown(data: bytes) -> bool:
+    """Whether a TIFF that Pillow would not open has a sound header, with a sample format
+    or layout Pillow does not decode, rather than a corrupt one."""
+    from PIL import TiffImagePlugin
+
+    try:
+        TiffImagePlugin.TiffImageFile(io.BytesIO(data)).close()
+    except SyntaxError as exc:
+        return str(exc) == "unknown pixel mode"
+    except Exception:
+        return False
+    return False
 
 
 def _exif_upright(image: Image.Image) -> None:

@@ -47,22 +47,32 @@ def _ends_in_grey(image: Image.Image) -> bool:
         red, green, blue = pixel[:3]
         # Colour is interpolated from the blocks around it, so only the luma is exact.
         return abs(0.299 * red + 0.587 * green + 0.114 * blue - _GREY_LUMA) <= 1.0
-    return False  # CMYK: rare, and its grey is not one value
+    if image.mode == "CMYK" and isinstance(pixel, tuple):
+        # Adobe's CMYK (and YCCK) JPEGs store inverted ink: an empty block reads 127.
+        return all(abs(ink - (_GREY_LUMA - 1)) <= 1 for ink in pixel)
+    return False
 
 
 def _junk_changes_pixels(data: bytes, image: Image.Image) -> bool:
     """Decode again with junk before the end marker. A complete scan never reads it; one
     that ran out decodes it where it would have left zeros, so the pixels change."""
-    end = data.rfind(_EOI)
-    scan = data.rfind(_SOS, 0, end) if end > 0 else -1
-    if scan < 0 or any(data.find(frame, 0, scan) >= 0 for frame in _ARITHMETIC_FRAMES):
+    # The last scan ends at the first end marker after it (entropy-coded data holds none):
+    # a file cut short may carry another one, and bytes after the first are never read.
+    scan = data.rfind(_SOS)
+    end = data.find(_EOI, scan) if scan >= 0 else -1
+    if end < 0 or any(data.find(frame, 0, scan) >= 0 for frame in _ARITHMETIC_FRAMES):
         return False
+    while data[end - 1] == 0xFF:  # fill bytes may precede a marker (T.81, B.1.1.2)
+        end -= 1
     # With restart intervals, a scan that ran out waits for the next restart marker and
     # skips anything before it: so give it that marker, then the junk.
     restarts = sum(data.count(marker, scan, end) for marker in _RESTARTS)
     resume = _RESTARTS[restarts % 8] if restarts else b""
     probe = b"".join((data[:end], resume, _JUNK, data[end:]))
-    with Image.open(io.BytesIO(probe), formats=("JPEG",)) as again:
-        again.load()
-        # One difference image, not two byte copies of a picture that may be 40 MP.
-        return ImageChops.difference(again, image).getbbox() is not None
+    try:
+        with Image.open(io.BytesIO(probe), formats=("JPEG",)) as again:
+            again.load()
+            # One difference image, not two byte copies of a picture that may be 40 MP.
+            return ImageChops.difference(again, image).getbbox() is not None
+    except Exception:  # the probe itself is unreadable: no evidence against the image
+        return False

@@ -94,3 +94,46 @@ def test_a_12_bit_tiff_is_scaled_by_its_declared_depth(
         np.testing.assert_array_equal(np.asarray(stored), twelve)
     decoded = decode_image(path.read_bytes(), LIMIT)
     np.testing.assert_array_equal(decoded[:, :, 0], grey_photo)
+
+
+def _rgb_tiff_32(pixels: np.ndarray, sample_format: int) -> bytes:
+    """An uncompressed RGB TIFF of 32 bits a sample (1: unsigned, 3: floating point), a
+    layout Pillow does not open."""
+    height, width, _ = pixels.shape
+    data = pixels.astype("<f4" if sample_format == 3 else "<u4").tobytes()
+    entries = 11
+    extra_at = 8 + 2 + 12 * entries + 4  # three shorts each for BitsPerSample, SampleFormat
+    pixels_at = extra_at + 12
+    fields = [
+        (256, 3, 1, width),
+        (257, 3, 1, height),
+        (258, 3, 3, extra_at),  # BitsPerSample: 32, 32, 32
+        (259, 3, 1, 1),
+        (262, 3, 1, 2),  # RGB
+        (273, 4, 1, pixels_at),
+        (277, 3, 1, 3),  # SamplesPerPixel
+        (278, 3, 1, height),
+        (279, 4, 1, len(data)),
+        (284, 3, 1, 1),  # chunky
+        (339, 3, 3, extra_at + 6),  # SampleFormat
+    ]
+    directory = struct.pack("<H", entries) + b"".join(
+        struct.pack("<HHII", tag, kind, count, value) for tag, kind, count, value in fields
+    )
+    extra = struct.pack("<3H", 32, 32, 32) + struct.pack("<3H", *[sample_format] * 3)
+    return b"II*\x00" + struct.pack("<I", 8) + directory + b"\x00" * 4 + extra + data
+
+
+@pytest.mark.filterwarnings("ignore:Corrupt EXIF data")  # Pillow, on the damaged copy
+@pytest.mark.parametrize("sample_format", [1, 3], ids=["uint32", "float32"])
+def test_a_32_bit_colour_tiff_is_unsupported_not_corrupt(
+    grey_photo: np.ndarray, sample_format: int
+) -> None:
+    """Pillow cannot open it, and the sniffed TIFF header got 422 "corrupt TIFF image
+    header": a client was told a valid file was broken."""
+    colour = np.repeat(grey_photo[:64, :64, None], 3, axis=2) / 255.0
+    with pytest.raises(errors.UnsupportedMediaType, match="TIFF with a pixel layout"):
+        decode_image(_rgb_tiff_32(colour, sample_format), LIMIT)
+    damaged = _rgb_tiff_32(colour, sample_format)[:10] + b"\x00" * 40
+    with pytest.raises(errors.InvalidImage, match="corrupt TIFF"):
+        decode_image(damaged, LIMIT)

@@ -119,3 +119,44 @@ def test_a_complete_jpeg_ending_in_mid_grey_is_kept(
     assert np.abs(decoded[-8:].astype(int) - 128).max() <= 1
     with Image.open(io.BytesIO(data)) as reference:
         np.testing.assert_array_equal(decoded, np.asarray(reference.convert("RGB")))
+
+
+def _grey_boxed(photo: Image.Image) -> Image.Image:
+    width, height = photo.size
+    boxed = Image.new("RGB", (width, height + 40), (128, 128, 128))
+    boxed.paste(photo, (0, 0))
+    return boxed
+
+
+def test_fill_bytes_before_the_end_marker_are_no_truncation(
+    photo: Image.Image, tmp_path: Path
+) -> None:
+    """T.81 allows 0xFF fill before any marker: the probe's junk landed after one, read as
+    a marker, and a valid photo ending in grey was refused."""
+    data = _save(_grey_boxed(photo), tmp_path / "boxed.jpg", quality=90)
+    assert data.endswith(b"\xff\xd9")
+    for fill in (1, 2):
+        filled = data[:-2] + b"\xff" * fill + b"\xff\xd9"
+        assert decode_image(filled, LIMIT).shape[0] == photo.size[1] + 40
+
+
+def test_a_cut_jpeg_with_a_second_end_marker_is_refused(photo: Image.Image, tmp_path: Path) -> None:
+    """The junk went before the last end marker, after the first, where nothing reads it."""
+    data = _save(photo, tmp_path / "photo.jpg", quality=90)
+    cut = data[: len(data) * 2 // 3] + b"\xff\xd9" + b"\x00" * 4 + b"\xff\xd9"
+    with pytest.raises(errors.InvalidImage, match="ends before"):
+        decode_image(cut, LIMIT)
+
+
+def test_a_cmyk_jpeg_cut_or_patched_is_refused_and_a_whole_one_kept(
+    photo: Image.Image, tmp_path: Path
+) -> None:
+    data = _save(photo.convert("CMYK"), tmp_path / "cmyk.jpg", quality=90)
+    assert decode_image(data, LIMIT).shape[2] == 3
+    width, height = _declared_size(data)
+    with pytest.raises(errors.InvalidImage, match="ends before"):
+        decode_image(_with_size(data, width, height * 2), LIMIT)
+    with pytest.raises(errors.InvalidImage, match="ends before"):
+        decode_image(data[: len(data) * 2 // 3] + b"\xff\xd9", LIMIT)
+    boxed = _save(_grey_boxed(photo).convert("CMYK"), tmp_path / "boxed.jpg", quality=90)
+    assert decode_image(boxed, LIMIT).shape[0] == photo.size[1] + 40
