@@ -144,8 +144,10 @@ class GuardAndMeasure:
         multipart = headers.get(b"content-type", b"").lower().startswith(b"multipart/")
         if multipart:
             method, path = scope["method"], _route_path(scope)
+            # With a trailing slash no route takes it, but the upload is the route's: let
+            # it through, to the 404 that names the path without the slash, not a 413.
             for route, limit in self.upload_limits:
-                if route.matches(method, path):
+                if route.matches(method, path) or route.matches(method, path.rstrip("/")):
                     return limit
         return MAX_JSON_BODY_BYTES
 

@@ -269,3 +269,14 @@ def test_a_compressed_body_is_refused_not_misread(client: TestClient) -> None:
         "/v1/subjects", json={"name": "Ada"}, headers={"Content-Encoding": "identity"}
     )
     assert plain.status_code == 201, plain.text
+
+
+def test_an_upload_to_a_path_with_a_trailing_slash_gets_the_404_that_names_it(
+    client: TestClient,
+) -> None:
+    """An ordinary 2 MB photo sent to /v1/verify/ was told 413 (the JSON limit), hiding
+    the real mistake, which the 404 names."""
+    photo = ("photo.jpg", b"\xff" * 2_000_000, "image/jpeg")
+    for path in ("/v1/verify/", "/v1/identify/", "/v1/subjects/abc/faces/"):
+        body = assert_error(client.post(path, files={"image": photo}), 404, "not_found")
+        assert path.rstrip("/") in body["message"]
