@@ -149,7 +149,7 @@ def run(args: argparse.Namespace, settings: Settings, pipeline: FacePipeline | N
         f"  responses {will} state verify FAR {stated:g}: the target, or the 95% upper bound of "
         f"{rates['false_accepts']}/{impostors.size} where that is higher"
     )
-    if verify.below_resolution:
+    if verify.below_resolution and not calibration.verify_accepts:  # none sits above 1.0
         print(
             f"  note: target FAR {args.target_far:g} is below the resolution of "
             f"{impostors.size} impostor pairs (1/{impostors.size} = {resolution:.4g}); the "

@@ -33,9 +33,10 @@ def calibration_result(
         gallery,
         accepts=calibration.identify_accepts,
     )
-    if verify.below_resolution:
+    # Unless the highest is 1.0 (a duplicate photo), which no threshold can sit above.
+    if verify.below_resolution and not calibration.verify_accepts:
         notes.append("No impostor pair may pass: verify sits just above the highest one.")
-    if per_comparison * scores.per_subject.size < 1:
+    if per_comparison * scores.per_subject.size < 1 and not calibration.identify_accepts:
         notes.append("No identify score may pass: identify sits just above the highest one.")
     if scores.impostor.size < scores.impostor_total:
         notes.append(
