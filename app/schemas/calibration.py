@@ -13,18 +13,21 @@ from app.schemas.info import ThresholdsPublic
 
 
 class CalibrateParams(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # Strict: "force": "yes" stored an unreliable calibration, and "target_far": "0.01" passed.
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     target_far: float = Field(
         0.001,
         ge=MIN_TARGET_FAR,
         lt=1.0,
+        allow_inf_nan=False,
         description="False-accept rate the verify threshold may reach.",
     )
     identify_target_far: float | None = Field(
         None,
         ge=MIN_TARGET_FAR,
         lt=1.0,
+        allow_inf_nan=False,
         description="Chance a stranger matches anyone in the gallery (default: target_far).",
     )
     force: bool = Field(

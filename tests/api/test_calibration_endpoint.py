@@ -193,6 +193,10 @@ def test_only_the_admin_key_may_calibrate(gallery: tuple[TestClient, str]) -> No
         {"target_far": 5e-324},
         {"target_far": 9.9e-10},
         {"target_far": 0.01, "identify_target_far": 1e-322},
+        # Loose types were coerced: "yes" forced an unreliable calibration to be stored.
+        {"target_far": 0.01, "force": "yes"},
+        {"target_far": 0.01, "force": 1},
+        {"target_far": "0.01"},
     ],
 )
 def test_bad_targets_are_invalid_requests(gallery: tuple[TestClient, str], body: Any) -> None:
@@ -200,6 +204,15 @@ def test_bad_targets_are_invalid_requests(gallery: tuple[TestClient, str], body:
     before = client.get(CALIBRATION).json()
     assert_error(client.post(CALIBRATE, json=body), 422, "invalid_request")
     assert client.get(CALIBRATION).json() == before  # nothing stored
+
+
+def test_a_nan_target_is_refused_as_not_finite(gallery: tuple[TestClient, str]) -> None:
+    """Python's JSON reads NaN; it was refused as "less than 1", which it is not."""
+    client, _ = gallery
+    sent = client.post(
+        CALIBRATE, content=b'{"target_far": NaN}', headers={"Content-Type": "application/json"}
+    )
+    assert "finite number" in json.dumps(assert_error(sent, 422, "invalid_request")["details"])
 
 
 def test_the_smallest_target_far_is_valid_but_unmeasurable(gallery: tuple[TestClient, str]) -> None:
