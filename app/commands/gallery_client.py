@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 
-from app.commands.retry_policy import RETRY_STATUSES, RetryPolicy, retry_after_s
+from app.commands.retry_policy import RETRY_STATUSES, RetryPolicy, Turns, retry_after_s
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +74,7 @@ class GalleryClient:
         self.retry = retry
         # Asked before every retry: Ctrl-C ends the waiting (ServiceError `interrupted`).
         self.interrupted = interrupted or (lambda: False)
+        self._turns = Turns()
 
     def send(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
         """The response of the last try; ServiceError if the service was never reached."""
@@ -82,6 +83,7 @@ class GalleryClient:
             last = attempt == self.retry.attempts - 1
             if (attempt or limited_s) and self.interrupted():
                 raise ServiceError(None, "interrupted", "Interrupted (Ctrl-C) while retrying.")
+            self._wait(self._turns.claim())
             try:
                 response = self.client.request(method, url, **kwargs)
             except httpx.TransportError as exc:
@@ -92,10 +94,10 @@ class GalleryClient:
                 raise ServiceError(None, "request_error", str(exc) or repr(exc)) from exc
             else:
                 pause = self._rate_limit_pause(response, limited, limited_s)
+                self._turns.record(pause)
                 if pause is not None:
                     log.debug("%s %s rate-limited; retrying in %.2f s", method, url, pause)
                     limited, limited_s = limited + 1, limited_s + pause
-                    self._wait(pause)
                     continue
                 if response.status_code not in RETRY_STATUSES or last:
                     return response

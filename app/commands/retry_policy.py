@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -51,3 +53,32 @@ def retry_after_s(response: httpx.Response) -> float | None:
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+class Turns:
+    """When a client's workers may send. At once until a rate limit is met; after a 429 they
+    all hold for its wait, then take turns that far apart, not only the one that got it:
+    each request over the limit costs its upload for nothing. The gap narrows with each
+    answer that is not a 429, back to none."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._next = 0.0
+        self._gap = 0.0
+
+    def claim(self) -> float:
+        """Seconds until the caller's turn, which is then taken."""
+        with self._lock:
+            now = time.monotonic()
+            start = max(now, self._next)
+            self._next = start + self._gap
+        return start - now
+
+    def record(self, pause: float | None) -> None:
+        """A 429 asked to wait `pause` seconds; None: the answer was another."""
+        with self._lock:
+            if pause is None:
+                self._gap = self._gap * 0.98 if self._gap > 0.001 else 0.0
+            else:
+                self._gap = max(self._gap, pause)
+                self._next = max(self._next, time.monotonic() + pause)

@@ -676,6 +676,9 @@ def test_a_rate_limited_import_waits_and_enrols_everything(
     report = read_report(summary.report)
     assert {path: (r["status"], r["code"]) for path, r in report.items()} == EXPECTED
     assert limited, "the limit was never reached: the test shows nothing"
+    # Once limited, the workers take turns: 23-26 answers were 429s when each worker only
+    # waited out its own, 2-4 since.
+    assert len(limited) <= 12, len(limited)
     assert all(wait is not None and 0 < wait <= 0.2 for wait in limited)
 
 
