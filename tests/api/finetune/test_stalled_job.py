@@ -61,6 +61,18 @@ def hang_after_steps(hang: Callable[[], None]) -> None:
     trainer.train = train  # type: ignore[assignment]
 
 
+def wait_until_training(sessions: Any, job_id: str) -> int:
+    """The pid of the job's process, once the job reports that it trains."""
+    deadline = time.monotonic() + 120
+    while True:
+        with sessions() as session:
+            row = jobs_repo.get_job(session, job_id)
+            if (row.progress or {}).get("phase") == "training" and row.owner_pid is not None:
+                return int(row.owner_pid)
+        assert time.monotonic() < deadline, "the job never started training"
+        time.sleep(0.05)
+
+
 def wait_until_gone(pid: int) -> None:
     deadline = time.monotonic() + 30
     while pid_alive(pid):
@@ -116,13 +128,7 @@ def test_a_job_hung_holding_the_gil_is_killed_by_the_service(
     monkeypatch.setattr(worker, "job_process", job_process_holding_the_gil)
     job_id = client.post("/v1/admin/finetune", json=STEPPED_JOB).json()["job_id"]
     sessions = client.app.state.face.sessions  # type: ignore[attr-defined]
-    deadline = time.monotonic() + 120
-    while True:
-        with sessions() as session:
-            if (jobs_repo.get_job(session, job_id).progress or {}).get("phase") == "training":
-                break
-        assert time.monotonic() < deadline, "the job never started training"
-        time.sleep(0.05)
+    wait_until_training(sessions, job_id)
     monkeypatch.setattr(owners, "STALE_AFTER_S", 6.0)
 
     job = wait_for_job(client, job_id, ("failed", "succeeded", "cancelled", "interrupted"))
@@ -147,17 +153,7 @@ def test_a_hung_process_whose_job_was_cancelled_is_killed_too(
     monkeypatch.setattr(supervisor, "end_abandoned", lambda *args, **kwargs: [])
     monkeypatch.setattr(worker, "job_process", job_process_holding_the_gil)
     job_id = client.post("/v1/admin/finetune", json=STEPPED_JOB).json()["job_id"]
-    sessions = client.app.state.face.sessions  # type: ignore[attr-defined]
-    deadline = time.monotonic() + 120
-    while True:
-        with sessions() as session:
-            row = jobs_repo.get_job(session, job_id)
-            if (row.progress or {}).get("phase") == "training":
-                pid = row.owner_pid
-                break
-        assert time.monotonic() < deadline, "the job never started training"
-        time.sleep(0.05)
-    assert pid is not None
+    pid = wait_until_training(client.app.state.face.sessions, job_id)  # type: ignore[attr-defined]
     monkeypatch.setattr(owners, "STALE_AFTER_S", 6.0)
     time.sleep(8.0)  # its heartbeat goes stale: it hangs on its third micro-batch
 
