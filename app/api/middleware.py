@@ -143,11 +143,11 @@ class GuardAndMeasure:
     def _body_limit(self, scope: Scope, headers: dict[bytes, bytes]) -> int:
         multipart = headers.get(b"content-type", b"").lower().startswith(b"multipart/")
         if multipart:
-            method, path = scope["method"], _route_path(scope)
-            # With a trailing slash no route takes it, but the upload is the route's: let
-            # it through, to the 404 that names the path without the slash, not a 413.
+            # No route path ends in a slash. One that a path takes but for a trailing slash
+            # lets the upload through, to the 404 that names the path without it, not a 413.
+            method, path = scope["method"], _route_path(scope).rstrip("/")
             for route, limit in self.upload_limits:
-                if route.matches(method, path) or route.matches(method, path.rstrip("/")):
+                if route.matches(method, path):
                     return limit
         return MAX_JSON_BODY_BYTES
 

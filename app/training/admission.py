@@ -60,9 +60,11 @@ def check_gallery(session: Session, settings: Settings, fraction: float) -> None
 
 
 def check_split(faces: Iterable[tuple[int, object]], subjects: int, fraction: float) -> None:
-    """`split.check_splittable` of `faces` ((face id, subject) of `subjects` subjects), in
-    constant memory, and reading on only until the split is known to work: one held-out
-    face and two subjects to train on, which a large gallery has within its first rows.
+    """Refuse, from `faces` ((face id, subject) of `subjects` subjects) alone, a gallery that
+    `split.split_faces` is sure to refuse: setting near-duplicates aside (which needs
+    vectors) only shrinks validation. In constant memory, and reading on only until the
+    split is known to work: one held-out face and two subjects to train on, which a large
+    gallery has within its first rows.
     """
     held = 0
     training: set[object] = set()  # two are enough to know

@@ -81,16 +81,6 @@ def split_faces(
     return split
 
 
-def check_splittable(face_ids: IntArray, labels: IntArray, fraction: float) -> None:
-    """Refuse, from face ids alone, a gallery that `split_faces` is sure to refuse.
-
-    Setting near-duplicates aside (which needs vectors) only shrinks validation, so this
-    refuses no gallery that `split_faces` would accept.
-    """
-    held = _held_out_mask(face_ids, fraction)
-    refuse_too_few(fraction, int(held.sum()), len(np.unique(labels[~held])))
-
-
 def _held_out_mask(face_ids: IntArray, fraction: float) -> npt.NDArray[np.bool_]:
     return np.array([held_out(int(i), fraction) for i in face_ids], dtype=bool)
 

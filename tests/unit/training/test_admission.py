@@ -20,7 +20,7 @@ from app.gallery.orm import Face
 from app.schemas.finetune import FinetuneParams
 from app.training import admission
 from app.training.admission import check_split, queue_job
-from app.training.split import check_splittable, held_out, split_faces
+from app.training.split import held_out, refuse_too_few, split_faces
 
 OWNER = jobs_repo.Owner("host-a", 11)
 
@@ -140,6 +140,12 @@ def test_the_up_front_split_check_never_refuses_a_split_that_succeeds() -> None:
         assert up_front == refusal(check_splittable, face_ids, labels, fraction)
         if refusal(split_faces, face_ids, labels, vectors, fraction) is None:
             assert up_front is None
+
+
+def check_splittable(face_ids: np.ndarray, labels: np.ndarray, fraction: float) -> None:
+    """The check as admission made it with every face id in memory: the reference."""
+    held = np.array([held_out(int(i), fraction) for i in face_ids], dtype=bool)
+    refuse_too_few(fraction, int(held.sum()), len(np.unique(labels[~held])))
 
 
 def refusal(check: Callable[..., object], *args: Any) -> str | None:
