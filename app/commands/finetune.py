@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import signal
 import sys
 import types
@@ -54,10 +53,8 @@ def _rule_broken(error: ValidationError) -> str:
     rules = []
     for item in error.errors():
         flag = "--" + str(item["loc"][0]).replace("_", "-") if item["loc"] else ""
-        value, message = item.get("input"), item["msg"]
-        if isinstance(value, float) and not math.isfinite(value):
-            message = "must be a finite number"  # nan fails every bound, so names the wrong one
-        elif item["type"] == "string_pattern_mismatch" and flag:
+        message = item["msg"]
+        if item["type"] == "string_pattern_mismatch" and flag:
             field = FinetuneParams.model_fields[str(item["loc"][0])]
             message = "must be " + str(field.description).rstrip(".")
         else:

@@ -29,7 +29,8 @@ MIN_TRIPLET_MICRO_BATCH = 4
 class FinetuneParams(BaseModel):
     """Hyperparameters of one fine-tuning run; every field has a default."""
 
-    model_config = ConfigDict(extra="forbid")
+    # NaN fails every bound, so without it the refusal names a bound it does not break.
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     epochs: int = Field(3, ge=1, le=1000, description="Passes over the training faces.")
     micro_batch_size: int = Field(
