@@ -9,8 +9,9 @@ import numpy as np
 
 from app.pipeline.analyzer import AnalyzedFace, FacePipeline, PipelineObserver
 from app.pipeline.batching import MicroBatcher
-from app.pipeline.detect import DetectionInput, FaceDetector, RawDetection
+from app.pipeline.detect import DetectionInput, FaceDetector
 from app.pipeline.embedders import Embedder
+from app.pipeline.mtcnn_stages import RawDetection
 from app.pipeline.types import DetectedFace, FloatArray, ImageArray, QualityLimits
 
 

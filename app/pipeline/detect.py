@@ -13,8 +13,9 @@ import torch
 from app.pipeline.detect_process import DetectionProcess
 from app.pipeline.device_thread import on_device_thread
 from app.pipeline.image_io import downscale
-from app.pipeline.mtcnn_nets import CROP_INPUTS, build_mtcnn, planar
+from app.pipeline.mtcnn_nets import CROP_INPUTS, build_mtcnn
 from app.pipeline.mtcnn_output import to_original_faces
+from app.pipeline.mtcnn_stages import RawDetection, detect_faces
 from app.pipeline.shape_buckets import PaddedBatches
 from app.pipeline.types import DetectedFace, ImageArray
 
@@ -24,8 +25,6 @@ MTCNN_SMALLEST_FACE = 20
 
 # Padding, as a fraction of each side, for the second look at an image with no face found.
 PAD_RETRY_FRACTION = 0.25
-
-RawDetection = tuple[Any, Any, Any]  # MTCNN's boxes, probabilities and landmarks of one image
 
 
 @dataclass(frozen=True)
@@ -109,18 +108,13 @@ class FaceDetector:
         if self.process is not None:
             return self.process.run(inputs)
         batch = np.stack([item.image for item in inputs]) if len(inputs) > 1 else inputs[0].image
-        images = planar(batch) if self.device.type == "cpu" else batch
         min_face = inputs[0].pyramid_min_face
-        boxes, probs, points = on_device_thread(self.device, self._detect, images, min_face)
-        if len(inputs) == 1:
-            return [(boxes, probs, points)]
-        return [(boxes[i], probs[i], points[i]) for i in range(len(inputs))]
+        return on_device_thread(self.device, self._detect, batch, min_face)
 
-    def _detect(self, images: Any, pyramid_min_face: int) -> RawDetection:
-        with self._lock:
+    def _detect(self, images: Any, pyramid_min_face: int) -> list[RawDetection]:
+        with self._lock, torch.inference_mode():
             self._mtcnn.min_face_size = pyramid_min_face
-            boxes, probs, points = self._mtcnn.detect(images, landmarks=True)
-        return boxes, probs, points
+            return detect_faces(self._mtcnn, images)
 
     def to_faces(self, item: DetectionInput, raw: RawDetection) -> list[DetectedFace]:
         """MTCNN's output for one input as faces in original-image coordinates."""

@@ -27,7 +27,8 @@ from app.pipeline.detect_child import serve_detection
 from app.pipeline.watchdog import Watchdog
 
 if TYPE_CHECKING:
-    from app.pipeline.detect import DetectionInput, RawDetection
+    from app.pipeline.detect import DetectionInput
+    from app.pipeline.mtcnn_stages import RawDetection
 
 log = logging.getLogger(__name__)
 

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 from facenet_pytorch import MTCNN
 
-from app.pipeline.mtcnn_nms import install as install_per_image_nms
 from app.pipeline.shape_buckets import PaddedBatches
 from app.pipeline.torchscript import trace_module
-from app.pipeline.types import ImageArray
 
 # On a GPU, MTCNN's nets run padded batches (app/pipeline/shape_buckets.py). R- and O-net
 # get one row per candidate face, which facenet-pytorch sends 512 at most at a time: 6
@@ -31,8 +28,6 @@ def build_mtcnn(
     device: torch.device, min_face_size: int, torchscript: bool, pad_batches: bool | None
 ) -> MTCNN:
     """MTCNN keeping every face, with its nets made fast for `device`."""
-    # Each image of a batch gets the boxes it would get alone (app/pipeline/mtcnn_nms.py).
-    install_per_image_nms()
     # MTCNN's P/R/O-net weights ship inside the wheel, so this never downloads.
     mtcnn = MTCNN(keep_all=True, select_largest=False, min_face_size=min_face_size, device=device)
     mtcnn.eval()
@@ -64,15 +59,3 @@ def _trace_nets(mtcnn: MTCNN, device: torch.device) -> None:
         traced = trace_module(net, examples, freeze=False)
         if traced is not None:
             setattr(mtcnn, name, traced)
-
-
-def planar(images: ImageArray) -> torch.Tensor:
-    """The same HWC (or NHWC) view, over planar (channels-first) memory.
-
-    MTCNN turns its input into NCHW with a permute, so HWC memory gives it a channels-last
-    float image; its area resizes (the pyramid, the 24/48 px crops) run 10-20% faster on
-    planar memory, with bit-identical results.
-    """
-    order, back = ((0, 3, 1, 2), (0, 2, 3, 1)) if images.ndim == 4 else ((2, 0, 1), (1, 2, 0))
-    memory = np.ascontiguousarray(images.transpose(order))  # a writable copy
-    return torch.from_numpy(memory).permute(back)

@@ -15,9 +15,6 @@
 
 from __future__ import annotations
 
-from types import ModuleType
-from typing import Any
-
 import numpy as np
 import torch
 from torchvision.ops import nms
@@ -64,17 +61,3 @@ def per_image_nms_numpy(
     keep = np.concatenate(kept)
     order = np.argsort(-all_scores[keep], kind="stable")
     return torch.as_tensor(keep[order], dtype=torch.long, device=boxes.device)
-
-
-def install() -> None:
-    """Make facenet-pytorch's MTCNN use the per-image functions (idempotent)."""
-    from facenet_pytorch.models.utils import detect_face
-
-    _replace(detect_face, "batched_nms", per_image_nms)
-    _replace(detect_face, "batched_nms_numpy", per_image_nms_numpy)
-
-
-def _replace(module: ModuleType, name: str, function: Any) -> None:
-    if not hasattr(module, name):
-        raise RuntimeError(f"facenet-pytorch has no {name}; check app/pipeline/mtcnn_nms.py")
-    setattr(module, name, function)

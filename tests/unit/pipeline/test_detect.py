@@ -118,7 +118,7 @@ def test_channels_last_nets_match_stock_mtcnn(detector: FaceDetector, yaoming: I
     assert faces[0].probability == pytest.approx(float(probs[0]), abs=1e-5)
 
 
-def test_batches_on_planar_memory_match_stock_mtcnn_on_numpy(
+def test_batches_match_stock_mtcnn_on_numpy(
     detector: FaceDetector, package_images: Path, load_image: ImageLoader
 ) -> None:
     item = detector.prepare(load_image(package_images / "players.jpg"))

@@ -5,11 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from facenet_pytorch.models.utils import detect_face
 from facenet_pytorch.models.utils.detect_face import nms_numpy
 from torchvision.ops import batched_nms, nms
 
-from app.pipeline.mtcnn_nms import install, per_image_nms, per_image_nms_numpy
+from app.pipeline.mtcnn_nms import per_image_nms, per_image_nms_numpy
 
 # O-net's last-stage candidates for a batch of four face-api.js crops, as facenet-pytorch
 # gave them (image 1 is sheldon4.png). Boxes 0 and 6 have equal scores; alone, NMS keeps
@@ -89,14 +88,10 @@ def test_torch_stages_keep_what_each_image_keeps_alone() -> None:
     assert torch.all(scores[keep][:-1] >= scores[keep][1:])
 
 
-def test_empty_input_and_install_are_harmless() -> None:
+def test_empty_input_is_harmless() -> None:
     empty = torch.empty((0, 4))
     assert per_image_nms(empty, torch.empty(0), torch.empty(0), 0.5).numel() == 0
     assert per_image_nms_numpy(empty, torch.empty(0), torch.empty(0), 0.7, "Min").numel() == 0
-    install()
-    install()
-    assert detect_face.batched_nms is per_image_nms
-    assert detect_face.batched_nms_numpy is per_image_nms_numpy
 
 
 @pytest.mark.gpu

@@ -1,0 +1,79 @@
+"""MTCNN's stages with integral-image resizes against facenet-pytorch's own MTCNN.detect."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from facenet_pytorch import MTCNN
+
+from app.pipeline.mtcnn_stages import NO_FACE, Stages, detect_faces
+from app.pipeline.types import ImageArray
+
+ImageLoader = Callable[[Path], ImageArray]
+
+
+@pytest.fixture(scope="module")
+def stock() -> MTCNN:
+    return MTCNN(keep_all=True, min_face_size=20, device="cpu").eval()
+
+
+def _by_position(boxes: np.ndarray, *others: np.ndarray) -> list[np.ndarray]:
+    """Rows in one order by box position: O-net's probabilities often tie at 1.0, and the
+    order of tied faces is not part of the result."""
+    order = np.lexsort((boxes[:, 1], boxes[:, 0]))
+    return [np.asarray(a, dtype=np.float32)[order] for a in (boxes, *others)]
+
+
+@pytest.mark.parametrize("name", ["yaoming.jpg", "players.jpg", "gdp.jpg"])
+def test_same_faces_as_mtcnn_detect_bit_for_bit(
+    stock: MTCNN, package_images: Path, load_image: ImageLoader, name: str
+) -> None:
+    image = load_image(package_images / name)
+    # An HWC view of planar memory: stock MTCNN then resizes NCHW-contiguous images, as the
+    # detector did before. (From HWC memory torch's channels-last kernel resizes, which can
+    # round the last bit of a mean differently.)
+    planar = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))).permute(1, 2, 0)
+    boxes, probs, points = stock.detect(planar, landmarks=True)
+    with torch.no_grad():
+        ((got_boxes, got_probs, got_points),) = detect_faces(stock, image)
+    assert len(got_boxes) == len(boxes) > 0
+    want = _by_position(np.asarray(boxes, dtype=np.float32), probs, points)
+    for got, expected in zip(_by_position(got_boxes, got_probs, got_points), want, strict=True):
+        assert np.array_equal(got, expected)
+
+
+def test_batch_gives_each_image_its_own_faces_and_none_where_there_are_none(
+    stock: MTCNN, package_images: Path, load_image: ImageLoader
+) -> None:
+    face = load_image(package_images / "yaoming.jpg")
+    blank = np.full_like(face, 128)
+    mirrored = np.ascontiguousarray(face[:, ::-1])
+    with torch.no_grad():
+        results = detect_faces(stock, np.stack([face, blank, mirrored]))
+        alone = [detect_faces(stock, image)[0] for image in (face, mirrored)]
+    assert len(results) == 3
+    assert results[1] == NO_FACE
+    for got, expected in zip((results[0], results[2]), alone, strict=True):
+        assert len(got[0]) == len(expected[0]) == 1
+        for part in (0, 2):  # boxes and landmarks, within a batch's rounding
+            np.testing.assert_allclose(got[part], expected[part], atol=1e-3)
+    assert not np.allclose(results[0][0], results[2][0])  # two different places
+
+
+def test_boxes_outside_the_image_get_no_crop_and_are_dropped(stock: MTCNN) -> None:
+    image = np.zeros((1, 60, 80, 3), dtype=np.uint8)
+    stages = Stages(stock, image)
+    inside, right_of_it, partly_below = (
+        [10.0, 10.0, 40.0, 40.0, 0.9],
+        [200.0, 10.0, 260.0, 40.0, 0.8],
+        [-5.0, 50.0, 30.0, 90.0, 0.7],
+    )
+    boxes = torch.tensor([inside, right_of_it, partly_below])
+    crops, kept_boxes, kept_images = stages.crops(boxes, torch.zeros(3, dtype=torch.long), 24)
+    assert crops.shape == (2, 3, 24, 24)
+    assert kept_boxes[:, 4].tolist() == pytest.approx([0.9, 0.7])
+    assert kept_images.tolist() == [0, 0]
