@@ -112,7 +112,7 @@ class FaceDetector:
         return on_device_thread(self.device, self._detect, batch, min_face)
 
     def _detect(self, images: Any, pyramid_min_face: int) -> list[RawDetection]:
-        with self._lock, torch.inference_mode():
+        with self._lock:
             self._mtcnn.min_face_size = pyramid_min_face
             return detect_faces(self._mtcnn, images)
 

@@ -49,6 +49,8 @@ class Stages:
     """One batch of images through MTCNN's nets."""
 
     def __init__(self, mtcnn: MTCNN, images: Any) -> None:
+        if isinstance(images, np.ndarray) and not images.flags.writeable:
+            images = images.copy()  # torch warns about read-only arrays (decoded images are)
         imgs = torch.as_tensor(images, device=mtcnn.device)
         if imgs.ndim == 3:
             imgs = imgs.unsqueeze(0)
@@ -154,14 +156,15 @@ class Stages:
 def detect_faces(mtcnn: MTCNN, images: Any) -> list[RawDetection]:
     """MTCNN's boxes, probabilities and landmarks for each of `images`: uint8 RGB, (H, W, 3)
     or a batch (N, H, W, 3) of one size, as a tensor or an array."""
-    stages = Stages(mtcnn, images)
-    boxes, image_inds = stages.propose()
-    points = torch.zeros(0, 5, 2, device=boxes.device)
-    if len(boxes) > 0:
-        boxes, image_inds = stages.refine(boxes, image_inds)
-    if len(boxes) > 0:
-        boxes, points, image_inds = stages.output(boxes, image_inds)
-    return _per_image(boxes, points, image_inds, len(stages.resizer.sums))
+    with torch.inference_mode():
+        stages = Stages(mtcnn, images)
+        boxes, image_inds = stages.propose()
+        points = torch.zeros(0, 5, 2, device=boxes.device)
+        if len(boxes) > 0:
+            boxes, image_inds = stages.refine(boxes, image_inds)
+        if len(boxes) > 0:
+            boxes, points, image_inds = stages.output(boxes, image_inds)
+        return _per_image(boxes, points, image_inds, len(stages.resizer.sums))
 
 
 def _per_image(

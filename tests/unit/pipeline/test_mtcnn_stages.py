@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -38,8 +39,7 @@ def test_same_faces_as_mtcnn_detect_bit_for_bit(
     # round the last bit of a mean differently.)
     planar = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))).permute(1, 2, 0)
     boxes, probs, points = stock.detect(planar, landmarks=True)
-    with torch.no_grad():
-        ((got_boxes, got_probs, got_points),) = detect_faces(stock, image)
+    ((got_boxes, got_probs, got_points),) = detect_faces(stock, image)
     assert len(got_boxes) == len(boxes) > 0
     want = _by_position(np.asarray(boxes, dtype=np.float32), probs, points)
     for got, expected in zip(_by_position(got_boxes, got_probs, got_points), want, strict=True):
@@ -52,9 +52,8 @@ def test_batch_gives_each_image_its_own_faces_and_none_where_there_are_none(
     face = load_image(package_images / "yaoming.jpg")
     blank = np.full_like(face, 128)
     mirrored = np.ascontiguousarray(face[:, ::-1])
-    with torch.no_grad():
-        results = detect_faces(stock, np.stack([face, blank, mirrored]))
-        alone = [detect_faces(stock, image)[0] for image in (face, mirrored)]
+    results = detect_faces(stock, np.stack([face, blank, mirrored]))
+    alone = [detect_faces(stock, image)[0] for image in (face, mirrored)]
     assert len(results) == 3
     assert results[1] == NO_FACE
     for got, expected in zip((results[0], results[2]), alone, strict=True):
@@ -77,3 +76,11 @@ def test_boxes_outside_the_image_get_no_crop_and_are_dropped(stock: MTCNN) -> No
     assert crops.shape == (2, 3, 24, 24)
     assert kept_boxes[:, 4].tolist() == pytest.approx([0.9, 0.7])
     assert kept_images.tolist() == [0, 0]
+
+
+def test_read_only_images_are_taken_without_a_warning(stock: MTCNN) -> None:
+    image = np.zeros((60, 80, 3), dtype=np.uint8)
+    image.setflags(write=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert detect_faces(stock, image) == [NO_FACE]
