@@ -85,3 +85,16 @@ def test_only_uint8_batches_are_accepted() -> None:
         AreaResizer(torch.zeros((1, 10, 10, 3)))
     with pytest.raises(TypeError, match="uint8"):
         AreaResizer(torch.zeros((10, 10, 3), dtype=torch.uint8))
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_gives_the_hosts_results() -> None:
+    images = _images(3, 97, 131, seed=3)
+    on_host, on_gpu = AreaResizer(images), AreaResizer(images.cuda())
+    assert torch.equal(on_gpu.resize(40, 53).cpu(), on_host.resize(40, 53))
+    boxes = ([0, 2, 1], [0, 10, 50], [97, 40, 51], [0, 5, 60], [131, 90, 61])
+    spans = [torch.tensor(v) for v in boxes]  # images, tops, bottoms, lefts, rights
+    got = on_gpu.crops(*(s.cuda() for s in spans), 24)
+    assert got.is_cuda
+    assert torch.equal(got.cpu(), on_host.crops(*spans, 24))

@@ -84,3 +84,17 @@ def test_read_only_images_are_taken_without_a_warning(stock: MTCNN) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert detect_faces(stock, image) == [NO_FACE]
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_finds_the_faces_the_host_finds(package_images: Path, load_image: ImageLoader) -> None:
+    image = load_image(package_images / "players.jpg")
+    on_host = MTCNN(keep_all=True, device="cpu").eval()
+    on_gpu = MTCNN(keep_all=True, device="cuda").eval()
+    ((host_boxes, _, host_points),) = detect_faces(on_host, image)
+    ((gpu_boxes, _, gpu_points),) = detect_faces(on_gpu, image)
+    assert len(gpu_boxes) == len(host_boxes) > 5
+    got, want = _by_position(gpu_boxes, gpu_points), _by_position(host_boxes, host_points)
+    for a, b in zip(got, want, strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-2)
