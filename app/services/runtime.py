@@ -81,7 +81,7 @@ def build_runtime(
     configure_threads(settings, serving=True)
     models = models or load_models(settings, serving=True)
     models = with_active_embedder(settings, sessions, models)
-    models.embedder.inference_runner()  # trace the serving model now, not in a request
+    models.embedder.freeze_for_serving()  # traced now, not in a request
     pipeline = build_pipeline(settings, models, observer, callers)
     embedder = models.embedder
     index, how = open_model_index(settings, sessions, embedder.version, embedder.embedding_dim)

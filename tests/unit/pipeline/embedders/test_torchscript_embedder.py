@@ -72,3 +72,20 @@ def test_a_network_that_will_not_trace_runs_eagerly(
     assert _is_eager(embedder.inference_runner())
     faces = align_faces("yaoming.jpg", embedder.template)
     assert _cosines(embedder.embed(faces), arcface.embed(faces)).min() > 0.99999
+
+
+def test_a_model_frozen_for_serving_no_longer_walks_its_weights(
+    monkeypatch: pytest.MonkeyPatch, align_faces: AlignFaces
+) -> None:
+    embedder = create_embedder("arcface-mbf", REPO_MODELS_DIR, CPU)
+    faces = align_faces("yaoming.jpg", embedder.template)
+    before = embedder.embed(faces)
+    embedder.freeze_for_serving()
+    runner = embedder.inference_runner()
+
+    def walked(module: torch.nn.Module) -> None:
+        raise AssertionError("the weights were walked after freeze_for_serving")
+
+    monkeypatch.setattr(base, "_weights_version", walked)
+    assert embedder.inference_runner() is runner
+    assert np.array_equal(embedder.embed(faces), before)
