@@ -2,6 +2,8 @@
 
     .venv/bin/python -m benchmarks.latency
     .venv/bin/python -m benchmarks.latency --configs unbatched,batched --duration 50 --rounds 5
+    git worktree add /tmp/base <commit>   # then, the same settings from two versions:
+    .venv/bin/python -m benchmarks.latency --configs batched --baseline /tmp/base --rounds 6
 
 Each configuration (service settings in benchmarks/service.py) gets a fresh service process
 on a temporary data folder with a small enrolled gallery; probes are 250 px face crops. The
@@ -42,6 +44,21 @@ def requests_for(endpoint: str, probes: list[Photo], gallery: dict[str, str]) ->
     return make
 
 
+def service_trees(configs: list[str], baseline: Path | None) -> dict[str, tuple[str, Path]]:
+    """Each service to start: its label -> (configuration, checkout). With a baseline,
+    every configuration also runs from that checkout, labelled "<config>@baseline"."""
+    from benchmarks.photos import REPO
+    from benchmarks.service import CONFIGS
+
+    unknown = [config for config in configs if config not in CONFIGS]
+    if unknown:
+        raise ValueError(f"unknown configurations {unknown}; known: {sorted(CONFIGS)}")
+    trees = {config: (config, REPO) for config in configs}
+    if baseline is not None:
+        trees.update({f"{config}@baseline": (config, baseline) for config in configs})
+    return trees
+
+
 def measure(photos: list[Photo], args: argparse.Namespace, threads: int) -> list[dict[str, Any]]:
     """Every configuration's service runs side by side; each cell (endpoint, clients) is
     measured in `args.rounds` rounds that alternate between the configurations, so a
@@ -50,14 +67,15 @@ def measure(photos: list[Photo], args: argparse.Namespace, threads: int) -> list
     from benchmarks.load import LoadResult, run_load
     from benchmarks.service import CONFIGS, ServiceProcess, enrol_gallery
 
-    configs = args.configs.split(",")
+    trees = service_trees(args.configs.split(","), args.baseline)
+    configs = list(trees)
     rows = []
     with contextlib.ExitStack() as stack:
         services, precisions, galleries = {}, {}, {}
-        for config in configs:
+        for config, (name, tree) in trees.items():
             data_dir = Path(stack.enter_context(tempfile.TemporaryDirectory()))
-            env = {"FACE_TORCH_THREADS": str(threads), **CONFIGS[config]}
-            service = stack.enter_context(ServiceProcess(data_dir, env))
+            env = {"FACE_TORCH_THREADS": str(threads), **CONFIGS[name]}
+            service = stack.enter_context(ServiceProcess(data_dir, env, tree))
             services[config] = service
             precisions[config] = httpx.get(f"{service.url}/v1/info").json()["precision"]
             galleries[config] = enrol_gallery(service.url, photos, args.subjects)
@@ -113,10 +131,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--photos", type=int, default=None, help="use only the first N photos")
     parser.add_argument("--subjects", type=int, default=20, help="gallery size")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (all cores)")
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        default=None,
+        help="also run every config from this checkout (e.g. `git worktree add /tmp/base "
+        "<commit>`), interleaved with this one: an A/B of two versions of the code",
+    )
     parser.add_argument("--out", type=Path, default=None, help="JSON path")
     args = parser.parse_args(argv)
     if args.rounds < 1:
         parser.error("--rounds must be at least 1")
+    if args.baseline is not None and not (args.baseline / "app" / "__main__.py").is_file():
+        parser.error(f"--baseline {args.baseline} is not a checkout of this service")
     threads = prepare_process(args.threads)
 
     import torch
@@ -127,7 +154,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     rows = measure(photos, args, threads)
     errors = sum(row["errors"] for row in rows)
     print(f"{len(rows)} measurements, {errors} errors")
-    config = {**vars(args), "threads": threads, "probes": len(photos), "out": None}
+    baseline = None if args.baseline is None else str(args.baseline)
+    config = {
+        **vars(args),
+        "baseline": baseline,
+        "threads": threads,
+        "probes": len(photos),
+        "out": None,
+    }
     write_result("latency", {"config": config, "rows": rows}, args.out)
     return 1 if errors else 0
 

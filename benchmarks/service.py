@@ -24,10 +24,18 @@ def free_port() -> int:
 
 
 class ServiceProcess:
-    """Starts the service on `data_dir` with FACE_* `env` overrides; stops it on exit."""
+    """Starts the service on `data_dir` with FACE_* `env` overrides; stops it on exit.
 
-    def __init__(self, data_dir: Path, env: dict[str, str] | None = None) -> None:
+    `tree` is the checkout whose code runs: this one, or another (a `git worktree` of an
+    older commit) to compare against."""
+
+    def __init__(
+        self, data_dir: Path, env: dict[str, str] | None = None, tree: Path = REPO
+    ) -> None:
+        if not (tree / "app" / "__main__.py").is_file():
+            raise ValueError(f"{tree} holds no app/__main__.py: not a checkout of this service")
         self.data_dir = data_dir
+        self.tree = tree
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {
@@ -52,7 +60,7 @@ class ServiceProcess:
         with self._log.open("wb") as log:
             self._process = subprocess.Popen(
                 [sys.executable, "-m", "app", "serve", "--port", str(self.port)],
-                cwd=REPO,
+                cwd=self.tree,
                 env=self.env,
                 stdout=log,
                 stderr=subprocess.STDOUT,

@@ -162,3 +162,25 @@ def test_finetune_gpu_dry_run_on_cpu(run: Any) -> None:
     assert fp32["one_batch"]["steps"] == fp32["accumulated"]["steps"] == 2
     # Two micro-batches accumulated into each step train the same weights as one batch.
     assert fp32["max_weight_difference"] < 1e-4
+
+
+def test_latency_baseline_runs_every_config_from_the_other_checkout(tmp_path: Path) -> None:
+    from benchmarks.latency import main, service_trees
+    from benchmarks.service import ServiceProcess
+
+    base = tmp_path / "base"
+    (base / "app").mkdir(parents=True)
+    (base / "app" / "__main__.py").write_text("")
+    assert service_trees(["batched", "unbatched"], base) == {
+        "batched": ("batched", REPO),
+        "unbatched": ("unbatched", REPO),
+        "batched@baseline": ("batched", base),
+        "unbatched@baseline": ("unbatched", base),
+    }
+    assert service_trees(["batched"], None) == {"batched": ("batched", REPO)}
+    with pytest.raises(ValueError, match="unknown configurations"):
+        service_trees(["nosuch"], None)
+    with pytest.raises(ValueError, match="not a checkout"):
+        ServiceProcess(tmp_path / "data", tree=tmp_path)
+    with pytest.raises(SystemExit):
+        main(["--baseline", str(tmp_path)])
