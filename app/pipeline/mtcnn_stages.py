@@ -1,8 +1,8 @@
 """MTCNN's three stages as facenet-pytorch 2.5.3 runs them, with faster resizes."""
 
-# This follows facenet-pytorch's `detect_face` (MIT licence, (c) 2019 Timothy Esler) step
-# by step, with the same nets, thresholds and helpers, and so the same boxes, with three
-# changes:
+# This follows facenet-pytorch's `detect_face` (MIT licence, (c) 2019 Timothy Esler; its
+# notice is in LICENSE) step by step, with the same nets, thresholds and helpers, and so
+# the same boxes, with three changes:
 # - every area resize (pyramid levels, candidate boxes) is read from one integral image
 #   (app/pipeline/area_resize.py), bit-identical, instead of one `interpolate` per level
 #   and per box;
