@@ -141,6 +141,9 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
             importlib.import_module(module).register(commands)
         else:  # a choice to parse, never run: the named command is another one
             commands.add_parser(name)
+    if asks_help and at < len(arguments) and arguments[at] not in commands.choices:
+        # argparse would print the help for `-h nosuch` and exit 0, as if nosuch existed.
+        parser.error(f"unknown command {arguments[at]!r}")
     return parser
 
 
@@ -166,6 +169,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         # The reader left (`python -m app config | head`): no traceback, and none at exit
         # either, when Python flushes stdout into the closed pipe (the Python docs' recipe).
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        _drop_stdout()
         return 141  # 128 + SIGPIPE, as a shell reports a command a closed pipe ended
+    except OSError as error:
+        # Output that cannot be written (`config > /dev/full`), or a file error a command
+        # did not expect: one line, not a traceback. The commands report the ones they do.
+        try:
+            sys.stdout.flush()
+        except OSError:
+            _drop_stdout()
+        print(f"python -m app {args.command}: {error}", file=sys.stderr)
+        return 1
     return code
+
+
+def _drop_stdout() -> None:
+    """Point stdout at /dev/null, so that Python's flush at exit cannot fail again."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

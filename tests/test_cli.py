@@ -322,3 +322,26 @@ def test_a_closed_pipe_ends_a_command_without_a_traceback() -> None:
     errors = reader.stderr.read()
     assert reader.wait(timeout=60) == 141
     assert "Traceback" not in errors and "BrokenPipe" not in errors, errors
+
+
+def test_output_that_cannot_be_written_is_one_line_not_a_traceback() -> None:
+    """`python -m app config > /dev/full` printed an OSError traceback."""
+    with open("/dev/full", "w") as full:
+        done = subprocess.run(
+            [sys.executable, "-m", "app", "config"],
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=REPO,
+            timeout=60,
+        )
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr and "Exception ignored" not in done.stderr
+    assert "No space left on device" in done.stderr
+
+
+def test_help_for_an_unknown_command_is_an_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as stopped:
+        main(["-h", "nosuch"])
+    assert stopped.value.code == 2
+    assert "unknown command 'nosuch'" in capsys.readouterr().err
