@@ -108,7 +108,7 @@ def measure(photos: list[Photo], args: argparse.Namespace, threads: int) -> list
 
 def _line(row: dict[str, Any]) -> str:
     return (
-        f"{row['config']:<10} {row['endpoint']:<9} {row['clients']:>3} clients: "
+        f"{row['config']:<18} {row['endpoint']:<9} {row['clients']:>3} clients: "
         f"{row['throughput_rps']:>6.1f} req/s  p50 {row['p50_ms']:>7.1f}  "
         f"p95 {row['p95_ms']:>7.1f}  p99 {row['p99_ms']:>7.1f} ms  errors {row['errors']}"
     )
