@@ -72,8 +72,11 @@ def unknown_settings(environ: Mapping[str, str], dotenv: Path = Path(".env")) ->
     for variable, where in found:
         # Settings read names ignoring case: FACE_log_level is FACE_LOG_LEVEL.
         if variable.upper().startswith("FACE_") and variable.upper() not in known:
-            close = difflib.get_close_matches(variable.upper(), sorted(known), n=1)
-            hint = f"; did you mean {close[0]}?" if close else ""
+            # Compared without the FACE_ every name shares, which made any name look close
+            # (FACE_TYPO_SETTING was "FACE_PORT?").
+            names = sorted(name.removeprefix("FACE_") for name in known)
+            close = difflib.get_close_matches(variable.upper()[5:], names, n=1, cutoff=0.75)
+            hint = f"; did you mean FACE_{close[0]}?" if close else ""
             lines.append(f"warning: {variable}{where} is not a setting and is ignored{hint}")
     return lines
 

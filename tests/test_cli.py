@@ -46,6 +46,21 @@ def test_a_misspelled_setting_is_named_not_ignored_in_silence(
     )
 
 
+def test_only_a_close_setting_is_offered(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("FACE_TYPO_SETTING", "1")
+    monkeypatch.setenv("FACE_LOG_LEVL", "INFO")
+    monkeypatch.setenv("FACE_MAX_UPLOAD_BYTE", "5000000")
+    assert main(["config"]) == 0
+    assert capsys.readouterr().err.splitlines() == [
+        "warning: FACE_LOG_LEVL is not a setting and is ignored; did you mean FACE_LOG_LEVEL?",
+        "warning: FACE_MAX_UPLOAD_BYTE is not a setting and is ignored; "
+        "did you mean FACE_MAX_UPLOAD_BYTES?",
+        "warning: FACE_TYPO_SETTING is not a setting and is ignored",
+    ]
+
+
 def test_a_misspelled_setting_in_dot_env_is_named_too(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
