@@ -169,6 +169,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         code: int = args.handler(args, settings)
+        # Output short enough to sit in stdout's buffer is written only here, or at exit,
+        # where a failure would escape the handlers below.
+        sys.stdout.flush()
     except BrokenPipeError:
         # The reader left (`python -m app config | head`): no traceback, and none at exit
         # either, when Python flushes stdout into the closed pipe (the Python docs' recipe).

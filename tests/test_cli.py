@@ -331,6 +331,7 @@ def test_a_closed_pipe_ends_a_command_without_a_traceback() -> None:
         stderr=subprocess.PIPE,
         text=True,
         cwd=REPO,
+        env=_buffered_env(),
     )
     assert reader.stdout is not None and reader.stderr is not None
     reader.stdout.close()  # as `head` does once it has its lines; here before the first
@@ -349,6 +350,7 @@ def test_output_that_cannot_be_written_is_one_line_not_a_traceback() -> None:
             text=True,
             cwd=REPO,
             timeout=60,
+            env=_buffered_env(),
         )
     assert done.returncode == 1
     assert "Traceback" not in done.stderr and "Exception ignored" not in done.stderr
@@ -360,3 +362,9 @@ def test_help_for_an_unknown_command_is_an_error(capsys: pytest.CaptureFixture[s
         main(["-h", "nosuch"])
     assert stopped.value.code == 2
     assert "unknown command 'nosuch'" in capsys.readouterr().err
+
+
+def _buffered_env() -> dict[str, str]:
+    """The environment without PYTHONUNBUFFERED, as a user's shell has it: stdout is then
+    block-buffered, and a short output is written only when it is flushed."""
+    return {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
