@@ -7,10 +7,14 @@
 # That was a third of MTCNN's time on 250 px photos. An integral image makes every window
 # sum four lookups, for all levels and all boxes in a few vectorised calls.
 #
-# The results are bit-identical to interpolate's: pixels are integers, so each window's sum
-# is exact here (int32) and in interpolate's float32 sum (below 2**24: any window under
-# 65,000 pixels), and both then divide it by the window's height and then its width. (A
-# 1x1 output, which MTCNN never asks for, is a mean to torch and may differ in the last bit.)
+# The results are bit-identical to interpolate's CPU kernel on NCHW input: pixels are
+# integers, so each window's sum is exact here (int32) and in interpolate's float32 sum
+# while it stays below 2**24 (any window under 65,000 pixels), and both then divide it by
+# the window's height and then its width. Larger windows (a photo over about 3,000 px
+# shrunk to 12 px: never at the default FACE_DETECT_MAX_SIDE) get the exact mean here,
+# which interpolate's float sum rounds. A 1x1 output, which MTCNN never asks for, is a
+# mean to torch, and CUDA's NHWC kernel multiplies by 1/(kh*kw): both may differ in the
+# last bit.
 
 from __future__ import annotations
 

@@ -10,7 +10,8 @@
 #   change its boxes;
 # - a candidate box that lies wholly outside the image is dropped; facenet-pytorch skipped
 #   its crop but not the box, and then failed on the mismatch.
-# The result is what `MTCNN.detect(images, landmarks=True)` returns for keep_all=True.
+# The result is what `MTCNN.detect(images, landmarks=True)` returns per image for
+# keep_all=True and select_largest=False, as a list even for one image.
 
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ from app.pipeline.area_resize import AreaResizer
 from app.pipeline.mtcnn_nms import per_image_nms, per_image_nms_numpy
 
 RawDetection = tuple[Any, Any, Any]  # boxes (k, 4), probabilities (k,), landmarks (k, 5, 2)
-NO_FACE: RawDetection = (None, [None], None)  # what MTCNN.detect gives an image without faces
+NO_FACE: RawDetection = (None, (None,), None)  # as MTCNN.detect's (None, [None], None)
 
 
 def _pyramid_scales(height: int, width: int, min_face: float, factor: float) -> list[float]:
@@ -49,8 +50,12 @@ class Stages:
     """One batch of images through MTCNN's nets."""
 
     def __init__(self, mtcnn: MTCNN, images: Any) -> None:
-        if isinstance(images, np.ndarray) and not images.flags.writeable:
-            images = images.copy()  # torch warns about read-only arrays (decoded images are)
+        if isinstance(images, np.ndarray) and not (
+            images.flags.writeable and images.flags.c_contiguous
+        ):
+            # torch warns about read-only arrays (decoded images are) and refuses negative
+            # strides (a flipped view); facenet-pytorch always copied.
+            images = np.array(images)
         imgs = torch.as_tensor(images, device=mtcnn.device)
         if imgs.ndim == 3:
             imgs = imgs.unsqueeze(0)
@@ -59,8 +64,11 @@ class Stages:
         self.threshold = mtcnn.thresholds
         weight = next(mtcnn.pnet.parameters())
         self.dtype = weight.dtype
-        # The resizes come channels-last; nets in the other layout get what they always got
-        # (a convolution may round differently when input and weights differ in layout).
+        # The resizes come channels-last, which the CPU's channels-last nets take as they
+        # are (their results are the same for either layout). Nets with NCHW weights (on a
+        # GPU) get NCHW. On CUDA this is not bit for bit what ran before: P-net used to get
+        # channels-last levels from CUDA's NHWC pooling kernel, which multiplies by
+        # 1/(kh*kw) instead of dividing twice, so boxes may move by float rounding.
         self.memory_format = (
             torch.channels_last
             if weight.is_contiguous(memory_format=torch.channels_last)

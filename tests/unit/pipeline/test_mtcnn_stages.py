@@ -11,6 +11,7 @@ import pytest
 import torch
 from facenet_pytorch import MTCNN
 
+from app.pipeline.detect import FaceDetector
 from app.pipeline.mtcnn_stages import NO_FACE, Stages, detect_faces
 from app.pipeline.types import ImageArray
 
@@ -34,9 +35,9 @@ def test_same_faces_as_mtcnn_detect_bit_for_bit(
     stock: MTCNN, package_images: Path, load_image: ImageLoader, name: str
 ) -> None:
     image = load_image(package_images / name)
-    # An HWC view of planar memory: stock MTCNN then resizes NCHW-contiguous images, as the
-    # detector did before. (From HWC memory torch's channels-last kernel resizes, which can
-    # round the last bit of a mean differently.)
+    # An HWC view of planar memory: stock MTCNN's P-net then gets NCHW levels, as ours does
+    # for nets with NCHW weights. (From HWC memory it gets channels-last levels, which its
+    # convolution rounds differently in the last bit.)
     planar = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))).permute(1, 2, 0)
     boxes, probs, points = stock.detect(planar, landmarks=True)
     ((got_boxes, got_probs, got_points),) = detect_faces(stock, image)
@@ -86,14 +87,27 @@ def test_read_only_images_are_taken_without_a_warning(stock: MTCNN) -> None:
         assert detect_faces(stock, image) == [NO_FACE]
 
 
+def test_flipped_views_are_taken_as_stock_mtcnn_takes_them(
+    stock: MTCNN, package_images: Path, load_image: ImageLoader
+) -> None:
+    image = load_image(package_images / "yaoming.jpg")
+    flipped = image[:, ::-1]  # negative strides, which torch refuses to wrap
+    ((boxes, _, _),) = detect_faces(stock, flipped)
+    ((expected, _, _),) = detect_faces(stock, np.ascontiguousarray(flipped))
+    assert np.array_equal(boxes, expected) and len(boxes) == 1
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cuda_finds_the_faces_the_host_finds(package_images: Path, load_image: ImageLoader) -> None:
+    """The service's own set-up on each device: traced nets, padded batches on the GPU."""
     image = load_image(package_images / "players.jpg")
-    on_host = MTCNN(keep_all=True, device="cpu").eval()
-    on_gpu = MTCNN(keep_all=True, device="cuda").eval()
-    ((host_boxes, _, host_points),) = detect_faces(on_host, image)
-    ((gpu_boxes, _, gpu_points),) = detect_faces(on_gpu, image)
+    on_host = FaceDetector(torch.device("cpu"))
+    on_gpu = FaceDetector(torch.device("cuda"))
+    item = on_host.prepare(image)
+    assert item is not None
+    ((host_boxes, _, host_points),) = on_host.run([item])
+    ((gpu_boxes, _, gpu_points),) = on_gpu.run([item])
     assert len(gpu_boxes) == len(host_boxes) > 5
     got, want = _by_position(gpu_boxes, gpu_points), _by_position(host_boxes, host_points)
     for a, b in zip(got, want, strict=True):
