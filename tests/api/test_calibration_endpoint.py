@@ -530,7 +530,9 @@ def test_a_swap_failing_on_the_calibration_waits_for_the_file_to_change(
 
     from app.services import promotion
 
-    client = make_client()
+    # The service's own watcher would tick too (every second by default) and count builds
+    # of its own: only the ticks below may run.
+    client = make_client(finetune_poll_interval_s=3600)
     state = client.app.state.face  # type: ignore[attr-defined]
     serving = state.runtime.model_version
     promoted = SimpleNamespace(id="promoted-version", activated_at=None)
