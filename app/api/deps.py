@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 from fastapi import Depends, Form, Query, Request, UploadFile
 from fastapi.security import APIKeyHeader
@@ -13,12 +13,14 @@ from app.api.form_guard import check_form
 from app.api.handlers import API_KEY_HEADER
 from app.api.query_guard import check_query
 from app.config import FacePolicy, Settings
-from app.errors import Forbidden, PayloadTooLarge, RateLimited, Unauthorized
+from app.errors import Forbidden, InvalidRequest, PayloadTooLarge, RateLimited, Unauthorized
 from app.security import Role, allows, key_digest
 from app.services.probes import Upload
 from app.state import AppState, Runtime
 
 _api_key_header = APIKeyHeader(name=API_KEY_HEADER, auto_error=False)
+
+T = TypeVar("T")
 
 
 # Dependencies that do no I/O are async: FastAPI runs a plain `def` dependency on its
@@ -101,12 +103,22 @@ async def read_upload(file: UploadFile, settings: Settings) -> Upload:
     return Upload(filename=file.filename or "upload", data=data)
 
 
+def form_or_query(name: str, form: T | None, query: T | None) -> T | None:
+    """A setting that may come as a form field or as a query parameter. Both, with different
+    values, is refused: whichever one won, the client meant the other."""
+    if form is not None and query is not None and form != query:
+        raise InvalidRequest(
+            f"{name} is given twice, as {form} in the form and {query} in the query; give it once."
+        )
+    return form if form is not None else query
+
+
 async def face_policy(
     face_query: Annotated[FacePolicy | None, Query(alias="face")] = None,
     face: Annotated[FacePolicy | None, Form()] = None,
 ) -> FacePolicy | None:
-    """The face policy may come as a query parameter or a form field; the form wins."""
-    return face or face_query
+    """The face policy, from the query or the form."""
+    return form_or_query("face", face, face_query)
 
 
 FacePolicyDep = Annotated[FacePolicy | None, Depends(face_policy)]

@@ -54,10 +54,12 @@ def test_identify_refuses_its_form_fields_in_the_query_and_honours_top_k(
         message = refused(response, name)
         assert f"{name} is a form field of this endpoint, not a query parameter" in message
         assert "query parameters it takes: top_k" in message
-    new_subject(client, "Nobody")  # a second subject, so top_k=1 has one to leave out
+    # A second enrolled subject, so that top_k=1 has one to leave out.
+    team = ("gdp.jpg", (package_images / "gdp.jpg").read_bytes())
+    assert enrol(client, new_subject(client, "Speaker"), team, face="largest").status_code == 201
     answer = client.post("/v1/identify", params={"top_k": 1}, files=players)
     assert answer.status_code == 200, answer.text
-    assert all(len(face["candidates"]) <= 1 for face in answer.json()["faces"])
+    assert all(len(face["candidates"]) == 1 for face in answer.json()["faces"])
 
 
 def test_every_route_refuses_an_unknown_parameter_before_acting(
@@ -179,3 +181,37 @@ def test_every_route_checks_its_query(client: TestClient) -> None:
         if not any(c in ("check_query", "require_role.<locals>.check") for c in calls):
             unguarded.append(route.path)
     assert checked >= 20 and unguarded == []
+
+
+def test_a_setting_given_in_both_the_query_and_the_form_must_agree(
+    client: TestClient, yao: str, package_images: Path
+) -> None:
+    """top_k and face may come either way. Before, identify took the query's top_k and
+    verify the form's face, each silently dropping the other value."""
+    players = {"image": ("p.jpg", (package_images / "players.jpg").read_bytes())}
+    # A second enrolled subject, so that top_k=1 has one to leave out.
+    team = ("gdp.jpg", (package_images / "gdp.jpg").read_bytes())
+    assert enrol(client, new_subject(client, "Speaker"), team, face="largest").status_code == 201
+    clash = client.post("/v1/identify", params={"top_k": 1}, data={"top_k": 2}, files=players)
+    error = assert_error(clash, 422, "invalid_request")
+    assert error["message"] == (
+        "top_k is given twice, as 2 in the form and 1 in the query; give it once."
+    )
+    agreed = client.post("/v1/identify", params={"top_k": 1}, data={"top_k": 1}, files=players)
+    assert agreed.status_code == 200, agreed.text
+    assert all(len(face["candidates"]) == 1 for face in agreed.json()["faces"])
+    as_form = client.post("/v1/identify", data={"top_k": "1"}, files=players)
+    assert all(len(face["candidates"]) == 1 for face in as_form.json()["faces"])
+    default = client.post("/v1/identify", files=players)
+    assert {len(face["candidates"]) for face in default.json()["faces"]} == {2}  # all there are
+    probe = {"image": ("y.jpg", (package_images / "yaoming.jpg").read_bytes())}
+    policies = client.post(
+        "/v1/verify",
+        params={"face": "largest"},
+        data={"subject_id": yao, "face": "center"},
+        files=probe,
+    )
+    error = assert_error(policies, 422, "invalid_request")
+    assert error["message"] == (
+        "face is given twice, as center in the form and largest in the query; give it once."
+    )

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Query, UploadFile
 
-from app.api.deps import ClientKey, FacePolicyDep, StateDep, read_upload
+from app.api.deps import ClientKey, FacePolicyDep, StateDep, form_or_query, read_upload
 from app.schemas.common import ERROR_RESPONSES, Text
 from app.schemas.recognition import DetectResult, IdentifyResult, VerifyResult
 from app.services import matching
@@ -14,6 +14,7 @@ from app.services import matching
 router = APIRouter(
     prefix="/v1", tags=["recognition"], dependencies=[ClientKey], responses=ERROR_RESPONSES
 )
+DEFAULT_TOP_K = 5
 Threshold = Annotated[
     float | None,
     Form(ge=-1.0, le=1.0, allow_inf_nan=False, description="Overrides the default."),
@@ -40,7 +41,7 @@ async def verify(
 async def identify(
     state: StateDep,
     image: Annotated[UploadFile, File()],
-    top_k: Annotated[int, Form(ge=1, le=100)] = 5,
+    top_k: Annotated[int | None, Form(ge=1, le=100, description="Candidates per face (5).")] = None,
     top_k_query: Annotated[int | None, Query(alias="top_k", ge=1, le=100)] = None,
     max_faces: Annotated[
         int | None, Form(ge=1, description="At most this many faces, the largest (FACE_MAX_FACES).")
@@ -49,7 +50,7 @@ async def identify(
 ) -> IdentifyResult:
     """Top-k enrolled subjects for every face in the image; `match` is null when unknown."""
     upload = await read_upload(image, state.settings)
-    k = top_k_query or top_k
+    k = form_or_query("top_k", top_k, top_k_query) or DEFAULT_TOP_K
     return await matching.identify(state, upload, k, max_faces, threshold)
 
 
