@@ -1,4 +1,4 @@
-"""The shared photo set as upload bytes, as 250 px face crops, and as aligned faces."""
+"""The benchmark photos as upload bytes, as 250 px face crops, and as aligned faces."""
 
 from __future__ import annotations
 
@@ -26,12 +26,37 @@ def shared_faces_dir() -> Path:
     return Path(os.environ.get("FACE_SHARED_FACES", REPO.parent / "shared" / "faces"))
 
 
+class NoPhotos(SystemExit):
+    """The benchmarks have no photos to run on: a message for the user, not a traceback."""
+
+
 def shared_photos(limit: int | None = None) -> list[Photo]:
-    """The photos of manifest.csv, in manifest order."""
+    """The benchmark photos: those of `manifest.csv` (columns path, identity) in its order,
+    or, for a folder without one, every photo of a folder laid out as `python -m app import`
+    takes it (DIR/<name>/*.jpg), folder by folder. FACE_SHARED_FACES names the folder; the
+    default, ../shared/faces, is this project's own set, which a clone elsewhere lacks."""
     root = shared_faces_dir()
-    with (root / "manifest.csv").open() as handle:
-        rows = list(csv.DictReader(handle))[:limit]
-    return [Photo(r["path"], r["identity"], (root / r["path"]).read_bytes()) for r in rows]
+    manifest = root / "manifest.csv"
+    if manifest.is_file():
+        with manifest.open() as handle:
+            rows = [(r["path"], r["identity"]) for r in csv.DictReader(handle)]
+    elif root.is_dir():
+        from app.commands.import_files import scan_directory
+
+        rows = [
+            (path.relative_to(root).as_posix(), album.name)
+            for album in scan_directory(root)
+            for path in album.files
+        ]
+    else:
+        rows = []
+    if not rows:
+        raise NoPhotos(
+            f"no benchmark photos in {root}: set FACE_SHARED_FACES to a folder of face photos, "
+            "one sub-folder per person (DIR/<name>/*.jpg, as `python -m app import` takes "
+            "them), or with a manifest.csv (columns path, identity)"
+        )
+    return [Photo(path, identity, (root / path).read_bytes()) for path, identity in rows[:limit]]
 
 
 def face_crops(
