@@ -2,14 +2,16 @@
 
 # This follows facenet-pytorch's `detect_face` (MIT licence, (c) 2019 Timothy Esler; its
 # notice is in LICENSE) step by step, with the same nets, thresholds and helpers, and so
-# the same boxes, with three changes:
+# the same boxes, with four changes:
 # - every area resize (pyramid levels, candidate boxes) is read from one integral image
 #   (app/pipeline/area_resize.py), bit-identical, instead of one `interpolate` per level
 #   and per box;
 # - each image gets its own NMS (app/pipeline/mtcnn_nms.py), so batch partners never
 #   change its boxes;
 # - a candidate box that lies wholly outside the image is dropped; facenet-pytorch skipped
-#   its crop but not the box, and then failed on the mismatch.
+#   its crop but not the box, and then failed on the mismatch;
+# - an image with no pyramid level has no faces; facenet-pytorch failed. That is a short
+#   side below the minimum face m, or equal to it where 12 / m * m < 12 (m = 47, 94, ...).
 # The result is what `MTCNN.detect(images, landmarks=True)` returns per image for
 # keep_all=True and select_largest=False, as a list even for one image.
 
@@ -98,9 +100,13 @@ class Stages:
         and image, then per image, regressed and squared."""
         height, width = self.resizer.height, self.resizer.width
         mtcnn = self.mtcnn
+        scales = _pyramid_scales(height, width, mtcnn.min_face_size, mtcnn.factor)
+        if not scales:
+            no_boxes = torch.zeros(0, 5, dtype=self.dtype, device=self.resizer.sums.device)
+            return no_boxes, no_boxes[:, 0].long()
         boxes_list, inds_list, scale_picks = [], [], []
         offset = 0
-        for scale in _pyramid_scales(height, width, mtcnn.min_face_size, mtcnn.factor):
+        for scale in scales:
             size = (int(height * scale + 1), int(width * scale + 1))
             reg, probs = mtcnn.pnet(self.normalise(self.resizer.resize(*size)))
             boxes, inds = generateBoundingBox(reg, probs[:, 1], scale, self.threshold[0])

@@ -68,8 +68,8 @@ def test_an_error_in_the_child_reaches_the_caller_and_it_keeps_serving(
     process: DetectionProcess, remote_detector: FaceDetector, yaoming: ImageArray
 ) -> None:
     pid = process.pid
-    # Smaller than one pyramid step: MTCNN fails on it (prepare() never sends such images).
-    tiny = DetectionInput(np.zeros((8, 8, 3), np.uint8), (8, 8, 3), MIN_FACE)
+    # Not uint8: the area resizer refuses it (prepare() never sends such images).
+    tiny = DetectionInput(np.zeros((8, 8, 3), np.float32), (8, 8, 3), MIN_FACE)
     with pytest.raises(RuntimeError, match="face detection failed"):
         process.run([tiny])
     assert process.pid == pid

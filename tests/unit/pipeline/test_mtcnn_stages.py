@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 from facenet_pytorch import MTCNN
+from PIL import Image
 
 from app.pipeline.detect import FaceDetector
 from app.pipeline.mtcnn_stages import NO_FACE, Stages, detect_faces
@@ -30,11 +31,7 @@ def _by_position(boxes: np.ndarray, *others: np.ndarray) -> list[np.ndarray]:
     return [np.asarray(a, dtype=np.float32)[order] for a in (boxes, *others)]
 
 
-@pytest.mark.parametrize("name", ["yaoming.jpg", "players.jpg", "gdp.jpg"])
-def test_same_faces_as_mtcnn_detect_bit_for_bit(
-    stock: MTCNN, package_images: Path, load_image: ImageLoader, name: str
-) -> None:
-    image = load_image(package_images / name)
+def _assert_same_faces_as_mtcnn_detect(stock: MTCNN, image: ImageArray) -> None:
     # An HWC view of planar memory: stock MTCNN's P-net then gets NCHW levels, as ours does
     # for nets with NCHW weights. (From HWC memory it gets channels-last levels, which its
     # convolution rounds differently in the last bit.)
@@ -45,6 +42,26 @@ def test_same_faces_as_mtcnn_detect_bit_for_bit(
     want = _by_position(np.asarray(boxes, dtype=np.float32), probs, points)
     for got, expected in zip(_by_position(got_boxes, got_probs, got_points), want, strict=True):
         assert np.array_equal(got, expected)
+
+
+@pytest.mark.parametrize("name", ["yaoming.jpg", "players.jpg", "gdp.jpg"])
+def test_same_faces_as_mtcnn_detect_bit_for_bit(
+    stock: MTCNN, package_images: Path, load_image: ImageLoader, name: str
+) -> None:
+    _assert_same_faces_as_mtcnn_detect(stock, load_image(package_images / name))
+
+
+@pytest.mark.parametrize(("height", "width"), [(25, 2000), (2000, 25)])
+def test_a_face_in_a_strip_is_found_bit_for_bit(
+    stock: MTCNN, yaoming: ImageArray, height: int, width: int
+) -> None:
+    # One pyramid level fits the short side, where P-net's map is 3 windows across.
+    side = min(height, width)
+    face_width = round(side * yaoming.shape[1] / yaoming.shape[0])
+    face = Image.fromarray(yaoming).resize((face_width, side), Image.Resampling.BILINEAR)
+    image = np.full((height, width, 3), 110, dtype=np.uint8)
+    image[height - side :, width - face.width :] = np.asarray(face)  # at the far end
+    _assert_same_faces_as_mtcnn_detect(stock, image)
 
 
 def test_batch_gives_each_image_its_own_faces_and_none_where_there_are_none(
@@ -77,6 +94,18 @@ def test_boxes_outside_the_image_get_no_crop_and_are_dropped(stock: MTCNN) -> No
     assert crops.shape == (2, 3, 24, 24)
     assert kept_boxes[:, 4].tolist() == pytest.approx([0.9, 0.7])
     assert kept_images.tolist() == [0, 0]
+
+
+@pytest.mark.parametrize(("side", "min_face"), [(19, 20), (47, 47)])
+def test_images_with_no_pyramid_level_have_no_faces(
+    yaoming: ImageArray, side: int, min_face: int
+) -> None:
+    # Stock MTCNN fails on these. 47 * (12 / 47) rounds below 12, so a 47 px image has no
+    # level for a 47 px minimum face, which FaceDetector (skipping images below the
+    # minimum only) passed on.
+    mtcnn = MTCNN(keep_all=True, min_face_size=min_face, device="cpu").eval()
+    face = np.ascontiguousarray(yaoming[60 : 60 + side, 60 : 60 + side])
+    assert detect_faces(mtcnn, np.stack([face, face[::-1]])) == [NO_FACE, NO_FACE]
 
 
 def test_read_only_images_are_taken_without_a_warning(stock: MTCNN) -> None:
