@@ -34,7 +34,7 @@ def aligned_faces(models: Any, count: int, photos: int | None) -> list[Any]:
     from app.pipeline.analyzer import FacePipeline
     from app.pipeline.image_io import decode_image
     from app.pipeline.types import QualityLimits
-    from benchmarks.photos import shared_photos
+    from benchmarks.photos import NoPhotos, shared_photos
 
     size = models.embedder.template.size
     try:
@@ -43,7 +43,7 @@ def aligned_faces(models: Any, count: int, photos: int | None) -> list[Any]:
         for photo in shared_photos(photos):
             faces = pipeline.analyze(decode_image(photo.data, 100_000_000))
             crops.extend(face.aligned for face in faces[:1])
-    except OSError:
+    except (OSError, NoPhotos):
         crops = []
     if not crops:
         rng = np.random.default_rng(0)

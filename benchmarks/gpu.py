@@ -156,6 +156,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if device.type == "cuda":
         result["gpu"] = torch.cuda.get_device_name(device)
     result["end_to_end_precision"] = models.embedder.precision_name
+    # Before any figure: without photos the run stops here, not after minutes of device time.
+    photo_sets = {crop: load_photos(crop, args.photos, models.detector) for crop in (250, 0)}
     sizes = [int(s) for s in args.sizes.split(",")]
     cold = [int(s) for s in args.cold_sizes.split(",") if s]
     result["embedder_new_shapes"] = cold_shape_rows(models, cold, sync)
@@ -174,8 +176,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     modes = [("sequential", 1, 1)]
     modes += [(f"batched_{w}", int(w), 64) for w in args.workers.split(",") if w]
     end_to_end = {}
-    for crop in (250, 0):
-        photos = load_photos(crop, args.photos, models.detector)
+    for crop, photos in photo_sets.items():
         label = f"{crop}px" if crop else "photos"
         batches = [int(b) for b in args.detect_batches.split(",")]
         result[f"mtcnn_{label}"] = detector_rows(models, photos, batches, args.min_seconds, sync)

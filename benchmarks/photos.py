@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,11 +44,14 @@ def shared_photos(limit: int | None = None) -> list[Photo]:
     elif root.is_dir():
         from app.commands.import_files import scan_directory
 
-        rows = [
-            (path.relative_to(root).as_posix(), album.name)
-            for album in scan_directory(root)
-            for path in album.files
-        ]
+        rows = []
+        for album in scan_directory(root):
+            if album.problem is not None:
+                print(f"skipped {album.folder}: {album.problem[1]}", file=sys.stderr)
+            # The scan keeps broken links, FIFOs and devices, for the import's report;
+            # reading a FIFO would wait forever.
+            files = [path for path in album.files if path.is_file()]
+            rows += [(path.relative_to(root).as_posix(), album.name) for path in files]
     else:
         rows = []
     if not rows:

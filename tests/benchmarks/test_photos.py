@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -62,3 +63,16 @@ def test_no_photos_is_a_message_saying_what_to_set(
     message = str(refused.value)
     assert message.startswith(f"no benchmark photos in {root}: set FACE_SHARED_FACES")
     assert "DIR/<name>/*.jpg" in message
+
+
+def test_links_to_nothing_and_fifos_are_left_out_not_read(
+    tmp_path: Path, package_images: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The import's folder scan keeps them, for its report; reading a FIFO waits forever."""
+    (tmp_path / "yao").mkdir()
+    shutil.copy(package_images / "yaoming.jpg", tmp_path / "yao" / "a.jpg")
+    (tmp_path / "yao" / "b.jpg").symlink_to(tmp_path / "gone.jpg")
+    os.mkfifo(tmp_path / "yao" / "c.jpg")
+    (tmp_path / "yao" / "d.jpg").symlink_to(tmp_path / "yao" / "a.jpg")
+    monkeypatch.setenv("FACE_SHARED_FACES", str(tmp_path))
+    assert [p.path for p in shared_photos()] == ["yao/a.jpg", "yao/d.jpg"]
