@@ -1,10 +1,11 @@
-"""QueryGuard: refuses query parameters a route does not declare, instead of ignoring them."""
+"""QueryGuard: refuses query parameters a route does not declare, or sends twice."""
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, get_args
+from typing import Any, get_args, get_origin
 
 from fastapi import Request, params
 from fastapi.dependencies.models import Dependant
@@ -20,14 +21,20 @@ class Declared:
 
     query: frozenset[str]
     elsewhere: dict[str, str]
+    lists: frozenset[str] = frozenset()  # query parameters that may repeat: list[X]
 
     @classmethod
     def of(cls, root: Dependant) -> Declared:
         query: set[str] = set()
+        lists: set[str] = set()
         elsewhere: dict[str, str] = {}
         for dependant in dependants(root):
             for field in dependant.query_params:
-                query.update(param_names(field.alias, field.field_info.annotation))
+                annotation = field.field_info.annotation
+                names = param_names(field.alias, annotation)
+                query.update(names)
+                if any(get_origin(a) is list for a in (annotation, *get_args(annotation))):
+                    lists.update(names)
             for field in dependant.path_params:
                 elsewhere[field.alias] = "path parameter"
             for field in dependant.body_params:
@@ -35,19 +42,32 @@ class Declared:
                 kind = "form field" if form else "JSON body field"
                 for name in param_names(field.alias, field.field_info.annotation):
                     elsewhere.setdefault(name, kind)
-        return cls(frozenset(query), elsewhere)
+        return cls(frozenset(query), elsewhere, frozenset(lists))
 
     def refusal(self, names: Iterable[str]) -> InvalidRequest:
-        reasons = {name: self._why(name) for name in names}
+        return self._refusal({name: (self._why(name), "extra_forbidden") for name in names})
+
+    def repeated(self, counts: dict[str, int]) -> InvalidRequest:
+        """Starlette keeps every value and FastAPI reads the last: `?top_k=1&top_k=2` was
+        answered with 2."""
+        return self._refusal(
+            {
+                name: (f"{name} was sent {count} times; this endpoint takes one", "repeated_field")
+                for name, count in counts.items()
+            }
+        )
+
+    def _refusal(self, reasons: dict[str, tuple[str, str]]) -> InvalidRequest:
         if self.query:
             takes = f"query parameters it takes: {', '.join(sorted(self.query))}"
         else:
             takes = "it takes no query parameters"
         problems = [
-            {"loc": ["query", name], "msg": why, "type": "extra_forbidden"}
-            for name, why in reasons.items()
+            {"loc": ["query", name], "msg": why, "type": kind}
+            for name, (why, kind) in reasons.items()
         ]
-        return InvalidRequest(f"{'; '.join(reasons.values())} ({takes}).", problems)
+        whys = "; ".join(why for why, _ in reasons.values())
+        return InvalidRequest(f"{whys} ({takes}).", problems)
 
     def _why(self, name: str) -> str:
         kind = self.elsewhere.get(name)
@@ -83,6 +103,10 @@ class QueryGuard:
         unknown = [name for name in request.query_params if name not in declared.query]
         if unknown:
             raise declared.refusal(unknown)
+        counts = Counter(name for name, _ in request.query_params.multi_items())
+        repeated = {n: c for n, c in counts.items() if c > 1 and n not in declared.lists}
+        if repeated:
+            raise declared.repeated(repeated)
 
 
 def dependants(root: Dependant) -> Iterator[Dependant]:

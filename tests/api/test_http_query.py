@@ -215,3 +215,23 @@ def test_a_setting_given_in_both_the_query_and_the_form_must_agree(
     assert error["message"] == (
         "face is given twice, as center in the form and largest in the query; give it once."
     )
+
+
+def test_a_query_parameter_sent_twice_is_refused(
+    client: TestClient, yao: str, package_images: Path
+) -> None:
+    """Starlette keeps both values and FastAPI read the last: ?top_k=1&top_k=2 gave 2."""
+    players = {"image": ("p.jpg", (package_images / "players.jpg").read_bytes())}
+    twice = client.post("/v1/identify?top_k=1&top_k=2", files=players)
+    error = assert_error(twice, 422, "invalid_request")
+    assert error["details"] == [
+        {
+            "loc": ["query", "top_k"],
+            "msg": "top_k was sent 2 times; this endpoint takes one",
+            "type": "repeated_field",
+        }
+    ]
+    assert error["message"].endswith("(query parameters it takes: top_k).")
+    listed = client.get("/v1/subjects?limit=5&name=yao&limit=5")
+    assert refused(listed, "limit").startswith("limit was sent 2 times")
+    assert client.get("/v1/subjects?limit=5&name=yao").json()["total"] == 1
