@@ -37,23 +37,7 @@ def shared_photos(limit: int | None = None) -> list[Photo]:
     takes it (DIR/<name>/*.jpg), folder by folder. FACE_SHARED_FACES names the folder; the
     default, ../shared/faces, is this project's own set, which a clone elsewhere lacks."""
     root = shared_faces_dir()
-    manifest = root / "manifest.csv"
-    if manifest.is_file():
-        with manifest.open() as handle:
-            rows = [(r["path"], r["identity"]) for r in csv.DictReader(handle)]
-    elif root.is_dir():
-        from app.commands.import_files import scan_directory
-
-        rows = []
-        for album in scan_directory(root):
-            if album.problem is not None:
-                print(f"skipped {album.folder}: {album.problem[1]}", file=sys.stderr)
-            # The scan keeps broken links, FIFOs and devices, for the import's report;
-            # reading a FIFO would wait forever.
-            files = [path for path in album.files if path.is_file()]
-            rows += [(path.relative_to(root).as_posix(), album.name) for path in files]
-    else:
-        rows = []
+    rows = _listed(root)
     if not rows:
         raise NoPhotos(
             f"no benchmark photos in {root}: set FACE_SHARED_FACES to a folder of face photos, "
@@ -63,6 +47,34 @@ def shared_photos(limit: int | None = None) -> list[Photo]:
     return [Photo(path, identity, (root / path).read_bytes()) for path, identity in rows[:limit]]
 
 
+def _listed(root: Path) -> list[tuple[str, str]]:
+    """(path under root, identity) of every photo in `root`."""
+    manifest = root / "manifest.csv"
+    if manifest.is_file():
+        with manifest.open() as handle:
+            try:
+                return [(r["path"], r["identity"]) for r in csv.DictReader(handle)]
+            except KeyError as missing:
+                raise NoPhotos(f"{manifest} has no column {missing}") from None
+    if not root.is_dir():
+        return []
+    from app.commands.import_files import scan_directory
+
+    try:
+        albums = scan_directory(root)
+    except OSError as error:
+        raise NoPhotos(f"cannot list the benchmark photos in {root}: {error}") from None
+    rows = []
+    for album in albums:
+        if album.problem is not None:
+            print(f"skipped {album.folder}: {album.problem[1]}", file=sys.stderr)
+        # The scan keeps broken links, FIFOs and devices, for the import's report; reading
+        # a FIFO would wait forever.
+        files = [path for path in album.files if path.is_file()]
+        rows += [(path.relative_to(root).as_posix(), album.name) for path in files]
+    return rows
+
+
 def face_crops(
     photos: list[Photo], detector: Any, size: int = 250, margin: float = 0.6
 ) -> list[Photo]:
@@ -70,7 +82,11 @@ def face_crops(
     side, resized to `size` pixels; photos (or crops) without a face are left out."""
     crops = []
     for photo in photos:
-        image = decode(photo.data)
+        try:
+            image = decode(photo.data)
+        except (OSError, ValueError, Image.DecompressionBombError) as error:
+            print(f"skipped {photo.path}: {error}", file=sys.stderr)
+            continue
         faces = detector.detect(image)
         if not faces:
             continue
@@ -110,4 +126,9 @@ def repeat_to(photos: list[Photo], count: int) -> list[Photo]:
 def load_photos(crop: int, limit: int | None, detector: Any) -> list[Photo]:
     """The shared photos as they are (crop=0) or as `crop` px face crops."""
     photos = shared_photos(limit)
-    return face_crops(photos, detector, crop) if crop else photos
+    if not crop:
+        return photos
+    crops = face_crops(photos, detector, crop)
+    if not crops:
+        raise NoPhotos(f"no face found in any of the {len(photos)} benchmark photos")
+    return crops

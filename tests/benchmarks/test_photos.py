@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
+from PIL import Image
 
-from benchmarks.photos import NoPhotos, shared_photos
+from benchmarks.photos import NoPhotos, load_photos, shared_photos
 
 
 def test_a_folder_per_person_as_the_import_takes_it(
@@ -76,3 +79,28 @@ def test_links_to_nothing_and_fifos_are_left_out_not_read(
     (tmp_path / "yao" / "d.jpg").symlink_to(tmp_path / "yao" / "a.jpg")
     monkeypatch.setenv("FACE_SHARED_FACES", str(tmp_path))
     assert [p.path for p in shared_photos()] == ["yao/a.jpg", "yao/d.jpg"]
+
+
+def test_a_manifest_without_its_columns_says_which_is_missing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "manifest.csv").write_text("file,identity\na.jpg,Yao\n")
+    monkeypatch.setenv("FACE_SHARED_FACES", str(tmp_path))
+    with pytest.raises(NoPhotos, match="manifest.csv has no column 'path'"):
+        shared_photos()
+
+
+def test_crops_skip_photos_that_do_not_decode_and_need_one_face(
+    tmp_path: Path, package_images: Path, monkeypatch: pytest.MonkeyPatch, models: Any
+) -> None:
+    (tmp_path / "yao").mkdir()
+    shutil.copy(package_images / "yaoming.jpg", tmp_path / "yao" / "a.jpg")
+    (tmp_path / "yao" / "b.jpg").write_bytes(b"not a jpeg")
+    Image.new("RGB", (200, 200), "grey").save(tmp_path / "yao" / "c.jpg")
+    monkeypatch.setenv("FACE_SHARED_FACES", str(tmp_path))
+    crops = load_photos(120, None, models.detector)
+    assert [(c.path, c.identity) for c in crops] == [("yao/a.jpg", "yao")]
+    assert Image.open(io.BytesIO(crops[0].data)).size == (120, 120)
+    (tmp_path / "yao" / "a.jpg").unlink()
+    with pytest.raises(NoPhotos, match="no face found in any of the 2 benchmark photos"):
+        load_photos(120, None, models.detector)
