@@ -107,8 +107,13 @@ def form_or_query(name: str, form: T | None, query: T | None) -> T | None:
     """A setting that may come as a form field or as a query parameter. Both, with different
     values, is refused: whichever one won, the client meant the other."""
     if form is not None and query is not None and form != query:
+        problems = [
+            {"loc": [where, name], "msg": f"{name} is {value} here", "type": "conflicting_value"}
+            for where, value in (("body", form), ("query", query))
+        ]
         raise InvalidRequest(
-            f"{name} is given twice, as {form} in the form and {query} in the query; give it once."
+            f"{name} is given twice, as {form} in the form and {query} in the query; give it once.",
+            problems,
         )
     return form if form is not None else query
 

@@ -197,6 +197,10 @@ def test_a_setting_given_in_both_the_query_and_the_form_must_agree(
     assert error["message"] == (
         "top_k is given twice, as 2 in the form and 1 in the query; give it once."
     )
+    assert [(d["loc"], d["type"]) for d in error["details"]] == [
+        (["body", "top_k"], "conflicting_value"),
+        (["query", "top_k"], "conflicting_value"),
+    ]
     agreed = client.post("/v1/identify", params={"top_k": 1}, data={"top_k": 1}, files=players)
     assert agreed.status_code == 200, agreed.text
     assert all(len(face["candidates"]) == 1 for face in agreed.json()["faces"])
