@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from app.commands.calibrate_inputs import frr_text, gallery_count, path_problem, require_photos
 from app.commands.calibration_gallery import gallery_size
 from app.commands.evaluate_inputs import at_least
 from app.commands.evaluate_summary import unreadable_lines
@@ -48,7 +49,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     parser.add_argument(
         "--gallery-size",
-        type=int,
+        type=gallery_count,
         help="faces identify compares a probe with (default: the faces enrolled now)",
     )
     parser.add_argument("--embedder", help="embedder name (default: FACE_EMBEDDER)")
@@ -74,8 +75,9 @@ def run(args: argparse.Namespace, settings: Settings, pipeline: FacePipeline | N
         if not MIN_TARGET_FAR <= far < 1.0:
             print(f"{name} must lie in [{MIN_TARGET_FAR:g}, 1), got {far}", file=sys.stderr)
             return 2
-    if args.gallery_size is not None and args.gallery_size < 1:
-        print(f"--gallery-size must be >= 1, got {args.gallery_size}", file=sys.stderr)
+    problem = path_problem(args)
+    if problem is not None:
+        print(problem, file=sys.stderr)
         return 2
     gallery, why = gallery_size(args.gallery_size, settings)
     try:
@@ -83,10 +85,15 @@ def run(args: argparse.Namespace, settings: Settings, pipeline: FacePipeline | N
         if all(pair.same for pair in pairs):
             print(f"no impostor pair (same=0) in {args.pairs}; cannot calibrate", file=sys.stderr)
             return 2
+        require_photos(pairs, args.pairs)
         pipeline = pipeline or load_pipeline(settings, args.embedder)
         paths = [path for pair in pairs for path in (pair.path_a, pair.path_b)]
         embedded = embed_readable_files(
-            pipeline, paths, settings.max_image_pixels, batch=args.batch
+            pipeline,
+            paths,
+            settings.max_image_pixels,
+            batch=args.batch,
+            max_bytes=settings.max_upload_bytes,
         )
     except (OSError, ValueError, FaceServiceError) as exc:
         print(f"calibrate failed: {exc}", file=sys.stderr)
@@ -142,7 +149,7 @@ def run(args: argparse.Namespace, settings: Settings, pipeline: FacePipeline | N
     print(
         f"  verify threshold {verify.threshold:.4f} for target FAR {args.target_far:g}: "
         f"achieved FAR {verify.far_actual:.4g} ({rates['false_accepts']}/{impostors.size} "
-        f"impostor pairs), FRR {rates['frr']:.4f} on the genuine pairs"
+        f"impostor pairs), {frr_text(rates)}"
     )
     stated = vouched_far(args.target_far, int(impostors.size), accepts=calibration.verify_accepts)
     print(
@@ -157,8 +164,8 @@ def run(args: argparse.Namespace, settings: Settings, pipeline: FacePipeline | N
         )
     print(
         f"  identify threshold {identify:.4f} for stranger FAR {identify_far:g} at gallery "
-        f"size N={gallery} ({why}); per-comparison FAR {per_comparison:.4g}, FRR "
-        f"{rates_at(scored, identify)['frr']:.4f} on the genuine pairs"
+        f"size N={gallery} ({why}); per-comparison FAR {per_comparison:.4g}, "
+        f"{frr_text(rates_at(scored, identify))}"
     )
     stated = vouched_far(identify_far, int(impostors.size), gallery, calibration.identify_accepts)
     print(

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import io
 import json
+import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -14,6 +17,7 @@ from app.commands.evaluate_summary import verification_summary
 from app.commands.gallery_split import DEFAULT_STRANGER_FRACTION
 from app.config import Settings
 from app.errors import FaceServiceError
+from app.evaluation.far_calibration import MIN_TARGET_FAR
 from app.evaluation.pair_scores import (
     accuracy_at,
     no_face_summary,
@@ -55,7 +59,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--gallery-per-subject", type=at_least(1), default=1, help="photos enrolled per subject"
     )
     parser.add_argument(
-        "--far", type=rate(zero=False), default=0.01, help="stranger FAR for open-set DIR"
+        "--far",
+        # Smaller targets overflow the arithmetic (1/FAR) after minutes of embedding.
+        type=rate(zero=False, smallest=MIN_TARGET_FAR),
+        default=0.01,
+        help="stranger FAR for open-set DIR",
     )
     parser.add_argument(
         "--stranger-fraction",
@@ -79,14 +87,19 @@ def run(args: argparse.Namespace, settings: Settings, pipeline: FacePipeline | N
 
     out: Path = args.out or settings.data_dir / "evaluation"
     start = time.perf_counter()
+    files: dict[str, bytes] = {}  # what to write under `out`, once the summary is printed
     try:
         source = read_source(args)  # before any model loads: a bad row is found in seconds
         out.mkdir(parents=True, exist_ok=True)
         pipeline = pipeline or load_pipeline(settings, args.embedder)
         if isinstance(source, PairsFile):
-            report = evaluate_pairs(pipeline, source, args, settings.max_image_pixels, out)
+            report, files["roc.png"] = evaluate_pairs(
+                pipeline, source, args, settings.max_image_pixels, out, settings.max_upload_bytes
+            )
         else:
-            report = identification.evaluate(pipeline, source, args, settings.max_image_pixels)
+            report = identification.evaluate(
+                pipeline, source, args, settings.max_image_pixels, settings.max_upload_bytes
+            )
     except (OSError, ValueError, FaceServiceError) as exc:
         # Bad input files are the user's to fix: say which, without a traceback.
         print(f"evaluate failed: {exc}", file=sys.stderr)
@@ -100,11 +113,33 @@ def run(args: argparse.Namespace, settings: Settings, pipeline: FacePipeline | N
         "seconds": round(time.perf_counter() - start, 1),
         **report,
     }
-    (out / name).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    # Printed first: minutes of embedding are not lost to an output that cannot be written.
     summary = identification.summary if args.identify else verification_summary
     print(summary(report))
+    files = {name: (json.dumps(report, indent=2) + "\n").encode(), **files}
+    for file_name, data in files.items():
+        try:
+            write_atomically(out / file_name, data)
+        except OSError as exc:
+            print(
+                f"evaluate failed: cannot write {out / file_name}: {exc.strerror or exc}",
+                file=sys.stderr,
+            )
+            return 1
     print(f"wrote {out / name}")
     return 0
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """`data` at `path` through a temp file in the same folder: never half a file there."""
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as tmp:
+            tmp.write(data)
+        os.replace(tmp_name, path)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
 
 
 def evaluate_pairs(
@@ -113,23 +148,26 @@ def evaluate_pairs(
     args: argparse.Namespace,
     max_pixels: int,
     out: Path,
-) -> dict[str, Any]:
+    max_bytes: int | None = None,
+) -> tuple[dict[str, Any], bytes]:
+    """The verification report and its ROC curve as PNG bytes, for `run` to write."""
     from app.commands.file_embeddings import embed_readable_files
     from app.evaluation.verification import plot_roc, verification_report
 
     pairs = pairs_file.pairs
     paths = [path for pair in pairs for path in (pair.path_a, pair.path_b)]
-    embedded = embed_readable_files(pipeline, paths, max_pixels, batch=args.batch)
+    embedded = embed_readable_files(
+        pipeline, paths, max_pixels, batch=args.batch, max_bytes=max_bytes
+    )
     embeddings, unreadable = embedded.vectors, embedded.unreadable
     scored = score_pairs(pairs, embeddings)
-    report = verification_report(scored.scores, scored.labels, folds=args.folds)
-    best = report["best_threshold"]
-    plot_roc(
-        scored.scores,
-        scored.labels,
-        out / "roc.png",
-        f"{pipeline.embedder.name} on {args.pairs.name}",
+    # Too few pairs of a class for k-fold accuracy still leave AUC, EER, TAR and the rates.
+    report = verification_report(
+        scored.scores, scored.labels, folds=args.folds, kfold_optional=True
     )
+    best = report["best_threshold"]
+    roc = io.BytesIO()
+    plot_roc(scored.scores, scored.labels, roc, f"{pipeline.embedder.name} on {args.pairs.name}")
     return {
         "pairs_file": str(args.pairs),
         "root": str(args.root),
@@ -142,4 +180,4 @@ def evaluate_pairs(
         "unreadable": unreadable_summary(unreadable, pairs),
         "at_threshold": [rates_at(scored, t) for t in args.threshold],
         "roc_png": str(out / "roc.png"),
-    }
+    }, roc.getvalue()

@@ -37,6 +37,13 @@ def read_source(args: argparse.Namespace) -> PairsFile | dict[str, list[Path]]:
         labelled = read_labelled(args.root, args.manifest)
         photos = [path for paths in labelled.values() for path in paths]
         require_files(photos, args.manifest or args.root)
+        if all(len(paths) <= args.gallery_per_subject for paths in labelled.values()):
+            # split_gallery says so too, but only after every photo is embedded.
+            raise ValueError(
+                f"no identity in {args.manifest or args.root} has more than "
+                f"{args.gallery_per_subject} photo(s): none is left to probe the gallery "
+                "(add photos, or lower --gallery-per-subject if above 1)"
+            )
         return labelled
     pairs_file = read_pairs_file(args.pairs, args.root)
     require_files([p for pair in pairs_file.pairs for p in (pair.path_a, pair.path_b)], args.pairs)
@@ -69,13 +76,19 @@ def at_least(minimum: int) -> Callable[[str], int]:
     return parse
 
 
-def rate(zero: bool) -> Callable[[str], float]:
-    """A fraction in [0, 1) when `zero` is allowed, else in (0, 1)."""
+def rate(zero: bool, smallest: float = 0.0) -> Callable[[str], float]:
+    """A fraction in [0, 1) when `zero` is allowed, else in (0, 1); in [smallest, 1) when
+    `smallest` is above 0."""
 
     def parse(text: str) -> float:
         value = float(text)
-        if not (0.0 <= value < 1.0 if zero else 0.0 < value < 1.0):
-            interval = "[0, 1)" if zero else "(0, 1)"
+        if smallest > 0.0:
+            ok, interval = smallest <= value < 1.0, f"[{smallest:g}, 1)"
+        elif zero:
+            ok, interval = 0.0 <= value < 1.0, "[0, 1)"
+        else:
+            ok, interval = 0.0 < value < 1.0, "(0, 1)"
+        if not ok:
             raise argparse.ArgumentTypeError(f"must lie in {interval}, got {text}")
         return value
 

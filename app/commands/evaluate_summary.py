@@ -12,8 +12,7 @@ def verification_summary(report: dict[str, Any]) -> str:
     lines = [
         f"{report['model_version']}: {report['pairs']} scored pairs ({report['genuine']} genuine, "
         f"{report['impostor']} impostor), {report['seconds']} s on {report['device']}",
-        f"  accuracy ({report['folds']}-fold): {report['accuracy_mean']:.4f} "
-        f"+/- {report['accuracy_std']:.4f}",
+        _kfold_line(report),
         f"  best threshold {report['best_threshold']:.4f}: accuracy "
         f"{report['accuracy_at_best_threshold']:.4f}, counting no-face pairs as errors "
         f"{report['accuracy_counting_failures_as_errors']:.4f}",
@@ -41,6 +40,18 @@ def verification_summary(report: dict[str, Any]) -> str:
             f"({rates['false_rejects']}/{rates['genuine']})"
         )
     return "\n".join(lines)
+
+
+def _kfold_line(report: dict[str, Any]) -> str:
+    if report["accuracy_mean"] is None:  # too few pairs of a class to fold
+        # Here, not at the top: it loads scikit-learn, which `--help` should not wait for.
+        from app.evaluation.verification import KFOLD_NEEDS
+
+        return f"  accuracy (k-fold): n/a ({KFOLD_NEEDS})"
+    return (
+        f"  accuracy ({report['folds']}-fold): {report['accuracy_mean']:.4f} "
+        f"+/- {report['accuracy_std']:.4f}"
+    )
 
 
 def _dropped_line(dropped: dict[str, Any]) -> str:

@@ -10,8 +10,9 @@ from pathlib import Path
 from sqlalchemy.exc import SQLAlchemyError
 from tqdm import tqdm
 
+from app.commands.import_files import NotUploaded, read_photo
 from app.commands.service_db import existing_database
-from app.config import Settings
+from app.config import Settings, get_settings
 from app.errors import FaceServiceError
 from app.evaluation.pair_scores import Embeddings
 from app.gallery import models_repo
@@ -69,10 +70,11 @@ def embed_files(
     max_pixels: int,
     batch: int = 32,
     progress: bool = True,
+    max_bytes: int | None = None,
 ) -> Embeddings:
     """One unit vector per unique path, or None where no face was detected; a file that
     cannot be read or decoded is a ValueError (see `embed_readable_files` to skip it)."""
-    embedded = embed_readable_files(pipeline, paths, max_pixels, batch, progress)
+    embedded = embed_readable_files(pipeline, paths, max_pixels, batch, progress, max_bytes)
     if embedded.unreadable:
         path, reason = next(iter(embedded.unreadable.items()))
         raise ValueError(f"{path}: {reason}")
@@ -85,13 +87,18 @@ def embed_readable_files(
     max_pixels: int,
     batch: int = 32,
     progress: bool = True,
+    max_bytes: int | None = None,
 ) -> FileEmbeddings:
     """One unit vector per unique path, or None where no face was detected or the file
     cannot be read or decoded (those are also listed, with the reason, in `unreadable`).
 
+    Files are read as `import` reads a photo: only a regular file, and none over
+    `max_bytes` (default: the service's FACE_MAX_UPLOAD_BYTES), which counts as unreadable.
+
     Faces are used whether or not they pass the service's quality gate: the evaluation
     measures the model, and the gate is a separate, tunable policy.
     """
+    limit = get_settings().max_upload_bytes if max_bytes is None else max_bytes
     unique = list(dict.fromkeys(paths))
     result: Embeddings = {}
     unreadable: dict[Path, str] = {}
@@ -106,7 +113,7 @@ def embed_readable_files(
     bar = tqdm(unique, desc="embedding", unit="img", disable=not progress, file=sys.stderr)
     for path in bar:
         try:
-            face = _choose_face(pipeline, path, max_pixels)
+            face = _choose_face(pipeline, path, max_pixels, limit)
         except _Unreadable as exc:
             # One bad file among thousands must not throw away the others' embedding.
             unreadable[path] = str(exc)
@@ -126,9 +133,11 @@ class _Unreadable(Exception):
     """The file could not be read, or its bytes are not an image the service decodes."""
 
 
-def _choose_face(pipeline: FacePipeline, path: Path, max_pixels: int) -> AnalyzedFace | None:
+def _choose_face(
+    pipeline: FacePipeline, path: Path, max_pixels: int, max_bytes: int
+) -> AnalyzedFace | None:
     try:
-        image = decode_image(path.read_bytes(), max_pixels)
+        image = decode_image(_read_photo(path, max_bytes), max_pixels)
     except FaceServiceError as exc:
         raise _Unreadable(exc.message) from exc
     except OSError as exc:
@@ -138,6 +147,20 @@ def _choose_face(pipeline: FacePipeline, path: Path, max_pixels: int) -> Analyze
         return None
     chosen = select_face(detected, (image.shape[0], image.shape[1]), FACE_POLICY)
     return pipeline.analyze(image, [detected[chosen]])[0]
+
+
+def _read_photo(path: Path, max_bytes: int) -> bytes:
+    # A path listed by mistake (a 2 GB video, a FIFO, /dev/zero) must cost at most
+    # max_bytes of memory and never block, as it does for `import`.
+    try:
+        return read_photo(path, max_bytes)
+    except NotUploaded as exc:
+        if exc.code == "payload_too_large":  # import's message speaks of an upload
+            raise _Unreadable(
+                f"The file is larger than {max_bytes} bytes (FACE_MAX_UPLOAD_BYTES), "
+                "the most the service accepts; it was not decoded."
+            ) from exc
+        raise _Unreadable(exc.message) from exc
 
 
 def no_face_paths(embedded: FileEmbeddings) -> list[Path]:

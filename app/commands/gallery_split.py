@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from app.commands.import_files import IMAGE_SUFFIXES
+from app.evaluation.pairs import not_utf8
 
 # Manifest labels that name no single person.
 SPECIAL_LABELS = frozenset({"noface", "multi"})
@@ -40,7 +41,7 @@ def read_labelled(root: Path, manifest: Path | None) -> dict[str, list[Path]]:
     photos: dict[str, list[Path]] = {}
     if manifest is not None:
         for path, identity in _manifest_labels(root, manifest).items():
-            if identity and identity not in SPECIAL_LABELS:
+            if identity not in SPECIAL_LABELS:
                 photos.setdefault(identity, []).append(path)
     else:
         # Hidden entries (.DS_Store, .thumbnails/) are never photos of a person.
@@ -60,28 +61,47 @@ def read_labelled(root: Path, manifest: Path | None) -> dict[str, list[Path]]:
 
 
 def _manifest_labels(root: Path, manifest: Path) -> dict[Path, str]:
-    """photo -> its label, each photo once; a photo with two labels refuses the file.
+    """photo -> its label, each photo once; a row that lacks a field, has too many, or
+    labels a photo already labelled otherwise refuses the file, naming its line.
 
-    Such a photo would be enrolled for one person and probed as another (or as a stranger),
-    which corrupts the open-set figures without any sign.
+    A photo with two labels would be enrolled for one person and probed as another (or as
+    a stranger), which corrupts the open-set figures without any sign.
     """
+    try:
+        labels = _read_manifest(root, manifest)
+    except UnicodeDecodeError as exc:
+        raise not_utf8(manifest) from exc
+    return {path: identity for path, (identity, _) in labels.items()}
+
+
+def _read_manifest(root: Path, manifest: Path) -> dict[Path, tuple[str, int]]:
     labels: dict[Path, tuple[str, int]] = {}  # photo -> its label and the line it is on
     # utf-8-sig: Excel's "CSV UTF-8" starts with a byte-order mark.
     with manifest.open(newline="", encoding="utf-8-sig") as handle:
         reader = csv.DictReader(handle)
-        if not {"path", "identity"} <= set(reader.fieldnames or []):
+        fields = reader.fieldnames or []
+        if not {"path", "identity"} <= set(fields):
             raise ValueError(f"{manifest} needs the columns path and identity")
         for row in reader:
+            line = reader.line_num  # not a count of rows: DictReader skips blank lines
+            # An empty path would name --root itself, and an empty identity no one.
+            # A short row leaves its last fields None; a long one puts the extras under None.
+            empty = [c for c in ("path", "identity") if not (row[c] or "").strip()]
+            if empty or None in row:
+                problem = (
+                    f"lacks {', '.join(empty)}" if empty else f"has more than {len(fields)} fields"
+                )
+                raise ValueError(f"{manifest}:{line}: the row {problem}")
             # Normalised, so that a/./b.jpg and x/../a/b.jpg are known for one file.
-            path = Path(os.path.normpath(root / (row["path"] or "").strip()))
-            identity, line = (row["identity"] or "").strip(), reader.line_num
+            path = Path(os.path.normpath(root / row["path"].strip()))
+            identity = row["identity"].strip()
             earlier = labels.setdefault(path, (identity, line))
             if earlier[0] != identity:
                 raise ValueError(
                     f"{manifest}:{line}: {path} is labelled {identity!r} here and "
                     f"{earlier[0]!r} on line {earlier[1]}; fix one of the two rows"
                 )
-    return {path: identity for path, (identity, _) in labels.items()}
+    return labels
 
 
 def split_gallery(

@@ -39,10 +39,13 @@ def evaluate(
     labelled: Mapping[str, Sequence[Path]],
     args: argparse.Namespace,
     max_pixels: int,
+    max_bytes: int | None = None,
 ) -> dict[str, Any]:
     """The report for `labelled` photos (identity -> paths, as `read_labelled` gives them)."""
     paths = [path for photos in labelled.values() for path in photos]
-    embedded = embed_readable_files(pipeline, paths, max_pixels, batch=args.batch)
+    embedded = embed_readable_files(
+        pipeline, paths, max_pixels, batch=args.batch, max_bytes=max_bytes
+    )
     embeddings = embedded.vectors  # None for an unreadable photo too: left out alike
     with_face = {
         i: [p for p in photos if embeddings[p] is not None] for i, photos in labelled.items()

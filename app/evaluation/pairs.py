@@ -58,6 +58,19 @@ def read_pairs(csv_path: Path, root: Path) -> list[Pair]:
 
 def read_pairs_file(csv_path: Path, root: Path) -> PairsFile:
     """Pairs from a path_a,path_b,same CSV, relative paths taken from `root`; see DROP_RULE."""
+    try:
+        rows = _read_rows(csv_path, root)
+    except UnicodeDecodeError as exc:
+        raise not_utf8(csv_path) from exc
+    pairs_file = _distinct(rows, csv_path)
+    if not pairs_file.pairs:
+        pairs_of = " of two different images" if rows else ""
+        raise ValueError(f"{csv_path} holds no pairs{pairs_of}")
+    return pairs_file
+
+
+def _read_rows(csv_path: Path, root: Path) -> list[tuple[int, Pair]]:
+    """Each row of the file as (its line, its pair); raises on a row that is not one."""
     # utf-8-sig: Excel's "CSV UTF-8" starts with a byte-order mark, which would otherwise
     # become part of the first column's name.
     with csv_path.open(newline="", encoding="utf-8-sig") as handle:
@@ -82,11 +95,25 @@ def read_pairs_file(csv_path: Path, root: Path) -> PairsFile:
             )
             pair = Pair(path_a, path_b, label)
             rows.append((line, pair))
-    pairs_file = _distinct(rows, csv_path)
-    if not pairs_file.pairs:
-        pairs_of = " of two different images" if rows else ""
-        raise ValueError(f"{csv_path} holds no pairs{pairs_of}")
-    return pairs_file
+    return rows
+
+
+def not_utf8(csv_path: Path) -> ValueError:
+    """The error for a CSV file that is not UTF-8 text, naming the line of the first bad
+    byte."""
+    # Read again, whole: the decoder's own position is within a chunk, not the file. Plain
+    # utf-8, not utf-8-sig: a byte-order mark is valid UTF-8 and keeps the offsets the file's.
+    data = csv_path.read_bytes()
+    try:
+        data.decode("utf-8")
+        where = ""  # it changed since it was read
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        where = f":{line}: byte 0x{data[exc.start]:02x}"
+    return ValueError(
+        f"{csv_path}{where}: not UTF-8 text (saved as Latin-1 or UTF-16, or not a CSV at "
+        "all?); save it as CSV UTF-8"
+    )
 
 
 def _distinct(rows: Sequence[tuple[int, Pair]], csv_path: Path) -> PairsFile:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -12,6 +12,9 @@ from sklearn.metrics import roc_auc_score, roc_curve
 from sklearn.model_selection import StratifiedKFold
 
 from app.evaluation.far_calibration import calibrate_far, far_reliability
+
+# Every fold must hold a pair of each class to be scored, and at least two folds are needed.
+KFOLD_NEEDS = "needs at least 2 genuine and 2 impostor pairs"
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -65,6 +68,11 @@ def best_threshold(scores: npt.ArrayLike, labels: npt.ArrayLike) -> float:
     return float(candidates[int(np.argmax(accepted_genuine + rejected_impostor))])
 
 
+def kfold_possible(labels: npt.ArrayLike) -> bool:
+    """Whether there are enough pairs of each class for k-fold accuracy (see KFOLD_NEEDS)."""
+    return int(np.bincount(np.asarray(labels, dtype=np.int64), minlength=2).min()) >= 2
+
+
 def kfold_accuracy(
     scores: npt.ArrayLike, labels: npt.ArrayLike, folds: int = 10, seed: int = 0
 ) -> tuple[float, float, list[float]]:
@@ -74,9 +82,9 @@ def kfold_accuracy(
     to the size of the smaller class when it has fewer pairs than `folds`.
     """
     s, y = _pairs(scores, labels)
+    if not kfold_possible(y):
+        raise ValueError(f"k-fold accuracy {KFOLD_NEEDS}")
     n_splits = min(folds, int(np.bincount(y, minlength=2).min()))
-    if n_splits < 2:
-        raise ValueError("k-fold accuracy needs at least two genuine and two impostor pairs")
     splitter = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=seed)
     accuracies: list[float] = []
     thresholds: list[float] = []
@@ -118,19 +126,25 @@ def verification_report(
     labels: npt.ArrayLike,
     fars: tuple[float, ...] = (1e-2, 1e-3),
     folds: int = 10,
+    kfold_optional: bool = False,
 ) -> dict[str, Any]:
-    """Every verification metric for one set of pairs, as a JSON-serialisable dict."""
+    """Every verification metric for one set of pairs, as a JSON-serialisable dict.
+
+    With `kfold_optional`, fewer than two pairs of a class leave folds, accuracy_mean and
+    accuracy_std None (see KFOLD_NEEDS) instead of refusing the whole report.
+    """
     s, y = _pairs(scores, labels)
     _both_classes(y)
-    mean, std, thresholds = kfold_accuracy(s, y, folds=folds)
+    kfold: dict[str, Any] = {"folds": None, "accuracy_mean": None, "accuracy_std": None}
+    if not kfold_optional or kfold_possible(y):
+        mean, std, thresholds = kfold_accuracy(s, y, folds=folds)
+        kfold = {"folds": len(thresholds), "accuracy_mean": mean, "accuracy_std": std}
     rate, rate_threshold = eer(s, y)
     return {
         "pairs": int(s.size),
         "genuine": int(y.sum()),
         "impostor": int(s.size - y.sum()),
-        "folds": len(thresholds),
-        "accuracy_mean": mean,
-        "accuracy_std": std,
+        **kfold,
         "best_threshold": best_threshold(s, y),
         "roc_auc": float(roc_auc_score(y, s)),
         "eer": rate,
@@ -139,8 +153,11 @@ def verification_report(
     }
 
 
-def plot_roc(scores: npt.ArrayLike, labels: npt.ArrayLike, path: Path, title: str) -> None:
-    """Write the ROC curve as a PNG with a log FPR axis and the EER point marked."""
+def plot_roc(
+    scores: npt.ArrayLike, labels: npt.ArrayLike, path: Path | IO[bytes], title: str
+) -> None:
+    """Write the ROC curve as a PNG (to a file, or a binary stream) with a log FPR axis and
+    the EER point marked."""
     # An explicit Agg canvas instead of pyplot: no global backend switch, safe off-thread.
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure

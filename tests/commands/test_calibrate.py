@@ -3,13 +3,16 @@ thresholds whose FAR the pairs cannot measure are stored only with --force."""
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from app.commands import calibrate
+from app.commands.calibrate_inputs import MAX_GALLERY_SIZE
 from app.config import Settings
 from app.evaluation.pair_scores import Embeddings, score_pairs
 from app.evaluation.pairs import read_pairs
@@ -18,6 +21,7 @@ from app.gallery.db import make_engine, make_session_factory, migrate
 from app.pipeline.analyzer import FacePipeline
 from app.services.calibration import METHOD_GALLERY_ADJUSTED, CalibrationStore
 from app.services.calibration_reliability import is_reliable
+from tests.commands.test_import_files import writers_for
 from tests.unit.services.test_calibration import make_calibration
 
 
@@ -271,3 +275,123 @@ def test_an_unreadable_image_is_left_out_not_fatal(
     printed = capsys.readouterr().out
     assert "1 excluded because 0 image(s) had no face and 1 could not be read" in printed
     assert f"unreadable, left out: {tmp_path / 'corrupt.jpg'} (" in printed
+
+
+@pytest.fixture
+def photos(shared_faces: Path, tmp_path: Path) -> Path:
+    """A folder of four real photos: amy1, amy2, howard1, howard2 (.png)."""
+    root = tmp_path / "photos"
+    root.mkdir()
+    for name in ("amy1", "amy2", "howard1", "howard2"):
+        person = name.rstrip("12")
+        shutil.copy(shared_faces / "faceapi_js" / person / f"{name}.png", root)
+    return root
+
+
+def test_missing_photos_are_refused_before_any_model_loads_and_nothing_is_stored(
+    parse,
+    settings: Settings,
+    photos: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    no_model: None,
+) -> None:
+    pairs = tmp_path / "pairs.csv"
+    # Two typos: once left out as unreadable, the rest was calibrated on and stored.
+    pairs.write_text(
+        "path_a,path_b,same\namy1.png,amy2.png,1\namy1.png,howard1.png,0\n"
+        "amy2.png,howrad1.png,0\nhoward2.png,amy1.pgn,0\n"
+    )
+    args = parse("calibrate", "--pairs", pairs, "--root", photos, "--target-far", "0.5")
+    assert calibrate.run(args, settings) == 1
+    assert capsys.readouterr().err.strip() == (
+        f"calibrate failed: 2 photo(s) named in {pairs} are missing or not files: "
+        f"{photos / 'howrad1.png'}, {photos / 'amy1.pgn'}"
+    )
+    assert not settings.data_dir.exists()
+
+
+def test_a_fifo_photo_is_refused_not_read(
+    parse,
+    settings: Settings,
+    photos: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    no_model: None,
+) -> None:
+    os.mkfifo(photos / "pipe.jpg")  # opened, it waits for a writer forever
+    pairs = tmp_path / "pairs.csv"
+    pairs.write_text("path_a,path_b,same\namy1.png,amy2.png,1\namy1.png,pipe.jpg,0\n")
+    args = parse("calibrate", "--pairs", pairs, "--root", photos, "--target-far", "0.5")
+    assert calibrate.run(args, settings) == 1
+    assert "1 photo(s) named in" in (err := capsys.readouterr().err)
+    assert f"are missing or not files: {photos / 'pipe.jpg'}" in err
+
+
+def test_a_fifo_pairs_file_is_refused_not_read(
+    parse,
+    settings: Settings,
+    photos: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    no_model: None,
+) -> None:
+    fifo = tmp_path / "pairs.csv"
+    os.mkfifo(fifo)
+    args = parse("calibrate", "--pairs", fifo, "--root", photos, "--target-far", "0.5")
+    with writers_for([fifo]):  # read, it would be empty: exit 1, not the 2 of a usage error
+        assert calibrate.run(args, settings) == 2
+    assert capsys.readouterr().err.strip() == f"--pairs {fifo} is not a file"
+
+
+def test_a_bad_root_is_a_usage_error_before_any_model_loads(
+    parse,
+    settings: Settings,
+    photos: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    no_model: None,
+) -> None:
+    pairs = tmp_path / "pairs.csv"
+    pairs.write_text("path_a,path_b,same\namy1.png,amy2.png,1\namy1.png,howard1.png,0\n")
+    for root, problem in ((tmp_path / "nowhere", "does not exist"), (pairs, "is not a folder")):
+        args = parse("calibrate", "--pairs", pairs, "--root", root, "--target-far", "0.5")
+        assert calibrate.run(args, settings) == 2
+        assert capsys.readouterr().err.strip() == f"--root {root} {problem}"
+    assert not settings.data_dir.exists()
+
+
+def test_gallery_size_is_capped_by_argparse(
+    parse, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ("calibrate", "--pairs", tmp_path / "p.csv", "--root", tmp_path, "--gallery-size")
+    assert parse(*argv, MAX_GALLERY_SIZE).gallery_size == MAX_GALLERY_SIZE
+    # 10**310 faces overflowed the per-comparison FAR: a traceback, after the embedding.
+    for size, problem in (
+        (10**310, f"must be at most {MAX_GALLERY_SIZE}"),
+        (MAX_GALLERY_SIZE + 1, f"must be at most {MAX_GALLERY_SIZE}"),
+        (0, "must be at least 1, got 0"),
+    ):
+        with pytest.raises(SystemExit) as exited:
+            parse(*argv, size)
+        assert exited.value.code == 2
+        assert f"argument --gallery-size: {problem}" in capsys.readouterr().err
+
+
+def test_frr_is_not_applicable_without_genuine_pairs(
+    parse,
+    settings: Settings,
+    pipeline: FacePipeline,
+    photos: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    pairs = tmp_path / "pairs.csv"
+    pairs.write_text("path_a,path_b,same\namy1.png,howard1.png,0\namy2.png,howard2.png,0\n")
+    args = parse("calibrate", "--pairs", pairs, "--root", photos, "--target-far", "0.5")
+    assert calibrate.run(args, settings, pipeline) == 1  # 2 pairs measure no FAR
+    printed = capsys.readouterr().out
+    assert "(0 genuine, 2 impostor)" in printed
+    # An FRR of 0.0000 read as "no genuine pair rejected", of none.
+    assert "FRR 0" not in printed
+    assert printed.count("FRR n/a (no genuine pairs)") == 2

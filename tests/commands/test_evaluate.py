@@ -225,9 +225,12 @@ def no_model(monkeypatch: pytest.MonkeyPatch) -> None:
         (["--folds", "1"], "argument --folds: must be at least 2, got 1"),
         (["--folds", "ten"], "argument --folds: invalid int value: 'ten'"),
         (["--batch", "0"], "argument --batch: must be at least 1, got 0"),
-        (["--far", "1.5"], "argument --far: must lie in (0, 1), got 1.5"),
-        (["--far", "0"], "argument --far: must lie in (0, 1), got 0"),
-        (["--far", "nan"], "argument --far: must lie in (0, 1), got nan"),
+        (["--far", "1.5"], "argument --far: must lie in [1e-09, 1), got 1.5"),
+        (["--far", "0"], "argument --far: must lie in [1e-09, 1), got 0"),
+        (["--far", "nan"], "argument --far: must lie in [1e-09, 1), got nan"),
+        # 10 / 1e-320 overflowed after the embedding; below 1e-9 nothing can measure it.
+        (["--far", "1e-320"], "argument --far: must lie in [1e-09, 1), got 1e-320"),
+        (["--far", "9e-10"], "argument --far: must lie in [1e-09, 1), got 9e-10"),
         (["--stranger-fraction", "1"], "argument --stranger-fraction: must lie in [0, 1), got 1"),
         (["--stranger-fraction", "-0.1"], "must lie in [0, 1), got -0.1"),
         (["--gallery-per-subject", "0"], "argument --gallery-per-subject: must be at least 1"),
@@ -398,10 +401,112 @@ def test_a_photo_with_two_identities_in_the_manifest_is_refused(
 def test_a_manifest_with_a_byte_order_mark_is_read(
     parse, settings: Settings, tmp_path: Path, no_model: None
 ) -> None:
-    (tmp_path / "a.jpg").write_bytes(b"never embedded")
+    for name in ("a.jpg", "b.jpg"):  # two: one to enrol, one to probe
+        (tmp_path / name).write_bytes(b"never embedded")
     manifest = tmp_path / "manifest.csv"
-    manifest.write_bytes(b"\xef\xbb\xbfpath,identity\na.jpg,amy\n")
+    manifest.write_bytes(b"\xef\xbb\xbfpath,identity\na.jpg,amy\nb.jpg,amy\n")
     args = parse("evaluate", "--identify", "--manifest", manifest, "--root", tmp_path)
     # Read and checked, the run goes on to load a model: the BOM did not hide a column.
+    with pytest.raises(AssertionError, match="a model was loaded"):
+        evaluate.run(args, settings)
+
+
+def test_too_few_pairs_to_fold_still_report_everything_else(
+    parse,
+    settings: Settings,
+    pipeline: FacePipeline,
+    photo_root: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # One genuine and one impostor pair scored (amy3's pair is lost to corrupt.jpg): too
+    # few for k-fold accuracy, which used to throw the whole report away.
+    rows = ["amy1.png,amy2.png,1", "amy1.png,howard1.png,0", "amy3.png,corrupt.jpg,1"]
+    pairs = tmp_path / "pairs.csv"
+    pairs.write_text("path_a,path_b,same\n" + "\n".join(rows) + "\n")
+    out = tmp_path / "out"
+    argv = ("--pairs", pairs, "--root", photo_root, "--out", out, "--threshold", "0.3")
+    assert evaluate.run(parse("evaluate", *argv), settings, pipeline) == 0
+
+    report = json.loads((out / "verification.json").read_text())
+    assert (report["pairs"], report["genuine"], report["impostor"]) == (2, 1, 1)
+    assert (report["folds"], report["accuracy_mean"], report["accuracy_std"]) == (None,) * 3
+    assert report["roc_auc"] == 1.0 and report["eer"] == 0.0
+    assert report["accuracy_at_best_threshold"] == 1.0
+    assert report["accuracy_counting_failures_as_errors"] == pytest.approx(2 / 3)
+    assert len(report["tar_at_far"]) == 2 and report["unreadable"]["pairs_excluded"] == 1
+    assert report["at_threshold"][0]["threshold"] == 0.3
+    assert (out / "roc.png").read_bytes().startswith(b"\x89PNG")
+    printed = capsys.readouterr().out
+    assert "  accuracy (k-fold): n/a (needs at least 2 genuine and 2 impostor pairs)\n" in printed
+    assert "ROC AUC 1.0000" in printed and "at threshold 0.3000: FAR" in printed
+
+
+def test_an_unwritable_report_is_a_clean_error_after_the_summary(
+    parse,
+    settings: Settings,
+    pipeline: FacePipeline,
+    photo_root: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    rows = [f"{p}1.png,{p}2.png,1" for p in PEOPLE] + ["amy1.png,howard1.png,0"]
+    rows += ["howard1.png,penny1.png,0"]
+    pairs = tmp_path / "pairs.csv"
+    pairs.write_text("path_a,path_b,same\n" + "\n".join(rows) + "\n")
+    out = tmp_path / "out"
+    (out / "verification.json").mkdir(parents=True)  # in the way of the report
+    argv = ("--pairs", pairs, "--root", photo_root, "--out", out, "--folds", "2")
+    assert evaluate.run(parse("evaluate", *argv), settings, pipeline) == 1
+
+    captured = capsys.readouterr()
+    # The figures were printed before the write failed: minutes of embedding not lost.
+    assert "5 scored pairs (3 genuine, 2 impostor)" in captured.out
+    assert "accuracy (2-fold): " in captured.out and "wrote" not in captured.out
+    # One line (after the progress bar), not a traceback.
+    assert captured.err.splitlines()[-1] == (
+        f"evaluate failed: cannot write {out / 'verification.json'}: Is a directory"
+    )
+    assert "Traceback" not in captured.err
+    # Nothing half-written: no temp file left, and no ROC without its report.
+    assert sorted(p.name for p in out.iterdir()) == ["verification.json"]
+    assert not any((out / "verification.json").iterdir())
+
+
+def test_a_report_replaces_the_previous_one_whole(
+    parse,
+    settings: Settings,
+    pipeline: FacePipeline,
+    photo_root: Path,
+    tmp_path: Path,
+) -> None:
+    rows = ["amy1.png,amy2.png,1", "amy1.png,howard1.png,0"]
+    pairs = tmp_path / "pairs.csv"
+    pairs.write_text("path_a,path_b,same\n" + "\n".join(rows) + "\n")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "verification.json").write_text("stale")
+    argv = ("--pairs", pairs, "--root", photo_root, "--out", out)
+    assert evaluate.run(parse("evaluate", *argv), settings, pipeline) == 0
+    assert json.loads((out / "verification.json").read_text())["pairs"] == 2
+    assert sorted(p.name for p in out.iterdir()) == ["roc.png", "verification.json"]
+
+
+def test_identification_without_a_probe_is_refused_before_any_model_loads(
+    parse, settings: Settings, tmp_path: Path, capsys: pytest.CaptureFixture[str], no_model: None
+) -> None:
+    for name in ("a.jpg", "b.jpg", "c.jpg"):
+        (tmp_path / name).write_bytes(b"never embedded")
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text("path,identity\na.jpg,amy\nb.jpg,raj\n")
+    args = parse("evaluate", "--identify", "--manifest", manifest, "--root", tmp_path)
+    assert evaluate.run(args, settings) == 1  # one photo each: all gallery, no probe
+    assert f"no identity in {manifest} has more than 1 photo(s)" in capsys.readouterr().err
+    manifest.write_text("path,identity\na.jpg,amy\nb.jpg,raj\nc.jpg,raj\n")
+    args.gallery_per_subject = 2  # raj's two photos fill his gallery
+    assert evaluate.run(args, settings) == 1
+    assert f"no identity in {manifest} has more than 2 photo(s)" in capsys.readouterr().err
+    args.gallery_per_subject = 1
+    # One identity with a photo to probe is enough: the run goes on to the model.
     with pytest.raises(AssertionError, match="a model was loaded"):
         evaluate.run(args, settings)

@@ -72,3 +72,35 @@ def test_a_photo_labelled_twice_alike_is_kept_once_and_differently_is_refused(
         f"{manifest}:4: {tmp_path / 'a.jpg'} is labelled 'noface' here and 'ann' on line 2; "
         "fix one of the two rows"
     )
+
+
+@pytest.mark.parametrize(
+    ("row", "problem"),
+    [
+        (",ann", "lacks path"),  # would have named --root itself as a photo
+        ("b.jpg,", "lacks identity"),  # was dropped without a word
+        ("b.jpg,  ", "lacks identity"),
+        ("b.jpg", "lacks identity"),
+        (" ,", "lacks path, identity"),
+        ("b,c.jpg,ann", "has more than 2 fields"),  # an unquoted comma in a path
+    ],
+)
+def test_a_row_with_a_missing_or_extra_field_is_refused_naming_its_line(
+    tmp_path: Path, row: str, problem: str
+) -> None:
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text(f"path,identity\na.jpg,ann\n\n{row}\nc.jpg,bo\n")
+    with pytest.raises(ValueError) as refused:
+        read_labelled(tmp_path, manifest)
+    assert str(refused.value) == f"{manifest}:4: the row {problem}"
+
+
+def test_a_manifest_that_is_not_utf8_is_refused_naming_the_file(tmp_path: Path) -> None:
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_bytes("path,identity\na.jpg,ann\nzoé.jpg,zoé\n".encode("latin-1"))
+    with pytest.raises(ValueError) as refused:
+        read_labelled(tmp_path, manifest)
+    assert str(refused.value) == (
+        f"{manifest}:3: byte 0xe9: not UTF-8 text (saved as Latin-1 or UTF-16, or not a CSV "
+        "at all?); save it as CSV UTF-8"
+    )

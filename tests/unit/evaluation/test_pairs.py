@@ -178,3 +178,27 @@ def test_unreadable_images_are_excluded_like_faceless_ones_but_counted_apart() -
     assert summary["paths"] == [{"path": "d", "reason": "empty file"}]
     assert (summary["images"], summary["pairs_excluded"]) == (1, 3)
     assert "pairs_excluded" not in unreadable_summary(unreadable)
+
+
+@pytest.mark.parametrize(
+    ("data", "where"),
+    [
+        # Excel's plain "CSV" on Windows: Latin-1, é on the second line.
+        ("path_a,path_b,same\nclé.jpg,b.jpg,1\n".encode("latin-1"), ":2: byte 0xe9"),
+        # A BOM is valid UTF-8: it must not shift the line the bad byte is found on.
+        (b"\xef\xbb\xbfpath_a,path_b,same\na.jpg,b.jpg,1\nb.jpg,c\xe9.jpg,0\n", ":3: byte 0xe9"),
+        ("path_a,path_b,same\na.jpg,b.jpg,1\n".encode("utf-16"), ":1: byte 0xff"),
+        (bytes(range(256)) * 4, ":2: byte 0x80"),  # one newline (0x0a) before 0x80
+    ],
+)
+def test_a_file_that_is_not_utf8_is_named_with_its_line(
+    tmp_path: Path, data: bytes, where: str
+) -> None:
+    csv = tmp_path / "pairs.csv"
+    csv.write_bytes(data)
+    with pytest.raises(ValueError) as refused:
+        read_pairs_file(csv, tmp_path)
+    assert str(refused.value) == (
+        f"{csv}{where}: not UTF-8 text (saved as Latin-1 or UTF-16, or not a CSV at all?); "
+        "save it as CSV UTF-8"
+    )

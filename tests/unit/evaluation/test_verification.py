@@ -53,7 +53,7 @@ def test_kfold_reduces_folds_to_the_smaller_class():
     mean, std, thresholds = kfold_accuracy(SEPARATED_SCORES, SEPARATED_LABELS, folds=10)
     assert len(thresholds) == 4
     assert (mean, std) == (1.0, 0.0)
-    with pytest.raises(ValueError, match="two genuine"):
+    with pytest.raises(ValueError, match="2 genuine and 2 impostor"):
         kfold_accuracy([0.9, 0.1, 0.2], [1, 0, 0])
 
 
@@ -141,3 +141,18 @@ def test_plot_roc_writes_png(tmp_path, separated):
     plot_roc(scores, labels, path, "test ROC")
     assert path.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
     assert path.stat().st_size > 1_000
+
+
+@pytest.mark.parametrize(("scores", "labels"), [([0.9, 0.2], [1, 0]), ([0.9, 0.4, 0.3], [0, 1, 0])])
+def test_too_few_pairs_to_fold_leave_the_other_metrics(scores, labels):
+    with pytest.raises(ValueError, match="needs at least 2 genuine and 2 impostor pairs"):
+        verification_report(scores, labels)
+    report = json.loads(json.dumps(verification_report(scores, labels, kfold_optional=True)))
+    # Same keys as a full report: only the k-fold figures are missing.
+    assert report.keys() == verification_report(SCORES, LABELS, folds=3).keys()
+    assert (report["folds"], report["accuracy_mean"], report["accuracy_std"]) == (None,) * 3
+    assert (report["pairs"], report["genuine"]) == (len(scores), sum(labels))
+    assert report["roc_auc"] == (1.0 if labels == [1, 0] else 0.5)
+    assert accuracy(scores, labels, report["best_threshold"]) >= 2 / 3
+    assert [p["far_target"] for p in report["tar_at_far"]] == [0.01, 0.001]
+    assert 0.0 <= report["eer"] <= 1.0
