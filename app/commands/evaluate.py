@@ -116,7 +116,8 @@ def run(args: argparse.Namespace, settings: Settings, pipeline: FacePipeline | N
     # Printed first: minutes of embedding are not lost to an output that cannot be written.
     summary = identification.summary if args.identify else verification_summary
     print(summary(report))
-    files = {name: (json.dumps(report, indent=2) + "\n").encode(), **files}
+    # The JSON last: it names roc.png, which must be there when the JSON is.
+    files[name] = (json.dumps(report, indent=2) + "\n").encode()
     for file_name, data in files.items():
         try:
             write_atomically(out / file_name, data)
@@ -134,6 +135,10 @@ def write_atomically(path: Path, data: bytes) -> None:
     """`data` at `path` through a temp file in the same folder: never half a file there."""
     fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        # mkstemp makes the file 0600; a report is as readable as any file the user writes.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.fchmod(fd, 0o666 & ~umask)
         with os.fdopen(fd, "wb") as tmp:
             tmp.write(data)
         os.replace(tmp_name, path)
@@ -148,7 +153,7 @@ def evaluate_pairs(
     args: argparse.Namespace,
     max_pixels: int,
     out: Path,
-    max_bytes: int | None = None,
+    max_bytes: int,
 ) -> tuple[dict[str, Any], bytes]:
     """The verification report and its ROC curve as PNG bytes, for `run` to write."""
     from app.commands.file_embeddings import embed_readable_files

@@ -12,7 +12,7 @@ from tqdm import tqdm
 
 from app.commands.import_files import NotUploaded, read_photo
 from app.commands.service_db import existing_database
-from app.config import Settings, get_settings
+from app.config import Settings
 from app.errors import FaceServiceError
 from app.evaluation.pair_scores import Embeddings
 from app.gallery import models_repo
@@ -70,11 +70,14 @@ def embed_files(
     max_pixels: int,
     batch: int = 32,
     progress: bool = True,
-    max_bytes: int | None = None,
+    *,
+    max_bytes: int,
 ) -> Embeddings:
     """One unit vector per unique path, or None where no face was detected; a file that
     cannot be read or decoded is a ValueError (see `embed_readable_files` to skip it)."""
-    embedded = embed_readable_files(pipeline, paths, max_pixels, batch, progress, max_bytes)
+    embedded = embed_readable_files(
+        pipeline, paths, max_pixels, batch, progress, max_bytes=max_bytes
+    )
     if embedded.unreadable:
         path, reason = next(iter(embedded.unreadable.items()))
         raise ValueError(f"{path}: {reason}")
@@ -87,18 +90,18 @@ def embed_readable_files(
     max_pixels: int,
     batch: int = 32,
     progress: bool = True,
-    max_bytes: int | None = None,
+    *,
+    max_bytes: int,
 ) -> FileEmbeddings:
     """One unit vector per unique path, or None where no face was detected or the file
     cannot be read or decoded (those are also listed, with the reason, in `unreadable`).
 
     Files are read as `import` reads a photo: only a regular file, and none over
-    `max_bytes` (default: the service's FACE_MAX_UPLOAD_BYTES), which counts as unreadable.
+    `max_bytes` (the service's FACE_MAX_UPLOAD_BYTES), which counts as unreadable.
 
     Faces are used whether or not they pass the service's quality gate: the evaluation
     measures the model, and the gate is a separate, tunable policy.
     """
-    limit = get_settings().max_upload_bytes if max_bytes is None else max_bytes
     unique = list(dict.fromkeys(paths))
     result: Embeddings = {}
     unreadable: dict[Path, str] = {}
@@ -113,7 +116,7 @@ def embed_readable_files(
     bar = tqdm(unique, desc="embedding", unit="img", disable=not progress, file=sys.stderr)
     for path in bar:
         try:
-            face = _choose_face(pipeline, path, max_pixels, limit)
+            face = _choose_face(pipeline, path, max_pixels, max_bytes)
         except _Unreadable as exc:
             # One bad file among thousands must not throw away the others' embedding.
             unreadable[path] = str(exc)

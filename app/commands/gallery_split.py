@@ -71,6 +71,8 @@ def _manifest_labels(root: Path, manifest: Path) -> dict[Path, str]:
         labels = _read_manifest(root, manifest)
     except UnicodeDecodeError as exc:
         raise not_utf8(manifest) from exc
+    except csv.Error as exc:  # e.g. a field over csv's 128 KiB limit
+        raise ValueError(f"{manifest}: not a manifest: {exc}") from exc
     return {path: identity for path, (identity, _) in labels.items()}
 
 

@@ -39,7 +39,7 @@ def evaluate(
     labelled: Mapping[str, Sequence[Path]],
     args: argparse.Namespace,
     max_pixels: int,
-    max_bytes: int | None = None,
+    max_bytes: int,
 ) -> dict[str, Any]:
     """The report for `labelled` photos (identity -> paths, as `read_labelled` gives them)."""
     paths = [path for photos in labelled.values() for path in photos]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import csv
 import os
 from collections.abc import Sequence
@@ -62,6 +63,8 @@ def read_pairs_file(csv_path: Path, root: Path) -> PairsFile:
         rows = _read_rows(csv_path, root)
     except UnicodeDecodeError as exc:
         raise not_utf8(csv_path) from exc
+    except csv.Error as exc:  # e.g. a field over csv's 128 KiB limit
+        raise ValueError(f"{csv_path}: not a pairs file: {exc}") from exc
     pairs_file = _distinct(rows, csv_path)
     if not pairs_file.pairs:
         pairs_of = " of two different images" if rows else ""
@@ -101,19 +104,31 @@ def _read_rows(csv_path: Path, root: Path) -> list[tuple[int, Pair]]:
 def not_utf8(csv_path: Path) -> ValueError:
     """The error for a CSV file that is not UTF-8 text, naming the line of the first bad
     byte."""
-    # Read again, whole: the decoder's own position is within a chunk, not the file. Plain
-    # utf-8, not utf-8-sig: a byte-order mark is valid UTF-8 and keeps the offsets the file's.
-    data = csv_path.read_bytes()
-    try:
-        data.decode("utf-8")
-        where = ""  # it changed since it was read
-    except UnicodeDecodeError as exc:
-        line = data.count(b"\n", 0, exc.start) + 1
-        where = f":{line}: byte 0x{data[exc.start]:02x}"
     return ValueError(
-        f"{csv_path}{where}: not UTF-8 text (saved as Latin-1 or UTF-16, or not a CSV at "
-        "all?); save it as CSV UTF-8"
+        f"{csv_path}{_first_bad_byte(csv_path)}: not UTF-8 text (saved as Latin-1 or UTF-16, "
+        "or not a CSV at all?); save it as CSV UTF-8"
     )
+
+
+def _first_bad_byte(csv_path: Path) -> str:
+    """ ":line: byte 0x..", read again in chunks (a video passed by mistake must not be read
+    whole); "" if the file decodes now. Plain utf-8, not utf-8-sig: a byte-order mark is
+    valid UTF-8 and keeps the offsets the file's."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    line = 1
+    with csv_path.open("rb") as handle:
+        while True:
+            chunk = handle.read(1 << 16)
+            # The decoder holds back an unfinished character; its errors index into both.
+            data = decoder.getstate()[0] + chunk
+            try:
+                decoder.decode(chunk, final=not chunk)
+            except UnicodeDecodeError as exc:
+                line += data.count(b"\n", 0, exc.start)
+                return f":{line}: byte 0x{data[exc.start]:02x}"
+            if not chunk:
+                return ""
+            line += chunk.count(b"\n")
 
 
 def _distinct(rows: Sequence[tuple[int, Pair]], csv_path: Path) -> PairsFile:

@@ -53,7 +53,14 @@ def subset_embeddings(pipeline: FacePipeline, shared_faces: Path, subset_pairs: 
     with subset_pairs.open(newline="") as handle:
         rows = list(csv.DictReader(handle))
     paths = [shared_faces / r[column] for r in rows for column in ("path_a", "path_b")]
-    return embed_files(pipeline, paths, Settings().max_image_pixels, progress=False)
+    settings = Settings()
+    return embed_files(
+        pipeline,
+        paths,
+        settings.max_image_pixels,
+        progress=False,
+        max_bytes=settings.max_upload_bytes,
+    )
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from collections.abc import Callable
 from itertools import pairwise
 from pathlib import Path
@@ -65,6 +66,12 @@ def test_verification_report_on_real_pairs(
     assert [p["far_target"] for p in report["tar_at_far"]] == [0.01, 0.001]
     assert all(not p["reliable"] and "unreliable" in p["note"] for p in report["tar_at_far"])
     assert (out / "roc.png").read_bytes().startswith(b"\x89PNG")
+    # Written through temp files, which mkstemp makes 0600: still as readable as the umask
+    # lets any file be.
+    umask = os.umask(0)
+    os.umask(umask)
+    for written in ("roc.png", "verification.json"):
+        assert (out / written).stat().st_mode & 0o777 == 0o666 & ~umask
 
     # The repeated rows and the self-pair are dropped, not scored: the counts below are
     # the subset's own.
@@ -468,8 +475,9 @@ def test_an_unwritable_report_is_a_clean_error_after_the_summary(
         f"evaluate failed: cannot write {out / 'verification.json'}: Is a directory"
     )
     assert "Traceback" not in captured.err
-    # Nothing half-written: no temp file left, and no ROC without its report.
-    assert sorted(p.name for p in out.iterdir()) == ["verification.json"]
+    # Nothing half-written: no temp file left. The ROC is written first, so that a report
+    # never names a plot that is not there.
+    assert sorted(p.name for p in out.iterdir()) == ["roc.png", "verification.json"]
     assert not any((out / "verification.json").iterdir())
 
 

@@ -189,6 +189,12 @@ def test_unreadable_images_are_excluded_like_faceless_ones_but_counted_apart() -
         (b"\xef\xbb\xbfpath_a,path_b,same\na.jpg,b.jpg,1\nb.jpg,c\xe9.jpg,0\n", ":3: byte 0xe9"),
         ("path_a,path_b,same\na.jpg,b.jpg,1\n".encode("utf-16"), ":1: byte 0xff"),
         (bytes(range(256)) * 4, ":2: byte 0x80"),  # one newline (0x0a) before 0x80
+        # Read in 64 KiB chunks: an é split across the first boundary is no error, and the
+        # bad byte past it is found on its own line.
+        (
+            b"path_a,path_b,same\n" + b"a" * (65536 - 20) + "é\n".encode() + b"b\xff\n",
+            ":3: byte 0xff",
+        ),
     ],
 )
 def test_a_file_that_is_not_utf8_is_named_with_its_line(
@@ -202,3 +208,11 @@ def test_a_file_that_is_not_utf8_is_named_with_its_line(
         f"{csv}{where}: not UTF-8 text (saved as Latin-1 or UTF-16, or not a CSV at all?); "
         "save it as CSV UTF-8"
     )
+
+
+def test_a_field_too_long_for_csv_is_a_clean_error(tmp_path: Path) -> None:
+    """csv refuses fields over 128 KiB with its own error, which was a traceback."""
+    csv = tmp_path / "pairs.csv"
+    csv.write_text("path_a,path_b,same\n" + "a" * 200_000 + ".jpg,b.jpg,1\n")
+    with pytest.raises(ValueError, match=f"^{csv}: not a pairs file: field larger than"):
+        read_pairs_file(csv, tmp_path)
