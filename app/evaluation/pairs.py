@@ -111,9 +111,9 @@ def not_utf8(csv_path: Path) -> ValueError:
 
 
 def _first_bad_byte(csv_path: Path) -> str:
-    """ ":line: byte 0x..", read again in chunks (a video passed by mistake must not be read
-    whole); "" if the file decodes now. Plain utf-8, not utf-8-sig: a byte-order mark is
-    valid UTF-8 and keeps the offsets the file's."""
+    """Where the file stops being UTF-8, as ":line: byte 0x..", or "" if it decodes now.
+    Read again in chunks: a video passed by mistake must not be read whole. Plain utf-8,
+    not utf-8-sig: a byte-order mark is valid UTF-8 and keeps the offsets the file's."""
     decoder = codecs.getincrementaldecoder("utf-8")()
     line = 1
     with csv_path.open("rb") as handle:
