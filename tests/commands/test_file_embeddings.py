@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import errno
 import json
 import os
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -16,6 +12,7 @@ from app.commands import evaluate
 from app.commands.file_embeddings import embed_readable_files
 from app.config import Settings
 from app.pipeline.analyzer import FacePipeline
+from tests.commands.test_import_files import writers_for
 
 PHOTOS = [f"faceapi_js/{person}/{person}{n}.png" for person in ("amy", "howard") for n in (1, 2)]
 FIFO_REASON = "It is a FIFO (named pipe), not a regular file; it was not read."
@@ -26,34 +23,6 @@ def too_large(limit: int) -> str:
         f"The file is larger than {limit} bytes (FACE_MAX_UPLOAD_BYTES), the most the service "
         "accepts; it was not decoded."
     )
-
-
-@contextmanager
-def writer_if_opened(fifo: Path) -> Iterator[None]:
-    """Opens `fifo` for writing as soon as something opens it for reading, so that a reader
-    that should never have opened it fails the test instead of waiting forever."""
-    done = threading.Event()
-
-    def write() -> None:
-        while not done.is_set():
-            try:
-                descriptor = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
-            except OSError as exc:
-                if exc.errno != errno.ENXIO:  # ENXIO: no reader yet
-                    raise
-                done.wait(0.05)
-                continue
-            with open(descriptor, "wb") as handle:
-                handle.write(b"not an image")
-            return
-
-    thread = threading.Thread(target=write, daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        done.set()
-        thread.join()
 
 
 def copy_photos(shared_faces: Path, root: Path) -> list[Path]:
@@ -77,7 +46,7 @@ def test_a_fifo_and_a_file_over_the_limit_are_unreadable_not_read(
     fifo = tmp_path / "fifo.jpg"
     os.mkfifo(fifo)
 
-    with writer_if_opened(fifo):
+    with writers_for([fifo]):
         embedded = embed_readable_files(
             pipeline,
             [photo, big, fifo],
