@@ -178,6 +178,12 @@ def _free_port() -> int:
         ("FACE_LOG_LEVEL", "loud", "FACE_LOG_LEVEL: Value error, must be one of DEBUG"),
         ("FACE_INDEX_SAVE_INTERVAL_S", "0", "FACE_INDEX_SAVE_INTERVAL_S: Input should be"),
         ("FACE_DETECT_MAX_SIDE", "0", "FACE_DETECT_MAX_SIDE: Input should be"),
+        # MTCNN on a large photo at a side of 100000 would take minutes a call.
+        (
+            "FACE_DETECT_MAX_SIDE",
+            "4097",
+            "FACE_DETECT_MAX_SIDE: Input should be less than or equal to 4096 (got '4097')",
+        ),
         ("FACE_MAX_UPLOAD_BYTES", "-1", "FACE_MAX_UPLOAD_BYTES: Input should be"),
         ("FACE_VERIFY_THRESHOLD", "5", "FACE_VERIFY_THRESHOLD: Input should be"),
         # The multipart parser refuses more than 1000 files whatever the setting says.
@@ -195,6 +201,14 @@ def test_an_invalid_setting_is_one_line_not_a_traceback(
     assert main(["config"]) == 2
     err = capsys.readouterr().err
     assert said in err and "Traceback" not in err
+
+
+def test_the_largest_detection_side_is_accepted(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("FACE_DETECT_MAX_SIDE", "4096")
+    assert main(["config"]) == 0
+    assert "FACE_DETECT_MAX_SIDE=4096\n" in capsys.readouterr().out
 
 
 def test_a_lowercase_log_level_is_accepted(monkeypatch: pytest.MonkeyPatch) -> None:

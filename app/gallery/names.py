@@ -33,11 +33,12 @@ BLANK_GLYPHS = frozenset("\u2800\U0001d159")
 # which an unaccented query must find.
 ACCENTS = range(0x0300, 0x0370)
 # Hebrew points (niqqud) and cantillation, and Arabic short vowels (harakat), shadda, sukun,
-# superscript alef and Quranic annotation marks, are optional: most Hebrew and Arabic text
+# superscript and subscript alef, the further vowel and tone marks of other languages written
+# in Arabic script, and Quranic annotation marks, are optional: most Hebrew and Arabic text
 # leaves them out, so "שלום" must find "שָׁלוֹם" and "محمد" find "مُحَمَّد", and back.
 # Tatweel only stretches a word ("محـــمد"). Hebrew punctuation (maqaf, paseq, sof pasuq,
-# geresh) is not a point and stays, as do the Arabic hamza and madda, which change the
-# letter ("أ", "آ"). Other scripts' marks are part of the spelling to their readers: a
+# geresh) is not a point and stays, as do the Arabic hamza (wavy too) and madda, which change
+# the letter ("أ", "آ"). Other scripts' marks are part of the spelling to their readers: a
 # Devanagari vowel sign or virama, a Thai vowel or tone, or the Japanese dakuten (カ "ka",
 # ガ "ga") make another name, so they still count.
 POINTS = frozenset(
@@ -52,12 +53,23 @@ POINTS = frozenset(
             *range(0x0610, 0x061B),  # honorifics and small vowels over a word
             0x0640,  # tatweel
             *range(0x064B, 0x0653),  # fathatan to sukun
+            # Subscript alef to fatha with two dots; not the wavy hamza below (U+065F), which
+            # makes another letter of alef, as the hamza below U+0655 does ("ٳ" in Kashmiri).
+            *range(0x0656, 0x065F),
             0x0670,  # superscript alef
             # Quranic marks; not the small waw and yeh (letters), end of ayah or signs.
             *range(0x06D6, 0x06DD),
             *range(0x06DF, 0x06E5),
             *range(0x06E7, 0x06E9),
             *range(0x06EA, 0x06EE),
+            # Arabic Extended-A from U+08D3, all marks (Mn): Quranic small high words and
+            # letters, pause, footnote and page marks, curly, open and dotted harakat, tone
+            # marks, arrowheads and the sideways noon ghunna. The small low and high waw
+            # (U+08D3, U+08F3) are marks over a spelt word, as the small high yeh U+06E7 is,
+            # not letters of it as the small waw U+06E5 (Lm) is. The disputed end of ayah
+            # U+08E2 is a sign (Cf), as the end of ayah U+06DD is, and stays.
+            *range(0x08D3, 0x08E2),
+            *range(0x08E3, 0x0900),
         ],
     )
 )

@@ -37,6 +37,9 @@ from tests.unit.gallery.test_migration_0008 import (  # noqa: F401
 from tests.unit.gallery.test_migration_0009 import (  # noqa: F401
     test_migration_0009_refolds_stored_names_and_goes_back,
 )
+from tests.unit.gallery.test_migration_0010 import (  # noqa: F401
+    test_migration_0010_refolds_stored_names_and_goes_back,
+)
 from tests.unit.gallery.test_models_repo import (  # noqa: F401
     test_crops_missing_a_version,
     test_the_latest_activation_wins,

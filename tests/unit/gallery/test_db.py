@@ -13,6 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from app.gallery import repository
 from app.gallery.db import engine_url, make_engine, make_session_factory, migrate
 from app.gallery.orm import Base, Face
+from tests.unit.gallery.revisions import head_revision
 
 
 def test_migrate_creates_schema_in_a_fresh_file(tmp_path: Path) -> None:
@@ -24,7 +25,7 @@ def test_migrate_creates_schema_in_a_fresh_file(tmp_path: Path) -> None:
     tables = set(inspect(engine).get_table_names())
     assert {"subjects", "faces", "embeddings", "alembic_version"} <= tables
     with engine.connect() as conn:
-        assert conn.scalar(text("SELECT version_num FROM alembic_version")) == "0009"
+        assert conn.scalar(text("SELECT version_num FROM alembic_version")) == head_revision()
     engine.dispose()
 
 

@@ -59,7 +59,7 @@ def test_the_downgrade_folds_as_0007_did() -> None:
 
 
 def test_migration_0008_refolds_stored_names_and_goes_back(db_url: str) -> None:
-    # Searching the refolded names is tested at the head revision (test_migration_0009).
+    # Searching the refolded names is tested at the head revision (test_migration_0010).
     engine = make_engine(db_url)
     config = alembic_config()
     try:

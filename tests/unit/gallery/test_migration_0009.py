@@ -7,9 +7,7 @@ import importlib
 from alembic import command
 from sqlalchemy import Connection, text
 
-from app.gallery import repository
-from app.gallery.db import alembic_config, make_engine, make_session_factory, migrate
-from app.gallery.names import fold_name
+from app.gallery.db import alembic_config, make_engine
 
 revision = importlib.import_module("app.gallery.migrations.versions.0009_subject_name_points")
 previous = importlib.import_module("app.gallery.migrations.versions.0008_subject_name_accents")
@@ -59,15 +57,12 @@ SAMPLES += [chr(point) for point in range(0x80, 0x3400)]
 SAMPLES += [chr(point) for point in range(0xFB00, 0xFF00)]  # Hebrew and Arabic forms
 
 
-def test_the_migration_folds_as_the_service_does() -> None:
-    assert [revision.fold(name) for name in SAMPLES] == [fold_name(name) for name in SAMPLES]
-
-
 def test_the_downgrade_folds_as_0008_did() -> None:
     assert [revision.fold_0008(n) for n in SAMPLES] == [previous.fold(n) for n in SAMPLES]
 
 
 def test_migration_0009_refolds_stored_names_and_goes_back(db_url: str) -> None:
+    # Searching the refolded names is tested at the head revision (test_migration_0010).
     engine = make_engine(db_url)
     config = alembic_config()
     try:
@@ -76,28 +71,14 @@ def test_migration_0009_refolds_stored_names_and_goes_back(db_url: str) -> None:
             command.upgrade(config, "0008")
             insert_subjects(connection)
             assert stored_folds(connection)["shalom"] != "שלום"
-        migrate(engine)
-        with engine.connect() as connection:
+            command.upgrade(config, "0009")
             assert connection.scalar(text("SELECT version_num FROM alembic_version")) == "0009"
-            assert stored_folds(connection) == {k: fold_name(n) for k, n in STORED.items()}
+            assert stored_folds(connection) == {k: revision.fold(n) for k, n in STORED.items()}
             assert stored_folds(connection)["shalom"] == "שלום"
             assert stored_folds(connection)["muhammad"] == "محمد"
+            assert stored_folds(connection)["ahmad"] == "أحمد"  # the hamza still counts
+            assert stored_folds(connection)["gakko"] != stored_folds(connection)["kakko"]
             assert connection.scalar(text("SELECT count(*) FROM faces")) == 1
-
-        with make_session_factory(engine)() as s:
-
-            def found(query: str) -> list[str]:
-                page, _ = repository.list_subjects(s, 20, 0, query)
-                return sorted(subject.id for subject, _ in page)
-
-            assert found("שלום") == found("שָׁלוֹם") == ["shalom", "shalom-plain"]
-            assert found("משה") == ["moshe"]
-            assert found("יצחק") == ["yitzhak"]
-            assert found("محمد") == found("مُحَمَّد") == ["muhammad", "muhammad-plain", "stretched"]
-            assert found("احمد") == []  # the hamza still counts
-            assert found("jose") == ["jose"]
-            assert found("कमार") == []
-            assert found("がっこう") == ["gakko"]
 
         with engine.begin() as connection:
             config.attributes["connection"] = connection
@@ -105,8 +86,7 @@ def test_migration_0009_refolds_stored_names_and_goes_back(db_url: str) -> None:
             assert stored_folds(connection) == {k: previous.fold(n) for k, n in STORED.items()}
             assert stored_folds(connection)["shalom"] == "שָׁלוֹם"
             assert connection.scalar(text("SELECT count(*) FROM faces")) == 1
-        migrate(engine)  # and up again
-        with engine.connect() as connection:
+            command.upgrade(config, "0009")  # and up again
             assert connection.scalar(text("SELECT version_num FROM alembic_version")) == "0009"
             assert stored_folds(connection)["stretched"] == "محمد"
     finally:
