@@ -155,6 +155,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     # have not imported torch yet.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     arguments = sys.argv[1:] if argv is None else list(argv)
+    try:
+        return _run(arguments)
+    except KeyboardInterrupt:
+        # Ctrl-C while modules import, models load or photos embed: evaluate and calibrate
+        # have nothing to clean up, so one line, not a traceback. import and finetune catch
+        # it themselves, to finish their report or mark their job, and return their status.
+        command = next((arg for arg in arguments if not arg.startswith("-")), None)
+        print(f"python -m app{f' {command}' if command else ''}: interrupted", file=sys.stderr)
+        return 130  # 128 + SIGINT, as a shell reports a command Ctrl-C ended
+
+
+def _run(arguments: list[str]) -> int:
     args = build_parser(arguments).parse_args(arguments)
     for line in unknown_settings(os.environ):
         print(line, file=sys.stderr)

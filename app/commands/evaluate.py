@@ -5,27 +5,36 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from app.commands.evaluate_inputs import argument_problem, at_least, finite, rate, read_source
-from app.commands.evaluate_summary import verification_summary
+from app.atomic_write import write_atomically
+from app.commands.evaluate_inputs import (
+    argument_problem,
+    at_least,
+    finite,
+    first_items,
+    rate,
+    read_source,
+    require_writable_folder,
+)
+from app.commands.evaluate_summary import identical_copies_warnings, verification_summary
 from app.commands.gallery_split import DEFAULT_STRANGER_FRACTION
 from app.config import Settings
 from app.errors import FaceServiceError
 from app.evaluation.far_calibration import MIN_TARGET_FAR
 from app.evaluation.pair_scores import (
+    Embeddings,
+    ScoredPairs,
     accuracy_at,
     no_face_summary,
     rates_at,
     score_pairs,
     unreadable_summary,
 )
-from app.evaluation.pairs import PairsFile, dropped_summary
+from app.evaluation.pairs import Pair, PairsFile, dropped_summary, identical_impostors
 
 if TYPE_CHECKING:
     from app.pipeline.analyzer import FacePipeline
@@ -90,7 +99,7 @@ def run(args: argparse.Namespace, settings: Settings, pipeline: FacePipeline | N
     files: dict[str, bytes] = {}  # what to write under `out`, once the summary is printed
     try:
         source = read_source(args)  # before any model loads: a bad row is found in seconds
-        out.mkdir(parents=True, exist_ok=True)
+        require_writable_folder(out)  # and an output that cannot be written
         pipeline = pipeline or load_pipeline(settings, args.embedder)
         if isinstance(source, PairsFile):
             report, files["roc.png"] = evaluate_pairs(
@@ -116,6 +125,8 @@ def run(args: argparse.Namespace, settings: Settings, pipeline: FacePipeline | N
     # Printed first: minutes of embedding are not lost to an output that cannot be written.
     summary = identification.summary if args.identify else verification_summary
     print(summary(report))
+    for warning in report.get("warnings", []):
+        print(f"warning: {warning}", file=sys.stderr)
     # The JSON last: it names roc.png, which must be there when the JSON is.
     files[name] = (json.dumps(report, indent=2) + "\n").encode()
     for file_name, data in files.items():
@@ -129,22 +140,6 @@ def run(args: argparse.Namespace, settings: Settings, pipeline: FacePipeline | N
             return 1
     print(f"wrote {out / name}")
     return 0
-
-
-def write_atomically(path: Path, data: bytes) -> None:
-    """`data` at `path` through a temp file in the same folder: never half a file there."""
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        # mkstemp makes the file 0600; a report is as readable as any file the user writes.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.fchmod(fd, 0o666 & ~umask)
-        with os.fdopen(fd, "wb") as tmp:
-            tmp.write(data)
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
 
 
 def evaluate_pairs(
@@ -166,6 +161,7 @@ def evaluate_pairs(
     )
     embeddings, unreadable = embedded.vectors, embedded.unreadable
     scored = score_pairs(pairs, embeddings)
+    require_both_kinds(pairs, scored, embeddings, unreadable)
     # Too few pairs of a class for k-fold accuracy still leave AUC, EER, TAR and the rates.
     report = verification_report(
         scored.scores, scored.labels, folds=args.folds, kfold_optional=True
@@ -185,4 +181,26 @@ def evaluate_pairs(
         "unreadable": unreadable_summary(unreadable, pairs),
         "at_threshold": [rates_at(scored, t) for t in args.threshold],
         "roc_png": str(out / "roc.png"),
+        "warnings": identical_copies_warnings(identical_impostors(pairs, embedded.digests)),
     }, roc.getvalue()
+
+
+def require_both_kinds(
+    pairs: list[Pair], scored: ScoredPairs, embeddings: Embeddings, unreadable: dict[Path, str]
+) -> None:
+    """Refuse, saying why, when images without a face or unreadable ones took away every
+    genuine or every impostor pair: the metrics compare the two kinds."""
+    for same, kind in ((True, "genuine (same=1)"), (False, "impostor (same=0)")):
+        if (scored.labels == int(same)).any():
+            continue
+        lost = [pair for pair in pairs if pair.same == same]
+        images = dict.fromkeys(path for pair in lost for path in (pair.path_a, pair.path_b))
+        no_face = [str(p) for p in images if embeddings[p] is None and p not in unreadable]
+        bad = [f"{p} ({unreadable[p]})" for p in images if p in unreadable]
+        to_bad = sum(1 for pair in lost if pair.path_a in unreadable or pair.path_b in unreadable)
+        raise ValueError(
+            f"no {kind} pair left to score, and the metrics need both kinds: all {len(lost)} "
+            f"were left out, {len(lost) - to_bad} for an image without a face and {to_bad} "
+            f"for an unreadable image. No face in: {first_items(no_face) or 'none'}; "
+            f"unreadable: {first_items(bad) or 'none'}"
+        )

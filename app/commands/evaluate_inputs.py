@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
+import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -52,6 +54,20 @@ def read_source(args: argparse.Namespace) -> PairsFile | dict[str, list[Path]]:
         # embedding, where no-face pairs can still remove one kind).
         raise ValueError("need both genuine (1) and impostor (0) pairs")
     return pairs_file
+
+
+def require_writable_folder(out: Path) -> None:
+    """Make the output folder `out` and write a file in it, now rather than after minutes
+    of embedding: a ValueError when it cannot be made or written (read-only, no permission,
+    a file in its path)."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=out, prefix=".evaluate-check.", suffix=".tmp")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise ValueError(f"cannot write to the output folder {out}: {reason}") from exc
 
 
 def require_files(paths: Iterable[Path], source: Path) -> None:

@@ -1,10 +1,12 @@
-"""The printed summaries of `evaluate`'s verification report, and its unreadable images."""
+"""The printed summaries of `evaluate`'s verification report, its unreadable images and warnings."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from app.commands.evaluate_inputs import first_items
+from app.evaluation.pairs import Pair
 
 
 def verification_summary(report: dict[str, Any]) -> str:
@@ -76,4 +78,17 @@ def unreadable_lines(unreadable: dict[str, Any]) -> list[str]:
     return [
         f"  unreadable, left out: {first_items(listed)}",
         f"  rule: {unreadable['rule']}",
+    ]
+
+
+def identical_copies_warnings(identical: Sequence[Pair]) -> list[str]:
+    """A warning for impostor pairs of byte-identical files (see `identical_impostors`),
+    none without any: they are labelling mistakes that raise every FAR."""
+    if not identical:
+        return []
+    listed = [f"{pair.path_a} = {pair.path_b}" for pair in identical]
+    return [
+        f"{len(identical)} impostor pair(s) (same=0) are byte-identical copies of one photo "
+        f"(one sha256): {first_items(listed)}. They score about 1.0 and pass any threshold, "
+        "which raises the FAR: one photo is not two people, remove those rows."
     ]

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import sys
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from sqlalchemy.exc import SQLAlchemyError
@@ -58,10 +59,12 @@ def active_embedder(settings: Settings, packaged: Embedder) -> Embedder:
 
 @dataclass(frozen=True)
 class FileEmbeddings:
-    """The vectors of some image files, and the files that could not be read or decoded."""
+    """The vectors of some image files, the files that could not be read or decoded, and
+    the sha256 of each file read."""
 
     vectors: Embeddings  # None where no face was found, or the file is in `unreadable`
     unreadable: dict[Path, str]  # path -> why, in the caller's order
+    digests: dict[Path, str] = field(default_factory=dict)  # hex; none for a file not read
 
 
 def embed_files(
@@ -105,6 +108,7 @@ def embed_readable_files(
     unique = list(dict.fromkeys(paths))
     result: Embeddings = {}
     unreadable: dict[Path, str] = {}
+    digests: dict[Path, str] = {}
     pending: list[tuple[Path, AnalyzedFace]] = []
 
     def flush() -> None:
@@ -113,34 +117,35 @@ def embed_readable_files(
             result.update({path: vectors[i] for i, (path, _) in enumerate(pending)})
             pending.clear()
 
-    bar = tqdm(unique, desc="embedding", unit="img", disable=not progress, file=sys.stderr)
-    for path in bar:
-        try:
-            face = _choose_face(pipeline, path, max_pixels, max_bytes)
-        except _Unreadable as exc:
-            # One bad file among thousands must not throw away the others' embedding.
-            unreadable[path] = str(exc)
-            face = None
-        if face is None:
-            result[path] = None
-            continue
-        pending.append((path, face))
-        if len(pending) >= batch:
-            flush()
-    flush()
+    # Closed on any way out, Ctrl-C included: a message after it starts on a line of its own.
+    with tqdm(unique, desc="embedding", unit="img", disable=not progress, file=sys.stderr) as bar:
+        for path in bar:
+            try:
+                data = _read_photo(path, max_bytes)
+                digests[path] = hashlib.sha256(data).hexdigest()
+                face = _choose_face(pipeline, data, max_pixels)
+            except _Unreadable as exc:
+                # One bad file among thousands must not throw away the others' embedding.
+                unreadable[path] = str(exc)
+                face = None
+            if face is None:
+                result[path] = None
+                continue
+            pending.append((path, face))
+            if len(pending) >= batch:
+                flush()
+        flush()
     # Keep the caller's order, which the batching above does not.
-    return FileEmbeddings({path: result[path] for path in unique}, unreadable)
+    return FileEmbeddings({path: result[path] for path in unique}, unreadable, digests)
 
 
 class _Unreadable(Exception):
     """The file could not be read, or its bytes are not an image the service decodes."""
 
 
-def _choose_face(
-    pipeline: FacePipeline, path: Path, max_pixels: int, max_bytes: int
-) -> AnalyzedFace | None:
+def _choose_face(pipeline: FacePipeline, data: bytes, max_pixels: int) -> AnalyzedFace | None:
     try:
-        image = decode_image(_read_photo(path, max_bytes), max_pixels)
+        image = decode_image(data, max_pixels)
     except FaceServiceError as exc:
         raise _Unreadable(exc.message) from exc
     except OSError as exc:
@@ -157,6 +162,8 @@ def _read_photo(path: Path, max_bytes: int) -> bytes:
     # max_bytes of memory and never block, as it does for `import`.
     try:
         return read_photo(path, max_bytes)
+    except OSError as exc:
+        raise _Unreadable(exc.strerror or type(exc).__name__) from exc
     except NotUploaded as exc:
         if exc.code == "payload_too_large":  # import's message speaks of an upload
             raise _Unreadable(

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from app.commands.import_files import IMAGE_SUFFIXES
-from app.evaluation.pairs import not_utf8
+from app.evaluation.pairs import not_utf8, refuse_repeated_columns
 
 # Manifest labels that name no single person.
 SPECIAL_LABELS = frozenset({"noface", "multi"})
@@ -84,6 +84,7 @@ def _read_manifest(root: Path, manifest: Path) -> dict[Path, tuple[str, int]]:
         fields = reader.fieldnames or []
         if not {"path", "identity"} <= set(fields):
             raise ValueError(f"{manifest} needs the columns path and identity")
+        refuse_repeated_columns(manifest, fields, ("path", "identity"))
         for row in reader:
             line = reader.line_num  # not a count of rows: DictReader skips blank lines
             # An empty path would name --root itself, and an empty identity no one.

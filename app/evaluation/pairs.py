@@ -5,7 +5,7 @@ from __future__ import annotations
 import codecs
 import csv
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -81,6 +81,7 @@ def _read_rows(csv_path: Path, root: Path) -> list[tuple[int, Pair]]:
         missing = [c for c in _COLUMNS if c not in (reader.fieldnames or [])]
         if missing:
             raise ValueError(f"{csv_path} lacks the column(s) {', '.join(missing)}")
+        refuse_repeated_columns(csv_path, reader.fieldnames or [], _COLUMNS)
         rows = []
         for row in reader:
             line = reader.line_num  # not a count of rows: DictReader skips blank lines
@@ -99,6 +100,30 @@ def _read_rows(csv_path: Path, root: Path) -> list[tuple[int, Pair]]:
             pair = Pair(path_a, path_b, label)
             rows.append((line, pair))
     return rows
+
+
+def refuse_repeated_columns(csv_path: Path, header: Sequence[str], columns: Sequence[str]) -> None:
+    """A ValueError naming the first of `columns` that heads more than one column of
+    `header`: csv.DictReader would read the last of them and ignore the others in silence."""
+    for column in columns:
+        at = [str(i) for i, name in enumerate(header, start=1) if name == column]
+        if len(at) > 1:
+            raise ValueError(
+                f"{csv_path} has the column {column} {len(at)} times in its header "
+                f"(columns {', '.join(at[:-1])} and {at[-1]}); keep one"
+            )
+
+
+def identical_impostors(pairs: Sequence[Pair], digests: Mapping[Path, str]) -> list[Pair]:
+    """The impostor pairs (same=0) whose two files have one sha256: a photo and its copy,
+    labelled as two people, score about 1.0 and pass any threshold."""
+    return [
+        pair
+        for pair in pairs
+        if not pair.same
+        and pair.path_a in digests
+        and digests[pair.path_a] == digests.get(pair.path_b)
+    ]
 
 
 def not_utf8(csv_path: Path) -> ValueError:

@@ -6,9 +6,7 @@ import hashlib
 import hmac
 import io
 import json
-import os
 import pickle
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -16,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+from app.atomic_write import write_atomically
 
 WEIGHTS_FILE = "weights.pt"
 METADATA_FILE = "checkpoint.json"
@@ -29,20 +29,6 @@ class CheckpointInfo:
     metadata_path: Path
     sha256: str
     created_at: str
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    # Same-directory temp file + os.replace: readers see the old file or the new one, never half.
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as tmp:
-            tmp.write(data)
-            tmp.flush()
-            os.fsync(tmp.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
 
 
 def save_checkpoint(
@@ -64,8 +50,10 @@ def save_checkpoint(
     weights_path = directory / WEIGHTS_FILE
     metadata_path = directory / METADATA_FILE
     # Weights first: a crash in between leaves a sha256 mismatch that loading refuses.
-    _write_atomically(weights_path, weights)
-    _write_atomically(metadata_path, record_bytes)
+    # Private: weights tuned on enrolled faces are the gallery's data, and `finetune` run
+    # from a shell does not set the service's private umask.
+    write_atomically(weights_path, weights, private=True)
+    write_atomically(metadata_path, record_bytes, private=True)
     return CheckpointInfo(directory, weights_path, metadata_path, sha256, created_at)
 
 

@@ -83,3 +83,32 @@ def test_file_name_in_metadata_cannot_escape_the_directory(tmp_path):
     path.write_text(json.dumps({**record, "file": "../weights.pt"}))
     with pytest.raises(ValueError, match="plain file name"):
         load_checkpoint(tmp_path / "ckpt")
+
+
+def test_checkpoint_files_are_private_whatever_the_umask(tmp_path, make_model):
+    # `finetune` run from a shell keeps the shell's umask, not the service's private one.
+    previous = os.umask(0o022)
+    try:
+        info = save_checkpoint(tmp_path / "ckpt", make_model().state_dict(), {})
+    finally:
+        os.umask(previous)
+    for path in (info.weights_path, info.metadata_path):
+        assert path.stat().st_mode & 0o777 == 0o600
+
+
+def test_a_failed_save_leaves_the_previous_weights_whole_and_no_temp_file(
+    tmp_path, make_model, monkeypatch
+):
+    first = save_checkpoint(tmp_path, make_model(0).state_dict(), {"epoch": 1})
+    weights = first.weights_path.read_bytes()
+
+    def replace(*_):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", replace)
+    with pytest.raises(OSError, match="No space left"):
+        save_checkpoint(tmp_path, make_model(1).state_dict(), {"epoch": 2})
+    monkeypatch.undo()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.json", "weights.pt"]
+    _, metadata = load_checkpoint(tmp_path)
+    assert metadata["epoch"] == 1 and first.weights_path.read_bytes() == weights
