@@ -49,10 +49,13 @@ class Runtime:
     index: FaceIndex
     thresholds: Thresholds
     index_how: str = "loaded"
-    # Set when calibration.json could not be read at start-up: the thresholds held are the
-    # defaults, not the calibrated ones, so verify and identify decide nothing until the
-    # file is readable again, deleted, or replaced by a new calibration.
+    # Set when the stored calibration could not be read at start-up: the thresholds held
+    # are the defaults, not the calibrated ones, so verify and identify decide nothing until
+    # it is readable again, deleted, or replaced by a new calibration.
     calibration_error: str | None = None
+    # services/thresholds.calibration_stamp when the thresholds were read: the model
+    # watcher re-reads them when it changes.
+    calibration_stamp: object = None
 
     @property
     def model_version(self) -> str:
@@ -60,10 +63,10 @@ class Runtime:
 
     def decision_thresholds(self) -> Thresholds:
         """The thresholds verify and identify decide with; ModelError (503) while the
-        calibration file is unreadable."""
+        stored calibration is unreadable."""
         if self.calibration_error is not None:
             raise ModelError(
-                "Verify and identify are paused: the calibration file cannot be read. Fix "
+                "Verify and identify are paused: the stored calibration cannot be read. Fix "
                 "it, DELETE /v1/admin/calibration, or POST /v1/admin/calibrate; the service "
                 "log says what is wrong."
             )

@@ -302,7 +302,7 @@ def test_the_named_command_parses_in_full_and_the_others_stay_choices(
     with pytest.raises(SystemExit):
         build_parser(["--help"]).parse_args(["--help"])
     listed = capsys.readouterr().out
-    assert "copy the database, calibration and checkpoints" in listed  # backup's own help
+    assert "copy the database and the checkpoints" in listed  # backup's own help
     with pytest.raises(SystemExit) as exit_info:
         main(["bogus"])
     assert exit_info.value.code == 2
@@ -333,7 +333,7 @@ def test_help_before_a_command_lists_every_command_with_its_help(
     with pytest.raises(SystemExit):
         main(["-h", "import"])
     listed = capsys.readouterr().out
-    assert "copy the database, calibration and checkpoints" in listed  # backup's help
+    assert "copy the database and the checkpoints" in listed  # backup's help
     assert "start the HTTP service" in listed
 
 

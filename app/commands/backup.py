@@ -1,4 +1,4 @@
-"""`python -m app backup DEST`: an online copy of the database, calibration and checkpoints."""
+"""`python -m app backup DEST`: an online copy of the database and the fine-tuned checkpoints."""
 
 from __future__ import annotations
 
@@ -29,22 +29,23 @@ from app.commands.backup_files import (
 from app.config import Settings
 from app.gallery import models_repo, repository
 from app.gallery.db import shown_url
-from app.services.calibration import CALIBRATION_FILE
+from app.services.calibration_import import LEGACY_FILE as CALIBRATION_FILE
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "backup",
-        help="copy the database, calibration and checkpoints into a new folder, online",
+        help="copy the database and the checkpoints into a new folder, online",
         description="A consistent copy while the service runs: the SQLite database through "
-        "its online backup API, then calibration.json and the fine-tuned checkpoints, with a "
-        "backup.json of sha256s. The FAISS index is not copied: it is rebuilt at start-up.",
+        "its online backup API (the calibrations are in it), then the fine-tuned checkpoints "
+        "and an older release's calibration.json not yet imported, with a backup.json of "
+        "sha256s. The FAISS index is not copied: it is rebuilt at start-up.",
     )
     parser.add_argument("destination", type=Path, metavar="DEST", help="a new or empty folder")
     parser.add_argument(
         "--files-only",
         action="store_true",
-        help="only calibration.json and the checkpoints (PostgreSQL: pg_dump the database)",
+        help="only the checkpoints (PostgreSQL: pg_dump the database, calibrations included)",
     )
     parser.set_defaults(handler=run)
 
@@ -56,7 +57,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         shown = shown_url(settings.resolved_database_url)
         print(
             f"{shown} is not a SQLite file: back it up with pg_dump -Fc, then run this with "
-            "--files-only for calibration.json and the checkpoints (docs/backup.md)",
+            "--files-only for the checkpoints (docs/backup.md)",
             file=sys.stderr,
         )
         return 2
@@ -171,6 +172,7 @@ def _print_summary(dest: Path, manifest: Manifest, folders: list[str]) -> None:
             f"  {DATABASE} (schema {manifest.schema_revision}): {counts.subjects} subjects, "
             f"{counts.faces} faces; embeddings: {per_model or 'none'}"
         )
-    print(f"  {CALIBRATION_FILE}: {'yes' if CALIBRATION_FILE in manifest.files else 'none'}")
+    if CALIBRATION_FILE in manifest.files:  # the calibrations are in the database now
+        print(f"  {CALIBRATION_FILE}: an older release's, which the next start imports")
     print(f"  {len(folders)} checkpoint folder(s); {MANIFEST} with {len(manifest.files)} sha256s")
     print("not backed up: the FAISS index, a cache the service rebuilds from the database")

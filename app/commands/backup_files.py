@@ -18,7 +18,7 @@ from sqlalchemy.engine import make_url
 
 from app.commands.serve import PRIVATE_UMASK
 from app.config import Settings
-from app.services.calibration import CALIBRATION_FILE
+from app.services.calibration_import import LEGACY_FILE as CALIBRATION_FILE
 
 MANIFEST = "backup.json"
 DATABASE = "faces.db"

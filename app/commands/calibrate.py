@@ -7,10 +7,13 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from app.commands.calibrate_inputs import frr_text, gallery_count, path_problem, require_photos
 from app.commands.calibration_gallery import gallery_size
 from app.commands.evaluate_inputs import at_least
 from app.commands.evaluate_summary import unreadable_lines
+from app.commands.service_db import service_sessions
 from app.config import Settings
 from app.errors import FaceServiceError
 from app.evaluation.far_calibration import MIN_TARGET_FAR, calibrate_far
@@ -21,6 +24,7 @@ from app.evaluation.identification import (
 )
 from app.evaluation.pair_scores import no_face_summary, rates_at, score_pairs, unreadable_summary
 from app.evaluation.pairs import read_pairs
+from app.gallery.db import shown_url
 from app.services.calibration import METHOD_GALLERY_ADJUSTED, Calibration, CalibrationStore
 from app.services.calibration_reliability import advice, far_checks, reliability_notes
 from app.services.calibration_warnings import calibration_warnings
@@ -35,7 +39,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "calibrate",
         help="set verify/identify thresholds for a target FAR from local labelled pairs",
         description="Embeds the pairs, calibrates on the impostor scores and stores the "
-        "thresholds for the active model in FACE_DATA_DIR/calibration.json. Too few impostor "
+        "thresholds for the active model in the service's database. Too few impostor "
         "pairs to measure a target FAR, or a degenerate threshold (one no genuine pair reaches, "
         "or passing over twice its FAR): it reports, stores nothing and exits 1 (see --force).",
     )
@@ -197,11 +201,13 @@ def run(args: argparse.Namespace, settings: Settings, pipeline: FacePipeline | N
         todo = advice(checks, targets, more, "pass --force to store it anyway, unreliable")
         print(f"not stored: its FARs cannot be measured; {todo}", file=sys.stderr)
         return 1
-    store = CalibrationStore(settings.data_dir)
-    replaced = store.save_over_unreadable(calibration)  # as the admin endpoint does
-    if replaced is not None:
-        aside, problem = replaced
-        print(f"note: {problem}; set it aside as {aside.name}", file=sys.stderr)
+    where = shown_url(settings.resolved_database_url)
+    try:  # the service's database, where every service process reads it
+        with service_sessions(settings) as sessions:
+            CalibrationStore(sessions).save(calibration)
+    except (SQLAlchemyError, OSError) as exc:
+        print(f"not stored: cannot write to {where} ({type(exc).__name__})", file=sys.stderr)
+        return 1
     forced = [kind for kind, bad in (("unreliable", not reliable), ("degenerate", warned)) if bad]
-    print(f"stored in {store.path}" + (f", {' and '.join(forced)} (--force)" if forced else ""))
+    print(f"stored in {where}" + (f", {' and '.join(forced)} (--force)" if forced else ""))
     return 0

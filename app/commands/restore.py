@@ -24,7 +24,7 @@ from app.commands.backup_files import (
 from app.commands.restore_checks import Refused, read_manifest, schema_revision, target_database
 from app.commands.serve import lock_data_dir
 from app.config import Settings
-from app.services.calibration import CALIBRATION_FILE
+from app.services.calibration_import import LEGACY_FILE as CALIBRATION_FILE
 
 # SQLite's files beside a database: they belong to it, and would corrupt another.
 _COMPANIONS = ("-wal", "-shm", "-journal")
@@ -34,9 +34,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser = subparsers.add_parser(
         "restore",
         help="restore a backup into FACE_DATA_DIR and FACE_MODELS_DIR, the service stopped",
-        description="Checks every file against backup.json, moves the database and "
-        "calibration.json found aside (*.before-restore-<time>), copies the backup into "
-        "place and deletes the index: the next start rebuilds it from the database.",
+        description="Checks every file against backup.json, moves the database found (with "
+        "its calibrations) aside (*.before-restore-<time>), copies the backup into place and "
+        "deletes the index: the next start rebuilds it from the database.",
     )
     parser.add_argument("source", type=Path, metavar="SRC", help="a folder `backup` wrote")
     parser.add_argument(
@@ -103,7 +103,8 @@ def _restore(
             for file, sha256 in files.items():
                 copy = _copy(source / CHECKPOINTS / folder / file, staging / file, sha256)
                 os.replace(copy, staging / file)
-        # The calibration of the gallery found there would not fit the gallery restored.
+        # An older release's calibration.json (backed up before its start imported it).
+        # One found here calibrated the gallery replaced, so it goes aside either way.
         calibration = settings.data_dir / CALIBRATION_FILE
         expected = manifest.files.get(CALIBRATION_FILE)
         if expected is not None:

@@ -1,4 +1,4 @@
-"""Read-only access, for the offline commands, to the database a service uses."""
+"""Access, for the offline commands, to the database a service uses."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ from pathlib import Path
 from sqlalchemy import inspect
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from app.config import Settings
-from app.gallery.db import make_engine, make_session_factory, shown_url
+from app.gallery.db import make_engine, make_session_factory, migrate, shown_url
 
 
 @contextlib.contextmanager
@@ -38,5 +38,16 @@ def existing_database(settings: Settings) -> Iterator[tuple[Session | None, str]
             return
         with make_session_factory(engine)() as session:
             yield session, shown
+    finally:
+        engine.dispose()
+
+
+@contextlib.contextmanager
+def service_sessions(settings: Settings) -> Iterator[sessionmaker[Session]]:
+    """Sessions on the service's database to write to, created and migrated if need be."""
+    engine = make_engine(settings.resolved_database_url)
+    try:
+        migrate(engine)
+        yield make_session_factory(engine)
     finally:
         engine.dispose()

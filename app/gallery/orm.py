@@ -1,4 +1,4 @@
-"""SQLAlchemy tables: subjects, faces, per-model embeddings, model versions and jobs."""
+"""SQLAlchemy tables: subjects, faces, embeddings, model versions, calibrations and jobs."""
 
 from __future__ import annotations
 
@@ -159,6 +159,18 @@ class ModelVersion(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     # An embedder's active model is its most recently activated row (the base when none is).
     activated_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class StoredCalibration(Base):
+    """A model version's calibrated thresholds (services/calibration.Calibration as JSON),
+    here so that every process sharing the database serves the same ones."""
+
+    __tablename__ = "calibrations"
+
+    model_version: Mapped[str] = mapped_column(String(100), primary_key=True)
+    body: Mapped[dict[str, Any]] = mapped_column(JSON)
+    # Set by every save: processes compare it to notice another's calibration.
+    stored_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
 class Job(Base):

@@ -12,7 +12,7 @@ class Health(BaseModel):
 class Readiness(BaseModel):
     ready: bool
     reason: str | None = None
-    # Ready, but verify and identify answer 503: why (an unreadable calibration file).
+    # Ready, but verify and identify answer 503: why (an unreadable stored calibration).
     paused: str | None = None
 
 

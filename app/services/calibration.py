@@ -1,21 +1,16 @@
-"""Locally calibrated thresholds per model version, kept in data_dir/calibration.json."""
+"""Locally calibrated thresholds per model version, one row each in the database."""
 
 from __future__ import annotations
 
-import fcntl
-import os
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal, Self
+from typing import Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from sqlalchemy.orm import Session, sessionmaker
 
 from app.errors import ModelError
-
-CALIBRATION_FILE = "calibration.json"
+from app.gallery import calibrations_repo
 
 METHOD_GALLERY_ADJUSTED = "impostor scores adjusted for gallery size N (independence assumption)"
 METHOD_STRANGER_SET = "stranger set"
@@ -35,7 +30,7 @@ class Calibration(BaseModel):
     identify_far: float = Field(gt=0.0, lt=1.0)
     gallery_size: int = Field(ge=1)
     method: str
-    # Files written before gallery calibration existed have no source: they came from pairs.
+    # Written before gallery calibration existed: no source, as they came from pairs.
     source: Literal["pairs", "gallery"] = "pairs"
     pairs: Path | None = None
     impostors: int = Field(ge=1)
@@ -68,114 +63,55 @@ class Calibration(BaseModel):
         return self
 
 
-_FILE_SCHEMA = TypeAdapter(dict[str, Calibration])
-
-
 class CalibrationStore:
-    """One JSON object mapping model_version -> Calibration; every save replaces it whole."""
+    """The calibrations table: a save replaces its model version's row, and only that."""
 
-    def __init__(self, data_dir: Path) -> None:
-        self.path = data_dir / CALIBRATION_FILE
+    def __init__(self, sessions: sessionmaker[Session]) -> None:
+        self.sessions = sessions
 
     def load(self, model_version: str) -> Calibration | None:
-        return self._read().get(model_version)
+        with self.sessions() as session:
+            body = calibrations_repo.get(session, model_version)
+        return None if body is None else parse(model_version, body)
 
-    def load_all(self) -> dict[str, Calibration]:
-        return self._read()
-
-    def delete(self, model_version: str) -> Calibration | None:
-        """Remove this model's entry, keeping every other model's; the entry removed, or
-        None when there was none."""
-        with self._locked():
-            entries = self._read()
-            removed = entries.pop(model_version, None)
-            if removed is not None:
-                self._write(entries)
-        return removed
+    def stamp(self, model_version: str) -> object:
+        """Changes whenever this version's calibration does, by any process's hand; None
+        while there is none."""
+        with self.sessions() as session:
+            return calibrations_repo.stamp(session, model_version)
 
     def save(self, calibration: Calibration) -> None:
-        """Add or replace this model's entry, keeping every other model's."""
-        with self._locked():
-            entries = self._read()
-            entries[calibration.model_version] = calibration
-            self._write(entries)
+        with self.sessions.begin() as session:
+            calibrations_repo.put(session, calibration.model_version, dump(calibration))
 
-    def save_over_unreadable(self, calibration: Calibration) -> tuple[Path, str] | None:
-        """`save`; a file that cannot be read is first set aside and a new one started.
-        Returns (where it was set aside, why it was unreadable), or None."""
-        with self._locked():
-            try:
-                entries = self._read()
-                aside = None
-            except ModelError as error:
-                aside = self._rename_aside(), error.message
-                entries = {}
-            entries[calibration.model_version] = calibration
-            self._write(entries)
-        return aside
+    def delete(self, model_version: str) -> Calibration | None:
+        """Remove this version's calibration; the one removed, or None when there was none.
+        An unreadable one is removed all the same, then raises ModelError saying so."""
+        with self.sessions.begin() as session:
+            body = calibrations_repo.remove(session, model_version)
+        return None if body is None else parse(model_version, body)
 
-    def set_aside(self) -> Path | None:
-        """Rename the file out of the way if it is still unreadable (kept for inspection,
-        other models' entries included); the new name, or None when it is readable or gone
-        by now: another process set it aside, or wrote a new one, meanwhile."""
-        with self._locked():
-            try:
-                self._read()
-            except ModelError:
-                return self._rename_aside()
-            return None
 
-    def _rename_aside(self) -> Path:
-        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
-        aside = self.path.with_name(f"{CALIBRATION_FILE}.unreadable-{stamp}")
-        os.replace(self.path, aside)
-        return aside
+def dump(calibration: Calibration) -> dict[str, Any]:
+    return calibration.model_dump(mode="json")
 
-    @contextmanager
-    def _locked(self) -> Iterator[None]:
-        """Every read-modify-write holds an exclusive lock on a file beside it, so that the
-        service and a `python -m app calibrate` process never lose each other's entries,
-        nor set aside the file the other has just written."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.path.with_name(f".{CALIBRATION_FILE}.lock").open("a+b") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
 
-    def _write(self, entries: dict[str, Calibration]) -> None:
-        data = _FILE_SCHEMA.dump_json(dict(sorted(entries.items())), indent=2) + b"\n"
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        # Write beside the target and rename over it: a crash leaves the old file or the
-        # new one, never half of either, and a unique name keeps two writers apart.
-        fd, tmp = tempfile.mkstemp(prefix=f".{CALIBRATION_FILE}.", dir=self.path.parent)
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-
-    def _read(self) -> dict[str, Calibration]:
-        try:
-            raw = self.path.read_bytes()
-        except FileNotFoundError:
-            return {}
-        except OSError as exc:  # a folder in its place, no permission: unreadable too
-            raise ModelError(
-                f"calibration file {self.path} cannot be read ({exc}); fix or delete it"
-            ) from exc
-        try:
-            return _FILE_SCHEMA.validate_json(raw)
-        except ValidationError as exc:
-            # Refuse rather than treat as empty: the next save would erase other models.
-            first = exc.errors()[0]
-            where = ".".join(str(part) for part in first["loc"]) or "the top level"
-            raise ModelError(
-                f"calibration file {self.path} is unreadable ({exc.error_count()} problem(s); "
-                f"at {where}: {first['msg']}); fix or delete it"
-            ) from exc
+def parse(model_version: str, body: dict[str, Any]) -> Calibration:
+    """The stored row as a Calibration; ModelError (503) for one that does not validate,
+    edited by hand, say: serving the defaults instead would silently loosen its FAR."""
+    try:
+        calibration = Calibration.model_validate(body)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "the top level"
+        raise ModelError(
+            f"the stored calibration of {model_version} is unreadable "
+            f"({exc.error_count()} problem(s); at {where}: {first['msg']}); calibrate again "
+            "or delete it"
+        ) from exc
+    if calibration.model_version != model_version:
+        raise ModelError(
+            f"the stored calibration of {model_version} is unreadable (it names "
+            f"{calibration.model_version}); calibrate again or delete it"
+        )
+    return calibration

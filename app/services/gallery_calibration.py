@@ -13,6 +13,7 @@ from app.evaluation.identification import no_looser_than_verify, open_set_thresh
 from app.gallery import embeddings_repo, repository
 from app.schemas.calibration import CalibrateParams, CalibrationPublic, CalibrationResult
 from app.services.calibration import METHOD_GALLERY_ADJUSTED, Calibration, CalibrationStore
+from app.services.calibration_import import set_aside
 from app.services.calibration_reliability import (
     far_checks,
     gallery_refusal,
@@ -82,15 +83,16 @@ def calibrate_on_gallery(state: AppState, params: CalibrateParams) -> Calibratio
         notes.append("Stored anyway, as forced: these FARs are targets, not measured.")
     if warned:
         notes.append("Stored anyway, as forced, with its warnings: a degenerate threshold serves.")
-    store = CalibrationStore(state.settings.data_dir)
     with state.write_lock:  # a model swap replaces the runtime under this lock
-        replaced = store.save_over_unreadable(calibration)
-        if replaced is not None:
-            aside, why = replaced
-            log.warning("%s; set it aside as %s", why, aside)
+        CalibrationStore(state.sessions).save(calibration)
+        aside = set_aside(state.settings.data_dir)
+        if aside is not None:
+            log.warning(
+                "an older release's calibration file is unreadable; set it aside as %s", aside
+            )
             notes.append(
-                f"The unreadable calibration file was set aside as {aside.name}; "
-                "calibrations of other models in it must be redone."
+                f"The unreadable calibration file of an older release was set aside as "
+                f"{aside.name}; calibrations of other models in it must be redone."
             )
         refreshed = refresh_thresholds(state, version)
     serving = refreshed or state.require_runtime()
@@ -102,7 +104,7 @@ def calibrate_on_gallery(state: AppState, params: CalibrateParams) -> Calibratio
 def stored_calibration(state: AppState) -> CalibrationPublic:
     """The stored calibration of the serving model version."""
     version = state.require_runtime().model_version
-    calibration = CalibrationStore(state.settings.data_dir).load(version)
+    calibration = CalibrationStore(state.sessions).load(version)
     if calibration is None:
         raise CalibrationNotFound(
             f"No calibration is stored for {version}.", {"model_version": version}
@@ -114,24 +116,27 @@ def delete_calibration(state: AppState) -> CalibrationPublic:
     """Forget the serving model's stored calibration and serve its default thresholds at
     once; the calibration removed. Other models' calibrations stay."""
     version = state.require_runtime().model_version
-    store = CalibrationStore(state.settings.data_dir)
     with state.write_lock:
+        # An older release's unreadable file would pause decisions again: out of the way.
+        aside = set_aside(state.settings.data_dir)
         try:
-            removed = store.delete(version)
-        except ModelError as error:  # unreadable: nothing can be picked out of it
-            aside = store.set_aside()
-            if aside is None:  # another process replaced it meanwhile: delete from that
-                removed = store.delete(version)
-            else:
-                log.warning("%s; set it aside as %s", error.message, aside)
-                refresh_thresholds(state, version)
-                raise CalibrationNotFound(
-                    f"The calibration file could not be read, so it was set aside as "
-                    f"{aside.name}; the default thresholds serve.",
-                    {"model_version": version, "set_aside": aside.name},
-                ) from error
-        if removed is not None:
+            removed = CalibrationStore(state.sessions).delete(version)
+        except ModelError as error:  # unreadable, and removed all the same
+            log.warning("%s; deleted", error.message)
             refresh_thresholds(state, version)
+            raise CalibrationNotFound(
+                "The stored calibration could not be read, so it was deleted; the default "
+                "thresholds serve.",
+                {"model_version": version, "unreadable": error.message},
+            ) from error
+        if removed is not None or aside is not None:
+            refresh_thresholds(state, version)
+    if removed is None and aside is not None:
+        raise CalibrationNotFound(
+            f"The calibration file of an older release could not be read, so it was set "
+            f"aside as {aside.name}; the default thresholds serve.",
+            {"model_version": version, "set_aside": aside.name},
+        )
     if removed is None:
         raise CalibrationNotFound(
             f"No calibration is stored for {version}.", {"model_version": version}

@@ -26,7 +26,7 @@ def service_info(state: AppState) -> Info:
     with state.sessions() as session:
         subjects, faces = repository.count_subjects(session), repository.count_faces(session)
     embedder = runtime.pipeline.embedder if runtime else None
-    # None while decisions are paused (calibration.json unreadable): none serve.
+    # None while decisions are paused (the stored calibration unreadable): none serve.
     thresholds = runtime.thresholds if runtime and runtime.calibration_error is None else None
     return Info(
         version=_versions()["face-service"],

@@ -10,12 +10,11 @@ from typing import NoReturn, get_args
 from sqlalchemy.orm import Session
 
 from app.config import Settings
-from app.errors import ModelError, ModelInUse
+from app.errors import ModelInUse
 from app.gallery import jobs_repo, models_repo
 from app.gallery.orm import ModelVersion
 from app.index import IndexKind, index_path
 from app.index.files import sidecar_path
-from app.services.calibration import CalibrationStore
 
 log = logging.getLogger(__name__)
 
@@ -57,11 +56,6 @@ def _refuse(model_id: str, reason: str, message: str, **details: object) -> NoRe
     raise ModelInUse(message, {"model_id": model_id, "reason": reason, **details})
 
 
-def check_calibration_readable(settings: Settings) -> None:
-    """Raise ModelError (503) now for an unreadable calibration file, before the row goes."""
-    CalibrationStore(settings.data_dir).load_all()
-
-
 def remove_files(settings: Settings, model_id: str, weights_path: str | None) -> None:
     """Best effort, after the row's deletion committed: what stays is unused, and start-up
     removes a checkpoint folder no model row names (training/supervisor.remove_leftovers)."""
@@ -78,10 +72,6 @@ def remove_files(settings: Settings, model_id: str, weights_path: str | None) ->
         for path in (saved, sidecar_path(saved)):
             for leftover in (path, path.with_name(path.name + ".tmp")):
                 leftover.unlink(missing_ok=True)
-    try:
-        CalibrationStore(settings.data_dir).delete(model_id)
-    except (ModelError, OSError) as error:  # the row is gone: a stale entry is never read
-        log.warning("calibration entry of deleted model %s stays: %s", model_id, error)
 
 
 def checkpoint_folder(models_dir: Path, weights_path: str | None) -> Path | None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from app.errors import Conflict
-from app.gallery import models_repo
+from app.gallery import calibrations_repo, models_repo
 from app.gallery.orm import ModelVersion
 from app.schemas.finetune import ModelList, ModelPublic
 from app.services import model_removal
@@ -63,12 +63,12 @@ def activate_model(state: AppState, model_id: str) -> ModelPublic:
 
 
 def delete_model(state: AppState, model_id: str) -> ModelPublic:
-    """Delete a version nothing needs: vectors and row in one transaction, then its files.
+    """Delete a version nothing needs: vectors, calibration and row in one transaction, then
+    its files.
 
     A crash after the commit leaves only unused files: the checkpoint folder is removed at
-    the next start-up, and an index or calibration entry is keyed by a version never served.
+    the next start-up, and an index is keyed by a version never served.
     """
-    model_removal.check_calibration_readable(state.settings)
     # Under the write lock, as a model swap's last step is: a swap to this version that
     # was building meanwhile then sees it gone, and drops what it wrote for it.
     with state.write_lock, state.sessions.begin() as session:
@@ -81,5 +81,6 @@ def delete_model(state: AppState, model_id: str) -> ModelPublic:
         # or process may have activated, derived from or deleted the version since.
         if not models_repo.delete_unneeded(session, model_id):
             model_removal.refuse_changed(session, model_id, serving)
+        calibrations_repo.remove(session, model_id)
     model_removal.remove_files(state.settings, model_id, deleted.weights_path)
     return deleted

@@ -6,20 +6,18 @@ import asyncio
 import logging
 import time
 from datetime import datetime
-from pathlib import Path
 
 from app.errors import FaceServiceError
 from app.gallery import embeddings_repo, models_repo
 from app.index import reconcile
 from app.services.active_model import desired_version, load_version
-from app.services.calibration import CalibrationStore
 from app.services.heap import resettle_heap
 from app.services.index_sync import IndexFollower
 from app.services.loaded_models import Models
 from app.services.model_index import save_index
 from app.services.reembed import embed_missing
 from app.services.runtime import build_runtime
-from app.services.thresholds import count_gallery, refresh_thresholds
+from app.services.thresholds import calibration_stamp, count_gallery, refresh_thresholds
 from app.state import AppState, Runtime
 
 log = logging.getLogger(__name__)
@@ -30,7 +28,7 @@ GALLERY_RECOUNT_S = 30.0
 
 async def watch_models(state: AppState) -> None:
     """Lifespan task: every poll interval, serve whatever model the database says is active,
-    with the thresholds the calibration file holds for it."""
+    with the thresholds stored for it."""
     watcher = ModelWatcher(state)
     failing = False
     while True:
@@ -43,7 +41,7 @@ async def watch_models(state: AppState) -> None:
             if failing:
                 log.warning("model watcher still failing: %s", error)
             else:
-                # Following the active model or the calibration file; both stay as served.
+                # Following the active model or its calibration; both stay as served.
                 log.exception("model watcher failed; the serving model and thresholds stay")
             failing = True
         else:
@@ -57,7 +55,6 @@ class ModelWatcher:
         self.state = state
         self._failed: tuple[str, datetime | None] | None = None
         self._settle = False
-        self._calibration = _stamp(CalibrationStore(state.settings.data_dir).path)
         self._counted = time.monotonic()
         self._index = IndexFollower(state)
 
@@ -67,7 +64,7 @@ class ModelWatcher:
         runtime = state.runtime
         if runtime is None:
             return
-        self._follow_calibration(runtime.model_version)
+        self._follow_calibration(runtime)
         self._follow_gallery(runtime.model_version)
         self._index.tick()  # what other processes sharing the database wrote
         with state.sessions.begin() as session:
@@ -90,27 +87,29 @@ class ModelWatcher:
         try:
             self.swap(Models(detector=runtime.pipeline.detector, embedder=embedder))
         except FaceServiceError as error:
-            # An unreadable calibration.json, say. Each retry would embed and build the new
-            # model's index again, every tick: wait for the file or the active model to change.
+            # An unreadable calibration, say. Each retry would embed and build the new model's
+            # index again, every tick: wait for the calibration or the active model to change.
             self._failed = wanted
             log.error("cannot serve %s: %s; still serving %s", row.id, error, runtime.model_version)
 
-    def _follow_calibration(self, version: str) -> None:
-        """Serve thresholds that another process (`python -m app calibrate`) stored, from
-        the next tick on, as the admin endpoint's serve from the next request."""
-        stamp = _stamp(CalibrationStore(self.state.settings.data_dir).path)
-        if stamp == self._calibration:
+    def _follow_calibration(self, serving: Runtime) -> None:
+        """Serve thresholds that another process (`python -m app calibrate`, or another
+        service process's admin endpoint) stored, from the next tick on, as this one's
+        admin endpoint's serve from the next request. An older release's calibration.json,
+        fixed or removed by hand, counts as a change too."""
+        state = self.state
+        stamp = calibration_stamp(state.settings, state.sessions, serving.model_version)
+        if stamp == serving.calibration_stamp:
             return
-        self._calibration = stamp
-        self._failed = None  # a swap that failed on the old file may succeed now
+        self._failed = None  # a swap that failed on the old calibration may succeed now
         try:
-            with self.state.write_lock:
-                runtime = refresh_thresholds(self.state, version)
+            with state.write_lock:
+                runtime = refresh_thresholds(state, serving.model_version)
         except FaceServiceError as error:  # broken by hand: what serves stays (README)
-            log.warning("calibration file changed but cannot be read: %s", error)
+            log.warning("calibration changed but cannot be read: %s", error)
             return
         if runtime is not None:
-            log.info("calibration file changed; serving %s", runtime.thresholds)
+            log.info("calibration changed; serving %s", runtime.thresholds)
 
     def _follow_gallery(self, version: str, every_s: float = GALLERY_RECOUNT_S) -> None:
         """State identify's FAR for the gallery as it has grown (or shrunk) meanwhile."""
@@ -121,7 +120,7 @@ class ModelWatcher:
         try:
             with self.state.write_lock:
                 refresh_thresholds(self.state, version, counts)
-        except FaceServiceError as error:  # e.g. calibration.json broken by hand
+        except FaceServiceError as error:  # e.g. a calibration broken by hand
             # The thresholds serving stay; the rest of the tick (model swaps) goes on.
             log.warning("cannot re-state identify's FAR: %s", error)
 
@@ -184,12 +183,3 @@ class ModelWatcher:
             )
         if report.added or report.removed:
             state.index_dirty = True
-
-
-def _stamp(path: Path) -> tuple[int, int] | None:
-    """When and how large the file was last written; None while it does not exist."""
-    try:
-        found = path.stat()
-    except FileNotFoundError:
-        return None
-    return found.st_mtime_ns, found.st_size

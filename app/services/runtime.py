@@ -18,7 +18,12 @@ from app.services.active_model import with_active_embedder
 from app.services.loaded_models import Models, load_models
 from app.services.model_index import open_model_index
 from app.services.threads import batch_max_size, inference_workers, torch_threads, uses_gpu
-from app.services.thresholds import active_thresholds, count_gallery, thresholds_from
+from app.services.thresholds import (
+    active_thresholds,
+    calibration_stamp,
+    count_gallery,
+    thresholds_from,
+)
 from app.state import Runtime
 
 log = logging.getLogger(__name__)
@@ -74,7 +79,7 @@ def build_runtime(
     callers: Callable[[], int] | None = None,
     pause_on_bad_calibration: bool = False,
 ) -> Runtime:
-    """The serving runtime. An unreadable calibration.json raises ModelError, unless
+    """The serving runtime. An unreadable calibration raises ModelError, unless
     `pause_on_bad_calibration` (start-up, with nothing serving yet): then the runtime holds
     the defaults and refuses decisions (Runtime.calibration_error). A model swap keeps the
     raise, so the model serving stays, with the thresholds it has."""
@@ -86,9 +91,10 @@ def build_runtime(
     embedder = models.embedder
     index, how = open_model_index(settings, sessions, embedder.version, embedder.embedding_dim)
     calibration_error = None
+    stamp = calibration_stamp(settings, sessions, embedder.version)
     try:
-        thresholds = active_thresholds(settings, embedder, count_gallery(sessions))
-    except ModelError as error:  # calibration.json unreadable: start, but decide nothing
+        thresholds = active_thresholds(settings, sessions, embedder, count_gallery(sessions))
+    except ModelError as error:  # calibration unreadable: start, but decide nothing
         if not pause_on_bad_calibration:
             raise
         log.error("%s; verify and identify answer 503 until then", error.message)
@@ -100,4 +106,5 @@ def build_runtime(
         thresholds=thresholds,
         index_how=how,
         calibration_error=calibration_error,
+        calibration_stamp=stamp,
     )

@@ -11,6 +11,7 @@ from app.evaluation.identification import per_comparison_far
 from app.gallery import repository
 from app.pipeline.embedders import Embedder
 from app.services.calibration import Calibration, CalibrationStore
+from app.services.calibration_import import file_stamp, import_legacy_file
 from app.services.far_bounds import far_over, vouched_far
 from app.state import AppState, Runtime, Thresholds
 
@@ -32,12 +33,26 @@ def count_gallery(sessions: sessionmaker[Session]) -> GalleryCounts:
 
 
 def active_thresholds(
-    settings: Settings, embedder: Embedder, gallery: GalleryCounts | None = None
+    settings: Settings,
+    sessions: sessionmaker[Session],
+    embedder: Embedder,
+    gallery: GalleryCounts | None = None,
 ) -> Thresholds:
     """Pick each threshold by precedence; a FAR is reported only for a calibrated threshold.
-    With `gallery`, identify's FAR is stated for the gallery as it is, not as calibrated."""
-    calibration = CalibrationStore(settings.data_dir).load(embedder.version)
+    With `gallery`, identify's FAR is stated for the gallery as it is, not as calibrated.
+    ModelError when the stored calibration, or an older release's file, cannot be read."""
+    import_legacy_file(settings.data_dir, sessions)
+    calibration = CalibrationStore(sessions).load(embedder.version)
     return thresholds_from(settings, embedder, calibration, gallery)
+
+
+def calibration_stamp(
+    settings: Settings, sessions: sessionmaker[Session], model_version: str
+) -> tuple[object, ...]:
+    """Changes whenever the calibration of `model_version` may have: when its row was saved,
+    and an older release's calibration.json, fixed or removed by hand."""
+    stored = CalibrationStore(sessions).stamp(model_version)
+    return model_version, stored, file_stamp(settings.data_dir)
 
 
 def thresholds_from(
@@ -127,6 +142,9 @@ def refresh_thresholds(
     if runtime is None or runtime.model_version != model_version:
         return None
     counts = gallery if gallery is not None else count_gallery(state.sessions)
-    runtime.thresholds = active_thresholds(state.settings, runtime.pipeline.embedder, counts)
+    # Taken first: a calibration saved while this reads is then seen at the next check.
+    runtime.calibration_stamp = calibration_stamp(state.settings, state.sessions, model_version)
+    embedder = runtime.pipeline.embedder
+    runtime.thresholds = active_thresholds(state.settings, state.sessions, embedder, counts)
     runtime.calibration_error = None  # readable (or gone) again
     return runtime

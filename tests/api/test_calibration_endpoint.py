@@ -17,7 +17,8 @@ from PIL import Image
 from scipy.stats import beta
 from sqlalchemy import select
 
-from app.gallery.orm import Embedding, Face
+from app.gallery.orm import Embedding, Face, StoredCalibration
+from app.services.calibration import CalibrationStore
 from tests.api.conftest import (
     ClientFactory,
     assert_error,
@@ -26,6 +27,7 @@ from tests.api.conftest import (
     new_subject,
     open_client,
 )
+from tests.calibrations import store_for
 
 ADMIN, CLIENT = "adm-secret-123", "cli-secret-456"
 KEYS = f"admin:{ADMIN},client:{CLIENT}"
@@ -231,8 +233,9 @@ def test_an_unreliable_calibration_is_refused_and_the_serving_one_stays(
     client, _ = gallery
     forced = client.post(CALIBRATE, json={"target_far": 0.01, "force": True})
     assert forced.status_code == 200, forced.text
-    settings = client.app.state.face.settings  # type: ignore[attr-defined]
-    before = (settings.data_dir / "calibration.json").read_bytes()
+    state = client.app.state.face  # type: ignore[attr-defined]
+    store, version = CalibrationStore(state.sessions), state.runtime.model_version
+    before = (store.load(version), store.stamp(version))
     serving = client.get("/v1/info").json()["thresholds"]
 
     refused = client.post(CALIBRATE, json={"target_far": 0.001, "identify_target_far": 0.01})
@@ -252,7 +255,7 @@ def test_an_unreliable_calibration_is_refused_and_the_serving_one_stays(
     assert '"force": true' in message
 
     # Nothing was stored, and the forced calibration still serves.
-    assert (settings.data_dir / "calibration.json").read_bytes() == before
+    assert (store.load(version), store.stamp(version)) == before
     assert client.get(CALIBRATION).json() == forced.json()["calibration"]
     assert client.get("/v1/info").json()["thresholds"] == serving
 
@@ -325,25 +328,21 @@ def test_too_little_data_then_a_tiny_gallery_under_a_settings_override(
     assert body["active"]["identify"] == stored["identify_threshold"]
 
     # An unwanted calibration is undone: the embedder's default serves again at once, and
-    # the file keeps other models' entries.
-    from app.services.calibration import CalibrationStore
-
-    settings = client.app.state.face.settings  # type: ignore[attr-defined]
-    other_model = CalibrationStore(settings.data_dir).load(stored["model_version"])
+    # other models' calibrations stay.
+    store = CalibrationStore(client.app.state.face.sessions)  # type: ignore[attr-defined]
+    other_model = store.load(stored["model_version"])
     assert other_model is not None
-    CalibrationStore(settings.data_dir).save(
-        other_model.model_copy(update={"model_version": "m@x"})
-    )
+    store.save(other_model.model_copy(update={"model_version": "m@x"}))
     removed = client.delete(CALIBRATION)
     assert removed.status_code == 200 and removed.json() == stored
     default = client.app.state.face.runtime.pipeline.embedder.default_thresholds  # type: ignore[attr-defined]
     active = client.get("/v1/info").json()["thresholds"]
     assert (active["identify"], active["identify_far"]) == (default.identify, None)
-    assert set(CalibrationStore(settings.data_dir).load_all()) == {"m@x"}
+    assert store.load(stored["model_version"]) is None and store.load("m@x") is not None
     assert_error(client.delete(CALIBRATION), 404, "calibration_not_found")
 
 
-def test_a_calibration_file_of_the_old_schema_still_loads(
+def test_an_older_releases_calibration_file_is_imported_at_start(
     make_client: ClientFactory, models: Any, tmp_path: Path, package_images: Path
 ) -> None:
     version = models.embedder.version
@@ -362,6 +361,9 @@ def test_a_calibration_file_of_the_old_schema_still_loads(
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "calibration.json").write_text(json.dumps({version: old}))
     client = make_client()
+    # In the database now, where every process reads it; the file is kept, renamed.
+    assert not (tmp_path / "data" / "calibration.json").exists()
+    assert len(list((tmp_path / "data").glob("calibration.json.imported-*"))) == 1
     stored = client.get(CALIBRATION).json()
     assert (stored["source"], stored["pairs"], stored["verify_threshold"]) == (
         "pairs",
@@ -379,13 +381,13 @@ def test_a_calibration_file_of_the_old_schema_still_loads(
 def test_a_calibration_stored_by_the_command_serves_without_a_restart(
     make_client: ClientFactory, models: Any, package_images: Path
 ) -> None:
-    from app.services.calibration import Calibration, CalibrationStore
+    from app.services.calibration import Calibration
 
     client = make_client(finetune_poll_interval_s=0.1)
     before = client.get("/v1/info").json()["thresholds"]
     settings = client.app.state.face.settings  # type: ignore[attr-defined]
     # What `python -m app calibrate` does from another process while the service runs.
-    CalibrationStore(settings.data_dir).save(
+    store_for(settings).save(
         Calibration(
             model_version=models.embedder.version,
             verify_threshold=0.42,
@@ -446,7 +448,8 @@ def test_an_unreadable_calibration_at_start_pauses_decisions_until_set_aside(
     (data / "calibration.json").write_text('{"arcface-mbf@9cc6e4a75f0e": {')
     client = make_client()
     ready = client.get("/v1/ready")  # 200: enrolment and the repair routes stay reachable
-    assert ready.status_code == 200 and "calibration file cannot be read" in ready.json()["paused"]
+    assert ready.status_code == 200
+    assert "stored calibration cannot be read" in ready.json()["paused"]
     assert client.get("/v1/info").json()["thresholds"] is None  # no thresholds decide
     # Enrolment and the rest serve; verify and identify decide nothing on default thresholds.
     yao = new_subject(client, "Yao")
@@ -493,10 +496,10 @@ def test_a_calibration_file_fixed_by_hand_resumes_decisions(
     client = make_client()
     state = client.app.state.face  # type: ignore[attr-defined]
     watcher = ModelWatcher(state)
-    watcher._follow_calibration(state.runtime.model_version)  # still broken: stays paused
+    watcher._follow_calibration(state.runtime)  # still broken: stays paused
     assert client.get("/v1/ready").json()["paused"] is not None
     (data / "calibration.json").write_text("{}")  # fixed: no calibration at all
-    watcher._follow_calibration(state.runtime.model_version)
+    watcher._follow_calibration(state.runtime)
     assert client.get("/v1/ready").json()["paused"] is None
     assert client.get("/v1/info").json()["thresholds"]["source"] == "embedder default"
 
@@ -559,33 +562,97 @@ def test_a_swap_failing_on_the_calibration_waits_for_the_file_to_change(
     assert len(builds) == 2
 
 
-def test_delete_after_another_process_replaced_an_unreadable_file(
-    make_client: ClientFactory, monkeypatch: pytest.MonkeyPatch
+def break_row(state: Any, version: str) -> None:
+    """A calibration row edited by hand into one that does not validate."""
+    with state.sessions.begin() as session:
+        row = session.get(StoredCalibration, version)
+        row.body = {**row.body, "verify_accepts": row.body["impostors"] + 1}
+
+
+def test_an_unreadable_row_at_start_pauses_decisions_until_deleted(
+    make_client: ClientFactory, package_images: Path
 ) -> None:
-    """The file read as unreadable, but by the time it was to be set aside another process
-    had written a good one: that one is kept, and the delete works on it."""
-    from app.errors import ModelError
-    from app.services.calibration import CalibrationStore
     from tests.unit.services.test_calibration import make_calibration
 
     client = make_client()
     state = client.app.state.face  # type: ignore[attr-defined]
     version = state.runtime.model_version
-    store = CalibrationStore(state.settings.data_dir)
+    store = CalibrationStore(state.sessions)
     store.save(make_calibration(version))
     store.save(make_calibration("other-model@1"))
-    delete = CalibrationStore.delete
-    calls: list[int] = []
+    break_row(state, version)
+    client.__exit__(None, None, None)
 
-    def unreadable_once(self: CalibrationStore, model_version: str) -> Any:
-        calls.append(1)
-        if len(calls) == 1:
-            raise ModelError("calibration file is unreadable (a moment ago)")
-        return delete(self, model_version)
+    client = make_client()  # a restart
+    state = client.app.state.face  # type: ignore[attr-defined]
+    paused = client.get("/v1/ready").json()["paused"]
+    assert "stored calibration cannot be read" in paused
+    probe = {
+        "image": photo(package_images, "yaoming.jpg"),
+        "image2": photo(package_images, "yaoming.jpg"),
+    }
+    assert_error(client.post("/v1/verify", files=probe), 503, "model_unavailable")
+    assert_error(client.get(CALIBRATION), 503, "model_unavailable")
 
-    monkeypatch.setattr(CalibrationStore, "delete", unreadable_once)
-    answer = client.delete(CALIBRATION)
-    assert answer.status_code == 200, answer.text
-    assert answer.json()["model_version"] == version
-    assert list(store.load_all()) == ["other-model@1"]
-    assert not list(state.settings.data_dir.glob("calibration.json.unreadable-*"))
+    deleted = assert_error(client.delete(CALIBRATION), 404, "calibration_not_found")
+    assert "could not be read, so it was deleted" in deleted["message"]
+    assert client.get("/v1/ready").json()["paused"] is None
+    assert client.post("/v1/verify", files=probe).json()["verified"] is True
+    assert client.get("/v1/info").json()["thresholds"]["source"] == "embedder default"
+    assert store.load("other-model@1") is not None  # other models' calibrations stay
+
+
+def test_a_row_broken_while_serving_keeps_what_serves(
+    make_client: ClientFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    from app.services.promotion import ModelWatcher
+    from tests.unit.services.test_calibration import make_calibration
+
+    client = make_client()
+    state = client.app.state.face  # type: ignore[attr-defined]
+    CalibrationStore(state.sessions).save(make_calibration(state.runtime.model_version, 0.41))
+    watcher = ModelWatcher(state)
+    watcher._follow_calibration(state.runtime)
+    serving = client.get("/v1/info").json()["thresholds"]
+    assert serving["verify"] == 0.41
+    break_row(state, state.runtime.model_version)
+    watcher._follow_calibration(state.runtime)
+    assert "calibration changed but cannot be read" in caplog.text
+    assert client.get("/v1/info").json()["thresholds"] == serving
+    assert client.get("/v1/ready").json()["paused"] is None
+
+
+def test_processes_sharing_a_database_serve_one_calibration(
+    tmp_path: Path, models: Any, package_images: Path
+) -> None:
+    """Each process has its own data folder; a calibration stored through one process's
+    admin endpoint serves on the others from their watchers' next tick, and so does its
+    deletion. It used to live in each process's data folder."""
+    shared = {
+        "database_url": f"sqlite:///{tmp_path / 'shared.db'}",
+        "finetune_poll_interval_s": 0.1,
+    }
+    first = open_client(tmp_path / "first", models, **shared)
+    second = open_client(tmp_path / "second", models, **shared)
+    try:
+        enrol_players(first, package_images)
+        default = second.get("/v1/info").json()["thresholds"]
+        calibrated = first.post(CALIBRATE, json={"target_far": 0.05, "force": True})
+        assert calibrated.status_code == 200, calibrated.text
+        stored = calibrated.json()["calibration"]
+        deadline = time.monotonic() + 20
+        while (now := second.get("/v1/info").json()["thresholds"]) == default:
+            assert time.monotonic() < deadline, "the other process never served it"
+            time.sleep(0.05)
+        assert (now["verify"], now["identify"]) == (
+            stored["verify_threshold"],
+            stored["identify_threshold"],
+        )
+        assert second.get(CALIBRATION).json() == stored
+        assert second.delete(CALIBRATION).status_code == 200
+        while first.get("/v1/info").json()["thresholds"]["source"] != "embedder default":
+            assert time.monotonic() < deadline + 20, "the deletion never reached the first"
+            time.sleep(0.05)
+    finally:
+        first.__exit__(None, None, None)
+        second.__exit__(None, None, None)

@@ -26,9 +26,10 @@ from app.commands.serve import lock_data_dir
 from app.config import Settings
 from app.gallery import models_repo, repository
 from app.gallery.db import alembic_config, make_engine, make_session_factory, migrate
-from app.services.calibration import Calibration, CalibrationStore
+from app.services.calibration import Calibration
 from app.training.checkpoints import save_checkpoint
 from tests.api.conftest import enrol, new_subject, open_client
+from tests.calibrations import store_for
 
 MODEL = "arcface-mbf@000000000000"  # vectors under any version will do outside a service
 TUNED = "arcface-mbf@0123456789ab"
@@ -74,6 +75,9 @@ def add_checkpoint(settings: Settings, job: str) -> None:
     engine.dispose()
 
 
+CHECKPOINT = "models/finetuned/job1/checkpoint.json"
+
+
 def calibration(version: str) -> Calibration:
     return Calibration(
         model_version=version,
@@ -104,7 +108,7 @@ def source(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
     settings = use(monkeypatch, tmp_path / "source")
     add_subjects(settings, 3)
     add_checkpoint(settings, "job1")
-    CalibrationStore(settings.data_dir).save(calibration(MODEL))
+    store_for(settings).save(calibration(MODEL))
     return settings
 
 
@@ -113,7 +117,7 @@ def rows(database: Path) -> dict[str, Any]:
         assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
         return {
             table: db.execute(f"SELECT * FROM {table} ORDER BY 1").fetchall()
-            for table in ("subjects", "faces", "embeddings", "models")
+            for table in ("subjects", "faces", "embeddings", "models", "calibrations")
         }
 
 
@@ -143,8 +147,7 @@ def test_a_backup_taken_during_an_open_write_transaction_holds_the_last_commit(
     assert manifest["source"]["database_url"].startswith("sqlite:///")
     files = sorted(p for p in backup.rglob("*") if p.is_file() and p.name != "backup.json")
     assert {p.relative_to(backup).as_posix() for p in files} == {
-        "faces.db",
-        "calibration.json",
+        "faces.db",  # the calibration is in it
         "models/finetuned/job1/weights.pt",
         "models/finetuned/job1/checkpoint.json",
     }
@@ -205,8 +208,8 @@ def test_a_round_trip_serves_the_same_answers(
     other = new_subject(client, "GDP speaker")
     gdp = ("gdp.jpg", (package_images / "gdp.jpg").read_bytes())
     assert enrol(client, other, gdp, face="largest").status_code == 201
-    CalibrationStore(settings.data_dir).save(calibration(models.embedder.version))
-    deadline = time.monotonic() + 30  # the service takes up a changed file within a second
+    store_for(settings).save(calibration(models.embedder.version))
+    deadline = time.monotonic() + 30  # the service takes up a new calibration within a second
     while client.get("/v1/info").json()["thresholds"]["verify"] != 0.42:
         assert time.monotonic() < deadline, "the service never served the stored calibration"
         time.sleep(0.05)
@@ -258,6 +261,9 @@ def test_backup_refuses_a_folder_in_use_and_postgresql_without_files_only(
     assert "pg_dump -Fc" in err and "--files-only" in err and "s3cret" not in err
     assert err.count("\n") == 1 and not (tmp_path / "pg").exists()
 
+    # The calibrations are in the database, which pg_dump saves; a calibration.json that a
+    # release before them left, not yet imported by a start, is carried along.
+    (source.data_dir / "calibration.json").write_text('{"legacy": "entries"}')
     assert main(["backup", "--files-only", str(tmp_path / "pg")]) == 0
     manifest = json.loads((tmp_path / "pg" / "backup.json").read_text())
     assert manifest["files_only"] and manifest["counts"] is None
@@ -312,7 +318,10 @@ def rewrite(backup: Path, change: dict[str, Any]) -> None:
 @pytest.mark.parametrize(
     ("damage", "said"),
     [
-        (lambda b: (b / "calibration.json").write_text("{}"), "does not match its sha256"),
+        (
+            lambda b: (b / CHECKPOINT).write_text("{}"),
+            "does not match its sha256",
+        ),
         (lambda b: (b / "backup.json").unlink(), "backup.json (No such file or directory)"),
         (lambda b: rewrite(b, {"files": {"../faces.db": "0" * 64}}), "not a valid manifest"),
         (lambda b: rewrite(b, {"format": 2}), "not a valid manifest"),
@@ -365,7 +374,7 @@ def test_restore_over_a_gallery_needs_force_and_keeps_it_aside(
 ) -> None:
     target = use(monkeypatch, backup.parent / "target")
     add_subjects(target, 2, seed=7)
-    CalibrationStore(target.data_dir).save(calibration("other@000000000000"))
+    store_for(target).save(calibration("other@000000000000"))
     existing = rows(target.data_dir / "faces.db")
     assert main(["restore", str(backup)]) == 2
     err = capsys.readouterr().err
@@ -375,8 +384,9 @@ def test_restore_over_a_gallery_needs_force_and_keeps_it_aside(
     assert rows(target.data_dir / "faces.db") == rows(backup / "faces.db")
     (aside,) = target.data_dir.glob("faces.db.before-restore-*")
     assert rows(aside) == existing
-    (old_calibration,) = target.data_dir.glob("calibration.json.before-restore-*")
-    assert "other@000000000000" in old_calibration.read_text()
+    # The calibrations go with the database they calibrated.
+    assert [row[0] for row in rows(aside)["calibrations"]] == ["other@000000000000"]
+    assert [row[0] for row in rows(target.data_dir / "faces.db")["calibrations"]] == [MODEL]
 
 
 def test_the_layout_names_match_the_training_code() -> None:
@@ -422,10 +432,10 @@ def test_restore_writes_through_no_symlink_and_reads_none(
     assert rows(target.data_dir / "faces.db") == rows(backup / "faces.db")
 
     # A backup whose file is a symbolic link (to a file of the right content) is refused.
-    real = backup.parent / "calibration-elsewhere.json"
-    real.write_bytes((backup / "calibration.json").read_bytes())
-    (backup / "calibration.json").unlink()
-    (backup / "calibration.json").symlink_to(real)
+    real = backup.parent / "checkpoint-elsewhere.json"
+    real.write_bytes((backup / CHECKPOINT).read_bytes())
+    (backup / CHECKPOINT).unlink()
+    (backup / CHECKPOINT).symlink_to(real)
     assert main(["restore", "--force", str(backup)]) == 2
     assert "symbolic link" in capsys.readouterr().err
 

@@ -19,8 +19,9 @@ from app.evaluation.pairs import read_pairs
 from app.gallery import repository
 from app.gallery.db import make_engine, make_session_factory, migrate
 from app.pipeline.analyzer import FacePipeline
-from app.services.calibration import METHOD_GALLERY_ADJUSTED, CalibrationStore
+from app.services.calibration import METHOD_GALLERY_ADJUSTED
 from app.services.calibration_reliability import is_reliable
+from tests.calibrations import store_for
 from tests.commands.test_import_files import writers_for
 from tests.unit.services.test_calibration import make_calibration
 
@@ -51,7 +52,7 @@ def test_stored_thresholds_hold_the_target_far_on_the_pairs(
     )
     assert calibrate.run(args, settings, pipeline) == 0
 
-    stored = CalibrationStore(settings.data_dir).load(pipeline.embedder.version)
+    stored = store_for(settings).load(pipeline.embedder.version)
     assert stored is not None
     assert (stored.verify_far, stored.identify_far, stored.gallery_size) == (0.05, 0.1, 4)
     assert stored.method == METHOD_GALLERY_ADJUSTED
@@ -81,10 +82,10 @@ def test_unmeasurable_targets_store_nothing_and_the_smallest_named_store_unforce
     subset_pairs: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    store = CalibrationStore(settings.data_dir)
+    store = store_for(settings)
     earlier = make_calibration(pipeline.embedder.version)
     store.save(earlier)
-    before = store.path.read_bytes()
+    before = store.stamp(earlier.model_version)
 
     def calibrate_at(*targets: str) -> int:
         argv = ("--pairs", subset_pairs, "--root", shared_faces, "--gallery-size", "4")
@@ -92,7 +93,7 @@ def test_unmeasurable_targets_store_nothing_and_the_smallest_named_store_unforce
 
     assert calibrate_at("--target-far", "0.05") == 1
     captured = capsys.readouterr()
-    assert store.path.read_bytes() == before  # the calibration serving stays
+    assert store.stamp(earlier.model_version) == before  # the calibration serving stays
     assert "responses would state verify FAR" in captured.out
     assert "verify: 49 impostor pairs cannot measure a FAR of 0.05" in captured.out
     assert "identify: 49 impostor pairs cannot measure a FAR of 0.05 at N=4" in captured.out
@@ -125,26 +126,19 @@ def test_target_below_resolution_is_reported(
         f"path_a,path_b,same\n{amy.format(1)},{amy.format(2)},1\n"
         f"{amy.format(1)},{howard},0\n{amy.format(2)},{howard},0\n"
     )
-    # An unreadable calibration file is set aside, as the admin endpoint does; it used to
-    # end the command with a traceback.
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    (settings.data_dir / "calibration.json").write_text("{broken")
     argv = ("calibrate", "--pairs", pairs, "--root", shared_faces)
-    # Refused, the broken file is left as it is: nothing is written.
+    # Refused: nothing is written, and no database is created for it.
     assert calibrate.run(parse(*argv), settings, pipeline) == 1
+    assert not settings.data_dir.joinpath("faces.db").exists()
     refused = capsys.readouterr().err
     assert "add impostor pairs (same=0) to --pairs, or pass --force" in refused
     assert ">=" not in refused  # 2 pairs can measure no FAR below 1
-    assert (settings.data_dir / "calibration.json").read_text() == "{broken"
     assert calibrate.run(parse(*argv, "--force"), settings, pipeline) == 0
-    stored = CalibrationStore(settings.data_dir).load(pipeline.embedder.version)
+    stored = store_for(settings).load(pipeline.embedder.version)
     assert stored is not None and stored.verify_far == 0.001 and stored.impostors == 2
     captured = capsys.readouterr()
     printed = captured.out
-    assert "set it aside as calibration.json.unreadable-" in captured.err
-    assert [p.read_text() for p in settings.data_dir.glob("calibration.json.unreadable-*")] == [
-        "{broken"
-    ]
+    assert f"stored in {settings.resolved_database_url}, unreliable (--force)" in printed
     assert "below the resolution of 2 impostor pairs" in printed
     assert "achieved FAR 0 (0/2" in printed
     assert "verify: 2 impostor pairs cannot measure a FAR of 0.001; about 10000" in printed
@@ -270,7 +264,7 @@ def test_an_unreadable_image_is_left_out_not_fatal(
     argv = ("--pairs", pairs, "--root", tmp_path, "--target-far", "0.05", "--force")
     assert calibrate.run(parse("calibrate", *argv), settings, pipeline) == 0
 
-    stored = CalibrationStore(settings.data_dir).load(pipeline.embedder.version)
+    stored = store_for(settings).load(pipeline.embedder.version)
     assert stored is not None and stored.impostors == 2
     printed = capsys.readouterr().out
     assert "1 excluded because 0 image(s) had no face and 1 could not be read" in printed
@@ -395,3 +389,24 @@ def test_frr_is_not_applicable_without_genuine_pairs(
     # An FRR of 0.0000 read as "no genuine pair rejected", of none.
     assert "FRR 0" not in printed
     assert printed.count("FRR n/a (no genuine pairs)") == 2
+
+
+def test_a_database_that_cannot_be_written_is_one_line_and_stores_nothing(
+    parse,
+    settings: Settings,
+    pipeline: FacePipeline,
+    shared_faces: Path,
+    subset_pairs: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The calibration is kept in the service's database, for every process to serve: a
+    server that refuses the connection is reported, not a traceback."""
+    unreachable = settings.model_copy(
+        update={"database_url": "postgresql://face:secret@127.0.0.1:1/face"}
+    )
+    argv = ("calibrate", "--pairs", subset_pairs, "--root", shared_faces, "--force")
+    assert calibrate.run(parse(*argv, "--gallery-size", "4"), unreachable, pipeline) == 1
+    last = capsys.readouterr().err.splitlines()[-1]
+    assert last == (
+        "not stored: cannot write to postgresql://face:***@127.0.0.1:1/face (OperationalError)"
+    )

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 # Collected again here, where the `db_url` fixture names a PostgreSQL database.
+from tests.unit.gallery.test_calibrations_repo import (  # noqa: F401
+    test_a_calibration_round_trips_through_the_store,
+    test_rows_are_inserted_replaced_or_kept_and_removed,
+)
 from tests.unit.gallery.test_db import (  # noqa: F401
     test_foreign_keys_are_enforced,
     test_migrate_is_idempotent_and_keeps_data,

@@ -40,7 +40,7 @@ def ready(state: StateDep) -> JSONResponse:
     # calibration must stay reachable behind a load balancer that follows this route.
     paused = None
     if state.runtime.calibration_error is not None:
-        paused = "verify and identify answer 503: the calibration file cannot be read"
+        paused = "verify and identify answer 503: the stored calibration cannot be read"
     try:  # an orchestrator should stop sending traffic while the database is away
         with state.sessions() as session:
             session.execute(text("SELECT 1"))

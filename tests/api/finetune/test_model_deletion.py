@@ -59,7 +59,7 @@ def traces(client: TestClient, version: str, checkpoint: str) -> dict[str, objec
         "row": row is not None,
         "vectors": vectors,
         "checkpoint": (settings.models_dir / checkpoint).exists(),
-        "calibration": CalibrationStore(settings.data_dir).load(version) is not None,
+        "calibration": CalibrationStore(state_of(client).sessions).load(version) is not None,
         "index": saved.exists(),
     }
 
@@ -83,7 +83,7 @@ def test_a_version_nothing_needs_is_deleted_and_the_service_answers_on(
     state = state_of(client)
     with state.write_lock:
         save_index(state.settings, state.runtime.index)  # its on-disk index
-    store = CalibrationStore(state.settings.data_dir)
+    store = CalibrationStore(state.sessions)
     store.save(calibration(tuned))
     store.save(calibration(OTHER))
     kept = traces(client, tuned, checkpoint)
@@ -136,7 +136,7 @@ def test_a_version_nothing_needs_is_deleted_and_the_service_answers_on(
         "calibration": False,
         "index": False,
     }
-    assert CalibrationStore(state_of(client).settings.data_dir).load(OTHER) is not None
+    assert CalibrationStore(state_of(client).sessions).load(OTHER) is not None
     assert [m["id"] for m in client.get("/v1/admin/models").json()["models"]] == [base]
     assert_error(client.delete(f"/v1/admin/models/{tuned}"), 404, "model_not_found")
 

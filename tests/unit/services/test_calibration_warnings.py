@@ -7,8 +7,10 @@ from pathlib import Path
 
 import numpy as np
 
+from app.config import Settings
 from app.evaluation.far_calibration import calibrate_far
-from app.services.calibration import CalibrationStore
+from app.gallery import calibrations_repo
+from app.services.calibration_import import LEGACY_FILE, import_legacy_file
 from app.services.calibration_reliability import far_checks
 from app.services.calibration_warnings import (
     calibration_warnings,
@@ -16,6 +18,7 @@ from app.services.calibration_warnings import (
     genuine_reject_rate,
     threshold_warnings,
 )
+from tests.calibrations import store_for
 from tests.unit.services.test_calibration import make_calibration
 
 # 100 impostor scores spread over [-0.2, 0.3], and genuine ones over [0.5, 0.8].
@@ -100,14 +103,16 @@ def test_genuine_reject_rate() -> None:
 
 
 def test_warnings_are_stored_and_files_without_them_still_load(tmp_path: Path) -> None:
-    store = CalibrationStore(tmp_path)
+    store = store_for(Settings(data_dir=tmp_path))
     old = json.loads(make_calibration("m@old").model_dump_json())
     del old["warnings"]  # as written before warnings existed
-    store.path.write_text(json.dumps({"m@old": old}))
+    (tmp_path / LEGACY_FILE).write_text(json.dumps({"m@old": old}))
+    import_legacy_file(tmp_path, store.sessions)
     loaded = store.load("m@old")
     assert loaded is not None and loaded.warnings == ()
 
     warned = make_calibration("m@new").model_copy(update={"warnings": ("identify: bad.",)})
     store.save(warned)
     assert store.load("m@new") == warned
-    assert json.loads(store.path.read_text())["m@new"]["warnings"] == ["identify: bad."]
+    with store.sessions() as session:
+        assert calibrations_repo.get(session, "m@new")["warnings"] == ["identify: bad."]  # type: ignore[index]

@@ -6,12 +6,21 @@ from pathlib import Path
 from typing import Any
 
 from app.config import Settings
-from app.services.calibration import Calibration, CalibrationStore
+from app.services.calibration import Calibration
 from app.services.thresholds import GalleryCounts, active_thresholds
+from app.state import Thresholds
+from tests.calibrations import store_for
+
+
+def thresholds(
+    settings: Settings, embedder: Any, gallery: GalleryCounts | None = None
+) -> Thresholds:
+    """The thresholds a service on `settings` would serve."""
+    return active_thresholds(settings, store_for(settings).sessions, embedder, gallery)
 
 
 def calibrate(data_dir: Path, version: str) -> None:
-    CalibrationStore(data_dir).save(
+    store_for(Settings(data_dir=data_dir)).save(
         Calibration(
             model_version=version,
             verify_threshold=0.33,
@@ -31,7 +40,7 @@ def calibrate(data_dir: Path, version: str) -> None:
 
 def test_embedder_default_without_calibration(tmp_path: Path, models: Any) -> None:
     embedder = models.embedder
-    active = active_thresholds(Settings(data_dir=tmp_path), embedder)
+    active = thresholds(Settings(data_dir=tmp_path), embedder)
     assert (active.verify, active.identify) == (
         embedder.default_thresholds.verify,
         embedder.default_thresholds.identify,
@@ -43,7 +52,7 @@ def test_embedder_default_without_calibration(tmp_path: Path, models: Any) -> No
 def test_calibration_wins_over_default_and_reports_far(tmp_path: Path, models: Any) -> None:
     calibrate(tmp_path, models.embedder.version)
     calibrate(tmp_path, "some-other-model@123")
-    active = active_thresholds(Settings(data_dir=tmp_path), models.embedder)
+    active = thresholds(Settings(data_dir=tmp_path), models.embedder)
     assert (active.verify, active.verify_far) == (0.33, 0.001)
     # 5000 impostor scores vouch for 6e-4 per comparison; over 50 subjects that is
     # 1 - (1 - 6e-4)^50 = 0.0296, more than the 0.01 the identify threshold aimed at.
@@ -54,12 +63,12 @@ def test_calibration_wins_over_default_and_reports_far(tmp_path: Path, models: A
 
 def test_settings_override_a_calibration(tmp_path: Path, models: Any) -> None:
     calibrate(tmp_path, models.embedder.version)
-    active = active_thresholds(Settings(data_dir=tmp_path, verify_threshold=0.5), models.embedder)
+    active = thresholds(Settings(data_dir=tmp_path, verify_threshold=0.5), models.embedder)
     assert (active.verify, active.verify_far) == (0.5, None)
     assert (active.identify, active.identify_far) == (0.44, 0.0296)
     assert active.source.startswith("verify: settings; identify: calibrated")
     overridden = Settings(data_dir=tmp_path, identify_threshold=0.5)
-    assert active_thresholds(overridden, models.embedder).identify_far_method is None
+    assert thresholds(overridden, models.embedder).identify_far_method is None
 
 
 def test_identify_far_is_stated_for_the_gallery_as_it_is(tmp_path: Path, models: Any) -> None:
@@ -69,7 +78,7 @@ def test_identify_far_is_stated_for_the_gallery_as_it_is(tmp_path: Path, models:
 
     def stated(faces: int) -> tuple[float | None, int | None]:
         counts = GalleryCounts(faces=faces, subjects=faces // 3)
-        active = active_thresholds(settings, models.embedder, counts)
+        active = thresholds(settings, models.embedder, counts)
         assert active.identify == 0.44  # the threshold stays; what it means changes
         return active.identify_far, active.identify_far_gallery_size
 
@@ -80,4 +89,4 @@ def test_identify_far_is_stated_for_the_gallery_as_it_is(tmp_path: Path, models:
     far, size = stated(5000)
     assert (far, size) == (0.95, 5000)
     # Without a count (the CLI), the calibration's own N.
-    assert active_thresholds(settings, models.embedder).identify_far_gallery_size == 50
+    assert thresholds(settings, models.embedder).identify_far_gallery_size == 50

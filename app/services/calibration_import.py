@@ -1,0 +1,104 @@
+"""The calibration.json of releases before the calibrations table: imported, then renamed."""
+
+from __future__ import annotations
+
+import logging
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+
+from pydantic import TypeAdapter, ValidationError
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.errors import ModelError
+from app.gallery import calibrations_repo
+from app.services.calibration import Calibration, dump
+
+log = logging.getLogger(__name__)
+
+LEGACY_FILE = "calibration.json"
+
+_FILE_SCHEMA = TypeAdapter(dict[str, Calibration])
+
+
+def import_legacy_file(data_dir: Path, sessions: sessionmaker[Session]) -> None:
+    """Move the entries of `data_dir`/calibration.json into the database, then rename the
+    file calibration.json.imported-<time>. A version that already has a row keeps it: it
+    was saved later, or by another process sharing the database, which serves it too.
+
+    An unreadable file raises ModelError and stays where it is: serving the default
+    thresholds in its place would silently loosen the FAR it was calibrated for.
+    """
+    path = data_dir / LEGACY_FILE
+    entries = _read(path)
+    if entries is None:
+        return
+    with sessions.begin() as session:
+        added = [
+            version
+            for version, calibration in sorted(entries.items())
+            if calibrations_repo.put(session, version, dump(calibration), replace=False)
+        ]
+    aside = _rename(path, "imported")
+    kept = sorted(set(entries) - set(added))
+    log.warning(
+        "imported %s from %s into the database%s; the file is now %s",
+        ", ".join(added) or "no calibration",
+        path,
+        f" ({', '.join(kept)} already had one there, kept)" if kept else "",
+        aside.name,
+    )
+
+
+def file_stamp(data_dir: Path) -> tuple[int, int] | None:
+    """When and how large calibration.json was last written; None while there is none."""
+    try:
+        found = (data_dir / LEGACY_FILE).stat()
+    except FileNotFoundError:
+        return None
+    return found.st_mtime_ns, found.st_size
+
+
+def set_aside(data_dir: Path) -> Path | None:
+    """Rename calibration.json out of the way if it is there and unreadable (kept for
+    inspection); the new name, or None when it is readable or gone."""
+    path = data_dir / LEGACY_FILE
+    try:
+        _read(path)
+    except ModelError:
+        return _rename(path, "unreadable")
+    return None
+
+
+def _rename(path: Path, why: str) -> Path:
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    target = path.with_name(f"{path.name}.{why}-{stamp}")
+    os.replace(path, target)
+    return target
+
+
+def _read(path: Path) -> dict[str, Calibration] | None:
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:  # a folder in its place, no permission: unreadable too
+        raise ModelError(
+            f"calibration file {path} cannot be read ({exc}); fix or delete it"
+        ) from exc
+    try:
+        entries = _FILE_SCHEMA.validate_json(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "the top level"
+        raise ModelError(
+            f"calibration file {path} is unreadable ({exc.error_count()} problem(s); "
+            f"at {where}: {first['msg']}); fix or delete it"
+        ) from exc
+    for version, calibration in entries.items():
+        if calibration.model_version != version:
+            raise ModelError(
+                f"calibration file {path} is unreadable (its entry {version} names "
+                f"{calibration.model_version}); fix or delete it"
+            )
+    return entries
