@@ -66,7 +66,7 @@ class Runtime:
         stored calibration is unreadable."""
         if self.calibration_error is not None:
             raise ModelError(
-                "Verify and identify are paused: the stored calibration cannot be read. Fix "
+                "Verify and identify are paused: the calibration cannot be read. Fix "
                 "it, DELETE /v1/admin/calibration, or POST /v1/admin/calibrate; the service "
                 "log says what is wrong."
             )

@@ -7,13 +7,14 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from alembic.util import CommandError
 from sqlalchemy.exc import SQLAlchemyError
 
 from app.commands.calibrate_inputs import frr_text, gallery_count, path_problem, require_photos
 from app.commands.calibration_gallery import gallery_size
 from app.commands.evaluate_inputs import at_least
 from app.commands.evaluate_summary import unreadable_lines
-from app.commands.service_db import service_sessions
+from app.commands.service_db import service_sessions, write_problem
 from app.config import Settings
 from app.errors import FaceServiceError
 from app.evaluation.far_calibration import MIN_TARGET_FAR, calibrate_far
@@ -83,6 +84,10 @@ def run(args: argparse.Namespace, settings: Settings, pipeline: FacePipeline | N
     if problem is not None:
         print(problem, file=sys.stderr)
         return 2
+    problem = write_problem(settings)  # where the calibration will be stored
+    if problem is not None:
+        print(f"calibrate failed: {problem}", file=sys.stderr)
+        return 1
     gallery, why = gallery_size(args.gallery_size, settings)
     try:
         pairs = read_pairs(args.pairs, args.root)  # before any model loads: found in seconds
@@ -205,7 +210,7 @@ def run(args: argparse.Namespace, settings: Settings, pipeline: FacePipeline | N
     try:  # the service's database, where every service process reads it
         with service_sessions(settings) as sessions:
             CalibrationStore(sessions).save(calibration)
-    except (SQLAlchemyError, OSError) as exc:
+    except (SQLAlchemyError, OSError, CommandError) as exc:  # changed since the check above
         print(f"not stored: cannot write to {where} ({type(exc).__name__})", file=sys.stderr)
         return 1
     forced = [kind for kind, bad in (("unreliable", not reliable), ("degenerate", warned)) if bad]

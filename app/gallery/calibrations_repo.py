@@ -45,13 +45,16 @@ def put(s: Session, model_version: str, body: dict[str, Any], *, replace: bool =
         )
     else:
         statement = insert.on_conflict_do_nothing(index_elements=keys)
-    return bool(s.execute(statement.returning(StoredCalibration.model_version)).first())
+    if isinstance(statement, postgresql.Insert):
+        return s.execute(statement.returning(StoredCalibration.model_version)).first() is not None
+    # The row count, not RETURNING, which SQLite has only since 3.35 (psycopg reports no
+    # row count for it).
+    return bool(s.connection().execute(statement).rowcount)
 
 
 def remove(s: Session, model_version: str) -> dict[str, Any] | None:
     """Delete this version's row; its body, or None when there was none."""
-    return s.scalar(
-        delete(StoredCalibration)
-        .where(StoredCalibration.model_version == model_version)
-        .returning(StoredCalibration.body)
-    )
+    body = get(s, model_version)
+    if body is not None:
+        s.execute(delete(StoredCalibration).where(StoredCalibration.model_version == model_version))
+    return body

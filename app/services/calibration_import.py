@@ -23,8 +23,9 @@ _FILE_SCHEMA = TypeAdapter(dict[str, Calibration])
 
 def import_legacy_file(data_dir: Path, sessions: sessionmaker[Session]) -> None:
     """Move the entries of `data_dir`/calibration.json into the database, then rename the
-    file calibration.json.imported-<time>. A version that already has a row keeps it: it
-    was saved later, or by another process sharing the database, which serves it too.
+    file calibration.json.imported-<time>. Where a version has a row already (saved by
+    another process sharing the database, or imported from its file), the more recently
+    calibrated of the two stays.
 
     An unreadable file raises ModelError and stays where it is: serving the default
     thresholds in its place would silently loosen the FAR it was calibrated for.
@@ -34,20 +35,36 @@ def import_legacy_file(data_dir: Path, sessions: sessionmaker[Session]) -> None:
     if entries is None:
         return
     with sessions.begin() as session:
-        added = [
+        kept = [
             version
             for version, calibration in sorted(entries.items())
-            if calibrations_repo.put(session, version, dump(calibration), replace=False)
+            if not _import(session, calibration)
         ]
     aside = _rename(path, "imported")
-    kept = sorted(set(entries) - set(added))
+    added = sorted(set(entries) - set(kept))
     log.warning(
         "imported %s from %s into the database%s; the file is now %s",
         ", ".join(added) or "no calibration",
         path,
-        f" ({', '.join(kept)} already had one there, kept)" if kept else "",
+        f" ({', '.join(kept)}: a later calibration there, kept)" if kept else "",
         aside.name,
     )
+
+
+def _import(session: Session, calibration: Calibration) -> bool:
+    """Store one entry unless the database holds a later calibration of its version (or
+    one it cannot read, left for an operator to judge); whether it was stored."""
+    version = calibration.model_version
+    if calibrations_repo.put(session, version, dump(calibration), replace=False):
+        return True
+    body = calibrations_repo.get(session, version)
+    try:
+        stored = Calibration.model_validate(body)
+    except ValidationError:
+        return False
+    if stored.created_at >= calibration.created_at:
+        return False
+    return calibrations_repo.put(session, version, dump(calibration))
 
 
 def file_stamp(data_dir: Path) -> tuple[int, int] | None:

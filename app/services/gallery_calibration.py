@@ -114,11 +114,23 @@ def stored_calibration(state: AppState) -> CalibrationPublic:
 
 def delete_calibration(state: AppState) -> CalibrationPublic:
     """Forget the serving model's stored calibration and serve its default thresholds at
-    once; the calibration removed. Other models' calibrations stay."""
+    once; the calibration removed. Other models' calibrations stay.
+
+    When it is this process's unreadable calibration.json of an older release that pauses
+    decisions, only that file is set aside: the row in the database, which every process
+    sharing it serves, stays."""
     version = state.require_runtime().model_version
     with state.write_lock:
-        # An older release's unreadable file would pause decisions again: out of the way.
         aside = set_aside(state.settings.data_dir)
+        if aside is not None:
+            log.warning("an older release's unreadable calibration file is now %s", aside)
+            refresh_thresholds(state, version)
+            raise CalibrationNotFound(
+                f"This process's calibration file of an older release could not be read, so "
+                f"it was set aside as {aside.name}; the calibration stored in the database, "
+                "if any, serves (delete again to remove it).",
+                {"model_version": version, "set_aside": aside.name},
+            )
         try:
             removed = CalibrationStore(state.sessions).delete(version)
         except ModelError as error:  # unreadable, and removed all the same
@@ -129,14 +141,8 @@ def delete_calibration(state: AppState) -> CalibrationPublic:
                 "thresholds serve.",
                 {"model_version": version, "unreadable": error.message},
             ) from error
-        if removed is not None or aside is not None:
+        if removed is not None:
             refresh_thresholds(state, version)
-    if removed is None and aside is not None:
-        raise CalibrationNotFound(
-            f"The calibration file of an older release could not be read, so it was set "
-            f"aside as {aside.name}; the default thresholds serve.",
-            {"model_version": version, "set_aside": aside.name},
-        )
     if removed is None:
         raise CalibrationNotFound(
             f"No calibration is stored for {version}.", {"model_version": version}

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from datetime import datetime
 
 from app.errors import FaceServiceError
 from app.gallery import embeddings_repo, models_repo
@@ -53,7 +52,7 @@ class ModelWatcher:
 
     def __init__(self, state: AppState) -> None:
         self.state = state
-        self._failed: tuple[str, datetime | None] | None = None
+        self._failed: tuple[object, object] | None = None  # (wanted, its calibration stamp)
         self._settle = False
         self._counted = time.monotonic()
         self._index = IndexFollower(state)
@@ -76,20 +75,21 @@ class ModelWatcher:
                 with state.write_lock:
                     self._complete(runtime)
             return
-        if wanted == self._failed:
+        # A failure is tried again once the active model, or the wanted model's calibration
+        # (which a swap reads), has changed: each try embeds and builds an index anew.
+        attempt = (wanted, calibration_stamp(state.settings, state.sessions, row.id))
+        if attempt == self._failed:
             return
         try:
             embedder = load_version(state.settings, row, runtime.pipeline.embedder.device)
         except FaceServiceError as error:
-            self._failed = wanted
+            self._failed = attempt
             log.error("cannot load %s: %s; still serving %s", row.id, error, runtime.model_version)
             return
         try:
             self.swap(Models(detector=runtime.pipeline.detector, embedder=embedder))
-        except FaceServiceError as error:
-            # An unreadable calibration, say. Each retry would embed and build the new model's
-            # index again, every tick: wait for the calibration or the active model to change.
-            self._failed = wanted
+        except FaceServiceError as error:  # an unreadable calibration, say
+            self._failed = attempt
             log.error("cannot serve %s: %s; still serving %s", row.id, error, runtime.model_version)
 
     def _follow_calibration(self, serving: Runtime) -> None:
@@ -101,7 +101,6 @@ class ModelWatcher:
         stamp = calibration_stamp(state.settings, state.sessions, serving.model_version)
         if stamp == serving.calibration_stamp:
             return
-        self._failed = None  # a swap that failed on the old calibration may succeed now
         try:
             with state.write_lock:
                 runtime = refresh_thresholds(state, serving.model_version)

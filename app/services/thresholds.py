@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.config import Settings
+from app.errors import ModelError
 from app.evaluation.identification import per_comparison_far
 from app.gallery import repository
 from app.pipeline.embedders import Embedder
@@ -142,9 +143,16 @@ def refresh_thresholds(
     if runtime is None or runtime.model_version != model_version:
         return None
     counts = gallery if gallery is not None else count_gallery(state.sessions)
-    # Taken first: a calibration saved while this reads is then seen at the next check.
-    runtime.calibration_stamp = calibration_stamp(state.settings, state.sessions, model_version)
-    embedder = runtime.pipeline.embedder
-    runtime.thresholds = active_thresholds(state.settings, state.sessions, embedder, counts)
+    # Taken before the read: a calibration saved meanwhile is then seen at the next check.
+    stamp = calibration_stamp(state.settings, state.sessions, model_version)
+    try:
+        thresholds = active_thresholds(
+            state.settings, state.sessions, runtime.pipeline.embedder, counts
+        )
+    except ModelError:
+        runtime.calibration_stamp = stamp  # unreadable as it stands: no retry until it changes
+        raise
+    # Any other failure (the database away) leaves the old stamp: the next check retries.
+    runtime.thresholds, runtime.calibration_stamp = thresholds, stamp
     runtime.calibration_error = None  # readable (or gone) again
     return runtime

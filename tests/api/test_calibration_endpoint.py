@@ -449,7 +449,7 @@ def test_an_unreadable_calibration_at_start_pauses_decisions_until_set_aside(
     client = make_client()
     ready = client.get("/v1/ready")  # 200: enrolment and the repair routes stay reachable
     assert ready.status_code == 200
-    assert "stored calibration cannot be read" in ready.json()["paused"]
+    assert "calibration cannot be read" in ready.json()["paused"]
     assert client.get("/v1/info").json()["thresholds"] is None  # no thresholds decide
     # Enrolment and the rest serve; verify and identify decide nothing on default thresholds.
     yao = new_subject(client, "Yao")
@@ -586,7 +586,7 @@ def test_an_unreadable_row_at_start_pauses_decisions_until_deleted(
     client = make_client()  # a restart
     state = client.app.state.face  # type: ignore[attr-defined]
     paused = client.get("/v1/ready").json()["paused"]
-    assert "stored calibration cannot be read" in paused
+    assert "calibration cannot be read (the stored one" in paused
     probe = {
         "image": photo(package_images, "yaoming.jpg"),
         "image2": photo(package_images, "yaoming.jpg"),
@@ -653,6 +653,76 @@ def test_processes_sharing_a_database_serve_one_calibration(
         while first.get("/v1/info").json()["thresholds"]["source"] != "embedder default":
             assert time.monotonic() < deadline + 20, "the deletion never reached the first"
             time.sleep(0.05)
+    finally:
+        first.__exit__(None, None, None)
+        second.__exit__(None, None, None)
+
+
+def test_a_swap_failing_on_the_wanted_models_row_is_retried_once_it_is_fixed(
+    make_client: ClientFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The watcher follows the serving model's row; a swap that failed on the row of the
+    model it was to serve waited, before, for a change of that one, which never came."""
+    import copy
+    from types import SimpleNamespace
+
+    from app.services import active_model, promotion
+    from tests.unit.services.test_calibration import make_calibration
+
+    client = make_client(finetune_poll_interval_s=3600)  # only the ticks below run
+    state = client.app.state.face  # type: ignore[attr-defined]
+    serving = state.runtime.model_version
+    wanted = copy.copy(state.runtime.pipeline.embedder)
+    wanted.version = "arcface-mbf@promoted0000"
+    row = SimpleNamespace(id=wanted.version, activated_at=None)
+    for module in (promotion, active_model):
+        monkeypatch.setattr(module, "desired_version", lambda *args: row)
+        monkeypatch.setattr(module, "load_version", lambda *args: wanted)
+    monkeypatch.setattr(active_model, "register_packaged", lambda *args: None)
+    monkeypatch.setattr(promotion.ModelWatcher, "_still_wanted", lambda *args: True)
+    builds: list[int] = []
+    build = promotion.build_runtime
+
+    def counted_build(*args: Any, **kwargs: Any) -> Any:
+        builds.append(1)
+        return build(*args, **kwargs)
+
+    monkeypatch.setattr(promotion, "build_runtime", counted_build)
+    store = CalibrationStore(state.sessions)
+    store.save(make_calibration(wanted.version, 0.4))
+    break_row(state, wanted.version)
+    watcher = promotion.ModelWatcher(state)
+    watcher.tick()  # fails on the row; the model serving stays
+    watcher.tick()
+    assert len(builds) == 1 and state.runtime.model_version == serving
+    store.save(make_calibration(wanted.version, 0.4))  # fixed: `python -m app calibrate`
+    watcher.tick()
+    assert len(builds) == 2 and state.runtime.model_version == wanted.version
+    assert state.runtime.thresholds.verify == 0.4
+
+
+def test_one_processes_broken_old_file_is_set_aside_and_the_shared_row_stays(
+    tmp_path: Path, models: Any, package_images: Path
+) -> None:
+    """A process that starts on its own unreadable calibration.json pauses; DELETE sets
+    that file aside and no more: the row every process serves stays, and now serves here."""
+    from tests.unit.services.test_calibration import make_calibration
+
+    shared = {"database_url": f"sqlite:///{tmp_path / 'shared.db'}"}
+    first = open_client(tmp_path / "first", models, **shared)
+    version = first.app.state.face.runtime.model_version  # type: ignore[attr-defined]
+    store = CalibrationStore(first.app.state.face.sessions)  # type: ignore[attr-defined]
+    store.save(make_calibration(version, 0.37))
+    (tmp_path / "second").mkdir()
+    (tmp_path / "second" / "calibration.json").write_text("{broken")
+    second = open_client(tmp_path / "second", models, **shared)
+    try:
+        assert second.get("/v1/ready").json()["paused"] is not None
+        deleted = assert_error(second.delete(CALIBRATION), 404, "calibration_not_found")
+        assert "set aside" in deleted["message"] and "stored in the database" in deleted["message"]
+        assert store.load(version) is not None
+        assert second.get("/v1/ready").json()["paused"] is None
+        assert second.get("/v1/info").json()["thresholds"]["verify"] == 0.37
     finally:
         first.__exit__(None, None, None)
         second.__exit__(None, None, None)

@@ -263,7 +263,7 @@ def test_backup_refuses_a_folder_in_use_and_postgresql_without_files_only(
 
     # The calibrations are in the database, which pg_dump saves; a calibration.json that a
     # release before them left, not yet imported by a start, is carried along.
-    (source.data_dir / "calibration.json").write_text('{"legacy": "entries"}')
+    (source.data_dir / "calibration.json").write_text("{}")  # as old releases wrote it
     assert main(["backup", "--files-only", str(tmp_path / "pg")]) == 0
     manifest = json.loads((tmp_path / "pg" / "backup.json").read_text())
     assert manifest["files_only"] and manifest["counts"] is None

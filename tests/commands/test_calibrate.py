@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from sqlalchemy import text
 
 from app.commands import calibrate
 from app.commands.calibrate_inputs import MAX_GALLERY_SIZE
@@ -391,22 +392,29 @@ def test_frr_is_not_applicable_without_genuine_pairs(
     assert printed.count("FRR n/a (no genuine pairs)") == 2
 
 
-def test_a_database_that_cannot_be_written_is_one_line_and_stores_nothing(
+def test_a_database_it_cannot_write_is_refused_before_any_model_loads(
     parse,
     settings: Settings,
-    pipeline: FacePipeline,
     shared_faces: Path,
     subset_pairs: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    """The calibration is kept in the service's database, for every process to serve: a
-    server that refuses the connection is reported, not a traceback."""
+    """The calibration is kept in the service's database, for every process to serve: one
+    that cannot be reached, or that a newer release migrated, is found in a second, not
+    after minutes of embedding (no pipeline is passed: loading one would take seconds)."""
+    argv = ("calibrate", "--pairs", subset_pairs, "--root", shared_faces, "--force")
     unreachable = settings.model_copy(
         update={"database_url": "postgresql://face:secret@127.0.0.1:1/face"}
     )
-    argv = ("calibrate", "--pairs", subset_pairs, "--root", shared_faces, "--force")
-    assert calibrate.run(parse(*argv, "--gallery-size", "4"), unreachable, pipeline) == 1
-    last = capsys.readouterr().err.splitlines()[-1]
-    assert last == (
-        "not stored: cannot write to postgresql://face:***@127.0.0.1:1/face (OperationalError)"
+    assert calibrate.run(parse(*argv), unreachable) == 1
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        "calibrate failed: cannot reach postgresql://face:***@127.0.0.1:1/face (OperationalError)"
     )
+    engine = make_engine(settings.resolved_database_url)
+    migrate(engine)
+    with engine.begin() as connection:
+        connection.execute(text("UPDATE alembic_version SET version_num = '9999'"))
+    engine.dispose()
+    assert calibrate.run(parse(*argv), settings) == 1
+    last = capsys.readouterr().err.splitlines()[-1]
+    assert last.startswith("calibrate failed: sqlite:///") and "revision 9999, newer" in last

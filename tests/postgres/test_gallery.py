@@ -44,6 +44,9 @@ from tests.unit.gallery.test_migration_0009 import (  # noqa: F401
 from tests.unit.gallery.test_migration_0010 import (  # noqa: F401
     test_migration_0010_refolds_stored_names_and_goes_back,
 )
+from tests.unit.gallery.test_migration_0011 import (  # noqa: F401
+    test_a_leftover_table_from_a_restore_is_replaced_and_the_downgrade_drops_it,
+)
 from tests.unit.gallery.test_models_repo import (  # noqa: F401
     test_crops_missing_a_version,
     test_the_latest_activation_wins,

@@ -40,7 +40,10 @@ def ready(state: StateDep) -> JSONResponse:
     # calibration must stay reachable behind a load balancer that follows this route.
     paused = None
     if state.runtime.calibration_error is not None:
-        paused = "verify and identify answer 503: the stored calibration cannot be read"
+        paused = (
+            "verify and identify answer 503: the calibration cannot be read (the stored one, "
+            "or this process's calibration.json of an older release; the log says which)"
+        )
     try:  # an orchestrator should stop sending traffic while the database is away
         with state.sessions() as session:
             session.execute(text("SELECT 1"))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -78,17 +79,24 @@ def test_entries_are_imported_and_the_file_renamed(
     assert "imported arcface-mbf@abc, facenet-vggface2@def" in caplog.text
 
 
-def test_a_version_already_in_the_database_keeps_its_row(
+def test_the_later_calibration_of_a_version_stays(
     data_dir: Path, store: CalibrationStore, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """Saved later, or by another process sharing the database: the file's is older."""
+    """A row saved after the file's entry (by another process sharing the database, say)
+    stays; an entry calibrated after the row (in a process of the older release, while
+    others already ran this one) replaces it."""
     current = make_calibration("arcface-mbf@abc", 0.5)
     store.save(current)
-    (data_dir / LEGACY_FILE).write_text(json.dumps({"arcface-mbf@abc": OLD_ENTRY}))
+    older = make_calibration("other@1", 0.2)
+    store.save(older.model_copy(update={"created_at": older.created_at - timedelta(days=1)}))
+    entries = {"arcface-mbf@abc": OLD_ENTRY, "other@1": older.model_dump(mode="json")}
+    (data_dir / LEGACY_FILE).write_text(json.dumps(entries))
     with caplog.at_level(logging.WARNING):
         import_legacy_file(data_dir, store.sessions)
     assert store.load("arcface-mbf@abc") == current
-    assert "(arcface-mbf@abc already had one there, kept)" in caplog.text
+    assert store.load("other@1") == older
+    assert "imported other@1" in caplog.text
+    assert "(arcface-mbf@abc: a later calibration there, kept)" in caplog.text
     assert not (data_dir / LEGACY_FILE).exists()
 
 

@@ -16,6 +16,10 @@ depends_on: str | Sequence[str] | None = None
 def upgrade() -> None:
     # Each process's FACE_DATA_DIR/calibration.json is imported at its next start
     # (services/calibration_import.py): the migration cannot know where those folders are.
+    # A table already here at 0010 is a leftover: `pg_restore --clean` of a dump made before
+    # this revision drops only what the dump holds, so the rows of the gallery replaced
+    # stayed (and the CREATE failed). They calibrated that gallery: gone with it.
+    op.execute("DROP TABLE IF EXISTS calibrations")
     op.create_table(
         "calibrations",
         sa.Column("model_version", sa.String(100), primary_key=True),
