@@ -10,10 +10,10 @@ from typing import TYPE_CHECKING
 from alembic.util import CommandError
 from sqlalchemy.exc import SQLAlchemyError
 
-from app.commands.calibrate_inputs import frr_text, gallery_count, path_problem, require_photos
+from app.commands.calibrate_inputs import gallery_count, path_problem, require_photos
+from app.commands.calibrate_report import Report, print_report
 from app.commands.calibration_gallery import gallery_size
 from app.commands.evaluate_inputs import at_least
-from app.commands.evaluate_summary import unreadable_lines
 from app.commands.service_db import service_sessions, write_problem
 from app.config import Settings
 from app.errors import FaceServiceError
@@ -21,15 +21,14 @@ from app.evaluation.far_calibration import MIN_TARGET_FAR, calibrate_far
 from app.evaluation.identification import (
     no_looser_than_verify,
     open_set_threshold,
-    per_comparison_far,
 )
-from app.evaluation.pair_scores import no_face_summary, rates_at, score_pairs, unreadable_summary
+from app.evaluation.pair_scores import no_face_summary, score_pairs
 from app.evaluation.pairs import read_pairs
 from app.gallery.db import shown_url
 from app.services.calibration import METHOD_GALLERY_ADJUSTED, Calibration, CalibrationStore
-from app.services.calibration_reliability import advice, far_checks, reliability_notes
+from app.services.calibration_reliability import advice, far_checks
 from app.services.calibration_warnings import calibration_warnings
-from app.services.far_bounds import accepted, vouched_far
+from app.services.far_bounds import accepted
 
 if TYPE_CHECKING:
     from app.pipeline.analyzer import FacePipeline
@@ -143,55 +142,7 @@ def run(args: argparse.Namespace, settings: Settings, pipeline: FacePipeline | N
     calibration = calibration.model_copy(update={"warnings": warned})
     will = "will" if (reliable and not warned) or args.force else "would"  # refused: none will
     no_face = no_face_summary(pairs, embeddings, scored, unreadable)
-    rates = rates_at(scored, verify.threshold)
-    resolution = 1 / impostors.size
-    per_comparison = per_comparison_far(identify_far, gallery)
-    print(f"calibrated {calibration.model_version} on {args.pairs}")
-    print(
-        f"  pairs: {scored.scores.size} scored ({rates['genuine']} genuine, {impostors.size} "
-        f"impostor); {no_face['pairs_excluded']} excluded because "
-        f"{no_face['images_without_face']} image(s) had no face and {len(unreadable)} "
-        "could not be read"
-    )
-    for line in unreadable_lines(unreadable_summary(unreadable)):
-        print(line)
-    print(
-        f"  verify threshold {verify.threshold:.4f} for target FAR {args.target_far:g}: "
-        f"achieved FAR {verify.far_actual:.4g} ({rates['false_accepts']}/{impostors.size} "
-        f"impostor pairs), {frr_text(rates)}"
-    )
-    stated = vouched_far(args.target_far, int(impostors.size), accepts=calibration.verify_accepts)
-    print(
-        f"  responses {will} state verify FAR {stated:g}: the target, or the 95% upper bound of "
-        f"{rates['false_accepts']}/{impostors.size} where that is higher"
-    )
-    if verify.below_resolution and not calibration.verify_accepts:  # none sits above 1.0
-        print(
-            f"  note: target FAR {args.target_far:g} is below the resolution of "
-            f"{impostors.size} impostor pairs (1/{impostors.size} = {resolution:.4g}); the "
-            "threshold sits just above the highest impostor score and its FAR is unmeasured"
-        )
-    print(
-        f"  identify threshold {identify:.4f} for stranger FAR {identify_far:g} at gallery "
-        f"size N={gallery} ({why}); per-comparison FAR {per_comparison:.4g}, "
-        f"{frr_text(rates_at(scored, identify))}"
-    )
-    stated = vouched_far(identify_far, int(impostors.size), gallery, calibration.identify_accepts)
-    print(
-        f"  responses {will} state identify FAR {stated:g} at N={gallery}, and more as the "
-        f"gallery grows: 1 - (1 - p)^N, p the 95% upper bound of "
-        f"{calibration.identify_accepts}/{impostors.size}"
-    )
-    if per_comparison < resolution:
-        print(
-            f"  note: per-comparison FAR {per_comparison:.4g} is below the resolution of the "
-            "pairs; the identify threshold sits just above the highest impostor score"
-        )
-    print(f"  method: {calibration.method}")
-    for note in reliability_notes(checks, "impostor pairs"):
-        print(f"  note: {note}")
-    for warning in warned:
-        print(f"  warning: {warning}")
+    print_report(args, calibration, scored, verify, Report(unreadable, no_face, why, will, checks))
     if warned and not args.force:  # first: more pairs or a larger FAR may not help
         print(
             "not stored: its thresholds are degenerate (see the warnings); correct the "
