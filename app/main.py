@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 
 from app.api.access_log import drop_query_strings
+from app.api.early_checks import find_route_roles
 from app.api.form_guard import FormGuard
 from app.api.handlers import install_error_handlers
 from app.api.middleware import GuardAndMeasure
@@ -90,7 +91,7 @@ def create_app(settings: Settings | None = None, models: Models | None = None) -
     app.include_router(model_routes.router)
 
     # Each upload route's body may hold the files it takes, plus room for the form fields:
-    # the upload routes are read from the routes included above, so added here, after them.
+    # uploads and roles are read from the routes included above, so added here, after them.
     app.add_middleware(
         GuardAndMeasure,
         metrics=metrics,
@@ -98,6 +99,7 @@ def create_app(settings: Settings | None = None, models: Models | None = None) -
         keys=keys,
         max_files=settings.max_files_per_request,
         uploads=find_upload_routes(app.routes),
+        roles=find_route_roles(app.routes),
     )
     return app
 

@@ -7,6 +7,7 @@ from typing import Annotated, TypeVar
 
 from fastapi import Depends, Form, Query, Request, UploadFile
 from fastapi.security import APIKeyHeader
+from starlette.types import Scope
 
 from app.api.content_type import check_media_type
 from app.api.form_guard import check_form
@@ -45,6 +46,16 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
 
+# The key in the ASGI scope's state (Starlette's `request.state`) that app/api/early_checks.py
+# sets once it has admitted a request with a body, before reading it: its key role is
+# checked and its rate-limit token taken, and must not be taken twice.
+ADMITTED_EARLY = "face_admitted_early"
+
+# The role each check made by require_role asks for, so that the early checks can read a
+# route's role from its dependencies rather than from a table of paths kept by hand.
+_REQUIRED_ROLES: dict[object, Role] = {}
+
+
 def require_role(required: Role) -> Callable[..., Awaitable[None]]:
     """The key check of a router's routes, its rate limit, then the body's media type
     (app/api/content_type.py), its form fields (app/api/form_guard.py) and the query
@@ -53,28 +64,41 @@ def require_role(required: Role) -> Callable[..., Awaitable[None]]:
     async def check(
         request: Request, state: StateDep, key: Annotated[str | None, Depends(_api_key_header)]
     ) -> None:
-        role: str = "open"
-        if state.keys.enabled:
-            found = state.keys.role_of(key)
-            if found is None:
-                raise Unauthorized("A valid X-API-Key header is required.")
-            if not allows(found, required):
-                raise Forbidden(f"This endpoint needs the {required} role.")
-            role = found
-        if state.limiter is not None:
-            check_rate(state, request, key if role != "open" else None, role)
+        if not getattr(request.state, ADMITTED_EARLY, False):
+            admit(state, key, required, client_address(request.scope))
         await check_media_type(request)
         await check_form(request)
         await check_query(request)
 
+    _REQUIRED_ROLES[check] = required
     return check
 
 
-def check_rate(state: AppState, request: Request, key: str | None, role: str) -> None:
+def required_role(call: object) -> Role | None:
+    """The role a dependency made by require_role asks for; None for any other callable."""
+    return _REQUIRED_ROLES.get(call)
+
+
+def admit(state: AppState, key: str | None, required: Role, address: str) -> None:
+    """401 without a valid key and 403 without the `required` role (when keys are
+    configured), then the rate limit, charged to the key or, without keys, to `address`."""
+    role: str = "open"
+    if state.keys.enabled:
+        found = state.keys.role_of(key)
+        if found is None:
+            raise Unauthorized("A valid X-API-Key header is required.")
+        if not allows(found, required):
+            raise Forbidden(f"This endpoint needs the {required} role.")
+        role = found
+    if state.limiter is not None:
+        check_rate(state, key if role != "open" else None, role, address)
+
+
+def check_rate(state: AppState, key: str | None, role: str, address: str) -> None:
     """429 over FACE_RATE_LIMIT: one bucket per key (by its digest, so the key itself is not
     kept), or per client address when the service has no keys."""
     assert state.limiter is not None
-    identity: object = key_digest(key) if key is not None else _address(request)
+    identity: object = key_digest(key) if key is not None else address
     wait = state.limiter.take(identity)
     if wait > 0:
         state.metrics.rate_limited.labels(role).inc()
@@ -85,8 +109,10 @@ def check_rate(state: AppState, request: Request, key: str | None, role: str) ->
         )
 
 
-def _address(request: Request) -> str:
-    return request.client.host if request.client else "unknown"
+def client_address(scope: Scope) -> str:
+    """The client's address, as Starlette's `request.client.host` gives it."""
+    client = scope.get("client")
+    return str(client[0]) if client else "unknown"
 
 
 ClientKey = Depends(require_role("client"))

@@ -13,6 +13,7 @@ from urllib.parse import unquote_plus
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.api.early_checks import BODY_METHODS, EarlyChecks, RouteRole
 from app.api.handlers import API_KEY_HEADER, error_response
 from app.api.upload_routes import UploadRoute
 from app.metrics import Metrics
@@ -30,7 +31,6 @@ FORM_ALLOWANCE_BYTES = 1_000_000
 # The route label of requests refused before routing (no key, body too large, ...).
 REFUSED_ROUTE = "refused"
 
-_BODY_METHODS = {"POST", "PUT", "PATCH"}
 _KEY_HEADER = API_KEY_HEADER.lower().encode()  # ASGI header names are lower-case bytes
 
 
@@ -43,9 +43,9 @@ class BodyTooLarge(HTTPException):
 
 
 class GuardAndMeasure:
-    """Refuses oversized bodies, NUL characters in the path or query, and bodies sent
-    without a valid API key (when keys are configured), before any parsing; and records
-    each request's latency and status by route template."""
+    """Refuses oversized bodies, NUL characters in the path or query, and bodies without a
+    valid API key (when keys are configured), of the wrong role or over the rate limit,
+    before any parsing; and records each request's latency and status by route template."""
 
     def __init__(
         self,
@@ -55,8 +55,10 @@ class GuardAndMeasure:
         keys: KeyRing | None = None,
         max_files: int = 1,
         uploads: Iterable[UploadRoute] = (),
+        roles: Iterable[RouteRole] = (),
     ) -> None:
         self.app = app
+        self.early = EarlyChecks(roles)
         self.metrics = metrics
         self.keys = keys
         # Only the upload routes (app/api/upload_routes.py) get an upload limit, whatever
@@ -168,15 +170,15 @@ class GuardAndMeasure:
                     "FACE_API_KEYS is empty, so this service answers loopback connections only.",
                 )
         # Every route that takes a body needs a key, so a body without a valid one is
-        # refused before it is read; the routes' own check (app/api/deps.py) still decides
-        # roles, and answers for requests without a body.
-        if self.keys is not None and self.keys.enabled and scope["method"] in _BODY_METHODS:
+        # refused before it is read; the routes' own check (app/api/deps.py) answers for
+        # requests without a body.
+        if self.keys is not None and self.keys.enabled and scope["method"] in BODY_METHODS:
             key = headers.get(_KEY_HEADER)
             if key is None or self.keys.role_of(key.decode("latin-1")) is None:
                 return error_response(401, "unauthorized", "A valid X-API-Key header is required.")
         # Bodies are read as sent: a compressed one was parsed as if it were not.
         encoding = headers.get(b"content-encoding", b"identity").strip().lower()
-        if scope["method"] in _BODY_METHODS and encoding not in (b"", b"identity"):
+        if scope["method"] in BODY_METHODS and encoding not in (b"", b"identity"):
             return error_response(
                 415,
                 "unsupported_media_type",
@@ -190,7 +192,8 @@ class GuardAndMeasure:
             return error_response(
                 422, "invalid_request", "NUL characters are not allowed in the path or query."
             )
-        return None
+        # Last: a request refused above spends none of its rate limit.
+        return self.early.refusal(scope, _route_path(scope), headers.get(_KEY_HEADER))
 
 
 def _route_path(scope: Scope) -> str:

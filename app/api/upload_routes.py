@@ -37,7 +37,7 @@ def find_upload_routes(routes: Iterable[BaseRoute]) -> tuple[UploadRoute, ...]:
     dependencies' included, is a file: the route then reads multipart/form-data.
     """
     found: list[UploadRoute] = []
-    for route in _with_inclusion(routes):
+    for route in routes_as_served(routes):
         if not isinstance(getattr(route, "original_route", route), APIRoute):
             continue
         if route.body_field is not None and isinstance(route.body_field.field_info, params.File):
@@ -46,7 +46,7 @@ def find_upload_routes(routes: Iterable[BaseRoute]) -> tuple[UploadRoute, ...]:
     return tuple(found)
 
 
-def _with_inclusion(routes: Iterable[BaseRoute]) -> Iterator[Any]:
+def routes_as_served(routes: Iterable[BaseRoute]) -> Iterator[Any]:
     """Each route as the router serves it: its path with the prefixes, and its dependant
     with the dependencies, of the routers that include it."""
     try:

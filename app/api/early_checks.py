@@ -1,0 +1,99 @@
+"""EarlyChecks: the key role and rate limit of a request with a body, before it is read."""
+
+# The routes' own check (app/api/deps.py require_role) runs only once FastAPI has parsed
+# the body: a multipart upload of tens of MB, spooled to disk, before a 403 or a 429.
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from fastapi.dependencies.models import Dependant
+from starlette.routing import BaseRoute
+from starlette.types import ASGIApp, Scope
+
+from app.api.deps import ADMITTED_EARLY, admit, client_address, required_role
+from app.api.handlers import error_response
+from app.api.upload_routes import routes_as_served
+from app.errors import FaceServiceError
+from app.security import Role
+
+BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+
+
+@dataclass(frozen=True)
+class RouteRole:
+    """A route as the router matches it, with the role its key check asks for."""
+
+    path: str  # the template, to read in tests and errors
+    path_regex: re.Pattern[str]
+    methods: frozenset[str] | None  # None: every method (a mount)
+    role: Role | None  # None: the route checks no key
+
+    def matches(self, method: str, path: str) -> bool:
+        return (self.methods is None or method in self.methods) and bool(
+            self.path_regex.match(path)
+        )
+
+
+def find_route_roles(routes: Iterable[BaseRoute]) -> tuple[RouteRole, ...]:
+    """Every route among `routes` (an app's, once its routers are included), in the order
+    the router tries them, with the role its dependencies ask for: the role of a new
+    router comes from its AdminKey or ClientKey, with no list of paths to keep up to date."""
+    found: list[RouteRole] = []
+    for route in routes_as_served(routes):
+        regex = getattr(route, "path_regex", None)
+        if regex is None:
+            continue
+        methods = getattr(route, "methods", None)
+        dependant = getattr(route, "dependant", None)
+        role = _role_of(dependant) if isinstance(dependant, Dependant) else None
+        found.append(
+            RouteRole(str(route.path), regex, frozenset(methods) if methods else None, role)
+        )
+    return tuple(found)
+
+
+def _role_of(root: Dependant) -> Role | None:
+    """The strictest role the route's key checks ask for: each of them runs on it."""
+    roles: set[Role] = set()
+    stack = [root]
+    while stack:
+        dependant = stack.pop()
+        role = required_role(dependant.call)
+        if role is not None:
+            roles.add(role)
+        stack.extend(dependant.dependencies)
+    return "admin" if "admin" in roles else ("client" if roles else None)
+
+
+class EarlyChecks:
+    """For a request with a body: 403 when its key's role may not use the route, then 429
+    when it is over the rate limit, charged to the bucket the route's own check would
+    charge; a request let through is marked so that the route's check charges it once."""
+
+    def __init__(self, routes: Iterable[RouteRole]) -> None:
+        self.routes = tuple(routes)
+
+    def refusal(self, scope: Scope, path: str, key: bytes | None) -> ASGIApp | None:
+        """The answer refusing the request, or None to let it through. `path` is the one
+        the router matches (without the root path)."""
+        if scope["method"] not in BODY_METHODS:
+            return None  # the route's check answers for requests without a body
+        route = next((r for r in self.routes if r.matches(scope["method"], path)), None)
+        # The state is the lifespan's (app/main.py): the key ring and the limiter the
+        # route's check would use. Without it (no lifespan yet) the route's check answers.
+        app = scope.get("app")
+        state = getattr(getattr(app, "state", None), "face", None)
+        if route is None or route.role is None or state is None:
+            return None
+        try:
+            admit(state, key.decode("latin-1") if key else None, route.role, client_address(scope))
+        except FaceServiceError as error:
+            headers = getattr(error, "headers", None)  # RateLimited's Retry-After
+            return error_response(
+                error.status_code, error.code, error.message, error.details, headers
+            )
+        scope.setdefault("state", {})[ADMITTED_EARLY] = True
+        return None
