@@ -48,7 +48,9 @@ RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
 # The key in the ASGI scope's state (Starlette's `request.state`) that app/api/early_checks.py
 # sets once it has admitted a request with a body, before reading it: its key role is
-# checked and its rate-limit token taken, and must not be taken twice.
+# checked and its rate-limit token taken, and must not be taken twice. Its value is the role
+# checked: a route that asks for another (were the early checks ever to match a request to
+# another route than the router does) checks again, rather than trusting the mark.
 ADMITTED_EARLY = "face_admitted_early"
 
 # The role each check made by require_role asks for, so that the early checks can read a
@@ -64,7 +66,7 @@ def require_role(required: Role) -> Callable[..., Awaitable[None]]:
     async def check(
         request: Request, state: StateDep, key: Annotated[str | None, Depends(_api_key_header)]
     ) -> None:
-        if not getattr(request.state, ADMITTED_EARLY, False):
+        if getattr(request.state, ADMITTED_EARLY, None) != required:
             admit(state, key, required, client_address(request.scope))
         await check_media_type(request)
         await check_form(request)

@@ -95,5 +95,5 @@ class EarlyChecks:
             return error_response(
                 error.status_code, error.code, error.message, error.details, headers
             )
-        scope.setdefault("state", {})[ADMITTED_EARLY] = True
+        scope.setdefault("state", {})[ADMITTED_EARLY] = route.role
         return None

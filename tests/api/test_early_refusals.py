@@ -148,3 +148,23 @@ def test_every_route_with_a_body_has_the_role_of_its_prefix(client: TestClient) 
         expected = "admin" if route.path.startswith("/v1/admin/") else "client"
         assert route.role == expected, route.path
     assert {r.role for r in routes if r.path in ("/v1/health", "/metrics")} == {None}
+
+
+def test_a_route_asking_another_role_than_the_early_check_saw_checks_again(
+    make_client: ClientFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The mark names the role checked, so a route that asks for more does not trust it:
+    were the early checks to match an admin route as a client one, the client key would
+    otherwise pass."""
+    from app.api import early_checks
+    from app.api.deps import ADMITTED_EARLY
+
+    def marks_client(self: Any, scope: Any, path: str, key: bytes | None) -> None:
+        scope.setdefault("state", {})[ADMITTED_EARLY] = "client"
+
+    monkeypatch.setattr(early_checks.EarlyChecks, "refusal", marks_client)
+    client = make_client(api_keys=KEYS)
+    answer = client.post(
+        "/v1/admin/calibrate", json={"target_far": 0.01}, headers={"X-API-Key": CLIENT}
+    )
+    assert_error(answer, 403, "forbidden")
