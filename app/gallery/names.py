@@ -62,13 +62,18 @@ POINTS = frozenset(
             *range(0x06DF, 0x06E5),
             *range(0x06E7, 0x06E9),
             *range(0x06EA, 0x06EE),
-            # Arabic Extended-A from U+08D3, all marks (Mn): Quranic small high words and
+            # Arabic Extended-B's marks (Mn, Unicode 14): Quranic small words, madda waajib,
+            # superscript alef mokhassas, doubled and half maddas (recitation marks, not the
+            # madda U+0653 that makes another letter of alef).
+            *range(0x0898, 0x08A0),
+            # Arabic Extended-A from U+08CA, all marks (Mn): Quranic small high words and
             # letters, pause, footnote and page marks, curly, open and dotted harakat, tone
-            # marks, arrowheads and the sideways noon ghunna. The small low and high waw
+            # marks, sukun below, large dots and circles, arrowheads and the sideways noon
+            # ghunna. The small low and high waw
             # (U+08D3, U+08F3) are marks over a spelt word, as the small high yeh U+06E7 is,
             # not letters of it as the small waw U+06E5 (Lm) is. The disputed end of ayah
             # U+08E2 is a sign (Cf), as the end of ayah U+06DD is, and stays.
-            *range(0x08D3, 0x08E2),
+            *range(0x08CA, 0x08E2),
             *range(0x08E3, 0x0900),
         ],
     )

@@ -23,6 +23,8 @@ STORED = {
     "yusuf": "يوسف\u08de",  # the Quranic pause mark "qif" over the word
     "kano": "كَنُو\u08ea",  # a tone mark
     "dawud": "داو\u08d3د",  # small low waw
+    "sukun-below": "ب\u08d0ت",  # Extended-A before U+08D3
+    "waajib": "جا\u089cء",  # the madda waajib, a recitation mark (Extended-B)
     "wavy-hamza": "ا\u065fحمد",  # the wavy hamza below makes another letter of the alef
     "ayah": "يوسف\u08e2",  # the disputed end of ayah is a sign, not a mark
     # As 0009 left them: their folds change no more.

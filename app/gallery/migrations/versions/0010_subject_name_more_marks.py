@@ -43,7 +43,15 @@ _POINTS_0009 = frozenset(
     )
 )
 _POINTS = _POINTS_0009 | frozenset(
-    map(chr, [*range(0x0656, 0x065F), *range(0x08D3, 0x08E2), *range(0x08E3, 0x0900)])
+    map(
+        chr,
+        [
+            *range(0x0656, 0x065F),
+            *range(0x0898, 0x08A0),
+            *range(0x08CA, 0x08E2),
+            *range(0x08E3, 0x0900),
+        ],
+    )
 )
 _BASE_LETTERS = str.maketrans(
     {"æ": "ae", "ð": "d", "đ": "d", "ħ": "h", "ı": "i", "ł": "l", "ø": "o", "œ": "oe", "þ": "th"}
