@@ -46,16 +46,12 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
 
-# The key in the ASGI scope's state (Starlette's `request.state`) that app/api/early_checks.py
-# sets once it has admitted a request with a body, before reading it: its key role is
-# checked and its rate-limit token taken, and must not be taken twice. Its value is the role
-# checked: a route that asks for another (were the early checks ever to match a request to
-# another route than the router does) checks again, rather than trusting the mark.
-ADMITTED_EARLY = "face_admitted_early"
-
-# The role each check made by require_role asks for, so that the early checks can read a
-# route's role from its dependencies rather than from a table of paths kept by hand.
-_REQUIRED_ROLES: dict[object, Role] = {}
+# The key in the ASGI scope's state (Starlette's `request.state`) under which
+# app/api/early_checks.py notes the rate-limit bucket it charged a request with a body,
+# before reading it. The route's own check still checks the key and role, and charges the
+# request only if that bucket is not the one it would charge: a mark trusted for more (a
+# shared state, a route matched otherwise) could let a request through unchecked.
+CHARGED_EARLY = "face_charged_early"
 
 
 def require_role(required: Role) -> Callable[..., Awaitable[None]]:
@@ -66,24 +62,30 @@ def require_role(required: Role) -> Callable[..., Awaitable[None]]:
     async def check(
         request: Request, state: StateDep, key: Annotated[str | None, Depends(_api_key_header)]
     ) -> None:
-        if getattr(request.state, ADMITTED_EARLY, None) != required:
-            admit(state, key, required, client_address(request.scope))
+        charged = getattr(request.state, CHARGED_EARLY, None)
+        admit(state, key, required, client_address(request.scope), charged)
         await check_media_type(request)
         await check_form(request)
         await check_query(request)
 
-    _REQUIRED_ROLES[check] = required
+    # So that the early checks read a route's role from its dependencies, not from a table
+    # of paths kept by hand.
+    check.required_role = required  # type: ignore[attr-defined]
     return check
 
 
 def required_role(call: object) -> Role | None:
     """The role a dependency made by require_role asks for; None for any other callable."""
-    return _REQUIRED_ROLES.get(call)
+    role = getattr(call, "required_role", None)
+    return "admin" if role == "admin" else "client" if role == "client" else None
 
 
-def admit(state: AppState, key: str | None, required: Role, address: str) -> None:
+def admit(
+    state: AppState, key: str | None, required: Role, address: str, charged: object = None
+) -> object:
     """401 without a valid key and 403 without the `required` role (when keys are
-    configured), then the rate limit, charged to the key or, without keys, to `address`."""
+    configured), then the rate limit, charged to the key or, without keys, to `address`,
+    unless `charged` is that bucket already. The bucket, or None without a rate limit."""
     role: str = "open"
     if state.keys.enabled:
         found = state.keys.role_of(key)
@@ -92,15 +94,19 @@ def admit(state: AppState, key: str | None, required: Role, address: str) -> Non
         if not allows(found, required):
             raise Forbidden(f"This endpoint needs the {required} role.")
         role = found
-    if state.limiter is not None:
-        check_rate(state, key if role != "open" else None, role, address)
+    if state.limiter is None:
+        return None
+    # One bucket per key (by its digest, so the key itself is not kept), or per client
+    # address when the service has no keys.
+    identity: object = key_digest(key) if key is not None and role != "open" else address
+    if identity != charged:
+        check_rate(state, identity, role)
+    return identity
 
 
-def check_rate(state: AppState, key: str | None, role: str, address: str) -> None:
-    """429 over FACE_RATE_LIMIT: one bucket per key (by its digest, so the key itself is not
-    kept), or per client address when the service has no keys."""
+def check_rate(state: AppState, identity: object, role: str) -> None:
+    """429 over FACE_RATE_LIMIT for this bucket."""
     assert state.limiter is not None
-    identity: object = key_digest(key) if key is not None else address
     wait = state.limiter.take(identity)
     if wait > 0:
         state.metrics.rate_limited.labels(role).inc()

@@ -13,7 +13,7 @@ from fastapi.dependencies.models import Dependant
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Scope
 
-from app.api.deps import ADMITTED_EARLY, admit, client_address, required_role
+from app.api.deps import CHARGED_EARLY, admit, client_address, required_role
 from app.api.handlers import error_response
 from app.api.upload_routes import routes_as_served
 from app.errors import FaceServiceError
@@ -89,11 +89,14 @@ class EarlyChecks:
         if route is None or route.role is None or state is None:
             return None
         try:
-            admit(state, key.decode("latin-1") if key else None, route.role, client_address(scope))
+            charged = admit(
+                state, key.decode("latin-1") if key else None, route.role, client_address(scope)
+            )
         except FaceServiceError as error:
             headers = getattr(error, "headers", None)  # RateLimited's Retry-After
             return error_response(
                 error.status_code, error.code, error.message, error.details, headers
             )
-        scope.setdefault("state", {})[ADMITTED_EARLY] = route.role
+        if charged is not None:
+            scope.setdefault("state", {})[CHARGED_EARLY] = charged
         return None

@@ -201,4 +201,8 @@ def _route_path(scope: Scope) -> str:
     puts in front of it."""
     path: str = scope["path"]
     root: str = scope.get("root_path", "")
-    return path[len(root) :] if root and path.startswith(root) else path
+    # As Starlette's router: only a root that ends at a "/" of the path ("/api" is not the
+    # root of "/apiv1/subjects").
+    if root and path.startswith(root) and path[len(root) : len(root) + 1] in ("", "/"):
+        return path[len(root) :]
+    return path

@@ -85,7 +85,7 @@ def test_over_the_limit_and_wrong_role_are_answered_before_the_body_is_sent(
     admin route's JSON, before its 429 or 403: a client over its limit still cost a read
     and a spool to disk per request."""
     with serving(
-        tmp_path / "data", models, api_keys=KEYS, rate_limit=0.1, rate_limit_burst=1
+        tmp_path / "data", models, api_keys=KEYS, rate_limit=0.001, rate_limit_burst=1
     ) as url:
         port = int(url.rsplit(":", 1)[1])
         with httpx.Client(base_url=url, timeout=30) as http:
@@ -99,7 +99,7 @@ def test_over_the_limit_and_wrong_role_are_answered_before_the_body_is_sent(
         assert answer.startswith(b"HTTP/1.1 429 "), answer[:300]
         assert b"\r\nretry-after: " in answer.lower()
         assert b'"code":"rate_limited"' in answer
-        assert b"rate limit of 0.1 requests a second (bursts of 1)" in answer
+        assert b"rate limit of 0.001 requests a second (bursts of 1)" in answer
 
         admin_json = {
             "X-API-Key": OTHER,
@@ -118,7 +118,7 @@ def test_over_the_limit_and_wrong_role_are_answered_before_the_body_is_sent(
 def test_a_request_with_a_body_is_charged_once(make_client: ClientFactory, keys: str) -> None:
     """The early check takes the token, and the route's own check must not take another:
     with a burst of 4, four requests pass, bodies or not, and the fifth is refused."""
-    client = make_client(api_keys=keys, rate_limit=0.1, rate_limit_burst=4)
+    client = make_client(api_keys=keys, rate_limit=0.001, rate_limit_burst=4)
     mine = {"X-API-Key": CLIENT} if keys else {}
     created = client.post("/v1/subjects", json={"name": "Ada"}, headers=mine)
     assert created.status_code == 201, created.text
@@ -150,21 +150,29 @@ def test_every_route_with_a_body_has_the_role_of_its_prefix(client: TestClient) 
     assert {r.role for r in routes if r.path in ("/v1/health", "/metrics")} == {None}
 
 
-def test_a_route_asking_another_role_than_the_early_check_saw_checks_again(
+def test_the_early_mark_never_stands_in_for_the_routes_key_check(
     make_client: ClientFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The mark names the role checked, so a route that asks for more does not trust it:
-    were the early checks to match an admin route as a client one, the client key would
-    otherwise pass."""
+    """The mark only says which rate-limit bucket was charged: the route still checks the
+    key and its role, so a mark that reached the wrong request (a state shared between
+    requests, or an early match of another route) lets nothing through."""
     from app.api import early_checks
-    from app.api.deps import ADMITTED_EARLY
+    from app.api.deps import CHARGED_EARLY
+    from app.security import key_digest
 
-    def marks_client(self: Any, scope: Any, path: str, key: bytes | None) -> None:
-        scope.setdefault("state", {})[ADMITTED_EARLY] = "client"
+    def marks_every_request(self: Any, scope: Any, path: str, key: bytes | None) -> None:
+        scope.setdefault("state", {})[CHARGED_EARLY] = key_digest(CLIENT)
 
-    monkeypatch.setattr(early_checks.EarlyChecks, "refusal", marks_client)
-    client = make_client(api_keys=KEYS)
+    monkeypatch.setattr(early_checks.EarlyChecks, "refusal", marks_every_request)
+    client = make_client(api_keys=KEYS, rate_limit=0.001, rate_limit_burst=1)
     answer = client.post(
         "/v1/admin/calibrate", json={"target_far": 0.01}, headers={"X-API-Key": CLIENT}
     )
     assert_error(answer, 403, "forbidden")
+    assert_error(client.get("/v1/subjects"), 401, "unauthorized")
+    # Another key's request marked with this bucket is charged to its own.
+    other = {"X-API-Key": OTHER}
+    assert client.post("/v1/subjects", json={"name": "a"}, headers=other).status_code == 201
+    assert_error(
+        client.post("/v1/subjects", json={"name": "b"}, headers=other), 429, "rate_limited"
+    )

@@ -280,3 +280,13 @@ def test_an_upload_to_a_path_with_a_trailing_slash_gets_the_404_that_names_it(
     for path in ("/v1/verify/", "/v1/identify/", "/v1/subjects/abc/faces/"):
         body = assert_error(client.post(path, files={"image": photo}), 404, "not_found")
         assert path.rstrip("/") in body["message"]
+
+
+def test_the_root_path_is_taken_off_as_the_router_takes_it_off() -> None:
+    """Only a root that ends at a "/" of the path: "/apiv1/detect" is not under "/api"."""
+    from app.api.middleware import _route_path
+
+    assert _route_path({"path": "/api/v1/detect", "root_path": "/api"}) == "/v1/detect"
+    assert _route_path({"path": "/apiv1/detect", "root_path": "/api"}) == "/apiv1/detect"
+    assert _route_path({"path": "/api", "root_path": "/api"}) == ""
+    assert _route_path({"path": "/v1/detect", "root_path": ""}) == "/v1/detect"
