@@ -29,7 +29,7 @@ from app.commands.backup_files import (
 from app.config import Settings
 from app.gallery import models_repo, repository
 from app.gallery.db import shown_url
-from app.services.calibration_import import LEGACY_FILE as CALIBRATION_FILE
+from app.services.calibration_import import LEGACY_FILE
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -84,9 +84,9 @@ def _write(dest: Path, settings: Settings, database: Path | None) -> int:
         # next include every one that the snapshot's active models need.
         snapshot(database, dest / DATABASE)
         revision, counts, needed = _snapshot_contents(dest / DATABASE)
-    calibration = settings.data_dir / CALIBRATION_FILE
+    calibration = settings.data_dir / LEGACY_FILE
     if calibration.is_file():
-        copy_file(calibration, dest / CALIBRATION_FILE)
+        copy_file(calibration, dest / LEGACY_FILE)
     folders = _copy_checkpoints(settings.models_dir / FINETUNED_DIR, dest / CHECKPOINTS)
     missing = [(model, active) for model, path, active in needed if not (dest / path).is_file()]
     for model, active in missing:
@@ -172,7 +172,7 @@ def _print_summary(dest: Path, manifest: Manifest, folders: list[str]) -> None:
             f"  {DATABASE} (schema {manifest.schema_revision}): {counts.subjects} subjects, "
             f"{counts.faces} faces; embeddings: {per_model or 'none'}"
         )
-    if CALIBRATION_FILE in manifest.files:  # the calibrations are in the database now
-        print(f"  {CALIBRATION_FILE}: an older release's, which the next start imports")
+    if LEGACY_FILE in manifest.files:  # the calibrations are in the database now
+        print(f"  {LEGACY_FILE}: an older release's, which the next start imports")
     print(f"  {len(folders)} checkpoint folder(s); {MANIFEST} with {len(manifest.files)} sha256s")
     print("not backed up: the FAISS index, a cache the service rebuilds from the database")

@@ -18,7 +18,7 @@ from sqlalchemy.engine import make_url
 
 from app.commands.serve import PRIVATE_UMASK
 from app.config import Settings
-from app.services.calibration_import import LEGACY_FILE as CALIBRATION_FILE
+from app.services.calibration_import import LEGACY_FILE
 
 MANIFEST = "backup.json"
 DATABASE = "faces.db"
@@ -29,7 +29,7 @@ METADATA_FILE = "checkpoint.json"
 CHECKPOINTS = f"models/{FINETUNED_DIR}"
 # The only paths a backup holds: restore copies nothing else, and nothing outside its targets.
 _NAME = r"[^/]*[^/.][^/]*"  # not . or ..
-_PATH = rf"^({re.escape(DATABASE)}|{re.escape(CALIBRATION_FILE)}|{CHECKPOINTS}/{_NAME}/{_NAME})$"
+_PATH = rf"^({re.escape(DATABASE)}|{re.escape(LEGACY_FILE)}|{CHECKPOINTS}/{_NAME}/{_NAME})$"
 BackupPath = Annotated[str, StringConstraints(pattern=_PATH)]
 Sha256 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
 

@@ -14,6 +14,7 @@ from app.commands.calibrate_inputs import gallery_count, path_problem, require_p
 from app.commands.calibrate_report import Report, print_report
 from app.commands.calibration_gallery import gallery_size
 from app.commands.evaluate_inputs import at_least
+from app.commands.evaluate_summary import identical_copies_warnings
 from app.commands.service_db import service_sessions, write_problem
 from app.config import Settings
 from app.errors import FaceServiceError
@@ -23,9 +24,10 @@ from app.evaluation.identification import (
     open_set_threshold,
 )
 from app.evaluation.pair_scores import no_face_summary, score_pairs
-from app.evaluation.pairs import read_pairs
+from app.evaluation.pairs import identical_impostors, read_pairs
 from app.gallery.db import shown_url
 from app.services.calibration import METHOD_GALLERY_ADJUSTED, Calibration, CalibrationStore
+from app.services.calibration_import import LEGACY_FILE, set_aside
 from app.services.calibration_reliability import advice, far_checks
 from app.services.calibration_warnings import calibration_warnings
 from app.services.far_bounds import accepted
@@ -107,6 +109,8 @@ def run(args: argparse.Namespace, settings: Settings, pipeline: FacePipeline | N
         print(f"calibrate failed: {exc}", file=sys.stderr)
         return 1
     embeddings, unreadable = embedded.vectors, embedded.unreadable
+    for warning in identical_copies_warnings(identical_impostors(pairs, embedded.digests)):
+        print(f"warning: {warning}", file=sys.stderr)
     scored = score_pairs(pairs, embeddings)
     impostors = scored.impostor_scores
     if impostors.size == 0:
@@ -161,9 +165,14 @@ def run(args: argparse.Namespace, settings: Settings, pipeline: FacePipeline | N
     try:  # the service's database, where every service process reads it
         with service_sessions(settings) as sessions:
             CalibrationStore(sessions).save(calibration)
+        # This release's calibration replaces an older one's unreadable file, as the admin
+        # endpoint's does: left, it would keep the service's decisions paused.
+        aside = set_aside(settings.data_dir)
     except (SQLAlchemyError, OSError, CommandError) as exc:  # changed since the check above
         print(f"not stored: cannot write to {where} ({type(exc).__name__})", file=sys.stderr)
         return 1
+    if aside is not None:
+        print(f"note: the unreadable {LEGACY_FILE} of an older release is now {aside.name}")
     forced = [kind for kind, bad in (("unreliable", not reliable), ("degenerate", warned)) if bad]
     print(f"stored in {where}" + (f", {' and '.join(forced)} (--force)" if forced else ""))
     return 0

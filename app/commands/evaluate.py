@@ -15,9 +15,9 @@ from app.commands.evaluate_inputs import (
     argument_problem,
     at_least,
     finite,
-    first_items,
     rate,
     read_source,
+    require_both_kinds,
     require_writable_folder,
 )
 from app.commands.evaluate_summary import identical_copies_warnings, verification_summary
@@ -26,15 +26,13 @@ from app.config import Settings
 from app.errors import FaceServiceError
 from app.evaluation.far_calibration import MIN_TARGET_FAR
 from app.evaluation.pair_scores import (
-    Embeddings,
-    ScoredPairs,
     accuracy_at,
     no_face_summary,
     rates_at,
     score_pairs,
     unreadable_summary,
 )
-from app.evaluation.pairs import Pair, PairsFile, dropped_summary, identical_impostors
+from app.evaluation.pairs import PairsFile, dropped_summary, identical_impostors
 
 if TYPE_CHECKING:
     from app.pipeline.analyzer import FacePipeline
@@ -183,24 +181,3 @@ def evaluate_pairs(
         "roc_png": str(out / "roc.png"),
         "warnings": identical_copies_warnings(identical_impostors(pairs, embedded.digests)),
     }, roc.getvalue()
-
-
-def require_both_kinds(
-    pairs: list[Pair], scored: ScoredPairs, embeddings: Embeddings, unreadable: dict[Path, str]
-) -> None:
-    """Refuse, saying why, when images without a face or unreadable ones took away every
-    genuine or every impostor pair: the metrics compare the two kinds."""
-    for same, kind in ((True, "genuine (same=1)"), (False, "impostor (same=0)")):
-        if (scored.labels == int(same)).any():
-            continue
-        lost = [pair for pair in pairs if pair.same == same]
-        images = dict.fromkeys(path for pair in lost for path in (pair.path_a, pair.path_b))
-        no_face = [str(p) for p in images if embeddings[p] is None and p not in unreadable]
-        bad = [f"{p} ({unreadable[p]})" for p in images if p in unreadable]
-        to_bad = sum(1 for pair in lost if pair.path_a in unreadable or pair.path_b in unreadable)
-        raise ValueError(
-            f"no {kind} pair left to score, and the metrics need both kinds: all {len(lost)} "
-            f"were left out, {len(lost) - to_bad} for an image without a face and {to_bad} "
-            f"for an unreadable image. No face in: {first_items(no_face) or 'none'}; "
-            f"unreadable: {first_items(bad) or 'none'}"
-        )

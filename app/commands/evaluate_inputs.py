@@ -10,7 +10,8 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from app.commands.gallery_split import read_labelled
-from app.evaluation.pairs import PairsFile, read_pairs_file
+from app.evaluation.pair_scores import Embeddings, ScoredPairs
+from app.evaluation.pairs import Pair, PairsFile, read_pairs_file
 
 
 def argument_problem(args: argparse.Namespace) -> str | None:
@@ -123,3 +124,24 @@ def first_items(items: list[str], shown: int = 10) -> str:
     """Up to `shown` items, then how many more: a long list in one readable line."""
     more = f", and {len(items) - shown} more" if len(items) > shown else ""
     return ", ".join(items[:shown]) + more
+
+
+def require_both_kinds(
+    pairs: list[Pair], scored: ScoredPairs, embeddings: Embeddings, unreadable: dict[Path, str]
+) -> None:
+    """Refuse, saying why, when images without a face or unreadable ones took away every
+    genuine or every impostor pair: the metrics compare the two kinds."""
+    for same, kind in ((True, "genuine (same=1)"), (False, "impostor (same=0)")):
+        if (scored.labels == int(same)).any():
+            continue
+        lost = [pair for pair in pairs if pair.same == same]
+        images = dict.fromkeys(path for pair in lost for path in (pair.path_a, pair.path_b))
+        no_face = [str(p) for p in images if embeddings[p] is None and p not in unreadable]
+        bad = [f"{p} ({unreadable[p]})" for p in images if p in unreadable]
+        to_bad = sum(1 for pair in lost if pair.path_a in unreadable or pair.path_b in unreadable)
+        raise ValueError(
+            f"no {kind} pair left to score, and the metrics need both kinds: all {len(lost)} "
+            f"were left out, {len(lost) - to_bad} for an image without a face and {to_bad} "
+            f"for an unreadable image. No face in: {first_items(no_face) or 'none'}; "
+            f"unreadable: {first_items(bad) or 'none'}"
+        )

@@ -24,7 +24,7 @@ from app.commands.backup_files import (
 from app.commands.restore_checks import Refused, read_manifest, schema_revision, target_database
 from app.commands.serve import lock_data_dir
 from app.config import Settings
-from app.services.calibration_import import LEGACY_FILE as CALIBRATION_FILE
+from app.services.calibration_import import LEGACY_FILE
 
 # SQLite's files beside a database: they belong to it, and would corrupt another.
 _COMPANIONS = ("-wal", "-shm", "-journal")
@@ -105,12 +105,10 @@ def _restore(
                 os.replace(copy, staging / file)
         # An older release's calibration.json (backed up before its start imported it).
         # One found here calibrated the gallery replaced, so it goes aside either way.
-        calibration = settings.data_dir / CALIBRATION_FILE
-        expected = manifest.files.get(CALIBRATION_FILE)
+        calibration = settings.data_dir / LEGACY_FILE
+        expected = manifest.files.get(LEGACY_FILE)
         if expected is not None:
-            staged.append(
-                (_copy(source / CALIBRATION_FILE, calibration, expected), calibration, ())
-            )
+            staged.append((_copy(source / LEGACY_FILE, calibration, expected), calibration, ()))
         if database is not None:
             copy = _copy(source / DATABASE, database, manifest.files[DATABASE])
             staged.append((copy, database, _COMPANIONS))

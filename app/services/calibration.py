@@ -96,18 +96,22 @@ def dump(calibration: Calibration) -> dict[str, Any]:
     return calibration.model_dump(mode="json")
 
 
+def problems(exc: ValidationError) -> str:
+    """How many problems pydantic found, and the first, in words."""
+    first = exc.errors()[0]
+    where = ".".join(str(part) for part in first["loc"]) or "the top level"
+    return f"{exc.error_count()} problem(s); at {where}: {first['msg']}"
+
+
 def parse(model_version: str, body: dict[str, Any]) -> Calibration:
     """The stored row as a Calibration; ModelError (503) for one that does not validate,
     edited by hand, say: serving the defaults instead would silently loosen its FAR."""
     try:
         calibration = Calibration.model_validate(body)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(part) for part in first["loc"]) or "the top level"
         raise ModelError(
-            f"the stored calibration of {model_version} is unreadable "
-            f"({exc.error_count()} problem(s); at {where}: {first['msg']}); calibrate again "
-            "or delete it"
+            f"the stored calibration of {model_version} is unreadable ({problems(exc)}); "
+            "calibrate again or delete it"
         ) from exc
     if calibration.model_version != model_version:
         raise ModelError(

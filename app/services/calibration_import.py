@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.errors import ModelError
 from app.gallery import calibrations_repo
-from app.services.calibration import Calibration, dump
+from app.services.calibration import Calibration, dump, problems
 
 log = logging.getLogger(__name__)
 
@@ -35,36 +35,44 @@ def import_legacy_file(data_dir: Path, sessions: sessionmaker[Session]) -> None:
     if entries is None:
         return
     with sessions.begin() as session:
-        kept = [
-            version
+        outcomes = {
+            version: _import(session, calibration)
             for version, calibration in sorted(entries.items())
-            if not _import(session, calibration)
-        ]
+        }
     aside = _rename(path, "imported")
-    added = sorted(set(entries) - set(kept))
+    if aside is None:  # imported by another call meanwhile
+        return
+    said = {
+        outcome: ", ".join(v for v, o in outcomes.items() if o == outcome)
+        for outcome in ("imported", "later", "unreadable")
+    }
     log.warning(
-        "imported %s from %s into the database%s; the file is now %s",
-        ", ".join(added) or "no calibration",
+        "imported %s from %s into the database%s%s; the file is now %s",
+        said["imported"] or "no calibration",
         path,
-        f" ({', '.join(kept)}: a later calibration there, kept)" if kept else "",
+        f" ({said['later']}: a later calibration there, kept)" if said["later"] else "",
+        f" ({said['unreadable']}: an unreadable row there, kept; delete or recalibrate it)"
+        if said["unreadable"]
+        else "",
         aside.name,
     )
 
 
-def _import(session: Session, calibration: Calibration) -> bool:
-    """Store one entry unless the database holds a later calibration of its version (or
-    one it cannot read, left for an operator to judge); whether it was stored."""
+def _import(session: Session, calibration: Calibration) -> str:
+    """Store one entry unless the database holds a later calibration of its version, or
+    one it cannot read (left for an operator to judge): "imported", "later" or
+    "unreadable"."""
     version = calibration.model_version
     if calibrations_repo.put(session, version, dump(calibration), replace=False):
-        return True
-    body = calibrations_repo.get(session, version)
+        return "imported"
     try:
-        stored = Calibration.model_validate(body)
+        stored = Calibration.model_validate(calibrations_repo.get(session, version))
     except ValidationError:
-        return False
+        return "unreadable"
     if stored.created_at >= calibration.created_at:
-        return False
-    return calibrations_repo.put(session, version, dump(calibration))
+        return "later"
+    calibrations_repo.put(session, version, dump(calibration))
+    return "imported"
 
 
 def file_stamp(data_dir: Path) -> tuple[int, int] | None:
@@ -87,10 +95,15 @@ def set_aside(data_dir: Path) -> Path | None:
     return None
 
 
-def _rename(path: Path, why: str) -> Path:
+def _rename(path: Path, why: str) -> Path | None:
+    """The new name; None when the file went meanwhile (imported or set aside by another
+    call: a model swap reads the thresholds outside the lock that the admin routes take)."""
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
     target = path.with_name(f"{path.name}.{why}-{stamp}")
-    os.replace(path, target)
+    try:
+        os.replace(path, target)
+    except FileNotFoundError:
+        return None
     return target
 
 
@@ -106,11 +119,8 @@ def _read(path: Path) -> dict[str, Calibration] | None:
     try:
         entries = _FILE_SCHEMA.validate_json(raw)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(part) for part in first["loc"]) or "the top level"
         raise ModelError(
-            f"calibration file {path} is unreadable ({exc.error_count()} problem(s); "
-            f"at {where}: {first['msg']}); fix or delete it"
+            f"calibration file {path} is unreadable ({problems(exc)}); fix or delete it"
         ) from exc
     for version, calibration in entries.items():
         if calibration.model_version != version:

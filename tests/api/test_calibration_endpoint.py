@@ -525,6 +525,21 @@ def test_a_model_swap_meeting_an_unreadable_calibration_fails_and_keeps_serving(
     assert paused.calibration_error is not None
 
 
+def count_builds(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """A list that grows by one with each runtime the model watcher builds for a swap."""
+    from app.services import promotion
+
+    builds: list[int] = []
+    build = promotion.build_runtime
+
+    def counted_build(*args: Any, **kwargs: Any) -> Any:
+        builds.append(1)
+        return build(*args, **kwargs)
+
+    monkeypatch.setattr(promotion, "build_runtime", counted_build)
+    return builds
+
+
 def test_a_swap_failing_on_the_calibration_waits_for_the_file_to_change(
     make_client: ClientFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -541,14 +556,7 @@ def test_a_swap_failing_on_the_calibration_waits_for_the_file_to_change(
     promoted = SimpleNamespace(id="promoted-version", activated_at=None)
     monkeypatch.setattr(promotion, "desired_version", lambda *args: promoted)
     monkeypatch.setattr(promotion, "load_version", lambda *args: state.runtime.pipeline.embedder)
-    builds: list[int] = []
-    build = promotion.build_runtime
-
-    def counted_build(*args: Any, **kwargs: Any) -> Any:
-        builds.append(1)
-        return build(*args, **kwargs)
-
-    monkeypatch.setattr(promotion, "build_runtime", counted_build)
+    builds = count_builds(monkeypatch)
     watcher = promotion.ModelWatcher(state)
     calibration = tmp_path / "data" / "calibration.json"
     calibration.write_text("{broken")
@@ -680,14 +688,7 @@ def test_a_swap_failing_on_the_wanted_models_row_is_retried_once_it_is_fixed(
         monkeypatch.setattr(module, "load_version", lambda *args: wanted)
     monkeypatch.setattr(active_model, "register_packaged", lambda *args: None)
     monkeypatch.setattr(promotion.ModelWatcher, "_still_wanted", lambda *args: True)
-    builds: list[int] = []
-    build = promotion.build_runtime
-
-    def counted_build(*args: Any, **kwargs: Any) -> Any:
-        builds.append(1)
-        return build(*args, **kwargs)
-
-    monkeypatch.setattr(promotion, "build_runtime", counted_build)
+    builds = count_builds(monkeypatch)
     store = CalibrationStore(state.sessions)
     store.save(make_calibration(wanted.version, 0.4))
     break_row(state, wanted.version)

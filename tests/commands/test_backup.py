@@ -375,6 +375,8 @@ def test_restore_over_a_gallery_needs_force_and_keeps_it_aside(
     target = use(monkeypatch, backup.parent / "target")
     add_subjects(target, 2, seed=7)
     store_for(target).save(calibration("other@000000000000"))
+    # An older release's file not yet imported here: it calibrated the gallery replaced.
+    (target.data_dir / "calibration.json").write_text('{"other@000000000000": "old"}')
     existing = rows(target.data_dir / "faces.db")
     assert main(["restore", str(backup)]) == 2
     err = capsys.readouterr().err
@@ -384,6 +386,9 @@ def test_restore_over_a_gallery_needs_force_and_keeps_it_aside(
     assert rows(target.data_dir / "faces.db") == rows(backup / "faces.db")
     (aside,) = target.data_dir.glob("faces.db.before-restore-*")
     assert rows(aside) == existing
+    (old_file,) = target.data_dir.glob("calibration.json.before-restore-*")
+    assert old_file.read_text() == '{"other@000000000000": "old"}'
+    assert not (target.data_dir / "calibration.json").exists()
     # The calibrations go with the database they calibrated.
     assert [row[0] for row in rows(aside)["calibrations"]] == ["other@000000000000"]
     assert [row[0] for row in rows(target.data_dir / "faces.db")["calibrations"]] == [MODEL]

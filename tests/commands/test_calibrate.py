@@ -127,10 +127,15 @@ def test_target_below_resolution_is_reported(
         f"path_a,path_b,same\n{amy.format(1)},{amy.format(2)},1\n"
         f"{amy.format(1)},{howard},0\n{amy.format(2)},{howard},0\n"
     )
+    # An older release's unreadable calibration file, which pauses the service's decisions:
+    # a new calibration sets it aside, as the admin endpoint's does.
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    (settings.data_dir / "calibration.json").write_text("{broken")
     argv = ("calibrate", "--pairs", pairs, "--root", shared_faces)
     # Refused: nothing is written, and no database is created for it.
     assert calibrate.run(parse(*argv), settings, pipeline) == 1
     assert not settings.data_dir.joinpath("faces.db").exists()
+    assert (settings.data_dir / "calibration.json").read_text() == "{broken"
     refused = capsys.readouterr().err
     assert "add impostor pairs (same=0) to --pairs, or pass --force" in refused
     assert ">=" not in refused  # 2 pairs can measure no FAR below 1
@@ -140,6 +145,11 @@ def test_target_below_resolution_is_reported(
     captured = capsys.readouterr()
     printed = captured.out
     assert f"stored in {settings.resolved_database_url}, unreliable (--force)" in printed
+    [aside] = settings.data_dir.glob("calibration.json.unreadable-*")
+    assert aside.read_text() == "{broken"
+    assert f"note: the unreadable calibration.json of an older release is now {aside.name}" in (
+        printed
+    )
     assert "below the resolution of 2 impostor pairs" in printed
     assert "achieved FAR 0 (0/2" in printed
     assert "verify: 2 impostor pairs cannot measure a FAR of 0.001; about 10000" in printed

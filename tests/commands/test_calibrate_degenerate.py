@@ -51,6 +51,8 @@ def test_a_threshold_of_one_is_refused_then_stored_with_its_warnings_when_forced
     assert calibrate.run(parse(*argv), settings, pipeline) == 1
     refused = capsys.readouterr()
     assert store.load(pipeline.embedder.version) is None
+    # The cause, found from the files themselves, as evaluate finds it.
+    assert "warning: 3 impostor pair(s) (same=0) are byte-identical copies" in refused.err
     printed = refused.out
     # 18 impostor pairs, 1 allowed through: the 2nd highest, a copy of one photo, sets it.
     assert "verify threshold 1.0000 for target FAR 0.1" in printed

@@ -46,7 +46,7 @@ def stored_folds(connection: Connection) -> dict[str, str]:
 
 
 def test_migration_0007_refolds_stored_names_and_goes_back(db_url: str) -> None:
-    # Searching the refolded names is tested at the head revision (test_migration_0008).
+    # Searching the refolded names is tested at the head revision (test_migration_0010).
     engine = make_engine(db_url)
     config = alembic_config()
     try:

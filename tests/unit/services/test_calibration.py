@@ -68,6 +68,10 @@ def test_two_models_coexist_and_a_save_replaces_only_its_own(store: CalibrationS
     assert store.load("facenet-vggface2@def").verify_threshold == 0.45  # type: ignore[union-attr]
     later = store.stamp("arcface-mbf@abc")
     assert first is not None and later is not None and later != first
+    # The same calibration saved again (another process, say) is a change too.
+    store.save(store.load("arcface-mbf@abc"))  # type: ignore[arg-type]
+    assert store.stamp("arcface-mbf@abc") != later
+    later = store.stamp("arcface-mbf@abc")
     _edit(store, "arcface-mbf@abc", {"by": "hand"})
     assert store.stamp("arcface-mbf@abc") != later
 

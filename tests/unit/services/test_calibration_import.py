@@ -11,6 +11,7 @@ import pytest
 
 from app.config import Settings
 from app.errors import ModelError
+from app.gallery import calibrations_repo
 from app.services.calibration import METHOD_GALLERY_ADJUSTED, CalibrationStore
 from app.services.calibration_import import (
     LEGACY_FILE,
@@ -144,3 +145,20 @@ def test_set_aside_leaves_a_readable_file_or_none(data_dir: Path) -> None:
     aside = set_aside(data_dir)
     assert aside is not None and aside.read_text() == "{broken"
     assert set_aside(data_dir) is None
+
+
+def test_an_unreadable_row_is_left_for_an_operator_and_said_so(
+    data_dir: Path, store: CalibrationStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    broken = {**make_calibration("arcface-mbf@abc").model_dump(mode="json"), "impostors": 0}
+    with store.sessions.begin() as session:
+        calibrations_repo.put(session, "arcface-mbf@abc", broken)
+    (data_dir / LEGACY_FILE).write_text(json.dumps({"arcface-mbf@abc": OLD_ENTRY}))
+    with caplog.at_level(logging.WARNING):
+        import_legacy_file(data_dir, store.sessions)
+    assert "imported no calibration" in caplog.text
+    assert "(arcface-mbf@abc: an unreadable row there, kept; delete or recalibrate it)" in (
+        caplog.text
+    )
+    with pytest.raises(ModelError, match="unreadable"):
+        store.load("arcface-mbf@abc")
