@@ -151,7 +151,7 @@ class Settings(BaseSettings):
         0,
         ge=0,
         description="Threads running detection and embedding; their batches share passes. "
-        "0: 8, on the CPU or a GPU (docs/benchmarks.md, sections 2 and 5).",
+        "0: 16 on the CPU, 8 on a GPU (docs/benchmarks.md, sections 2 and 5).",
     )
     torch_threads: int = Field(
         0,

@@ -10,12 +10,14 @@ import os
 from app.config import Settings
 
 # Inference threads when FACE_INFERENCE_WORKERS is 0 (auto), by device type. On the CPU,
-# 16 (every request of 16 clients in the batching lanes) formed bigger batches but served
-# no faster than 8 on 2 cores, and would hold twice the decoded images in memory. On an
-# H200, with every CUDA pass on one device thread, 8 threads served 16 clients at 58-60
-# verifies/s against 39 for one thread, and 16 threads were no faster than 8
-# (docs/benchmarks.md, section 5).
-CPU_WORKERS = 8
+# 16 lets every request of 16 clients reach the batching lanes: on 2 cores, with detection
+# in its own process, the bigger batches cost less CPU a request, and 16 served 7-11% more
+# than 8 in three interleaved comparisons on 2026-11-28 (16-client p99 288 against 325 ms
+# for verify; docs/benchmarks.md, section 2). The decoded images they hold are bounded by
+# FACE_MAX_PIXELS_IN_FLIGHT, whatever the thread count. On an H200, with every CUDA pass on
+# one device thread, 8 threads served 16 clients at 58-60 verifies/s against 39 for one
+# thread, and 16 threads were no faster than 8 (section 5).
+CPU_WORKERS = 16
 GPU_WORKERS = 8
 
 # Most items per micro-batch when FACE_BATCH_MAX_SIZE is 0 (auto). On 2 CPU cores, batches
