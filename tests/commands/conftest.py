@@ -80,3 +80,32 @@ def parse() -> Callable[..., argparse.Namespace]:
         return parser.parse_args([str(arg) for arg in argv])
 
     return parse_args
+
+
+@pytest.fixture
+def no_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fails the test if the command gets as far as loading a model."""
+    from app.commands import file_embeddings
+
+    def load_pipeline(*_: object) -> FacePipeline:
+        raise AssertionError("a model was loaded before the input was checked")
+
+    monkeypatch.setattr(file_embeddings, "load_pipeline", load_pipeline)
+
+
+PEOPLE = ("amy", "howard", "penny")
+
+
+@pytest.fixture
+def photo_root(shared_faces: Path, tmp_path: Path) -> Path:
+    """PEOPLE's photos 1-3 as <person><n>.png, a corrupt corrupt.jpg and a zero-byte
+    empty.jpg, all under one folder."""
+    root = tmp_path / "photos"
+    root.mkdir()
+    for person in PEOPLE:
+        for n in (1, 2, 3):
+            name = f"{person}{n}.png"
+            (root / name).write_bytes((shared_faces / "faceapi_js" / person / name).read_bytes())
+    (root / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    (root / "empty.jpg").write_bytes(b"")
+    return root

@@ -209,17 +209,6 @@ def test_rejects_a_target_outside_zero_one(parse, settings: Settings, tmp_path: 
     assert calibrate.run(args, settings) == 2
 
 
-@pytest.fixture
-def no_model(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Fails the test if the command gets as far as loading a model."""
-    from app.commands import file_embeddings
-
-    def load_pipeline(*_: object) -> FacePipeline:
-        raise AssertionError("a model was loaded before the input was checked")
-
-    monkeypatch.setattr(file_embeddings, "load_pipeline", load_pipeline)
-
-
 @pytest.mark.parametrize("batch", ["0", "-1"])
 def test_batch_below_one_is_an_argparse_error(
     parse, tmp_path: Path, capsys: pytest.CaptureFixture[str], batch: str

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from app.commands import evaluate, file_embeddings
+from app.commands import evaluate
 from app.config import Settings
 from app.pipeline.analyzer import FacePipeline
 
-from .conftest import NO_FACE, TIGHT_CROP, in_subset
+from .conftest import NO_FACE, PEOPLE, TIGHT_CROP, in_subset
 
 Parse = Callable[..., object]
 
@@ -216,16 +216,6 @@ def test_a_contradictory_pairs_file_is_refused_naming_both_lines(
     assert f"{pairs}:3: " in (err := capsys.readouterr().err) and "on line 2" in err
 
 
-@pytest.fixture
-def no_model(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Fails the test if the command gets as far as loading a model."""
-
-    def load_pipeline(*_: object) -> FacePipeline:
-        raise AssertionError("a model was loaded before the input was checked")
-
-    monkeypatch.setattr(file_embeddings, "load_pipeline", load_pipeline)
-
-
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
@@ -283,24 +273,6 @@ def test_bad_arguments_are_refused_before_any_model_loads(
 
 
 # Three photos each of three people (150 px crops, fast to embed), copied as files.
-PEOPLE = ("amy", "howard", "penny")
-
-
-@pytest.fixture
-def photo_root(shared_faces: Path, tmp_path: Path) -> Path:
-    """PEOPLE's photos 1-3 as <person><n>.png, a corrupt corrupt.jpg and a zero-byte
-    empty.jpg, all under one folder."""
-    root = tmp_path / "photos"
-    root.mkdir()
-    for person in PEOPLE:
-        for n in (1, 2, 3):
-            name = f"{person}{n}.png"
-            (root / name).write_bytes((shared_faces / "faceapi_js" / person / name).read_bytes())
-    (root / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
-    (root / "empty.jpg").write_bytes(b"")
-    return root
-
-
 def test_unreadable_images_are_left_out_and_listed_not_fatal(
     parse,
     settings: Settings,

@@ -15,9 +15,6 @@ from app.config import Settings
 from app.pipeline.analyzer import FacePipeline
 
 from .conftest import NO_FACE
-from .test_evaluate import no_model, photo_root
-
-__all__ = ["no_model", "photo_root"]  # fixtures, used by name
 
 
 @pytest.mark.usefixtures("no_model")

@@ -5,9 +5,10 @@ from __future__ import annotations
 import importlib
 
 from alembic import command
-from sqlalchemy import Connection, text
+from sqlalchemy import text
 
 from app.gallery.db import alembic_config, make_engine
+from tests.unit.gallery.name_migrations import insert_subjects, stored_folds
 
 revision = importlib.import_module("app.gallery.migrations.versions.0008_subject_name_accents")
 previous = importlib.import_module("app.gallery.migrations.versions.0007_subject_name_nfkc")
@@ -28,28 +29,6 @@ STORED = {
 }
 
 
-def insert_subjects(connection: Connection) -> None:
-    for subject_id, name in STORED.items():
-        connection.execute(
-            text(
-                "INSERT INTO subjects (id, name, name_folded, metadata, created_at, updated_at) "
-                "VALUES (:id, :name, :folded, '{}', '2026-01-01', '2026-01-01')"
-            ),
-            {"id": subject_id, "name": name, "folded": previous.fold(name)},
-        )
-    connection.execute(
-        text(
-            "INSERT INTO faces (subject_id, box, landmarks, quality, image_sha256, created_at) "
-            "VALUES ('jose', '[0, 0, 1, 1]', '[]', '{}', :sha, '2026-01-01')"
-        ),
-        {"sha": "0" * 64},
-    )
-
-
-def stored_folds(connection: Connection) -> dict[str, str]:
-    return dict(connection.execute(text("SELECT id, name_folded FROM subjects")).all())
-
-
 SAMPLES = [*STORED.values(), "\ufdfa", "Ǆ", "ﬀ", "İ", "ΐ", "Ⅻ", "①", "Ǽ", "ｶﾞ", "\u0301", ""]
 SAMPLES += [chr(point) for point in range(0x80, 0x3400)]
 
@@ -66,7 +45,7 @@ def test_migration_0008_refolds_stored_names_and_goes_back(db_url: str) -> None:
         with engine.begin() as connection:
             config.attributes["connection"] = connection
             command.upgrade(config, "0007")
-            insert_subjects(connection)
+            insert_subjects(connection, STORED, previous.fold, with_face="jose")
             command.upgrade(config, "0008")
             assert stored_folds(connection) == {k: revision.fold(n) for k, n in STORED.items()}
             assert stored_folds(connection)["jose-nfd"] == "jose lee"

@@ -10,6 +10,7 @@ from sqlalchemy import Connection, text
 from app.gallery import repository
 from app.gallery.db import alembic_config, make_engine, make_session_factory, migrate
 from app.gallery.names import fold_name
+from tests.unit.gallery.name_migrations import insert_subjects, stored_folds
 from tests.unit.gallery.revisions import head_revision
 
 revision = importlib.import_module("app.gallery.migrations.versions.0010_subject_name_more_marks")
@@ -42,28 +43,6 @@ STORED = {
 }
 
 
-def insert_subjects(connection: Connection) -> None:
-    for subject_id, name in STORED.items():
-        connection.execute(
-            text(
-                "INSERT INTO subjects (id, name, name_folded, metadata, created_at, updated_at) "
-                "VALUES (:id, :name, :folded, '{}', '2026-01-01', '2026-01-01')"
-            ),
-            {"id": subject_id, "name": name, "folded": previous.fold(name)},
-        )
-    connection.execute(
-        text(
-            "INSERT INTO faces (subject_id, box, landmarks, quality, image_sha256, created_at) "
-            "VALUES ('ali', '[0, 0, 1, 1]', '[]', '{}', :sha, '2026-01-01')"
-        ),
-        {"sha": "0" * 64},
-    )
-
-
-def stored_folds(connection: Connection) -> dict[str, str]:
-    return dict(connection.execute(text("SELECT id, name_folded FROM subjects")).all())
-
-
 SAMPLES = [*STORED.values(), "\ufdfa", "\ufcf2", "\ufe71", "\ufb2c", "ـ", "\u0656", "\u08f3", ""]
 SAMPLES += [chr(point) for point in range(0x80, 0x3400)]
 SAMPLES += [chr(point) for point in range(0xFB00, 0xFF00)]  # Hebrew and Arabic forms
@@ -90,7 +69,7 @@ def test_migration_0010_refolds_stored_names_and_goes_back(db_url: str) -> None:
         with engine.begin() as connection:
             config.attributes["connection"] = connection
             command.upgrade(config, "0009")
-            insert_subjects(connection)
+            insert_subjects(connection, STORED, previous.fold, with_face="ali")
             assert stored_folds(connection)["ali"] != "علي"
             command.upgrade(config, "0010")
             assert version(connection) == "0010"
