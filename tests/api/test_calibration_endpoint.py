@@ -525,19 +525,40 @@ def test_a_model_swap_meeting_an_unreadable_calibration_fails_and_keeps_serving(
     assert paused.calibration_error is not None
 
 
-def count_builds(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """A list that grows by one with each runtime the model watcher builds for a swap."""
+def count_builds(monkeypatch: pytest.MonkeyPatch, state: Any) -> list[int]:
+    """A list that grows by one with each runtime a model watcher builds for a swap on
+    `state`'s settings (others may be live in this process: a module's client)."""
     from app.services import promotion
 
     builds: list[int] = []
     build = promotion.build_runtime
 
-    def counted_build(*args: Any, **kwargs: Any) -> Any:
-        builds.append(1)
-        return build(*args, **kwargs)
+    def counted_build(settings: Any, *args: Any, **kwargs: Any) -> Any:
+        if settings is state.settings:
+            builds.append(1)
+        return build(settings, *args, **kwargs)
 
     monkeypatch.setattr(promotion, "build_runtime", counted_build)
     return builds
+
+
+def want_version(monkeypatch: pytest.MonkeyPatch, state: Any, row: Any, embedder: Any) -> None:
+    """Make `row` the version `state`'s service should serve, with `embedder` as its model,
+    for this service alone: another app live in this process (a module's client) ticks too,
+    and must go on serving what it serves."""
+    from app.services import active_model, promotion
+
+    for module in (promotion, active_model):
+        real_desired, real_load = module.desired_version, module.load_version
+
+        def desired(session: Any, settings: Any, *rest: Any, _real: Any = real_desired) -> Any:
+            return row if settings is state.settings else _real(session, settings, *rest)
+
+        def load(settings: Any, *rest: Any, _real: Any = real_load) -> Any:
+            return embedder if settings is state.settings else _real(settings, *rest)
+
+        monkeypatch.setattr(module, "desired_version", desired)
+        monkeypatch.setattr(module, "load_version", load)
 
 
 def test_a_swap_failing_on_the_calibration_waits_for_the_file_to_change(
@@ -554,9 +575,8 @@ def test_a_swap_failing_on_the_calibration_waits_for_the_file_to_change(
     state = client.app.state.face  # type: ignore[attr-defined]
     serving = state.runtime.model_version
     promoted = SimpleNamespace(id="promoted-version", activated_at=None)
-    monkeypatch.setattr(promotion, "desired_version", lambda *args: promoted)
-    monkeypatch.setattr(promotion, "load_version", lambda *args: state.runtime.pipeline.embedder)
-    builds = count_builds(monkeypatch)
+    want_version(monkeypatch, state, promoted, state.runtime.pipeline.embedder)
+    builds = count_builds(monkeypatch, state)
     watcher = promotion.ModelWatcher(state)
     calibration = tmp_path / "data" / "calibration.json"
     calibration.write_text("{broken")
@@ -683,12 +703,15 @@ def test_a_swap_failing_on_the_wanted_models_row_is_retried_once_it_is_fixed(
     wanted = copy.copy(state.runtime.pipeline.embedder)
     wanted.version = "arcface-mbf@promoted0000"
     row = SimpleNamespace(id=wanted.version, activated_at=None)
-    for module in (promotion, active_model):
-        monkeypatch.setattr(module, "desired_version", lambda *args: row)
-        monkeypatch.setattr(module, "load_version", lambda *args: wanted)
-    monkeypatch.setattr(active_model, "register_packaged", lambda *args: None)
+    want_version(monkeypatch, state, row, wanted)
+    real_register = active_model.register_packaged
+
+    def register(session: Any, settings: Any, *rest: Any) -> Any:
+        return None if settings is state.settings else real_register(session, settings, *rest)
+
+    monkeypatch.setattr(active_model, "register_packaged", register)
     monkeypatch.setattr(promotion.ModelWatcher, "_still_wanted", lambda *args: True)
-    builds = count_builds(monkeypatch)
+    builds = count_builds(monkeypatch, state)
     store = CalibrationStore(state.sessions)
     store.save(make_calibration(wanted.version, 0.4))
     break_row(state, wanted.version)
