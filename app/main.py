@@ -24,10 +24,9 @@ from app.gallery.db import make_engine, make_session_factory, migrate
 from app.metrics import Metrics
 from app.security import MIN_KEY_LENGTH, KeyRing
 from app.services.heap import settle_heap
+from app.services.index_upkeep import flush_index, rebuild_when_needed, save_periodically
 from app.services.inference_pool import InferencePool
 from app.services.loaded_models import Models
-from app.services.maintenance import rebuild_if_needed
-from app.services.model_index import save_index
 from app.services.pixel_budget import PixelBudget, heap_trimmer
 from app.services.promotion import watch_models
 from app.services.rate_limit import limiter_for
@@ -52,9 +51,9 @@ def create_app(settings: Settings | None = None, models: Models | None = None) -
         app.state.face = state
         tasks = [
             asyncio.create_task(_load_runtime(state, models)),
-            asyncio.create_task(_save_periodically(state)),
+            asyncio.create_task(save_periodically(state)),
             *(
-                [asyncio.create_task(_rebuild_when_needed(state))]
+                [asyncio.create_task(rebuild_when_needed(state))]
                 if settings.index_auto_rebuild
                 else []
             ),
@@ -159,42 +158,6 @@ async def _load_runtime(state: AppState, models: Models | None) -> None:
     state.runtime = runtime
     state.metrics.index_size.set(len(runtime.index))
     log.info("ready: %s, %d faces indexed", runtime.model_version, len(runtime.index))
-
-
-async def _save_periodically(state: AppState) -> None:
-    while True:
-        await asyncio.sleep(state.settings.index_save_interval_s)
-        try:
-            await asyncio.to_thread(flush_index, state)
-        except Exception:  # a full disk, say: the index stays dirty, the next tick retries
-            log.exception(
-                "saving the index failed; retrying in %ss", state.settings.index_save_interval_s
-            )
-
-
-async def _rebuild_when_needed(state: AppState) -> None:
-    """Rebuild an index whose deletes left too many tombstones, in the background."""
-    while True:
-        await asyncio.sleep(state.settings.index_save_interval_s)
-        try:
-            await asyncio.to_thread(rebuild_if_needed, state)
-        except Exception:  # logged; the old index keeps serving and the next check retries
-            log.exception("background index rebuild failed")
-
-
-def flush_index(state: AppState) -> None:
-    if not state.index_dirty:
-        return
-    with state.write_lock:
-        runtime = state.runtime  # under the lock: a model swap may have replaced it
-        if runtime is None or not state.index_dirty:
-            return
-        state.index_dirty = False
-        try:
-            save_index(state.settings, runtime.index)
-        except BaseException:
-            state.index_dirty = True  # not on disk yet: the next save must try again
-            raise
 
 
 def close_state(state: AppState) -> None:

@@ -10,9 +10,9 @@ import time
 from collections.abc import Iterable
 from urllib.parse import unquote_plus
 
-from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.api.body_limits import BodyLimits, BodyTooLarge
 from app.api.early_checks import BODY_METHODS, EarlyChecks, RouteRole
 from app.api.handlers import API_KEY_HEADER, error_response
 from app.api.upload_routes import UploadRoute
@@ -21,25 +21,10 @@ from app.security import KeyRing, is_remote_address
 
 log = logging.getLogger(__name__)
 
-# Bodies that are not multipart uploads are small JSON documents (subjects, admin
-# parameters): one limit for them, far below the upload limit.
-MAX_JSON_BODY_BYTES = 1_000_000
-
-# Room for an upload's form fields and multipart framing, besides its files.
-FORM_ALLOWANCE_BYTES = 1_000_000
-
 # The route label of requests refused before routing (no key, body too large, ...).
 REFUSED_ROUTE = "refused"
 
 _KEY_HEADER = API_KEY_HEADER.lower().encode()  # ASGI header names are lower-case bytes
-
-
-class BodyTooLarge(HTTPException):
-    """Raised from `receive` once a body has grown past its limit, whatever its headers
-    said; FastAPI passes HTTPExceptions from body parsing through, so it becomes a 413."""
-
-    def __init__(self, limit: int) -> None:
-        super().__init__(413, f"Request body exceeds {limit} bytes.")
 
 
 class GuardAndMeasure:
@@ -61,14 +46,7 @@ class GuardAndMeasure:
         self.early = EarlyChecks(roles)
         self.metrics = metrics
         self.keys = keys
-        # Only the upload routes (app/api/upload_routes.py) get an upload limit, whatever
-        # the Content-Type of a request to another route claims, and each only for the
-        # files it takes: identify took an enrolment-sized body (201 MB) that Starlette
-        # held in memory, part by part.
-        self.upload_limits = tuple(
-            (route, max_upload_bytes * (route.files or max_files) + FORM_ALLOWANCE_BYTES)
-            for route in uploads
-        )
+        self.limits = BodyLimits(uploads, max_upload_bytes, max_files)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -79,8 +57,9 @@ class GuardAndMeasure:
             # The first of repeated headers, as Starlette and FastAPI read them: a second
             # Content-Type must not choose the limit for a body parsed by the first.
             headers.setdefault(name, value)
-        limit = self._body_limit(scope, headers)
-        refusal = self._refusal(scope, headers, limit)
+        path = _route_path(scope)
+        limit = self.limits.limit(scope["method"], path, headers.get(b"content-type", b""))
+        refusal = self._refusal(scope, headers, path, limit)
         if refusal is not None:
             start, status = time.perf_counter(), 0
 
@@ -142,18 +121,9 @@ class GuardAndMeasure:
         log.error("unhandled error on %s %s", scope["method"], scope["path"], exc_info=error)
         return error_response(500, "internal_error", "Internal server error.")
 
-    def _body_limit(self, scope: Scope, headers: dict[bytes, bytes]) -> int:
-        multipart = headers.get(b"content-type", b"").lower().startswith(b"multipart/")
-        if multipart:
-            # No route path ends in a slash. One that a path takes but for a trailing slash
-            # lets the upload through, to the 404 that names the path without it, not a 413.
-            method, path = scope["method"], _route_path(scope).rstrip("/")
-            for route, limit in self.upload_limits:
-                if route.matches(method, path):
-                    return limit
-        return MAX_JSON_BODY_BYTES
-
-    def _refusal(self, scope: Scope, headers: dict[bytes, bytes], limit: int) -> ASGIApp | None:
+    def _refusal(
+        self, scope: Scope, headers: dict[bytes, bytes], path: str, limit: int
+    ) -> ASGIApp | None:
         # Refuse oversized bodies before the multipart parser spools them to disk.
         length = headers.get(b"content-length", b"")
         if length.isdigit() and int(length) > limit:
@@ -193,7 +163,7 @@ class GuardAndMeasure:
                 422, "invalid_request", "NUL characters are not allowed in the path or query."
             )
         # Last: a request refused above spends none of its rate limit.
-        return self.early.refusal(scope, _route_path(scope), headers.get(_KEY_HEADER))
+        return self.early.refusal(scope, path, headers.get(_KEY_HEADER))
 
 
 def _route_path(scope: Scope) -> str:

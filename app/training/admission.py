@@ -8,7 +8,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.config import Settings
 from app.errors import InsufficientTrainingData, JobRunning
-from app.gallery import jobs_repo, models_repo
+from app.gallery import jobs_repo, models_repo, training_faces_repo
 from app.pipeline.embedders import resolve_embedder_name
 from app.schemas.finetune import FinetuneParams
 from app.training.split import check_fraction, held_out, refuse_too_few
@@ -49,13 +49,13 @@ def check_gallery(session: Session, settings: Settings, fraction: float) -> None
     serving = models_repo.active_model(session, name)
     if serving is not None:  # else the packaged weights, which no job trained
         check_fraction(session, serving.id, fraction)
-    subjects = models_repo.count_trainable_subjects(session)
+    subjects = training_faces_repo.count_trainable_subjects(session)
     if subjects < 2:
         raise InsufficientTrainingData(
             "Fine-tuning needs at least two subjects with two or more stored face crops each; "
             f"the gallery has {subjects}."
         )
-    with models_repo.trainable_faces(session) as faces:
+    with training_faces_repo.trainable_faces(session) as faces:
         check_split(faces, subjects, fraction)
 
 

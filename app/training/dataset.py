@@ -12,7 +12,7 @@ import numpy.typing as npt
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.errors import InsufficientTrainingData, InvalidImage
-from app.gallery import models_repo
+from app.gallery import training_faces_repo
 from app.pipeline.align import align_face
 from app.pipeline.image_io import decode_png
 from app.pipeline.types import AlignTemplate, ImageArray
@@ -54,7 +54,7 @@ def load_gallery_faces(
         if check is not None:
             check()
         with sessions() as session:
-            rows = models_repo.subject_crops(session, after)
+            rows = training_faces_repo.subject_crops(session, after)
         if not rows:
             break
         after = rows[-1][0]

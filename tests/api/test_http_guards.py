@@ -10,7 +10,7 @@ from pathlib import Path
 
 from fastapi.testclient import TestClient
 
-from app.api.middleware import FORM_ALLOWANCE_BYTES, MAX_JSON_BODY_BYTES
+from app.api.body_limits import FORM_ALLOWANCE_BYTES, MAX_JSON_BODY_BYTES
 from tests.api.conftest import ClientFactory, assert_error, new_subject
 
 

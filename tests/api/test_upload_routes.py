@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 from pydantic import BaseModel
 
-from app.api.middleware import FORM_ALLOWANCE_BYTES, MAX_JSON_BODY_BYTES
+from app.api.body_limits import FORM_ALLOWANCE_BYTES, MAX_JSON_BODY_BYTES
 from app.api.routes import health
 from app.api.upload_routes import UploadRoute, find_upload_routes
 from app.config import Settings

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.gallery import embeddings_repo, models_repo, repository
+from app.gallery import embeddings_repo, models_repo, repository, training_faces_repo
 
 BASE, TUNED = "arcface-mbf@9cc6e4a75f0e", "arcface-mbf@0123456789ab"
 
@@ -48,12 +48,12 @@ def test_crops_missing_a_version(
         assert models_repo.count_crops_missing(s, TUNED) == 2
         assert models_repo.crops_missing(s, TUNED, after=with_crop[1])[0][0] == with_crop[2]
         assert models_repo.count_without_crop(s) == 1
-        with models_repo.trainable_faces(s, batch=1) as rows:
+        with training_faces_repo.trainable_faces(s, batch=1) as rows:
             trainable = sorted(rows)
         assert trainable == [(face_id, ada) for face_id in with_crop[:2]]  # Bob has one crop
-        assert models_repo.count_trainable_subjects(s) == 1
+        assert training_faces_repo.count_trainable_subjects(s) == 1
         assert models_repo.embedding_counts(s)[TUNED] == 1
-        assert len(models_repo.subject_crops(s)) == 3
+        assert len(training_faces_repo.subject_crops(s)) == 3
     with session_factory.begin() as s:
         models_repo.delete_embeddings(s, TUNED)
         assert TUNED not in models_repo.embedding_counts(s)
