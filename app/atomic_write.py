@@ -1,7 +1,8 @@
-"""Replace a file whole or not at all: a temp file beside it, fsynced, then renamed."""
+"""Replace a file whole or not at all: a temp file beside it, fsynced, renamed, folder fsynced."""
 
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
 from pathlib import Path
@@ -29,3 +30,23 @@ def write_atomically(path: Path, data: bytes, *, private: bool = False) -> None:
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
         raise
+    sync_folder(path.parent)
+
+
+def sync_folder(folder: Path) -> None:
+    """fsync `folder`: a rename is a change to the folder, not to the file, and without it
+    a power cut soon after can bring the old file back (POSIX). Skipped where a folder
+    cannot be opened (Windows) or its file system cannot fsync one."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError as error:
+        # Some file systems (some network and FUSE ones) refuse it for a folder: the file
+        # is written and renamed all the same. Any other error is a real one.
+        if error.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EBADF):
+            raise
+    finally:
+        os.close(fd)

@@ -13,41 +13,11 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from app.commands.fetch_models import fetch_models
 from app.commands.serve import serve
 from app.commands.show_config import show_config
 from app.config import Settings
-
-
-def fetch(args: argparse.Namespace, settings: Settings) -> int:
-    from app.errors import ModelError
-    from app.pipeline.embedders import load_model_specs
-    from app.pipeline.embedders.weights import fetch_model
-
-    specs = load_model_specs(settings.models_dir)
-    names = args.names or list(specs)
-    unknown = [name for name in names if name not in specs]
-    if unknown:
-        print(f"unknown model {unknown[0]!r}; known: {', '.join(specs)}", file=sys.stderr)
-        return 2
-    for name in names:
-        spec = specs[name]
-        try:
-            # A model shipped inside a pip package is only located and checked.
-            path = fetch_model(spec, settings.models_dir)
-        except ModelError as error:
-            hint = (
-                f"\nWithout internet here, fetch it where there is "
-                f"(python -m app models fetch {name}) and copy the file to "
-                f"{settings.models_dir / spec.file} here."
-                if spec.kind == "file"
-                else ""
-            )
-            print(f"{name}: {error.message}{hint}", file=sys.stderr)
-            return 1
-        how = "sha256 verified" if spec.kind == "file" else f"in {spec.package}, sha256 verified"
-        print(f"{name}: {path} ({how})\n  licence: {spec.licence}")
-    return 0
-
+from app.interrupt import report_interrupt
 
 # FACE_* variables read elsewhere than Settings: the import's key, and the test suite's.
 _OTHER_VARIABLES = {
@@ -133,7 +103,7 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     models_cmd = p_models.add_subparsers(dest="models_command", required=True)
     p_fetch = models_cmd.add_parser("fetch", help="download weights and check their sha256")
     p_fetch.add_argument("names", nargs="*", help="model names (default: all)")
-    p_fetch.set_defaults(handler=fetch)
+    p_fetch.set_defaults(handler=fetch_models)
     arguments = list(argv or ())
     at = next((i for i, arg in enumerate(arguments) if not arg.startswith("-")), len(arguments))
     # `-h import` shows the list of commands, each with its help.
@@ -161,9 +131,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Ctrl-C while modules import, models load or photos embed: evaluate and calibrate
         # have nothing to clean up, so one line, not a traceback. import and finetune catch
         # it themselves, to finish their report or mark their job, and return their status.
-        command = next((arg for arg in arguments if not arg.startswith("-")), None)
-        print(f"python -m app{f' {command}' if command else ''}: interrupted", file=sys.stderr)
-        return 130  # 128 + SIGINT, as a shell reports a command Ctrl-C ended
+        return report_interrupt(arguments)
 
 
 def _run(arguments: list[str]) -> int:

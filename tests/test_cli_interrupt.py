@@ -1,4 +1,5 @@
-"""Ctrl-C ends evaluate and calibrate with one line and status 130, not a traceback."""
+"""Ctrl-C ends `python -m app` with one line and status 130, not a traceback: while its
+modules load, and during evaluate and calibrate."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -18,12 +20,36 @@ REPO = Path(__file__).resolve().parent.parent
 COPIES = 400
 
 
-def interrupt_when(command: list[str], marker: str, env: dict[str, str]) -> tuple[int, str]:
-    """Start `python -m app <command>` in a session of its own, send its process group SIGINT
-    (what Ctrl-C in a terminal does) once the regular expression `marker` matches its stderr,
-    and return its status and stderr."""
+# `python -m app` as runpy runs it, behind an import hook that stops in the import of one
+# module, says so, and waits there: the Ctrl-C lands in the import phase however fast or
+# slow the machine is.
+PAUSE_IN_IMPORT = """
+import runpy, sys, time
+
+class PauseIn:
+    def find_spec(self, name, path=None, target=None):
+        if name == %r:
+            sys.stderr.write(f"importing {name}\\n")
+            sys.stderr.flush()
+            time.sleep(120)  # until the SIGINT
+        return None
+
+sys.meta_path.insert(0, PauseIn())
+runpy.run_module("app", run_name="__main__", alter_sys=True)
+"""
+
+
+def interrupt_when(
+    command: list[str],
+    marker: str,
+    env: dict[str, str],
+    launcher: Sequence[str] = ("-m", "app"),
+) -> tuple[int, str]:
+    """Start `python <launcher> <command>` in a session of its own, send its process group
+    SIGINT (what Ctrl-C in a terminal does) once the regular expression `marker` matches its
+    stderr, and return its status and stderr."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "app", *command],
+        [sys.executable, *launcher, *command],
         cwd=REPO,
         env=env,
         stdout=subprocess.DEVNULL,
@@ -101,3 +127,27 @@ def test_ctrl_c_is_one_line_and_status_130(
     assert "Traceback" not in err and "KeyboardInterrupt" not in err
     assert err.splitlines()[-1] == f"python -m app {command}: interrupted"
     assert not (tmp_path / "out" / "verification.json").exists()
+
+
+@pytest.mark.parametrize(
+    ("command", "module", "detection_process"),
+    [
+        ("evaluate", "app.cli", "true"),
+        # serve starts the detection process first, then imports the command line.
+        ("serve", "app.services.early_start", "true"),
+        # Off, so that no child is starting when the process group gets the SIGINT.
+        ("serve", "app.cli", "false"),
+    ],
+)
+def test_ctrl_c_while_modules_load_is_one_line_and_status_130(
+    env: dict[str, str], tmp_path: Path, command: str, module: str, detection_process: str
+) -> None:
+    argv = [command, "--root", str(tmp_path)] if command == "evaluate" else [command]
+    code, err = interrupt_when(
+        argv,
+        f"importing {re.escape(module)}\n",
+        {**env, "FACE_DETECTION_PROCESS": detection_process},
+        launcher=("-c", PAUSE_IN_IMPORT % module),
+    )
+    assert code == 130, err
+    assert err.splitlines() == [f"importing {module}", f"python -m app {command}: interrupted"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from app.commands.evaluate_inputs import first_items
@@ -91,4 +92,18 @@ def identical_copies_warnings(identical: Sequence[Pair]) -> list[str]:
         f"{len(identical)} impostor pair(s) (same=0) are byte-identical copies of one photo "
         f"(one sha256): {first_items(listed)}. They score about 1.0 and pass any threshold, "
         "which raises the FAR: one photo is not two people, remove those rows."
+    ]
+
+
+def copied_probe_warnings(copies: Sequence[tuple[Path, Path]]) -> list[str]:
+    """A warning for probes that are byte-identical copies of gallery photos (see
+    `copies_of_gallery_photos`), none without any."""
+    if not copies:
+        return []
+    listed = [f"{probe} = {enrolled}" for probe, enrolled in copies]
+    return [
+        f"{len(copies)} probe photo(s) are byte-identical copies of a gallery photo (one "
+        f"sha256): {first_items(listed)}. A copy scores about 1.0 against the photo enrolled: "
+        "under the same identity it inflates rank-1 and DIR, under another it is a labelling "
+        "mistake. Keep one copy of each photo."
     ]

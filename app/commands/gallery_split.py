@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from app.commands.import_files import IMAGE_SUFFIXES
-from app.evaluation.pairs import not_utf8, refuse_repeated_columns
+from app.evaluation.csv_checks import not_utf8, refuse_repeated_columns
 
 # Manifest labels that name no single person.
 SPECIAL_LABELS = frozenset({"noface", "multi"})
@@ -133,3 +133,18 @@ def split_gallery(
         too_few_photos=too_few,
         held_out=held_out,
     )
+
+
+def copies_of_gallery_photos(split: Split, digests: Mapping[Path, str]) -> list[tuple[Path, Path]]:
+    """(probe, gallery photo) for each probe, known or stranger, whose file has the sha256
+    of a gallery photo: it scores about 1.0 against the photo it copies."""
+    enrolled: dict[str, Path] = {}
+    for photos in split.gallery.values():
+        for path in photos:
+            if path in digests:
+                enrolled.setdefault(digests[path], path)
+    return [
+        (path, enrolled[digests[path]])
+        for path, _ in split.probes + split.strangers
+        if path in digests and digests[path] in enrolled
+    ]

@@ -10,9 +10,14 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from app.commands.evaluate_summary import unreadable_lines
+from app.commands.evaluate_summary import copied_probe_warnings, unreadable_lines
 from app.commands.file_embeddings import embed_readable_files, no_face_paths
-from app.commands.gallery_split import DEFAULT_STRANGER_FRACTION, SPLIT_RULE, split_gallery
+from app.commands.gallery_split import (
+    DEFAULT_STRANGER_FRACTION,
+    SPLIT_RULE,
+    copies_of_gallery_photos,
+    split_gallery,
+)
 from app.evaluation.identification import STRANGER, open_set_dir_at_far, rank_k_accuracy
 from app.evaluation.pair_scores import unreadable_summary
 from app.pipeline.analyzer import FacePipeline
@@ -89,6 +94,7 @@ def evaluate(
         "rank_5": rank_k_accuracy(similarity, labels, 5) if len(subjects) >= 5 else None,
         "open_set": None,
         "at_threshold": [rates_at(similarity, labels, t) for t in args.threshold],
+        "warnings": copied_probe_warnings(copies_of_gallery_photos(split, embedded.digests)),
     }
     if split.strangers:
         report["open_set"] = {

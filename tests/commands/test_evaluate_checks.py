@@ -1,5 +1,5 @@
 """`evaluate`'s refusals (repeated columns, an unwritable --out, a kind of pair lost) and
-its warning for impostor pairs of one photo."""
+its warnings for impostor pairs of one photo and for probes that copy a gallery photo."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from app.commands import evaluate
 from app.config import Settings
 from app.pipeline.analyzer import FacePipeline
 
-from .conftest import NO_FACE
+from .conftest import NO_FACE, PEOPLE
 
 
 @pytest.mark.usefixtures("no_model")
@@ -174,4 +174,40 @@ def test_impostor_pairs_of_one_photo_are_warned_about(
     pairs.write_text("path_a,path_b,same\n" + "\n".join(rows[:3]) + "\n")
     assert evaluate.run(args, settings, pipeline) == 0
     assert json.loads((out / "verification.json").read_text())["warnings"] == []
+    assert "warning:" not in capsys.readouterr().err
+
+
+def test_probes_that_copy_a_gallery_photo_are_warned_about(
+    parse,
+    settings: Settings,
+    pipeline: FacePipeline,
+    photo_root: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # amy1.png is enrolled (first by path); amy9.png, the same bytes, is one of her probes.
+    shutil.copyfile(photo_root / "amy1.png", photo_root / "amy9.png")
+    rows = [f"{p}{n}.png,{p}" for p in PEOPLE for n in (1, 2, 3)]
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text("path,identity\n" + "\n".join([*rows, "amy9.png,amy"]) + "\n")
+    out = tmp_path / "out"
+    argv = ("--manifest", manifest, "--root", photo_root, "--out", out)
+    args = parse("evaluate", "--identify", *argv, "--stranger-fraction", "0")
+    assert evaluate.run(args, settings, pipeline) == 0
+
+    warning = (
+        "1 probe photo(s) are byte-identical copies of a gallery photo (one sha256): "
+        f"{photo_root / 'amy9.png'} = {photo_root / 'amy1.png'}. A copy scores about 1.0 "
+        "against the photo enrolled: under the same identity it inflates rank-1 and DIR, "
+        "under another it is a labelling mistake. Keep one copy of each photo."
+    )
+    report = json.loads((out / "identification.json").read_text())
+    assert report["known_probes"] == 7 and report["warnings"] == [warning]
+    assert f"warning: {warning}\n" in capsys.readouterr().err
+
+    # Without the copy, no warning.
+    manifest.write_text("path,identity\n" + "\n".join(rows) + "\n")
+    assert evaluate.run(args, settings, pipeline) == 0
+    report = json.loads((out / "identification.json").read_text())
+    assert report["known_probes"] == 6 and report["warnings"] == []
     assert "warning:" not in capsys.readouterr().err

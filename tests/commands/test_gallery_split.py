@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from app.commands.gallery_split import read_labelled, split_gallery
+from app.commands.gallery_split import copies_of_gallery_photos, read_labelled, split_gallery
 
 
 def photos(identity: str, count: int) -> list[Path]:
@@ -36,6 +36,26 @@ def test_held_out_share_is_deterministic_and_leaves_someone_enrolled() -> None:
     assert all(len(faces) == 2 for faces in split.gallery.values())
     assert len(split.strangers) == 2 * 3
     assert len(split_gallery({"solo": photos("solo", 2)}, 1, 0.9).gallery) == 1
+
+
+def test_probes_with_the_bytes_of_a_gallery_photo_are_found() -> None:
+    split = split_gallery(
+        {"ann": photos("ann", 3), "bo": photos("bo", 2), "cy": photos("cy", 1)}, 1, 0.0
+    )
+    # ann/3.jpg copies her own gallery photo, bo/2.jpg ann's, stranger cy/1.jpg bo's; a copy
+    # among probes only (ann/2.jpg) is none of the gallery's.
+    digests = {Path(f"{p}.jpg"): f"{p}.jpg" for p in ("ann/1", "ann/2", "bo/1")}
+    digests |= {
+        Path("ann/3.jpg"): "ann/1.jpg",
+        Path("bo/2.jpg"): "ann/1.jpg",
+        Path("cy/1.jpg"): "bo/1.jpg",
+    }
+    assert copies_of_gallery_photos(split, digests) == [
+        (Path("ann/3.jpg"), Path("ann/1.jpg")),
+        (Path("bo/2.jpg"), Path("ann/1.jpg")),
+        (Path("cy/1.jpg"), Path("bo/1.jpg")),
+    ]
+    assert copies_of_gallery_photos(split, {path: str(path) for path in digests}) == []
 
 
 def test_rejects_splits_that_cannot_work() -> None:

@@ -1,9 +1,11 @@
-"""write_atomically: a failed write leaves the old file whole and no temp file behind."""
+"""write_atomically: a failed write leaves the old file whole and no temp file behind; the
+rename is made durable by an fsync of the folder."""
 
 from __future__ import annotations
 
 import errno
 import os
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -97,3 +99,47 @@ def test_a_file_is_as_readable_as_the_umask_allows_or_private(tmp_path: Path) ->
     write_atomically(tmp_path / "weights.pt", NEW, private=True)
     assert (tmp_path / "report.json").stat().st_mode & 0o777 == 0o644
     assert (tmp_path / "weights.pt").stat().st_mode & 0o777 == 0o600
+
+
+def test_the_folder_is_fsynced_after_the_rename(
+    old_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The real fsync, watched: what a power cut would lose cannot be shown here, only that
+    # the folder holding the rename reaches the disk once the new file is in it.
+    real_fsync = os.fsync
+    synced: list[tuple[bool, int, bytes]] = []  # (a folder?, its inode, the target then)
+
+    def fsync(fd: int) -> None:
+        info = os.fstat(fd)
+        synced.append((stat.S_ISDIR(info.st_mode), info.st_ino, old_file.read_bytes()))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    write_atomically(old_file, NEW)
+    monkeypatch.undo()
+
+    # The temp file first, while the target is still the old one; the folder after the
+    # rename.
+    assert synced == [
+        (False, synced[0][1], OLD),
+        (True, old_file.parent.stat().st_ino, NEW),
+    ]
+    assert old_file.read_bytes() == NEW
+
+
+def test_a_folder_that_cannot_be_opened_is_not_fsynced_and_the_write_stands(
+    old_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As on Windows, where opening a folder is refused: the file is still replaced whole.
+    real_open = os.open
+
+    def open_no_folder(path: Any, flags: int, *args: Any, **kwargs: Any) -> int:
+        if Path(path).is_dir():
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
+        return real_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", open_no_folder)
+    write_atomically(old_file, NEW)
+    monkeypatch.undo()
+    assert old_file.read_bytes() == NEW
+    assert list(old_file.parent.iterdir()) == [old_file]
