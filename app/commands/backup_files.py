@@ -16,6 +16,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, StringConstraints
 from sqlalchemy.engine import make_url
 
+from app.atomic_write import sync_folder
 from app.commands.serve import PRIVATE_UMASK
 from app.config import Settings
 from app.services.calibration_import import LEGACY_FILE
@@ -64,6 +65,7 @@ def sqlite_file(settings: Settings) -> Path | None:
 def copy_file(source: Path, target: Path) -> None:
     """Copy beside the target, then rename: never a half-written target. Mode: the umask's."""
     os.replace(staged_copy(source, target), target)
+    sync_folder(target.parent)
 
 
 def staged_copy(source: Path, target: Path) -> Path:
@@ -74,6 +76,8 @@ def staged_copy(source: Path, target: Path) -> Path:
     try:
         with os.fdopen(handle, "wb") as out, source.open("rb") as data:
             shutil.copyfileobj(data, out, 1 << 20)
+            out.flush()
+            os.fsync(out.fileno())  # on disk before any rename publishes it
     except BaseException:
         Path(name).unlink(missing_ok=True)
         raise

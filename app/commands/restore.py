@@ -11,6 +11,7 @@ import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
+from app.atomic_write import sync_folder
 from app.commands.backup_files import (
     CHECKPOINTS,
     DATABASE,
@@ -103,6 +104,7 @@ def _restore(
             for file, sha256 in files.items():
                 copy = _copy(source / CHECKPOINTS / folder / file, staging / file, sha256)
                 os.replace(copy, staging / file)
+            sync_folder(staging)
         # An older release's calibration.json (backed up before its start imported it).
         # One found here calibrated the gallery replaced, so it goes aside either way.
         calibration = settings.data_dir / LEGACY_FILE
@@ -123,6 +125,8 @@ def _restore(
     for copy, target, companions in staged:
         moved += _set_aside(target, stamp, companions)
         os.replace(copy, target)
+    for parent in {target.parent for _, target, _ in staged}:
+        sync_folder(parent)
     # A cache of the database replaced (or pg_restored): stale, and rebuilt at the next start.
     shutil.rmtree(settings.index_dir, ignore_errors=True)
     return moved

@@ -11,6 +11,8 @@ from typing import Any
 
 import faiss
 
+from app.atomic_write import sync_folder
+
 logger = logging.getLogger(__name__)
 
 
@@ -43,6 +45,7 @@ def commit(path: Path, meta: dict[str, Any]) -> None:
     # checksum no longer matches) and the service rebuilds from the database.
     os.replace(_tmp(path), path)
     os.replace(_tmp(sidecar_path(path)), sidecar_path(path))
+    sync_folder(path.parent)
 
 
 def file_sha256(path: Path) -> str:

@@ -30,6 +30,7 @@ from app.services.calibration import Calibration
 from app.training.checkpoints import save_checkpoint
 from tests.api.conftest import enrol, new_subject, open_client
 from tests.calibrations import store_for
+from tests.durable import Synced, watch_fsync
 
 MODEL = "arcface-mbf@000000000000"  # vectors under any version will do outside a service
 TUNED = "arcface-mbf@0123456789ab"
@@ -382,7 +383,13 @@ def test_restore_over_a_gallery_needs_force_and_keeps_it_aside(
     err = capsys.readouterr().err
     assert "holds 2 subjects" in err and "--force" in err
 
+    synced = watch_fsync(monkeypatch)
     assert main(["restore", "--force", str(backup)]) == 0
+    database = target.data_dir / "faces.db"
+    # The copy reached the disk before its rename, and the folder holding the renames after.
+    assert synced.index(Synced(False, database.stat().st_ino)) < synced.index(
+        Synced(True, target.data_dir.stat().st_ino)
+    )
     assert rows(target.data_dir / "faces.db") == rows(backup / "faces.db")
     (aside,) = target.data_dir.glob("faces.db.before-restore-*")
     assert rows(aside) == existing

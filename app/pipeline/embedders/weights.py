@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, BinaryIO
 import torch
 from tqdm import tqdm
 
+from app.atomic_write import sync_folder
 from app.errors import ChecksumMismatch, ModelError
 
 if TYPE_CHECKING:
@@ -90,6 +91,8 @@ def fetch_model(spec: ModelSpec, models_dir: Path, progress: bool = True) -> Pat
     try:
         with os.fdopen(fd, "wb") as out:
             actual = _download(spec, out, progress)
+            out.flush()
+            os.fsync(out.fileno())
         if actual != spec.sha256:
             raise ChecksumMismatch(
                 f"download of {spec.name} from {spec.source} has sha256 {actual}, "
@@ -97,6 +100,7 @@ def fetch_model(spec: ModelSpec, models_dir: Path, progress: bool = True) -> Pat
                 details={"source": spec.source, "expected": spec.sha256, "actual": actual},
             )
         os.replace(tmp, dest)
+        sync_folder(dest.parent)
     finally:
         tmp.unlink(missing_ok=True)
     return dest

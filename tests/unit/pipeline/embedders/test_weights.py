@@ -18,6 +18,7 @@ from app.pipeline.embedders.weights import (
     sha256_file,
     verify_file,
 )
+from tests.durable import Synced, watch_fsync
 
 
 @pytest.fixture
@@ -54,13 +55,19 @@ def test_verify_file(payload: Path) -> None:
         verify_file(payload.with_name("absent.bin"), "f" * 64)
 
 
-def test_fetch_downloads_checks_and_places_the_file(tmp_path: Path, payload: Path) -> None:
+def test_fetch_downloads_checks_and_places_the_file(
+    tmp_path: Path, payload: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     models_dir = tmp_path / "models"
     spec = _spec_for(payload)
+    synced = watch_fsync(monkeypatch)
     path = fetch_model(spec, models_dir, progress=False)
+    monkeypatch.undo()
     assert path == models_dir / spec.file
     assert path.read_bytes() == payload.read_bytes()
     assert [p.name for p in path.parent.iterdir()] == [path.name]
+    # On disk before the rename, and the rename too: a power cut leaves no empty weights.
+    assert synced == [Synced(False, path.stat().st_ino), Synced(True, path.parent.stat().st_ino)]
 
 
 def test_fetch_skips_a_file_already_intact(tmp_path: Path, payload: Path) -> None:
