@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import logging
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, Self
@@ -11,6 +13,14 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.errors import ModelError
 from app.gallery import calibrations_repo
+
+log = logging.getLogger(__name__)
+
+# The layout of a stored row, kept in it as "format" (rows without one are format 1). A
+# release that adds a field which leaves the thresholds meaning what they meant keeps it:
+# older releases read the row without that field. One that changes what they mean bumps
+# it: older releases then refuse the row rather than serve it under the old meaning.
+FORMAT = 1
 
 METHOD_GALLERY_ADJUSTED = "impostor scores adjusted for gallery size N (independence assumption)"
 METHOD_STRANGER_SET = "stranger set"
@@ -93,7 +103,11 @@ class CalibrationStore:
 
 
 def dump(calibration: Calibration) -> dict[str, Any]:
-    return calibration.model_dump(mode="json")
+    """The row's body: the calibration, and the format this release writes. Format 1 goes
+    without its number: the release before formats refuses any key it does not know, and
+    must go on reading the rows this one writes while both serve one database."""
+    body = calibration.model_dump(mode="json")
+    return body if FORMAT == 1 else {"format": FORMAT, **body}
 
 
 def problems(exc: ValidationError) -> str:
@@ -105,9 +119,28 @@ def problems(exc: ValidationError) -> str:
 
 def parse(model_version: str, body: dict[str, Any]) -> Calibration:
     """The stored row as a Calibration; ModelError (503) for one that does not validate,
-    edited by hand, say: serving the defaults instead would silently loosen its FAR."""
+    edited by hand, say: serving the defaults instead would silently loosen its FAR.
+
+    Rolling upgrades, where releases share the table: a release that adds a field keeps
+    FORMAT when the thresholds still mean what they meant, and bumps it when they do not.
+    So a row of a newer format raises ModelError too (its thresholds mean something this
+    release does not know), while one of a format this release reads, with fields it does
+    not know, is read without them, and the log names them.
+    """
+    written = body.get("format", 1) if isinstance(body, dict) else 1
+    if type(written) is not int or written < 1:
+        raise ModelError(
+            f"the stored calibration of {model_version} is unreadable (its format is "
+            f"{written!r}); calibrate again or delete it"
+        )
+    if written > FORMAT:
+        raise ModelError(
+            f"the stored calibration of {model_version} is unreadable: it was written by a "
+            f"newer release (format {written}; this release reads format {FORMAT}); "
+            "upgrade this process, or calibrate again or delete it"
+        )
     try:
-        calibration = Calibration.model_validate(body)
+        calibration = Calibration.model_validate(_known_fields(model_version, body))
     except ValidationError as exc:
         raise ModelError(
             f"the stored calibration of {model_version} is unreadable ({problems(exc)}); "
@@ -119,3 +152,26 @@ def parse(model_version: str, body: dict[str, Any]) -> Calibration:
             f"{calibration.model_version}); calibrate again or delete it"
         )
     return calibration
+
+
+def _known_fields(model_version: str, body: object) -> object:
+    """`body` without its format, and without the fields a newer release added."""
+    if not isinstance(body, dict):
+        return body  # for pydantic to refuse
+    known = Calibration.model_fields
+    unknown = sorted(key for key in body if key not in known and key != "format")
+    if unknown:
+        _log_dropped(model_version, tuple(unknown))
+    return {key: value for key, value in body.items() if key in known}
+
+
+@functools.lru_cache(maxsize=64)
+def _log_dropped(model_version: str, keys: tuple[str, ...]) -> None:
+    # Once per process for each row's set of keys: rows are read again on each gallery
+    # recount (every 30 s) and each GET of the admin endpoint, not only when they change.
+    log.warning(
+        "the stored calibration of %s has fields this release does not know (%s; added by "
+        "a newer release, or by hand): read without them",
+        model_version,
+        ", ".join(keys),
+    )

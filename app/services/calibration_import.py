@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.errors import ModelError
 from app.gallery import calibrations_repo
-from app.services.calibration import Calibration, dump, problems
+from app.services.calibration import Calibration, dump, parse, problems
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +28,8 @@ def import_legacy_file(data_dir: Path, sessions: sessionmaker[Session]) -> None:
     calibrated of the two stays.
 
     An unreadable file raises ModelError and stays where it is: serving the default
-    thresholds in its place would silently loosen the FAR it was calibrated for.
+    thresholds in its place would silently loosen the FAR it was calibrated for. Its
+    entries have no format (they predate it): they are format 1, and stored as such.
     """
     path = data_dir / LEGACY_FILE
     entries = _read(path)
@@ -65,9 +66,9 @@ def _import(session: Session, calibration: Calibration) -> str:
     version = calibration.model_version
     if calibrations_repo.put(session, version, dump(calibration), replace=False):
         return "imported"
-    try:
-        stored = Calibration.model_validate(calibrations_repo.get(session, version))
-    except ValidationError:
+    try:  # read as the service reads it: a row of this format with newer fields is readable
+        stored = parse(version, calibrations_repo.get(session, version) or {})
+    except ModelError:
         return "unreadable"
     if stored.created_at >= calibration.created_at:
         return "later"

@@ -6,7 +6,7 @@ from __future__ import annotations
 import io
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,7 @@ from PIL import Image
 from scipy.stats import beta
 from sqlalchemy import select
 
+from app.gallery import calibrations_repo
 from app.gallery.orm import Embedding, Face, StoredCalibration
 from app.services.calibration import CalibrationStore
 from tests.api.conftest import (
@@ -653,34 +654,60 @@ def test_a_row_broken_while_serving_keeps_what_serves(
 def test_processes_sharing_a_database_serve_one_calibration(
     tmp_path: Path, models: Any, package_images: Path
 ) -> None:
-    """Each process has its own data folder; a calibration stored through one process's
-    admin endpoint serves on the others from their watchers' next tick, and so does its
-    deletion. It used to live in each process's data folder."""
-    shared = {
-        "database_url": f"sqlite:///{tmp_path / 'shared.db'}",
-        "finetune_poll_interval_s": 0.1,
-    }
-    first = open_client(tmp_path / "first", models, **shared)
-    second = open_client(tmp_path / "second", models, **shared)
+    check_processes_share_one_calibration(
+        f"sqlite:///{tmp_path / 'shared.db'}", tmp_path, models, package_images
+    )
+
+
+def check_processes_share_one_calibration(
+    database_url: str, folders: Path, models: Any, package_images: Path
+) -> None:
+    """The body, shared with the PostgreSQL suite. Each process has its own data folder; a
+    calibration stored through one process's admin endpoint serves on the others from their
+    watchers' next tick, and so does its deletion (it used to live in each data folder).
+    So does one a newer release stores in the same format with a field added (a rolling
+    upgrade): read without that field."""
+    shared = {"database_url": database_url, "finetune_poll_interval_s": 0.1}
+    first = open_client(folders / "first", models, **shared)
+    second = open_client(folders / "second", models, **shared)
+
+    def served(client: TestClient, wanted: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
+        """The thresholds `client` serves once they are `wanted`: its watcher's next tick."""
+        deadline = time.monotonic() + 30
+        while not wanted(thresholds := client.get("/v1/info").json()["thresholds"]):
+            assert time.monotonic() < deadline, f"the change never reached it: {thresholds}"
+            time.sleep(0.05)
+        return thresholds
+
     try:
         enrol_players(first, package_images)
         default = second.get("/v1/info").json()["thresholds"]
         calibrated = first.post(CALIBRATE, json={"target_far": 0.05, "force": True})
         assert calibrated.status_code == 200, calibrated.text
         stored = calibrated.json()["calibration"]
-        deadline = time.monotonic() + 20
-        while (now := second.get("/v1/info").json()["thresholds"]) == default:
-            assert time.monotonic() < deadline, "the other process never served it"
-            time.sleep(0.05)
+        now = served(second, lambda thresholds: thresholds != default)
         assert (now["verify"], now["identify"]) == (
             stored["verify_threshold"],
             stored["identify_threshold"],
         )
         assert second.get(CALIBRATION).json() == stored
+
+        state = first.app.state.face  # type: ignore[attr-defined]
+        version = state.runtime.model_version
+        with state.sessions.begin() as session:
+            row = calibrations_repo.get(session, version)
+            assert row is not None and "format" not in row  # format 1, as the last release wrote
+            newer = {**row, "verify_threshold": row["verify_threshold"] + 0.01, "added": [1]}
+            calibrations_repo.put(session, version, newer)
+        for client in (first, second):
+            served(client, lambda thresholds: thresholds["verify"] == newer["verify_threshold"])
+        assert second.get(CALIBRATION).json() == {
+            **stored,
+            "verify_threshold": newer["verify_threshold"],
+        }
+
         assert second.delete(CALIBRATION).status_code == 200
-        while first.get("/v1/info").json()["thresholds"]["source"] != "embedder default":
-            assert time.monotonic() < deadline + 20, "the deletion never reached the first"
-            time.sleep(0.05)
+        served(first, lambda thresholds: thresholds["source"] == "embedder default")
     finally:
         first.__exit__(None, None, None)
         second.__exit__(None, None, None)

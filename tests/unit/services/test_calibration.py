@@ -1,7 +1,10 @@
-"""CalibrationStore: round trip, one row per model version, unreadable rows refused."""
+"""CalibrationStore: round trip, one row per model version, unreadable rows refused, and
+rows of other releases (rolling upgrades) read by their format."""
 
 from __future__ import annotations
 
+import json
+import logging
 import multiprocessing
 from pathlib import Path
 
@@ -10,8 +13,10 @@ from sqlalchemy import update
 
 from app.config import Settings
 from app.errors import ModelError
+from app.gallery import calibrations_repo
 from app.gallery.orm import StoredCalibration
 from app.services.calibration import METHOD_GALLERY_ADJUSTED, Calibration, CalibrationStore
+from app.services.calibration_import import LEGACY_FILE, import_legacy_file
 from tests.calibrations import store_for
 
 
@@ -111,7 +116,8 @@ def test_a_calibration_from_pairs_must_name_them() -> None:
         {"identify_accepts": 542},
         {"verify_threshold": "high"},
         {"model_version": "another@1"},  # a row under another version's key
-        {"unknown_field": 1},
+        {"format": "1"},
+        {"format": 0},
     ],
 )
 def test_a_row_edited_into_nonsense_is_unreadable_and_can_be_replaced_or_deleted(
@@ -130,6 +136,71 @@ def test_a_row_edited_into_nonsense_is_unreadable_and_can_be_replaced_or_deleted
     with pytest.raises(ModelError, match="unreadable"):
         store.delete("model@x")
     assert store.stamp("model@x") is None
+
+
+def _row(store: CalibrationStore, version: str) -> dict[str, object]:
+    with store.sessions() as session:
+        body = calibrations_repo.get(session, version)
+    assert body is not None
+    return body
+
+
+def test_a_saved_calibration_row_is_format_1_without_its_number(store: CalibrationStore) -> None:
+    """The release before formats refuses keys it does not know (extra="forbid"): rows this
+    one writes must stay readable to it during a rolling upgrade."""
+    saved = make_calibration("arcface-mbf@abc")
+    store.save(saved)
+    assert _row(store, "arcface-mbf@abc") == saved.model_dump(mode="json")
+    assert store.load("arcface-mbf@abc") == saved
+
+
+def test_a_row_without_format_is_format_1(store: CalibrationStore) -> None:
+    """Rows saved by releases before the format have none: they read as format 1 does."""
+    saved = make_calibration("arcface-mbf@abc")
+    store.save(saved)
+    for body in (saved.model_dump(mode="json"), {"format": 1, **saved.model_dump(mode="json")}):
+        _edit(store, "arcface-mbf@abc", body)
+        assert _row(store, "arcface-mbf@abc") == body
+        assert store.load("arcface-mbf@abc") == saved
+
+
+def test_an_older_releases_file_is_imported_as_format_1(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path / "data")
+    store = store_for(settings)
+    old = make_calibration("arcface-mbf@abc").model_dump(mode="json")
+    (settings.data_dir / LEGACY_FILE).write_text(json.dumps({"arcface-mbf@abc": old}))
+    import_legacy_file(settings.data_dir, store.sessions)
+    assert _row(store, "arcface-mbf@abc") == old
+
+
+def test_fields_a_newer_release_added_are_dropped_and_named_once(
+    store: CalibrationStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A newer release that adds a field keeping the thresholds' meaning keeps format 1:
+    this release serves its row, without the field, and logs the field's name once, not
+    at each re-read (every gallery recount, every GET of the admin endpoint)."""
+    saved = make_calibration("newer@fields")
+    store.save(saved)
+    _edit(store, "newer@fields", {**_row(store, "newer@fields"), "score_norm": "z", "n": 3})
+    caplog.set_level(logging.WARNING, logger="app.services.calibration")
+    assert store.load("newer@fields") == saved
+    assert store.load("newer@fields") == saved
+    dropped = [r.getMessage() for r in caplog.records if "does not know" in r.getMessage()]
+    assert len(dropped) == 1 and "newer@fields" in dropped[0] and "(n, score_norm;" in dropped[0]
+    assert store.delete("newer@fields") == saved
+
+
+def test_a_newer_format_is_refused_as_written_by_a_newer_release(store: CalibrationStore) -> None:
+    """A newer release that changes what the thresholds mean bumps the format: this release
+    must not serve them under the old meaning. It pauses decisions, as for a broken row."""
+    store.save(make_calibration("arcface-mbf@abc"))
+    _edit(store, "arcface-mbf@abc", {**_row(store, "arcface-mbf@abc"), "format": 2})
+    newer = r"written by a newer release \(format 2; this release reads format 1\)"
+    with pytest.raises(ModelError, match=newer):
+        store.load("arcface-mbf@abc")
+    with pytest.raises(ModelError, match=newer):
+        store.delete("arcface-mbf@abc")
+    assert store.stamp("arcface-mbf@abc") is None
 
 
 def _save_many(data_dir: str, prefix: str, count: int) -> None:
