@@ -15,9 +15,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
+import signal
 import threading
+from collections.abc import Iterator
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import TYPE_CHECKING
@@ -143,7 +146,12 @@ class DetectionProcess:
         process = self._context.Process(
             target=serve_detection, args=(child, *self.args), name="face-detection", daemon=True
         )
-        process.start()
+        # Ctrl-C reaches the whole process group. Before serve_detection ignores it, the
+        # child is still in Python's start-up and imports, where it would die with a
+        # traceback. Started from the main thread, as `serve` starts it early, the child
+        # inherits SIGINT ignored (a blocked signal is not inherited by a spawned child).
+        with sigint_ignored():
+            process.start()
         child.close()
         self._process, self._conn, self._starting = process, parent, True
         self.starts += 1
@@ -176,3 +184,18 @@ class DetectionProcess:
             if process.is_alive():
                 process.kill()
                 process.join()
+
+
+@contextlib.contextmanager
+def sigint_ignored() -> Iterator[None]:
+    """SIGINT ignored for the duration, where this is the main thread (only it may set
+    handlers): a process started meanwhile inherits the ignore, which an exec keeps and
+    Python respects. A Ctrl-C within the few milliseconds of the start itself is lost."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)

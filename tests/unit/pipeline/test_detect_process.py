@@ -204,3 +204,22 @@ def test_a_child_whose_service_stops_while_it_starts_exits_quietly(
     assert process.exitcode == 0
     assert "Traceback" not in capfd.readouterr().err  # it used to print a BrokenPipeError
     child.close()
+
+
+def test_ctrl_c_while_the_child_is_still_starting_leaves_it_running(
+    yaoming: ImageArray, detector: FaceDetector, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """Ctrl-C reaches the process group while `serve` starts. The child, still in Python's
+    start-up or its imports before serve_detection ignores SIGINT, used to die with a
+    KeyboardInterrupt traceback (and be restarted); it now holds the signal until then."""
+    child = DetectionProcess("cpu", 1280, MIN_FACE, torchscript=False, threads=1)
+    try:
+        child.launch()
+        assert child.pid is not None
+        os.kill(child.pid, signal.SIGINT)  # microseconds after exec: long before the handler
+        faces = child.run([_prepared(detector, yaoming)])
+        assert len(faces[0][0]) == 1
+        assert child.starts == 1
+        assert "Traceback" not in capfd.readouterr().err
+    finally:
+        child.close()
