@@ -18,7 +18,7 @@ from app.commands.retry_policy import RETRY_STATUSES, RetryPolicy, Turns, retry_
 
 log = logging.getLogger(__name__)
 
-NAME_PAGE = 1000  # the API's largest page
+PAGE = 1000  # the API's largest page
 
 
 class ServiceError(Exception):
@@ -171,9 +171,21 @@ class GalleryClient:
             subject_id = str(matches[0]["id"])
         else:
             subject_id = str(self.call("POST", "/v1/subjects", json={"name": name})["id"])
-        faces = self.call("GET", f"/v1/subjects/{subject_id}/faces")["faces"]
+        faces = self._faces(subject_id)
         enrolled = {f["image_sha256"]: int(f["id"]) for f in faces if f.get("image_sha256")}
         return Subject(id=subject_id, enrolled=enrolled)
+
+    def _faces(self, subject_id: str) -> list[dict[str, Any]]:
+        """Every face of the subject, a page at a time."""
+        url = f"/v1/subjects/{subject_id}/faces"
+        # The first page without parameters: a server from before paging refuses them (and
+        # sends every face, without a `total`); a newer one sends its largest page.
+        page = self.call("GET", url)
+        faces: list[dict[str, Any]] = list(page["faces"])
+        while page["faces"] and len(faces) < int(page.get("total", 0)):
+            page = self.call("GET", url, params={"limit": PAGE, "offset": len(faces)})
+            faces += page["faces"]
+        return faces
 
     def _find_subjects(self, name: str) -> list[dict[str, Any]]:
         """Every subject called exactly `name` (in NFC), case included."""
@@ -181,11 +193,11 @@ class GalleryClient:
         matches: list[dict[str, Any]] = []
         offset, total = 0, 1
         while offset < total:
-            params = {"name": name, "limit": NAME_PAGE, "offset": offset}
+            params = {"name": name, "limit": PAGE, "offset": offset}
             page = self.call("GET", "/v1/subjects", params=params)
             matches += [s for s in page["items"] if unicodedata.normalize("NFC", s["name"]) == name]
             total = int(page["total"])
-            offset += NAME_PAGE
+            offset += PAGE
         return matches
 
     def enrol(self, subject_id: str, filename: str, data: bytes, face: str | None) -> int:

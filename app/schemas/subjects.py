@@ -96,4 +96,7 @@ class FacesCreated(BaseModel):
 
 
 class FaceList(BaseModel):
-    faces: list[FacePublic]
+    faces: list[FacePublic]  # not `items` as in SubjectList: clients read `faces`
+    total: int
+    limit: int
+    offset: int

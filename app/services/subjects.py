@@ -9,7 +9,7 @@ import numpy as np
 from app.gallery import repository
 from app.gallery.orm import Face, Subject
 from app.schemas.common import QualityPublic
-from app.schemas.subjects import FacePublic, SubjectList, SubjectPublic
+from app.schemas.subjects import FaceList, FacePublic, SubjectList, SubjectPublic
 from app.state import AppState, Runtime
 
 
@@ -79,10 +79,11 @@ def delete_subject(state: AppState, subject_id: str) -> None:
     state.metrics.faces_enrolled.dec(len(face_ids))
 
 
-def list_faces(state: AppState, subject_id: str) -> list[FacePublic]:
+def list_faces(state: AppState, subject_id: str, limit: int, offset: int) -> FaceList:
     with state.sessions() as session:
-        repository.get_subject(session, subject_id)
-        return [face_public(face) for face in repository.list_faces(session, subject_id)]
+        page, total = repository.list_faces(session, subject_id, limit, offset)
+        faces = [face_public(face) for face in page]
+    return FaceList(faces=faces, total=total, limit=limit, offset=offset)
 
 
 def delete_face(state: AppState, subject_id: str, face_id: int) -> None:

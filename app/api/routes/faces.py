@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, File, Path, Response, UploadFile, status
+from fastapi import APIRouter, File, Path, Query, Response, UploadFile, status
 
 from app.api.deps import ClientKey, FacePolicyDep, StateDep, read_upload
 from app.errors import InvalidRequest
@@ -12,6 +12,8 @@ from app.schemas.common import ERROR_RESPONSES, MAX_SQL_INT
 from app.schemas.subjects import FaceList, FacesCreated
 from app.services import subjects
 from app.services.enrolment import enrol
+
+FACE_PAGE = 1000  # the largest page, as for /v1/subjects
 
 router = APIRouter(
     prefix="/v1/subjects/{subject_id}/faces",
@@ -36,8 +38,17 @@ async def enrol_faces(
 
 
 @router.get("")
-def list_faces(subject_id: str, state: StateDep) -> FaceList:
-    return FaceList(faces=subjects.list_faces(state, subject_id))
+def list_faces(
+    subject_id: str,
+    state: StateDep,
+    limit: Annotated[int, Query(ge=1, le=FACE_PAGE)] = FACE_PAGE,
+    offset: Annotated[int, Query(ge=0, le=MAX_SQL_INT)] = 0,
+) -> FaceList:
+    """The subject's faces in id order, a page at a time; `total` counts them all, so a
+    subject with more faces than one page holds is read with `offset`."""
+    # The default is the largest page: clients written when this listed every face keep
+    # getting all of them unless a subject has more than a thousand.
+    return subjects.list_faces(state, subject_id, limit, offset)
 
 
 @router.delete("/{face_id}", status_code=status.HTTP_204_NO_CONTENT)

@@ -68,7 +68,7 @@ def test_unknown_subject_raises_everywhere(session: Session, enrol: Enrol) -> No
     with pytest.raises(SubjectNotFound):
         repo.delete_subject(session, "missing")
     with pytest.raises(SubjectNotFound):
-        repo.list_faces(session, "missing")
+        repo.list_faces(session, "missing", 10, 0)
     with pytest.raises(SubjectNotFound):
         repo.delete_face(session, "missing", 1)
     with pytest.raises(SubjectNotFound):
@@ -121,8 +121,8 @@ def test_faces_round_trip_and_counts(session: Session, enrol: Enrol) -> None:
     enrol(session, bob, sha="a" * 64)
 
     assert isinstance(first.id, int) and second.id > first.id
-    faces = repo.list_faces(session, ada)
-    assert [f.id for f in faces] == [first.id, second.id]
+    faces, total = repo.list_faces(session, ada, 10, 0)
+    assert [f.id for f in faces] == [first.id, second.id] and total == 2
     assert faces[0].box == [1.0, 2.0, 3.0, 4.0]
     assert faces[0].landmarks[4] == [4.0, 5.0]
     assert faces[0].quality == {"blur": 120.5, "probability": 0.99}
