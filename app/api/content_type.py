@@ -1,10 +1,16 @@
-"""check_media_type: a body must come in the media type its route reads, else 415."""
+"""A body must come in the media type its route reads, else 415 (an upload's before it is read)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
+from typing import Any
+
 from fastapi import Request, params
 from fastapi.dependencies.models import Dependant
+from starlette.types import ASGIApp, Scope
 
+from app.api.handlers import error_response
+from app.api.upload_routes import UploadRoute, routes_as_served
 from app.errors import UnsupportedMediaType
 
 _JSON = b"application/json"
@@ -21,28 +27,22 @@ async def check_media_type(request: Request) -> None:
     parameters into it and makes it a File when any of them is a file, a Form when any is a
     form field, else a JSON Body.
     """
-    body_field = getattr(request.scope.get("route"), "body_field", None)
+    route = request.scope.get("route")
+    body_field = getattr(route, "body_field", None)
     if body_field is None:
         return
-    content_type = length = chunked = None
+    headers: dict[bytes, bytes] = {}
     for name, value in request.scope["headers"]:
-        # The first of repeated headers, as Starlette and FastAPI read them.
-        if name == b"content-type":
-            content_type = content_type or value
-        elif name == b"content-length":
-            length = length or value
-        elif name == b"transfer-encoding":
-            chunked = value
-    # No body (or an empty one, as curl -d '' sends): nothing to misread, and the route's own
-    # validation says whether it needs one; the admin routes' body is optional.
-    if chunked is None and (length is None or not length.lstrip(b"0")):
-        return
+        headers.setdefault(name, value)  # the first of repeated headers, as Starlette reads
+    media = body_media(headers)
+    if media is None:
+        return  # the route's own validation says whether it needs a body
     info = body_field.field_info
     # A chunked body may be empty too (clients streaming from an iterator send one). FastAPI
     # has read a JSON route's body before the dependencies run, so this reads its cache.
-    if chunked is not None and not isinstance(info, params.Form) and not await request.body():
+    chunked = b"transfer-encoding" in headers
+    if chunked and not isinstance(info, params.Form) and not await request.body():
         return
-    media = content_type.partition(b";")[0].strip().lower() if content_type else b""
     if isinstance(info, params.File):  # a Form too: tested first
         if media == _MULTIPART:
             return
@@ -51,7 +51,50 @@ async def check_media_type(request: Request) -> None:
             return
     elif _is_json(media):
         return
-    raise _refusal(request, info, media)
+    raise media_type_error(route, media)
+
+
+def body_media(headers: Mapping[bytes, bytes]) -> bytes | None:
+    """The media type of a request's body, without its parameters (b"" without a
+    Content-Type); None without a body, or with an empty one, as curl -d '' sends: nothing
+    to misread, and the admin routes' body is optional. A chunked body counts as one."""
+    length = headers.get(b"content-length")
+    if b"transfer-encoding" not in headers and (length is None or not length.lstrip(b"0")):
+        return None
+    return headers.get(b"content-type", b"").partition(b";")[0].strip().lower()
+
+
+class UploadMediaCheck:
+    """The 415 of a body sent to an upload route in another media type than multipart, as
+    its route would answer it, but before the body is read: the middleware held such a body
+    to the JSON limit, and a photo sent raw was told 413 when over 1 MB."""
+
+    def __init__(self, uploads: Iterable[UploadRoute]) -> None:
+        self.uploads = tuple(uploads)
+
+    def refusal(self, scope: Scope, path: str, headers: Mapping[bytes, bytes]) -> ASGIApp | None:
+        """The answer refusing the request, or None to let it through. `path` is the one
+        the router matches (without the root path); `headers` the first of each name."""
+        media = body_media(headers)
+        if media is None or media == _MULTIPART:
+            return None
+        method = scope["method"]
+        upload = next((u for u in self.uploads if u.matches(method, path)), None)
+        if upload is None:
+            return None
+        # The route itself names its file fields; the app that serves it is in the scope.
+        routes = getattr(scope.get("app"), "routes", ())
+        route = next((r for r in routes_as_served(routes) if _serves(r, upload, method)), None)
+        if route is None:
+            return None
+        error = media_type_error(route, media)
+        return error_response(error.status_code, error.code, error.message, error.details)
+
+
+def _serves(route: Any, upload: UploadRoute, method: str) -> bool:
+    if getattr(route, "body_field", None) is None:
+        return False
+    return getattr(route, "path", None) == upload.path and method in (route.methods or ())
 
 
 def _is_json(media: bytes) -> bool:
@@ -62,12 +105,14 @@ def _is_json(media: bytes) -> bool:
     return main == b"application" and slash == b"/" and b"/" not in sub and sub.endswith(b"+json")
 
 
-def _refusal(request: Request, info: object, media: bytes) -> UnsupportedMediaType:
+def media_type_error(route: Any, media: bytes) -> UnsupportedMediaType:
+    """The 415 of a body in `media` sent to `route`, naming what the route takes."""
+    info = route.body_field.field_info
     # Cut short: it is the client's own header, echoed back.
     received = media[:100].decode("latin-1") if media else None
     sent = received or "a body without a Content-Type"
     if isinstance(info, params.File):
-        names = _file_fields(request.scope["route"].dependant)
+        names = _file_fields(route.dependant)
         named = " and ".join(names)
         expected = [_MULTIPART.decode()]
         takes = f"multipart/form-data with a field named {named}"

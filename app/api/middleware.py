@@ -13,6 +13,7 @@ from urllib.parse import unquote_plus
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.api.body_limits import BodyLimits, BodyTooLarge
+from app.api.content_type import UploadMediaCheck
 from app.api.early_checks import BODY_METHODS, EarlyChecks, RouteRole
 from app.api.handlers import API_KEY_HEADER, error_response
 from app.api.upload_routes import UploadRoute
@@ -28,9 +29,10 @@ _KEY_HEADER = API_KEY_HEADER.lower().encode()  # ASGI header names are lower-cas
 
 
 class GuardAndMeasure:
-    """Refuses oversized bodies, NUL characters in the path or query, and bodies without a
-    valid API key (when keys are configured), of the wrong role or over the rate limit,
-    before any parsing; and records each request's latency and status by route template."""
+    """Refuses oversized bodies, NUL characters in the path or query, bodies without a valid
+    API key (when keys are configured), of the wrong role or over the rate limit, and
+    uploads not sent as multipart, before any parsing; and records each request's latency
+    and status by route template."""
 
     def __init__(
         self,
@@ -46,7 +48,9 @@ class GuardAndMeasure:
         self.early = EarlyChecks(roles)
         self.metrics = metrics
         self.keys = keys
+        uploads = tuple(uploads)
         self.limits = BodyLimits(uploads, max_upload_bytes, max_files)
+        self.media = UploadMediaCheck(uploads)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -124,9 +128,12 @@ class GuardAndMeasure:
     def _refusal(
         self, scope: Scope, headers: dict[bytes, bytes], path: str, limit: int
     ) -> ASGIApp | None:
+        # An upload's body in another media type is the route's 415 whatever its size, so
+        # not a 413 for the JSON limit; answered after the key checks, as a small one is.
+        unsupported = self.media.refusal(scope, path, headers)
         # Refuse oversized bodies before the multipart parser spools them to disk.
         length = headers.get(b"content-length", b"")
-        if length.isdigit() and int(length) > limit:
+        if unsupported is None and length.isdigit() and int(length) > limit:
             return error_response(413, "payload_too_large", f"Request body exceeds {limit} bytes.")
         # Without keys the service is for this machine only. `python -m app serve` refuses
         # other addresses; this holds the rule however the app is served (e.g. uvicorn
@@ -162,8 +169,10 @@ class GuardAndMeasure:
             return error_response(
                 422, "invalid_request", "NUL characters are not allowed in the path or query."
             )
-        # Last: a request refused above spends none of its rate limit.
-        return self.early.refusal(scope, path, headers.get(_KEY_HEADER))
+        # Last: a request refused above spends none of its rate limit. An unsupported upload
+        # spends it, as the route's own check charges a small one before its 415.
+        early = self.early.refusal(scope, path, headers.get(_KEY_HEADER))
+        return early if early is not None else unsupported
 
 
 def _route_path(scope: Scope) -> str:

@@ -1,4 +1,4 @@
-"""403 and 429 for requests with a body, before their body is read (app/api/early_checks.py)."""
+"""403, 429 and an upload's 415 for requests with a body, before their body is read."""
 
 from __future__ import annotations
 
@@ -112,6 +112,27 @@ def test_over_the_limit_and_wrong_role_are_answered_before_the_body_is_sent(
         assert b"This endpoint needs the admin role." in answer
         with httpx.Client(base_url=url, timeout=30) as http:  # 403 first: no token spent
             assert http.get("/v1/subjects", headers={"X-API-Key": OTHER}).status_code == 200
+
+
+def test_an_upload_in_another_type_is_refused_before_its_body_is_sent(
+    tmp_path: Path, models: Any
+) -> None:
+    """A form-encoded body to an upload route was read whole by the form parser before its
+    415, and any body over 1 MB was told 413; the 415 now answers the headers, after the
+    key check, whatever the size."""
+    taken = b"This endpoint takes multipart/form-data with a field named image, not "
+    with serving(tmp_path / "data", models, api_keys=KEYS) as url:
+        port = int(url.rsplit(":", 1)[1])
+        for kind in ("application/x-www-form-urlencoded", "application/octet-stream"):
+            for length in ("500000", "2280860"):
+                sent = {"X-API-Key": CLIENT, "Content-Type": kind, "Content-Length": length}
+                answer = headers_only(port, "POST", "/v1/detect", sent)
+                assert answer.startswith(b"HTTP/1.1 415 "), (kind, length, answer[:300])
+                assert b'"code":"unsupported_media_type"' in answer
+                assert taken + kind.encode() + b"." in answer
+                del sent["X-API-Key"]
+                answer = headers_only(port, "POST", "/v1/detect", sent)
+                assert answer.startswith(b"HTTP/1.1 401 "), (kind, length, answer[:300])
 
 
 @pytest.mark.parametrize("keys", [KEYS, ""], ids=["per-key", "per-address"])

@@ -10,6 +10,7 @@ from typing import Annotated, Any
 from fastapi import Form
 from fastapi.testclient import TestClient
 
+from app.api.body_limits import MAX_JSON_BODY_BYTES
 from app.api.deps import ClientKey
 from tests.api.conftest import ClientFactory, api_routes, assert_error, enrol, new_subject
 
@@ -87,6 +88,68 @@ def test_upload_endpoints_name_the_form_they_take(
     upload = {"image": ("y.jpg", photo)}
     same = client.post("/v1/verify", data={"subject_id": yao}, files=upload)
     assert same.status_code == 200 and same.json()["verified"] is True, same.text
+
+
+def test_an_upload_in_another_type_is_the_same_415_whatever_its_size(
+    client: TestClient, shared_faces: Path, package_images: Path
+) -> None:
+    """A 2.2 MB photo sent raw (curl --data-binary) was told 413, the limit of JSON bodies,
+    where a small one was told which form the route takes."""
+    big = (shared_faces / "deepface" / "img1.jpg").read_bytes()
+    small = (package_images / "yaoming.jpg").read_bytes()
+    assert len(big) > MAX_JSON_BODY_BYTES > len(small)
+    subject = new_subject(client, "Ada")
+    fields = {
+        "/v1/verify": "image",
+        "/v1/identify": "image",
+        "/v1/detect": "image",
+        f"/v1/subjects/{subject}/faces": "files",
+    }
+    for path, field in fields.items():
+        taken = f"This endpoint takes multipart/form-data with a field named {field}"
+        for photo in (small, big):
+            for kind in ("application/octet-stream", "application/x-www-form-urlencoded"):
+                sent = client.post(path, content=photo, headers={"Content-Type": kind})
+                error = refused(sent, f"{taken}, not {kind}.")
+                assert error["details"] == {"expected": ["multipart/form-data"], "received": kind}
+            refused(
+                client.post(path, content=photo), f"{taken}, not a body without a Content-Type."
+            )
+            # Chunked, without a Content-Length: a form parser read it all, up to the limit.
+            form = {"Content-Type": "application/x-www-form-urlencoded"}
+            streamed = client.post(path, content=iter([photo]), headers=form)
+            refused(streamed, f"{taken}, not application/x-www-form-urlencoded.")
+    assert client.get(f"/v1/subjects/{subject}/faces").json()["faces"] == []
+
+
+def test_the_key_is_checked_before_an_uploads_media_type(
+    make_client: ClientFactory, shared_faces: Path, package_images: Path
+) -> None:
+    """As for a small photo, a large one without a valid key is a 401, and one over the rate
+    limit a 429: its 415 spends a token, as the small one's does."""
+    client = make_client(
+        api_keys="client:cli-secret-456,client:cli-other-789", rate_limit=0.001, rate_limit_burst=1
+    )
+    big = (shared_faces / "deepface" / "img1.jpg").read_bytes()
+    small = (package_images / "yaoming.jpg").read_bytes()
+    raw = {"Content-Type": "application/octet-stream"}
+    for photo in (small, big):
+        assert_error(client.post("/v1/detect", content=photo, headers=raw), 401, "unauthorized")
+        wrong = {**raw, "X-API-Key": "not-a-key"}
+        assert_error(client.post("/v1/detect", content=photo, headers=wrong), 401, "unauthorized")
+    taken = "This endpoint takes multipart/form-data with a field named image"
+    mine, other = {**raw, "X-API-Key": "cli-secret-456"}, {**raw, "X-API-Key": "cli-other-789"}
+    refused(
+        client.post("/v1/detect", content=big, headers=mine), f"{taken}, not {raw['Content-Type']}."
+    )
+    refused(
+        client.post("/v1/detect", content=small, headers=other),
+        f"{taken}, not {raw['Content-Type']}.",
+    )
+    for photo in (small, big):
+        for key in (mine, other):
+            over = client.post("/v1/detect", content=photo, headers=key)
+            assert_error(over, 429, "rate_limited")
 
 
 def test_admin_bodies_are_json_and_optional(

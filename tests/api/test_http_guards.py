@@ -115,6 +115,32 @@ def test_only_upload_routes_take_upload_sized_bodies(make_client: ClientFactory)
         assert client.post(path, content=body, headers=multipart).status_code != 413
 
 
+def test_only_upload_routes_answer_a_large_body_of_another_type_with_415(
+    client: TestClient,
+) -> None:
+    """An upload route names the form it takes whatever the body's size; every other route,
+    or a path an upload route takes only but for a trailing slash, keeps the JSON limit."""
+    body = b"x" * (2 * MAX_JSON_BODY_BYTES)
+    raw = {"content-type": "application/octet-stream"}
+    subject = new_subject(client, "Ada")
+    for path in ("/v1/verify", "/v1/identify", "/v1/detect", f"/v1/subjects/{subject}/faces"):
+        assert_error(client.post(path, content=body, headers=raw), 415, "unsupported_media_type")
+        assert_error(client.post(path, content=body), 415, "unsupported_media_type")
+    as_json = json.dumps({"name": "Ada", "metadata": {"notes": "x" * MAX_JSON_BODY_BYTES}})
+    typed = {"content-type": "application/json"}
+    for path in ("/v1/subjects", "/v1/admin/calibrate", "/v1/detect/", "/v1/nowhere"):
+        assert_error(client.post(path, content=as_json, headers=typed), 413, "payload_too_large")
+        assert_error(client.post(path, content=body, headers=raw), 413, "payload_too_large")
+    patched = client.patch(f"/v1/subjects/{subject}", content=as_json, headers=typed)
+    assert_error(patched, 413, "payload_too_large")
+    # PUT is no upload route's method: the 405 a small body gets is not made a 415.
+    assert_error(client.put("/v1/detect", content=body, headers=raw), 413, "payload_too_large")
+    assert_error(client.put("/v1/detect", content=b"x", headers=raw), 405, "method_not_allowed")
+    metrics = client.get("/metrics").text
+    assert _counter(metrics, "POST", "refused", 415) == 8
+    assert client.get(f"/v1/subjects/{subject}").json()["name"] == "Ada"
+
+
 def test_each_upload_route_takes_the_files_it_uses(make_client: ClientFactory) -> None:
     """Identify took an enrolment-sized body (201 MB by default), held in memory part by
     part: now one file for identify and detect, two for verify, the per-request maximum for
