@@ -72,8 +72,46 @@ class Settings(BaseSettings):
     rate_limit_burst: int = Field(
         0, ge=0, description="Requests a key may make at once above the rate. 0: one second's."
     )
+    auth_failure_limit: float = Field(
+        1.0,
+        ge=0,
+        allow_inf_nan=False,
+        description="Requests a second with a missing or wrong API key each client address may "
+        "make; more get 429 rate_limited with Retry-After, as does a valid key the address has "
+        "not used before. Counted per service process, apart from FACE_RATE_LIMIT. 0: no limit.",
+    )
+    auth_failure_burst: int = Field(
+        10, ge=0, description="Failed key attempts an address may make at once. 0: one second's."
+    )
     host: str = Field("127.0.0.1", description="Bind address for `python -m app serve`.")
     port: int = Field(8000, ge=1, le=65535, description="Bind port for `python -m app serve`.")
+    http_max_header_bytes: int = Field(
+        131_072,
+        ge=16_384,
+        description="Most bytes of a request's line and headers; more get 431 "
+        "headers_too_large, before they are parsed (`python -m app serve`).",
+    )
+    http_header_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        allow_inf_nan=False,
+        description="Seconds a connection has to send a request's line and headers, from its "
+        "opening or the request's first byte; then 408 request_timeout and it is closed.",
+    )
+    http_body_timeout_s: float = Field(
+        30.0,
+        gt=0,
+        allow_inf_nan=False,
+        description="Longest pause in a request's body (not counting while the service is "
+        "not reading it); then the connection is closed, or answered 408 if no answer began.",
+    )
+    http_max_connections: int = Field(
+        0,
+        ge=0,
+        description="Most open client connections; more are answered 503 "
+        "too_many_connections and closed at once. 0: half the process's open-file limit, "
+        "at most 4096.",
+    )
 
     verify_threshold: float | None = Field(
         None, ge=-1, le=1, description="Cosine threshold for 1:1 verify; default per embedder."

@@ -151,7 +151,8 @@ class CalibrationNotFound(FaceServiceError):
 
 
 class RateLimited(FaceServiceError):
-    """Over FACE_RATE_LIMIT: the answer's Retry-After says when a request may run."""
+    """Over FACE_RATE_LIMIT, or FACE_AUTH_FAILURE_LIMIT for an address guessing keys: the
+    answer's Retry-After says when a request may run."""
 
     code, status_code = "rate_limited", 429
 

@@ -58,7 +58,8 @@ class Metrics:
         )
         self.rate_limited = Counter(
             "face_rate_limited_total",
-            "Requests refused with 429 over FACE_RATE_LIMIT, by the role of their key.",
+            "Requests refused with 429 over FACE_RATE_LIMIT, by the role of their key, or over "
+            "FACE_AUTH_FAILURE_LIMIT (role unauthenticated).",
             ["role"],
             registry=self.registry,
         )

@@ -18,6 +18,7 @@ from app.metrics import Metrics
 from app.pipeline.analyzer import FacePipeline
 from app.security import KeyRing
 from app.services.inference_pool import InferencePool
+from app.services.key_guesses import KeyGuessThrottle, throttle_for
 from app.services.pixel_budget import PixelBudget, pixels_held
 from app.services.rate_limit import RateLimiter
 from app.training.supervisor import JobSupervisor
@@ -91,6 +92,12 @@ class AppState:
     index_dirty: bool = False
     jobs: JobSupervisor = field(default_factory=JobSupervisor)
     limiter: RateLimiter | None = None  # FACE_RATE_LIMIT; None: off
+    # FACE_AUTH_FAILURE_LIMIT, from the settings; None: off.
+    key_guesses: KeyGuessThrottle | None = field(init=False)
+
+    def __post_init__(self) -> None:
+        limit = self.settings.auth_failure_limit
+        self.key_guesses = throttle_for(limit, self.settings.auth_failure_burst)
 
     def require_runtime(self) -> Runtime:
         if self.runtime is None:

@@ -14,7 +14,14 @@ from app.api.form_guard import check_form
 from app.api.handlers import API_KEY_HEADER
 from app.api.query_guard import check_query
 from app.config import FacePolicy, Settings
-from app.errors import Forbidden, InvalidRequest, PayloadTooLarge, RateLimited, Unauthorized
+from app.errors import (
+    FaceServiceError,
+    Forbidden,
+    InvalidRequest,
+    PayloadTooLarge,
+    RateLimited,
+    Unauthorized,
+)
 from app.security import Role, allows, key_digest
 from app.services.probes import Upload
 from app.state import AppState, Runtime
@@ -83,14 +90,18 @@ def required_role(call: object) -> Role | None:
 def admit(
     state: AppState, key: str | None, required: Role, address: str, charged: object = None
 ) -> object:
-    """401 without a valid key and 403 without the `required` role (when keys are
-    configured), then the rate limit, charged to the key or, without keys, to `address`,
-    unless `charged` is that bucket already. The bucket, or None without a rate limit."""
+    """401 without a valid key (429 from an address over FACE_AUTH_FAILURE_LIMIT) and 403
+    without the `required` role (when keys are configured), then the rate limit, charged to
+    the key or, without keys, to `address`, unless `charged` is that bucket already. The
+    bucket, or None without a rate limit."""
     role: str = "open"
     if state.keys.enabled:
-        found = state.keys.role_of(key)
-        if found is None:
-            raise Unauthorized("A valid X-API-Key header is required.")
+        if key is None or (found := state.keys.role_of(key)) is None:
+            raise refused_key(state, address)
+        # Before the role check: a 403 would tell a guesser over the limit its key is valid.
+        wait = state.key_guesses.admits(address, key_digest(key)) if state.key_guesses else 0.0
+        if wait > 0:
+            raise _too_many_failures(state, wait)
         if not allows(found, required):
             raise Forbidden(f"This endpoint needs the {required} role.")
         role = found
@@ -115,6 +126,29 @@ def check_rate(state: AppState, identity: object, role: str) -> None:
             f"(bursts of {state.limiter.burst}); retry in {wait:.2f} s.",
             wait,
         )
+
+
+def refused_key(state: AppState, address: str) -> FaceServiceError:
+    """The answer to a missing or wrong key: 401, spending a token of `address`'s failed
+    attempts (FACE_AUTH_FAILURE_LIMIT), or 429 when it has none left. A valid key used on
+    a route of another role (403) is no guess, and spends none."""
+    wait = state.key_guesses.failed(address) if state.key_guesses else 0.0
+    if wait > 0:
+        return _too_many_failures(state, wait)
+    return Unauthorized("A valid X-API-Key header is required.")
+
+
+def _too_many_failures(state: AppState, wait: float) -> RateLimited:
+    # The same answer, and metric label, for a wrong key and for a valid one new to the
+    # address: /metrics is open to all.
+    assert state.key_guesses is not None
+    failures = state.key_guesses.failures
+    state.metrics.rate_limited.labels("unauthenticated").inc()
+    return RateLimited(
+        f"Over the limit of {failures.rate:g} requests a second without a valid X-API-Key "
+        f"from this address (bursts of {failures.burst}); retry in {wait:.2f} s.",
+        wait,
+    )
 
 
 def client_address(scope: Scope) -> str:

@@ -13,10 +13,10 @@ from fastapi.dependencies.models import Dependant
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Scope
 
-from app.api.deps import CHARGED_EARLY, admit, client_address, required_role
+from app.api.deps import CHARGED_EARLY, admit, client_address, refused_key, required_role
 from app.api.handlers import error_response
 from app.api.upload_routes import routes_as_served
-from app.errors import FaceServiceError
+from app.errors import FaceServiceError, Unauthorized
 from app.security import Role
 
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
@@ -93,10 +93,22 @@ class EarlyChecks:
                 state, key.decode("latin-1") if key else None, route.role, client_address(scope)
             )
         except FaceServiceError as error:
-            headers = getattr(error, "headers", None)  # RateLimited's Retry-After
-            return error_response(
-                error.status_code, error.code, error.message, error.details, headers
-            )
+            return _answer(error)
         if charged is not None:
             scope.setdefault("state", {})[CHARGED_EARLY] = charged
         return None
+
+    @staticmethod
+    def refused_key(scope: Scope) -> ASGIApp:
+        """The answer to a body without a valid key, for a guard that refuses it before
+        routing: 401, or 429 over FACE_AUTH_FAILURE_LIMIT, its failed attempt charged once,
+        as the route's check (app/api/deps.py refused_key) would charge it."""
+        state = getattr(getattr(scope.get("app"), "state", None), "face", None)
+        if state is None:  # no lifespan yet: nothing to charge
+            return _answer(Unauthorized("A valid X-API-Key header is required."))
+        return _answer(refused_key(state, client_address(scope)))
+
+
+def _answer(error: FaceServiceError) -> ASGIApp:
+    headers = getattr(error, "headers", None)  # RateLimited's Retry-After
+    return error_response(error.status_code, error.code, error.message, error.details, headers)

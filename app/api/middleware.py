@@ -152,7 +152,7 @@ class GuardAndMeasure:
         if self.keys is not None and self.keys.enabled and scope["method"] in BODY_METHODS:
             key = headers.get(_KEY_HEADER)
             if key is None or self.keys.role_of(key.decode("latin-1")) is None:
-                return error_response(401, "unauthorized", "A valid X-API-Key header is required.")
+                return self.early.refused_key(scope)  # 401, or 429 for an address guessing
         # Bodies are read as sent: a compressed one was parsed as if it were not.
         encoding = headers.get(b"content-encoding", b"identity").strip().lower()
         if scope["method"] in BODY_METHODS and encoding not in (b"", b"identity"):

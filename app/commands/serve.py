@@ -22,6 +22,7 @@ GRACEFUL_SHUTDOWN_S = 30
 def serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
+    from app.api.http_protocol import HttpLimits, guarded_protocol
     from app.main import create_app
     from app.security import KeyRing, is_loopback
 
@@ -68,6 +69,7 @@ def serve(args: argparse.Namespace, settings: Settings) -> int:
         port=port,
         log_level=settings.log_level.lower(),
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
+        http=guarded_protocol(HttpLimits.of(settings)),
     )
     lock.close()
     return 0

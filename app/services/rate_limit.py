@@ -35,8 +35,7 @@ class RateLimiter:
         """0.0 when a request may run now (it takes a token), else the seconds until one may."""
         with self._lock:
             now = self._clock()
-            tokens, when = self._buckets.get(identity, (float(self.burst), now))
-            tokens = min(float(self.burst), tokens + (now - when) * self.rate)
+            tokens = self._tokens(identity, now)
             if tokens >= 1.0:
                 self._buckets[identity] = (tokens - 1.0, now)
                 if len(self._buckets) > self._max_tracked:
@@ -44,6 +43,17 @@ class RateLimiter:
                 return 0.0
             self._buckets[identity] = (tokens, now)
             return (1.0 - tokens) / self.rate
+
+    def wait(self, identity: Hashable) -> float:
+        """What `take` would answer, without taking a token: 0.0 when one is left."""
+        with self._lock:
+            tokens = self._tokens(identity, self._clock())
+            return 0.0 if tokens >= 1.0 else (1.0 - tokens) / self.rate
+
+    def _tokens(self, identity: Hashable, now: float) -> float:
+        """The tokens `identity` holds at `now`; the caller holds the lock."""
+        tokens, when = self._buckets.get(identity, (float(self.burst), now))
+        return min(float(self.burst), tokens + (now - when) * self.rate)
 
     def _prune(self, now: float) -> None:
         """Drops buckets that have refilled (forgetting them changes nothing), then, if a

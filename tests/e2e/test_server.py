@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import socket
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -51,6 +53,15 @@ def test_enrol_verify_identify_and_restart(server: Server, package_images: Path)
     assert verdict["verified"] is True
     before = identify_players(client, package_images)
     assert [m for m, _ in before if m] == [yao]
+    # `serve` bounds a request's headers (FACE_HTTP_MAX_HEADER_BYTES): a 4 MB one is refused
+    # as it arrives, as JSON, and the service goes on serving.
+    with socket.create_connection(("127.0.0.1", server.port), timeout=60) as sock:
+        with contextlib.suppress(ConnectionResetError, BrokenPipeError):
+            sock.sendall(b"GET /v1/health HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 4_000_000)
+        answer = sock.recv(65536)
+    assert answer.startswith(b"HTTP/1.1 431 "), answer
+    assert b'"code":"headers_too_large"' in answer.replace(b" ", b"")
+    assert client.get("/v1/health").status_code == 200
 
     assert server.stop(signal.SIGTERM) in (0, -signal.SIGTERM)  # uvicorn re-raises the signal
     client = server.start()

@@ -1,0 +1,203 @@
+"""GuardedHttpToolsProtocol under a real uvicorn server: header size, slow clients, connections."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+import uvicorn
+
+from app.api.http_protocol import HttpLimits, auto_max_connections, guarded_protocol
+from app.config import Settings
+from tests.e2e.conftest import free_port
+
+LIMITS = HttpLimits(
+    max_header_bytes=16_384, header_timeout_s=5.0, body_timeout_s=5.0, max_connections=50
+)
+# Long enough for no loaded machine to miss it, short enough to wait out in a test.
+SHORT_S = 0.5
+
+
+async def echo(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """Answers every request with the length of its body, read whole."""
+    if scope["type"] != "http":
+        return
+    size, more = 0, True
+    while more:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return
+        size += len(message.get("body", b""))
+        more = message.get("more_body", False)
+    body = json.dumps({"received": size}).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+@contextmanager
+def serving(limits: HttpLimits) -> Iterator[int]:
+    port = free_port()
+    config = uvicorn.Config(
+        echo, host="127.0.0.1", port=port, http=guarded_protocol(limits), log_level="error"
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not server.started:
+            assert thread.is_alive() and time.monotonic() < deadline, "server never started"
+            time.sleep(0.02)
+        yield port
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+
+
+def connect(port: int) -> socket.socket:
+    return socket.create_connection(("127.0.0.1", port), timeout=30)
+
+
+def read_answer(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
+    """One response: status, headers (lower-case names) and body (by Content-Length)."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        assert chunk, f"connection closed with no answer: {data!r}"
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    status_line, *lines = head.decode().split("\r\n")
+    headers = {k.strip().lower(): v.strip() for k, v in (line.split(":", 1) for line in lines)}
+    while len(body) < int(headers["content-length"]):
+        chunk = sock.recv(65536)
+        assert chunk, "connection closed mid-body"
+        body += chunk
+    return int(status_line.split()[1]), headers, body
+
+
+def closed(sock: socket.socket) -> bool:
+    try:
+        return sock.recv(1) == b""
+    except ConnectionResetError:
+        return True
+
+
+def request(path: str = "/", body: bytes = b"", **headers: str) -> bytes:
+    lines = [f"POST {path} HTTP/1.1", "Host: 127.0.0.1", f"Content-Length: {len(body)}"]
+    lines += [f"{name.replace('_', '-')}: {value}" for name, value in headers.items()]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
+def assert_refused(sock: socket.socket, status: int, code: str) -> None:
+    answer, headers, body = read_answer(sock)
+    assert (answer, headers["content-type"], headers["connection"]) == (
+        status,
+        "application/json",
+        "close",
+    )
+    error = json.loads(body)["error"]
+    assert error["code"] == code and error["details"] is None, error
+    assert closed(sock)
+
+
+def test_ordinary_requests_pass_on_one_connection() -> None:
+    with serving(LIMITS) as port, connect(port) as sock:
+        # Keep-alive, a body in several pieces, and two requests sent back to back.
+        for size in (0, 10, 200_000):
+            head = request(body=b"")[: -len(b"\r\n\r\n")].replace(b"Content-Length: 0", b"")
+            sock.sendall(head + f"Content-Length: {size}\r\n\r\n".encode())
+            for start in range(0, size, 65_536):
+                sock.sendall(b"x" * min(65_536, size - start))
+                time.sleep(0.05)
+            assert read_answer(sock)[2] == json.dumps({"received": size}).encode()
+        sock.sendall(request(body=b"ab") + request(body=b"abc"))
+        assert [json.loads(read_answer(sock)[2]) for _ in range(2)] == [
+            {"received": 2},
+            {"received": 3},
+        ]
+
+
+def test_headers_over_the_limit_get_431_before_they_are_parsed() -> None:
+    with serving(LIMITS) as port:
+        with connect(port) as sock:
+            # It used to be read whole: 300 MB held the event loop for 100 s.
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 100_000)
+            assert_refused(sock, 431, "headers_too_large")
+        with connect(port) as sock:  # and the server goes on serving
+            sock.sendall(request(body=b"ok"))
+            assert json.loads(read_answer(sock)[2]) == {"received": 2}
+
+
+def test_a_head_within_the_limit_sent_with_its_body_at_once_passes() -> None:
+    with serving(LIMITS) as port, connect(port) as sock:
+        # One send of a 15 KB head and a 100 KB body: more than the limit in one chunk, but
+        # the head ends within it.
+        sock.sendall(request(body=b"y" * 100_000, X_Pad="p" * 15_000))
+        assert json.loads(read_answer(sock)[2]) == {"received": 100_000}
+
+
+@pytest.mark.parametrize("sent", [b"", b"POST / HTTP/1.1\r\nHost: x\r\n"])
+def test_a_head_not_sent_in_time_gets_408(sent: bytes) -> None:
+    limits = HttpLimits(16_384, SHORT_S, 30.0, 50)
+    with serving(limits) as port, connect(port) as sock:
+        sock.sendall(sent)  # nothing, or half a head, then silence
+        assert_refused(sock, 408, "request_timeout")
+
+
+def test_a_head_sent_slowly_byte_by_byte_gets_408_all_the_same() -> None:
+    limits = HttpLimits(16_384, SHORT_S * 2, 30.0, 50)
+    with serving(limits) as port, connect(port) as sock:
+        # Each byte resets no timer: the head's deadline runs from its first byte.
+        started = time.monotonic()
+        for byte in b"POST / HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"z" * 100:
+            try:
+                sock.sendall(bytes([byte]))
+            except (BrokenPipeError, ConnectionResetError):
+                break
+            time.sleep(0.05)
+            if time.monotonic() - started > 10 * limits.header_timeout_s:
+                break
+        assert_refused(sock, 408, "request_timeout")
+
+
+def test_a_body_that_stops_gets_408_and_the_connection_closes() -> None:
+    limits = HttpLimits(16_384, 30.0, SHORT_S, 50)
+    with serving(limits) as port, connect(port) as sock:
+        sock.sendall(
+            request(body=b"0123456789").replace(b"Content-Length: 10", b"Content-Length: 1000")
+        )
+        assert_refused(sock, 408, "request_timeout")
+
+
+def test_connections_over_the_limit_get_503_at_once() -> None:
+    limits = HttpLimits(16_384, 30.0, 30.0, 3)
+    with serving(limits) as port:
+        idle = [connect(port) for _ in range(3)]
+        try:
+            time.sleep(0.2)  # accepted, as the server counts them
+            with connect(port) as sock:
+                assert_refused(sock, 503, "too_many_connections")
+            idle.pop().close()
+            time.sleep(0.2)
+            with connect(port) as sock:
+                sock.sendall(request(body=b"ok"))
+                assert json.loads(read_answer(sock)[2]) == {"received": 2}
+        finally:
+            for sock in idle:
+                sock.close()
+
+
+def test_the_limits_come_from_the_settings() -> None:
+    settings = Settings(
+        http_max_header_bytes=20_000, http_header_timeout_s=3, http_max_connections=7
+    )
+    assert HttpLimits.of(settings) == HttpLimits(20_000, 3.0, 30.0, 7)
+    assert HttpLimits.of(Settings()).max_connections == auto_max_connections()
+    assert 16 <= auto_max_connections() <= 4096
