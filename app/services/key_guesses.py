@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import threading
 
 from app.services.rate_limit import MAX_TRACKED, RateLimiter, limiter_for
@@ -26,11 +27,12 @@ class KeyGuessThrottle:
     def failed(self, address: str) -> float:
         """A missing or wrong key from `address`: 0.0 when it may be told so (a token is
         spent), else the seconds until it may."""
-        return self.failures.take(address)
+        return self.failures.take(guesser(address))
 
     def admits(self, address: str, digest: bytes) -> float:
         """A valid key (by its digest) from `address`: 0.0 when it may be used, else the
         seconds until the address may try a key it has not used before. Spends nothing."""
+        address = guesser(address)
         pair = (address, digest)
         with self._lock:
             if pair in self._used:
@@ -46,6 +48,21 @@ class KeyGuessThrottle:
                 for stale in list(self._used)[: len(self._used) - self._max_tracked // 2]:
                     del self._used[stale]
         return 0.0
+
+
+def guesser(address: str) -> str:
+    """Whom failures from `address` count against: an IPv6 address's /64, which one host or
+    subscriber usually holds whole (one bucket per address would give it 2**64), else the
+    address (IPv4, including one mapped into IPv6)."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:  # "unknown", a Unix socket's path
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip)
 
 
 def throttle_for(rate: float, burst: int) -> KeyGuessThrottle | None:

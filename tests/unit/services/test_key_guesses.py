@@ -6,7 +6,7 @@ import pytest
 
 from app.config import Settings
 from app.security import key_digest
-from app.services.key_guesses import KeyGuessThrottle, throttle_for
+from app.services.key_guesses import KeyGuessThrottle, guesser, throttle_for
 from app.services.rate_limit import RateLimiter
 from tests.unit.services.test_rate_limit import Clock
 
@@ -58,3 +58,22 @@ def test_on_by_default_and_off_at_zero() -> None:
     assert throttle_for(0, 10) is None
     one_seconds = throttle_for(2.5, 0)
     assert one_seconds is not None and one_seconds.failures.burst == 3
+
+
+def test_an_ipv6_slash_64_is_one_guesser() -> None:
+    """One host usually holds a whole /64: counted address by address, it would have 2**64
+    buckets of failures to spend."""
+    throttle = KeyGuessThrottle(RateLimiter(rate=0.001, burst=2, clock=Clock()))
+    assert throttle.failed("2001:db8:1:2::1") == 0.0
+    assert throttle.failed("2001:db8:1:2:ffff::9") == 0.0
+    assert throttle.failed("2001:db8:1:2:abcd::") > 0  # the same /64's third failure
+    assert throttle.admits("2001:db8:1:2::77", GOOD) > 0
+    assert throttle.failed("2001:db8:1:3::1") == 0.0  # the next /64 is someone else
+    # IPv4, also mapped into IPv6, counts by address; what is no address, as it is.
+    assert [throttle.failed(a) for a in ("192.0.2.1", "::ffff:192.0.2.1", "192.0.2.1")] == [
+        0.0,
+        0.0,
+        pytest.approx(1000.0),
+    ]
+    assert guesser("unknown") == "unknown"
+    assert guesser("2001:db8:1:2::1") == "2001:db8:1:2::/64"
