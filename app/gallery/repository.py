@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy.typing as npt
@@ -205,18 +205,6 @@ def count_subjects(s: Session) -> int:
 
 def count_subjects_with_faces(s: Session) -> int:
     return s.scalar(select(func.count(func.distinct(Face.subject_id)))) or 0
-
-
-def faces_with_crops(s: Session, batch: int = 256) -> Iterator[Face]:
-    """Every face that kept its aligned crop, in id order, fetched `batch` at a time."""
-    after = -1
-    while True:
-        query = select(Face).where(Face.crop.is_not(None), Face.id > after).order_by(Face.id)
-        faces = list(s.scalars(query.limit(batch)))
-        if not faces:
-            return
-        yield from faces
-        after = faces[-1].id
 
 
 def _forget(s: Session, face_ids: list[int]) -> None:
