@@ -9,50 +9,17 @@
 from __future__ import annotations
 
 import asyncio
-import json
-import logging
-import resource
-from dataclasses import dataclass
-from http import HTTPStatus
 from typing import Any, ClassVar
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from app.config import Settings
+from app.api.http_limits import HttpLimits
+from app.api.http_refusals import refusal_bytes, warn_refusal
 
-log = logging.getLogger(__name__)
-
-MAX_AUTO_CONNECTIONS = 4096
 # How long a refused connection that is still sending is read (and what it sends dropped)
 # before it is closed: closed with unread data, the kernel resets it, and the client may
 # see the reset instead of the answer.
 LINGER_S = 2.0
-
-
-@dataclass(frozen=True)
-class HttpLimits:
-    max_header_bytes: int
-    header_timeout_s: float
-    body_timeout_s: float
-    max_connections: int
-
-    @classmethod
-    def of(cls, settings: Settings) -> HttpLimits:
-        return cls(
-            settings.http_max_header_bytes,
-            settings.http_header_timeout_s,
-            settings.http_body_timeout_s,
-            settings.http_max_connections or auto_max_connections(),
-        )
-
-
-def auto_max_connections() -> int:
-    """Half the open-file limit, so that the database, the index and the models always
-    have file descriptors left, and at most MAX_AUTO_CONNECTIONS."""
-    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft == resource.RLIM_INFINITY:
-        return MAX_AUTO_CONNECTIONS
-    return max(16, min(MAX_AUTO_CONNECTIONS, soft // 2))
 
 
 def guarded_protocol(limits: HttpLimits) -> type[HttpToolsProtocol]:
@@ -62,9 +29,11 @@ def guarded_protocol(limits: HttpLimits) -> type[HttpToolsProtocol]:
 
 class GuardedHttpToolsProtocol(HttpToolsProtocol):
     """Refuses a request whose line and headers exceed max_header_bytes (431) before the
-    parser sees them, or that takes longer than header_timeout_s to send them (408); closes
-    a connection whose body pauses longer than body_timeout_s; answers connections beyond
-    max_connections 503 at once. Each refusal closes the connection."""
+    parser sees them, or that takes longer than header_timeout_s to send them (408); ends a
+    request whose body pauses longer than body_timeout_s (408), or whose trailer or chunk
+    framing grows past max_header_bytes with no body in it (431); answers connections beyond
+    max_connections 503 at once. Each refusal closes the connection, and is written only
+    where no earlier answer is owed on it (pipelining)."""
 
     limits: ClassVar[HttpLimits]
 
@@ -73,8 +42,10 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._in_head = True  # the bytes arriving belong to a request's line and headers
         self._head_bytes = 0
         self._tail = b""  # the head's last bytes, where its end may begin
+        self._loose_bytes = 0  # bytes after a head with no body in them: trailers, framing
         self._head_timer: asyncio.TimerHandle | None = None
         self._body_timer: asyncio.TimerHandle | None = None
+        self._body_deadline = 0.0
         self._refused = False
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -82,7 +53,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         if len(self.connections) > self.limits.max_connections:
             self._refuse(503, "too_many_connections", "Too many open connections; retry.")
             return
-        self._head_timer = self.loop.call_later(self.limits.header_timeout_s, self._head_late)
+        self._arm_head_timer()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_timers()
@@ -91,33 +62,48 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def data_received(self, data: bytes) -> None:
         if self._refused or self.transport.is_closing():  # nothing more is parsed
             return
-        if self._in_head and not self._head_fits(data):
-            self._refuse(
-                431,
-                "headers_too_large",
-                f"The request line and headers exceed {self.limits.max_header_bytes} bytes.",
-                linger=True,
-            )
-            return
+        if self._in_head:
+            if not self._head_fits(data):
+                limit = self.limits.max_header_bytes
+                self._refuse_head(
+                    431, "headers_too_large", f"The request line and headers exceed {limit} bytes."
+                )
+                return
+        else:
+            self._loose_bytes += len(data)  # on_body sets it back to 0 during the feed
         super().data_received(data)
+        if self._refused or self.transport.is_closing():
+            return
+        if not self._in_head and self._loose_bytes > self.limits.max_header_bytes:
+            # httptools gathers a trailer as it does a header, by concatenation.
+            limit = self.limits.max_header_bytes
+            self._refuse_body(
+                431, "headers_too_large", f"The request's trailer exceeds {limit} bytes."
+            )
+        elif self._in_head and self._head_bytes and self._head_timer is None:
+            # Bytes the parser skips without beginning a message (a bare CRLF between
+            # requests) stopped uvicorn's keep-alive timer, and would hold the connection.
+            self._arm_head_timer()
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._in_head = True
         if self._head_timer is None:
-            self._head_timer = self.loop.call_later(self.limits.header_timeout_s, self._head_late)
+            self._arm_head_timer()
 
     def on_headers_complete(self) -> None:
-        self._in_head, self._head_bytes, self._tail = False, 0, b""
+        self._in_head, self._head_bytes, self._tail, self._loose_bytes = False, 0, b"", 0
         if self._head_timer is not None:
             self._head_timer.cancel()
             self._head_timer = None
         super().on_headers_complete()
-        self._arm_body_timer()  # cancelled at once by on_message_complete when no body
+        if not self.parser.should_upgrade():
+            self._body_arrived()  # the timer is cancelled at once when there is no body
 
     def on_body(self, body: bytes) -> None:
         super().on_body(body)
-        self._arm_body_timer()
+        self._loose_bytes = 0
+        self._body_arrived()
 
     def on_message_complete(self) -> None:
         super().on_message_complete()
@@ -137,35 +123,62 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         window = self._tail + data[:room]
         return b"\n\r\n" in window or b"\n\n" in window
 
-    def _arm_body_timer(self) -> None:
-        if self._body_timer is not None:
-            self._body_timer.cancel()
-        self._body_timer = self.loop.call_later(self.limits.body_timeout_s, self._body_late)
+    def _arm_head_timer(self) -> None:
+        self._head_timer = self.loop.call_later(self.limits.header_timeout_s, self._head_late)
+
+    def _body_arrived(self) -> None:
+        # One timer a request, pushed back by a deadline: not one timer for every chunk.
+        self._body_deadline = self.loop.time() + self.limits.body_timeout_s
+        if self._body_timer is None:
+            self._body_timer = self.loop.call_later(self.limits.body_timeout_s, self._body_late)
+
+    def _answer_owed(self) -> bool:
+        """Whether an earlier request on this connection still waits for its answer."""
+        return bool(self.pipeline) or (self.cycle is not None and not self.cycle.response_complete)
 
     def _head_late(self) -> None:
         self._head_timer = None
-        if self._in_head and not self.transport.is_closing():
-            seconds = self.limits.header_timeout_s
-            self._refuse(408, "request_timeout", f"The request's headers took over {seconds} s.")
+        if not self._in_head or self._refused or self.transport.is_closing():
+            return
+        if self.flow.read_paused or self._answer_owed():
+            # The head waits on the service (an earlier request, reading paused), not on
+            # the client: its time starts again once that answer is out.
+            self._arm_head_timer()
+            return
+        seconds = self.limits.header_timeout_s
+        self._refuse_head(408, "request_timeout", f"The request's headers took over {seconds} s.")
 
     def _body_late(self) -> None:
         self._body_timer = None
-        if self.transport.is_closing():
+        if self._refused or self.transport.is_closing():
+            return
+        now = self.loop.time()
+        if now < self._body_deadline:
+            self._body_timer = self.loop.call_later(self._body_deadline - now, self._body_late)
             return
         cycle = self.cycle
         # Not the client's pause: the service has not taken what came, or has not yet asked
         # for the body a client that sent "Expect: 100-continue" waits to send.
         if self.flow.read_paused or (cycle is not None and cycle.waiting_for_100_continue):
-            self._arm_body_timer()
+            self._body_arrived()
             return
-        if cycle is not None and not cycle.response_started:
-            cycle.disconnected = True  # the route's own answer, if it comes, is dropped
+        seconds = self.limits.body_timeout_s
+        self._refuse_body(408, "request_timeout", f"The request's body paused over {seconds} s.")
+
+    def _refuse_head(self, status: int, code: str, message: str) -> None:
+        """Refuse the request whose head is arriving: answered, unless an earlier request's
+        answer is still owed (pipelining), which this one must not take the place of."""
+        self._refuse(status, code, message, answer=not self._answer_owed(), linger=status == 431)
+
+    def _refuse_body(self, status: int, code: str, message: str) -> None:
+        """Refuse the request whose body is arriving: answered if the service has not begun
+        its own answer, which is then dropped."""
+        cycle = self.cycle
+        answer = cycle is not None and not cycle.response_started and not self.pipeline
+        if answer:
+            cycle.disconnected = True
             cycle.message_event.set()
-            seconds = self.limits.body_timeout_s
-            self._refuse(408, "request_timeout", f"The request's body paused over {seconds} s.")
-        else:
-            log.warning("closing a connection whose request body paused too long")
-            self.transport.close()
+        self._refuse(status, code, message, answer=answer, linger=status == 431)
 
     def _cancel_timers(self) -> None:
         for timer in (self._head_timer, self._body_timer):
@@ -173,22 +186,20 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
                 timer.cancel()
         self._head_timer = self._body_timer = None
 
-    def _refuse(self, status: int, code: str, message: str, linger: bool = False) -> None:
-        """Answer with the service's error shape, then close: the connection's state (a head
-        half read, a body half sent) is not worth resynchronising. `linger`: a client still
-        sending gets LINGER_S to read the answer first."""
-        log.warning("%s from %s: %s", code, self.client, message)
+    def _refuse(
+        self, status: int, code: str, message: str, answer: bool = True, linger: bool = False
+    ) -> None:
+        """Answer with the service's error shape (`answer`), then close: the connection's
+        state (a head half read, a body half sent) is not worth resynchronising. `linger`: a
+        client still sending gets LINGER_S to read the answer first."""
+        warn_refusal(code, f"{code} from {self.client}: {message}")
         self._cancel_timers()
         self._refused = True
-        body = json.dumps({"error": {"code": code, "message": message, "details": None}})
-        head = [f"HTTP/1.1 {status} {HTTPStatus(status).phrase}".encode()]
-        head += [name + b": " + value for name, value in self.server_state.default_headers]
-        head += [
-            b"content-type: application/json",
-            b"content-length: %d" % len(body),
-            b"connection: close",
-        ]
-        self.transport.write(b"\r\n".join(head) + b"\r\n\r\n" + body.encode())
+        if not answer:
+            self.transport.close()
+            return
+        default_headers = self.server_state.default_headers
+        self.transport.write(refusal_bytes(status, code, message, default_headers))
         if linger and self.transport.can_write_eof():
             self.transport.write_eof()
             self.loop.call_later(LINGER_S, self.transport.close)

@@ -22,7 +22,8 @@ GRACEFUL_SHUTDOWN_S = 30
 def serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
-    from app.api.http_protocol import HttpLimits, guarded_protocol
+    from app.api.http_limits import HttpLimits
+    from app.api.http_protocol import guarded_protocol
     from app.main import create_app
     from app.security import KeyRing, is_loopback
 

@@ -18,8 +18,9 @@ log = logging.getLogger(__name__)
 
 # The layout of a stored row, kept in it as "format" (rows without one are format 1). A
 # release that adds a field which leaves the thresholds meaning what they meant keeps it:
-# older releases read the row without that field. One that changes what they mean bumps
-# it: older releases then refuse the row rather than serve it under the old meaning.
+# releases from this one on read the row without that field (the one before formats
+# refuses any field it does not know). One that changes what they mean bumps it: older
+# releases then refuse the row rather than serve it under the old meaning.
 FORMAT = 1
 
 METHOD_GALLERY_ADJUSTED = "impostor scores adjusted for gallery size N (independence assumption)"

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
+import logging
 import socket
 import threading
 import time
@@ -13,7 +16,9 @@ from typing import Any
 import pytest
 import uvicorn
 
-from app.api.http_protocol import HttpLimits, auto_max_connections, guarded_protocol
+from app.api import http_refusals
+from app.api.http_limits import HttpLimits, auto_max_connections
+from app.api.http_protocol import guarded_protocol
 from app.config import Settings
 from tests.e2e.conftest import free_port
 
@@ -25,9 +30,12 @@ SHORT_S = 0.5
 
 
 async def echo(scope: dict[str, Any], receive: Any, send: Any) -> None:
-    """Answers every request with the length of its body, read whole."""
+    """Answers every request with the length of its body, read whole; /slow takes 1.5 s
+    before it reads anything."""
     if scope["type"] != "http":
         return
+    if scope["path"] == "/slow":
+        await asyncio.sleep(1.5)
     size, more = 0, True
     while more:
         message = await receive()
@@ -201,3 +209,73 @@ def test_the_limits_come_from_the_settings() -> None:
     assert HttpLimits.of(settings) == HttpLimits(20_000, 3.0, 30.0, 7)
     assert HttpLimits.of(Settings()).max_connections == auto_max_connections()
     assert 16 <= auto_max_connections() <= 4096
+
+
+def test_a_bare_crlf_after_an_answer_does_not_hold_the_connection() -> None:
+    """The parser skips a CRLF between requests without beginning one, and uvicorn's
+    keep-alive timer stops at any byte: such a connection was held forever, and a few
+    hundred of them filled the connection limit."""
+    limits = HttpLimits(16_384, SHORT_S, 30.0, 50)
+    with serving(limits) as port, connect(port) as sock:
+        sock.sendall(request(body=b"ok"))
+        assert json.loads(read_answer(sock)[2]) == {"received": 2}
+        sock.sendall(b"\r\n")
+        assert_refused(sock, 408, "request_timeout")
+
+
+def test_a_trailer_over_the_limit_gets_431() -> None:
+    """httptools gathers a trailer by concatenation too; it counted as body, unlimited."""
+    with serving(LIMITS) as port, connect(port) as sock:
+        head = b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+        sock.sendall(head + b"2\r\nok\r\n0\r\nX-Trailer: ")
+        with contextlib.suppress(ConnectionResetError, BrokenPipeError):
+            for _ in range(10):
+                sock.sendall(b"t" * 4096)
+                time.sleep(0.02)
+        assert_refused(sock, 431, "headers_too_large")
+
+
+def test_a_pipelined_head_waiting_on_a_slow_answer_is_not_timed_out() -> None:
+    """While the service answers an earlier request, reading pauses: the next head cannot
+    arrive, and its timer used to answer 408 in place of the slow request's 200."""
+    limits = HttpLimits(16_384, SHORT_S, 30.0, 50)
+    with serving(limits) as port, connect(port) as sock:
+        sock.sendall(request("/slow", b"a") + b"POST / HTTP/1.1\r\nHo")
+        time.sleep(3 * SHORT_S)
+        sock.sendall(b"st: x\r\nContent-Length: 3\r\n\r\nabc")
+        assert [json.loads(read_answer(sock)[2]) for _ in range(2)] == [
+            {"received": 1},
+            {"received": 3},
+        ]
+
+
+def test_an_oversized_pipelined_head_never_takes_an_earlier_requests_place() -> None:
+    with serving(LIMITS) as port, connect(port) as sock:
+        sock.sendall(request("/slow", b"a"))
+        time.sleep(0.3)  # read apart from the next head
+        with contextlib.suppress(ConnectionResetError, BrokenPipeError):
+            sock.sendall(b"GET / HTTP/1.1\r\nX-Big: " + b"b" * 50_000)
+        # The slow request's answer is owed first: no 431 in its place, the connection
+        # closes instead.
+        answer = b""
+        with contextlib.suppress(ConnectionResetError):
+            while chunk := sock.recv(65536):
+                answer += chunk
+        assert b"431" not in answer.split(b"\r\n", 1)[0], answer[:200]
+
+
+def test_a_flood_of_refusals_is_logged_once_with_a_count(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(http_refusals, "_warned", {})
+    caplog.set_level(logging.WARNING, logger="app.api.http_refusals")
+    limits = HttpLimits(16_384, 30.0, 30.0, 1)
+    with serving(limits) as port, connect(port) as held:
+        time.sleep(0.2)
+        for _ in range(5):
+            with connect(port) as sock:
+                assert_refused(sock, 503, "too_many_connections")
+        held.sendall(request(body=b"ok"))
+        assert json.loads(read_answer(held)[2]) == {"received": 2}
+    logged = [r.getMessage() for r in caplog.records if "too_many_connections" in r.getMessage()]
+    assert len(logged) == 1, logged
