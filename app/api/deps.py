@@ -96,12 +96,8 @@ def admit(
     bucket, or None without a rate limit."""
     role: str = "open"
     if state.keys.enabled:
-        if key is None or (found := state.keys.role_of(key)) is None:
-            raise refused_key(state, address)
-        # Before the role check: a 403 would tell a guesser over the limit its key is valid.
-        wait = state.key_guesses.admits(address, key_digest(key)) if state.key_guesses else 0.0
-        if wait > 0:
-            raise _too_many_failures(state, wait)
+        found = known_role(state, key, address)
+        # After the throttle: a 403 would tell a guesser over the limit its key is valid.
         if not allows(found, required):
             raise Forbidden(f"This endpoint needs the {required} role.")
         role = found
@@ -113,6 +109,18 @@ def admit(
     if identity != charged:
         check_rate(state, identity, role)
     return identity
+
+
+def known_role(state: AppState, key: str | None, address: str) -> Role:
+    """The role of a valid key; else 401 (429 from an address over FACE_AUTH_FAILURE_LIMIT).
+    A valid key new to an address over it gets the same 429: the answer must not tell a
+    guesser its key is valid, whatever the route, or whether there is one."""
+    if key is None or (found := state.keys.role_of(key)) is None:
+        raise refused_key(state, key, address)
+    wait = state.key_guesses.admits(address, key_digest(key)) if state.key_guesses else 0.0
+    if wait > 0:
+        raise _too_many_failures(state, wait)
+    return found
 
 
 def check_rate(state: AppState, identity: object, role: str) -> None:
@@ -128,11 +136,13 @@ def check_rate(state: AppState, identity: object, role: str) -> None:
         )
 
 
-def refused_key(state: AppState, address: str) -> FaceServiceError:
+def refused_key(state: AppState, key: str | None, address: str) -> FaceServiceError:
     """The answer to a missing or wrong key: 401, spending a token of `address`'s failed
-    attempts (FACE_AUTH_FAILURE_LIMIT), or 429 when it has none left. A valid key used on
-    a route of another role (403) is no guess, and spends none."""
-    wait = state.key_guesses.failed(address) if state.key_guesses else 0.0
+    attempts (FACE_AUTH_FAILURE_LIMIT) unless it was told of this key before, or 429 when
+    it has none left. A valid key used on a route of another role (403) is no guess, and
+    spends none."""
+    digest = None if key is None else key_digest(key)
+    wait = state.key_guesses.failed(address, digest) if state.key_guesses else 0.0
     if wait > 0:
         return _too_many_failures(state, wait)
     return Unauthorized("A valid X-API-Key header is required.")

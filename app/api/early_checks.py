@@ -13,11 +13,11 @@ from fastapi.dependencies.models import Dependant
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Scope
 
-from app.api.deps import CHARGED_EARLY, admit, client_address, refused_key, required_role
+from app.api.deps import CHARGED_EARLY, admit, client_address, known_role, required_role
 from app.api.handlers import error_response
 from app.api.upload_routes import routes_as_served
 from app.errors import FaceServiceError, Unauthorized
-from app.security import Role
+from app.security import KeyRing, Role
 
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
@@ -99,14 +99,23 @@ class EarlyChecks:
         return None
 
     @staticmethod
-    def refused_key(scope: Scope) -> ASGIApp:
-        """The answer to a body without a valid key, for a guard that refuses it before
-        routing: 401, or 429 over FACE_AUTH_FAILURE_LIMIT, its failed attempt charged once,
-        as the route's check (app/api/deps.py refused_key) would charge it."""
+    def key_refusal(scope: Scope, keys: KeyRing, key: bytes | None) -> ASGIApp | None:
+        """For a guard that checks a body's key before routing: 401 without a valid key, or
+        429 over FACE_AUTH_FAILURE_LIMIT, its failed attempt charged once, as the route's
+        check (app/api/deps.py known_role) would; and the same 429 for a valid key new to
+        an address over it, whatever the path: let on, the router's 404 or 405 would tell
+        a guesser its key is valid. None to let the request on."""
+        text = None if key is None else key.decode("latin-1")
         state = getattr(getattr(scope.get("app"), "state", None), "face", None)
         if state is None:  # no lifespan yet: nothing to charge
-            return _answer(Unauthorized("A valid X-API-Key header is required."))
-        return _answer(refused_key(state, client_address(scope)))
+            if keys.role_of(text) is None:
+                return _answer(Unauthorized("A valid X-API-Key header is required."))
+            return None
+        try:
+            known_role(state, text, client_address(scope))
+        except FaceServiceError as error:
+            return _answer(error)
+        return None
 
 
 def _answer(error: FaceServiceError) -> ASGIApp:

@@ -147,12 +147,13 @@ class GuardAndMeasure:
                     "FACE_API_KEYS is empty, so this service answers loopback connections only.",
                 )
         # Every route that takes a body needs a key, so a body without a valid one is
-        # refused before it is read; the routes' own check (app/api/deps.py) answers for
+        # refused before it is read, and so is a valid one new to an address over its
+        # failed attempts, on any path; the routes' own check (app/api/deps.py) answers for
         # requests without a body.
         if self.keys is not None and self.keys.enabled and scope["method"] in BODY_METHODS:
-            key = headers.get(_KEY_HEADER)
-            if key is None or self.keys.role_of(key.decode("latin-1")) is None:
-                return self.early.refused_key(scope)  # 401, or 429 for an address guessing
+            refused = self.early.key_refusal(scope, self.keys, headers.get(_KEY_HEADER))
+            if refused is not None:
+                return refused  # 401, or 429 for an address guessing
         # Bodies are read as sent: a compressed one was parsed as if it were not.
         encoding = headers.get(b"content-encoding", b"identity").strip().lower()
         if scope["method"] in BODY_METHODS and encoding not in (b"", b"identity"):

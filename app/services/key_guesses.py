@@ -4,17 +4,23 @@ from __future__ import annotations
 
 import ipaddress
 import threading
+from collections.abc import Hashable
+from typing import TypeVar
 
 from app.services.rate_limit import MAX_TRACKED, RateLimiter, limiter_for
 
+_Pair = TypeVar("_Pair", bound=Hashable)
+
 
 class KeyGuessThrottle:
-    """Each request with a missing or wrong key spends a token of its address's bucket. An
-    address with none left is refused every key it has not used before, right or wrong:
-    were a right one let through, the answer (200 against 429) would tell a guesser when
-    it had found one, however slowly its wrong guesses were answered. The keys an address
-    did use go on working, so that one misbehaving client behind a reverse proxy (one
-    address for all) does not lock out the others."""
+    """Each request with a missing or wrong key new to its address spends a token of the
+    address's bucket. An address with none left is refused every key it has not used
+    before, right or wrong: were a right one let through, the answer (200 against 429)
+    would tell a guesser when it had found one, however slowly its wrong guesses were
+    answered. The keys an address did use go on working, so that one misbehaving client
+    behind a reverse proxy (one address for all) does not lock out the others; and a
+    wrong key it was told was wrong is told so again for free, so that a client retrying
+    a stale key does not keep the bucket empty for a working client first seen later."""
 
     def __init__(self, failures: RateLimiter, max_tracked: int = MAX_TRACKED) -> None:
         self.failures = failures
@@ -22,12 +28,26 @@ class KeyGuessThrottle:
         # (address, key digest) pairs, least recently used first. Only holders of a valid
         # key add to it; bounded all the same, as the buckets are.
         self._used: dict[tuple[str, bytes], None] = {}
+        # (address, digest) pairs of the wrong keys (None: a missing one) each address was
+        # answered 401 for, least recently tried first; bounded by the same rule.
+        self._wrong: dict[tuple[str, bytes | None], None] = {}
         self._lock = threading.Lock()
 
-    def failed(self, address: str) -> float:
-        """A missing or wrong key from `address`: 0.0 when it may be told so (a token is
-        spent), else the seconds until it may."""
-        return self.failures.take(guesser(address))
+    def failed(self, address: str, digest: bytes | None) -> float:
+        """A wrong key (by its digest; None when missing) from `address`: 0.0 when it may be
+        told so, else the seconds until it may. Only a key the address was not told of
+        before spends a token: repeating one teaches a guesser nothing. One refused with
+        429 is not noted, so its next answer is a valid key's (429), not a 401."""
+        address = guesser(address)
+        pair = (address, digest)
+        with self._lock:  # held across the take: the same key sent twice at once, once
+            if pair in self._wrong:
+                self._wrong[pair] = self._wrong.pop(pair)  # now the most recently tried
+                return 0.0
+            wait = self.failures.take(address)
+            if wait == 0.0:
+                _note(self._wrong, pair, self._max_tracked)
+            return wait
 
     def admits(self, address: str, digest: bytes) -> float:
         """A valid key (by its digest) from `address`: 0.0 when it may be used, else the
@@ -42,12 +62,17 @@ class KeyGuessThrottle:
         if wait > 0:
             return wait
         with self._lock:
-            self._used[pair] = None
-            if len(self._used) > self._max_tracked:
-                # Forgetting a pair costs its client nothing while its address has tokens.
-                for stale in list(self._used)[: len(self._used) - self._max_tracked // 2]:
-                    del self._used[stale]
+            _note(self._used, pair, self._max_tracked)
         return 0.0
+
+
+def _note(pairs: dict[_Pair, None], pair: _Pair, max_tracked: int) -> None:
+    """Adds `pair` as the most recent; over `max_tracked`, keeps the newest half. Forgetting
+    a pair costs its client a token at worst, and nothing while its address has tokens."""
+    pairs[pair] = None
+    if len(pairs) > max_tracked:
+        for stale in list(pairs)[: len(pairs) - max_tracked // 2]:
+            del pairs[stale]
 
 
 def guesser(address: str) -> str:
