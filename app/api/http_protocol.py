@@ -111,6 +111,20 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             self._body_timer.cancel()
             self._body_timer = None
         self._in_head = True  # what comes next is the next request
+        cycle = self.cycle
+        if (
+            cycle is not None
+            and cycle.response_complete
+            and not self.pipeline
+            and self.timeout_keep_alive_task is None
+            and not self.transport.is_closing()
+        ):
+            # Answered before its body ended (an early 401, say): uvicorn started the
+            # keep-alive timer with the answer, the body's bytes stopped it, and nothing
+            # else would end the idle connection.
+            self.timeout_keep_alive_task = self.loop.call_later(
+                self.timeout_keep_alive, self.timeout_keep_alive_handler
+            )
 
     def _head_fits(self, data: bytes) -> bool:
         """Whether the head stays within max_header_bytes with `data`: all of it, or up to

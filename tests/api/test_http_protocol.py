@@ -36,6 +36,12 @@ async def echo(scope: dict[str, Any], receive: Any, send: Any) -> None:
         return
     if scope["path"] == "/slow":
         await asyncio.sleep(1.5)
+    if scope["path"] == "/early":  # answers without reading the body, as an early 401 does
+        await send(
+            {"type": "http.response.start", "status": 401, "headers": [(b"content-length", b"0")]}
+        )
+        await send({"type": "http.response.body", "body": b""})
+        return
     size, more = 0, True
     while more:
         message = await receive()
@@ -53,7 +59,12 @@ async def echo(scope: dict[str, Any], receive: Any, send: Any) -> None:
 def serving(limits: HttpLimits) -> Iterator[int]:
     port = free_port()
     config = uvicorn.Config(
-        echo, host="127.0.0.1", port=port, http=guarded_protocol(limits), log_level="error"
+        echo,
+        host="127.0.0.1",
+        port=port,
+        http=guarded_protocol(limits),
+        log_level="error",
+        timeout_keep_alive=1,
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
@@ -69,13 +80,18 @@ def serving(limits: HttpLimits) -> Iterator[int]:
         thread.join(timeout=30)
 
 
+_unread: dict[int, bytes] = {}  # bytes read past an answer, by socket: the next one's
+
+
 def connect(port: int) -> socket.socket:
-    return socket.create_connection(("127.0.0.1", port), timeout=30)
+    sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+    _unread.pop(sock.fileno(), None)  # left by a closed socket that had the same number
+    return sock
 
 
 def read_answer(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
     """One response: status, headers (lower-case names) and body (by Content-Length)."""
-    data = b""
+    data = _unread.pop(sock.fileno(), b"")
     while b"\r\n\r\n" not in data:
         chunk = sock.recv(65536)
         assert chunk, f"connection closed with no answer: {data!r}"
@@ -83,11 +99,14 @@ def read_answer(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
     head, _, body = data.partition(b"\r\n\r\n")
     status_line, *lines = head.decode().split("\r\n")
     headers = {k.strip().lower(): v.strip() for k, v in (line.split(":", 1) for line in lines)}
-    while len(body) < int(headers["content-length"]):
+    length = int(headers["content-length"])
+    while len(body) < length:
         chunk = sock.recv(65536)
         assert chunk, "connection closed mid-body"
         body += chunk
-    return int(status_line.split()[1]), headers, body
+    if body[length:]:
+        _unread[sock.fileno()] = body[length:]
+    return int(status_line.split()[1]), headers, body[:length]
 
 
 def closed(sock: socket.socket) -> bool:
@@ -279,3 +298,14 @@ def test_a_flood_of_refusals_is_logged_once_with_a_count(
         assert json.loads(read_answer(held)[2]) == {"received": 2}
     logged = [r.getMessage() for r in caplog.records if "too_many_connections" in r.getMessage()]
     assert len(logged) == 1, logged
+
+
+def test_a_body_sent_after_its_early_answer_does_not_hold_the_connection() -> None:
+    """uvicorn starts its keep-alive timer with the answer; the body's bytes after it
+    stopped that timer, and the idle connection was held forever: a few hundred such
+    unauthenticated connections filled the connection cap."""
+    with serving(LIMITS) as port, connect(port) as sock:
+        sock.sendall(request("/early").replace(b"Content-Length: 0", b"Content-Length: 5"))
+        assert read_answer(sock)[0] == 401
+        sock.sendall(b"12345")
+        assert closed(sock)  # by the keep-alive timeout (1 s here), not never
