@@ -13,7 +13,8 @@ from fastapi.dependencies.models import Dependant
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Scope
 
-from app.api.deps import CHARGED_EARLY, admit, client_address, known_role, required_role
+from app.api.admission import admit, client_address, known_role
+from app.api.deps import CHARGED_EARLY, required_role
 from app.api.handlers import error_response
 from app.api.upload_routes import routes_as_served
 from app.errors import FaceServiceError, Unauthorized
@@ -102,7 +103,7 @@ class EarlyChecks:
     def key_refusal(scope: Scope, keys: KeyRing, key: bytes | None) -> ASGIApp | None:
         """For a guard that checks a body's key before routing: 401 without a valid key, or
         429 over FACE_AUTH_FAILURE_LIMIT, its failed attempt charged once, as the route's
-        check (app/api/deps.py known_role) would; and the same 429 for a valid key new to
+        check (app/api/admission.py known_role) would; and the same 429 for a valid key new to
         an address over it, whatever the path: let on, the router's 404 or 405 would tell
         a guesser its key is valid. None to let the request on."""
         text = None if key is None else key.decode("latin-1")
