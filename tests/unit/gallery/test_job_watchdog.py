@@ -48,11 +48,13 @@ def test_progress_keeps_a_long_job_alive_and_the_stall_counts_from_the_last_tick
         # Two stall timeouts of work, reported as training steps and embedding batches.
         for step in range(20):
             time.sleep(STALL_S / 10)
+            # Before the report: the tracker notes its progress first, then writes it to the
+            # database, which a loaded machine can take 0.1 s or more to do.
+            last_tick = time.monotonic()
             if step % 2:
                 tracker.update(step=step)
             else:
                 tracker.check()
-        last_tick = time.monotonic()
         assert _job(session_factory, tracker) == ("running", None) and exits == []
 
         deadline = time.monotonic() + 10
