@@ -9,7 +9,7 @@ from fastapi import Request, params
 from fastapi.dependencies.models import Dependant
 from starlette.types import ASGIApp, Scope
 
-from app.api.handlers import error_response
+from app.api.handlers import domain_error
 from app.api.upload_routes import UploadRoute, routes_as_served
 from app.errors import UnsupportedMediaType
 
@@ -88,7 +88,7 @@ class UploadMediaCheck:
         if route is None:
             return None
         error = media_type_error(route, media)
-        return error_response(error.status_code, error.code, error.message, error.details)
+        return domain_error(error)
 
 
 def _serves(route: Any, upload: UploadRoute, method: str) -> bool:

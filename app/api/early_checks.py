@@ -15,7 +15,7 @@ from starlette.types import ASGIApp, Scope
 
 from app.api.admission import admit, client_address, known_role
 from app.api.deps import CHARGED_EARLY, required_role
-from app.api.handlers import error_response
+from app.api.handlers import domain_error
 from app.api.upload_routes import routes_as_served
 from app.errors import FaceServiceError, Unauthorized
 from app.security import KeyRing, Role
@@ -94,7 +94,7 @@ class EarlyChecks:
                 state, key.decode("latin-1") if key else None, route.role, client_address(scope)
             )
         except FaceServiceError as error:
-            return _answer(error)
+            return domain_error(error)
         if charged is not None:
             scope.setdefault("state", {})[CHARGED_EARLY] = charged
         return None
@@ -110,15 +110,10 @@ class EarlyChecks:
         state = getattr(getattr(scope.get("app"), "state", None), "face", None)
         if state is None:  # no lifespan yet: nothing to charge
             if keys.role_of(text) is None:
-                return _answer(Unauthorized("A valid X-API-Key header is required."))
+                return domain_error(Unauthorized("A valid X-API-Key header is required."))
             return None
         try:
             known_role(state, text, client_address(scope))
         except FaceServiceError as error:
-            return _answer(error)
+            return domain_error(error)
         return None
-
-
-def _answer(error: FaceServiceError) -> ASGIApp:
-    headers = getattr(error, "headers", None)  # RateLimited's Retry-After
-    return error_response(error.status_code, error.code, error.message, error.details, headers)

@@ -52,10 +52,15 @@ def error_response(
     return JSONResponse({"error": body}, status_code=status, headers=headers)
 
 
-async def _domain(_: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, FaceServiceError)
+def domain_error(exc: FaceServiceError) -> JSONResponse:
+    """A domain error's answer, wherever it is raised: a route, or a check before one."""
     headers = getattr(exc, "headers", None)  # RateLimited's Retry-After
     return error_response(exc.status_code, exc.code, exc.message, exc.details, headers)
+
+
+async def _domain(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, FaceServiceError)
+    return domain_error(exc)
 
 
 async def _validation(_: Request, exc: Exception) -> JSONResponse:

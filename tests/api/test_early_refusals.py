@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import math
 import socket
-import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,6 +19,7 @@ from app.config import Settings
 from app.main import create_app
 from tests.api.conftest import ClientFactory, assert_error
 from tests.e2e.conftest import free_port
+from tests.threaded_server import running
 
 ADMIN = "admin-key-0123456789abcdef"
 CLIENT = "client-key-0123456789abcdef"
@@ -36,19 +35,8 @@ def serving(data_dir: Path, models: Any, **overrides: Any) -> Iterator[str]:
     settings = Settings(data_dir=data_dir, **(defaults | overrides))
     port = free_port()
     config = uvicorn.Config(create_app(settings, models), host="127.0.0.1", port=port)
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while not server.started:
-            assert thread.is_alive() and time.monotonic() < deadline, "server never started"
-            time.sleep(0.05)
-        yield url
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
+    with running(config):
+        yield f"http://127.0.0.1:{port}"
 
 
 def headers_only(port: int, method: str, path: str, headers: dict[str, str]) -> bytes:

@@ -7,7 +7,6 @@ import contextlib
 import json
 import logging
 import socket
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,6 +20,7 @@ from app.api.http_limits import HttpLimits, auto_max_connections
 from app.api.http_protocol import guarded_protocol
 from app.config import Settings
 from tests.e2e.conftest import free_port
+from tests.threaded_server import running
 
 LIMITS = HttpLimits(
     max_header_bytes=16_384, header_timeout_s=5.0, body_timeout_s=5.0, max_connections=50
@@ -66,18 +66,8 @@ def serving(limits: HttpLimits) -> Iterator[int]:
         log_level="error",
         timeout_keep_alive=1,
     )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        deadline = time.monotonic() + 30
-        while not server.started:
-            assert thread.is_alive() and time.monotonic() < deadline, "server never started"
-            time.sleep(0.02)
+    with running(config):
         yield port
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
 
 
 _unread: dict[int, bytes] = {}  # bytes read past an answer, by socket: the next one's

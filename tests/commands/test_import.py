@@ -10,7 +10,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -33,6 +32,7 @@ from app.config import Settings
 from app.main import create_app
 from tests.api.conftest import enrol, new_subject, open_client
 from tests.e2e.conftest import REPO, Server, free_port
+from tests.threaded_server import running
 
 ClientFactory = Callable[..., TestClient]
 FAST_RETRY = RetryPolicy(attempts=3, base_delay_s=0.01)
@@ -130,19 +130,13 @@ def served(app: Any) -> Iterator[str]:
     """`app` (ASGI) behind a real uvicorn server on a free port, run on a thread of this process
     so that it uses the session's models; yields its URL once it is ready."""
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
     url = f"http://127.0.0.1:{port}"
-    try:
+    with running(uvicorn.Config(app, port=port, log_level="warning")):
         deadline = time.monotonic() + 60
-        while not server.started or httpx.get(f"{url}/v1/ready").status_code != 200:
-            assert thread.is_alive() and time.monotonic() < deadline, "the server is not ready"
+        while httpx.get(f"{url}/v1/ready").status_code != 200:
+            assert time.monotonic() < deadline, "the server is not ready"
             time.sleep(0.05)
         yield url
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
 
 
 def test_scan_keeps_image_files_in_subject_folders(photos: Path) -> None:
