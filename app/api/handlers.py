@@ -76,17 +76,17 @@ async def _validation(_: Request, exc: Exception) -> JSONResponse:
         where = broken.get("loc", ("body", "?"))[-1]
         message = f"The request body is not valid JSON: {reason} at character {where}."
         return error_response(422, "invalid_request", message, problems)
-    fields = ", ".join(_where(problem) for problem in problems)
-    return error_response(422, "invalid_request", f"Invalid request: {fields}.", problems)
+    said = "; ".join(_problem(problem) for problem in problems)
+    return error_response(422, "invalid_request", f"Invalid request: {said}.", problems)
 
 
-def _where(problem: dict[str, Any]) -> str:
-    """The field a problem is about; for a rule over several fields, the rule itself."""
-    field = ".".join(str(part) for part in problem["loc"][1:])
-    if field:
-        return field
-    rule = str(problem.get("msg", "")).removeprefix("Value error, ")
-    return f"body ({rule})" if rule else "body"
+def _problem(problem: dict[str, Any]) -> str:
+    """The field a problem is about and what is wrong with it, so that a client which shows
+    only the message (the import's report) still says why; a rule over several fields is
+    the body's."""
+    where = ".".join(str(part) for part in problem["loc"][1:]) or "body"
+    why = str(problem.get("msg", "")).removeprefix("Value error, ").rstrip(".")
+    return f"{where} ({why})" if why else where
 
 
 async def _http(request: Request, exc: Exception) -> JSONResponse:

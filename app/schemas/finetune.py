@@ -68,6 +68,10 @@ class FinetuneRequest(FinetuneParams):
     """FinetuneParams as a new job asks for them: checked by rules that stored jobs, asked
     for before a rule existed, must still be readable without."""
 
+    # Strict types: `"force": "yes"` was read as true and overrode the promotion rule, and
+    # `"epochs": true` ran one epoch. An integer still counts as a float.
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, strict=True)
+
     @model_validator(mode="after")
     def _triplets_need_two_subjects_per_batch(self) -> Self:
         # Batches hold faces two per subject, and batch-hard mining looks only inside one

@@ -125,6 +125,12 @@ def test_a_split_with_nothing_to_validate_is_refused_before_the_job(
         ({"seed": 2**64}, "seed"),  # torch.manual_seed overflowed after the job started
         # Two faces a micro-batch hold one subject: triplets never had a negative.
         ({"loss": "triplet", "micro_batch_size": 3}, "micro_batch_size >= 4"),
+        # Wrong JSON types were converted: "yes" turned the promotion override on.
+        ({"force": "yes"}, "force"),
+        ({"epochs": True}, "epochs"),
+        ({"micro_batch_size": "8"}, "micro_batch_size"),
+        ({"validation_fraction": "0.1"}, "validation_fraction"),
+        ({"amp": "off"}, "amp"),
     ],
 )
 def test_invalid_parameters_are_named(
