@@ -18,7 +18,7 @@ from app.commands.evaluate_summary import identical_copies_warnings
 from app.commands.service_db import service_sessions, write_problem
 from app.config import Settings
 from app.errors import FaceServiceError
-from app.evaluation.far_calibration import MIN_TARGET_FAR, calibrate_far
+from app.evaluation.far_calibration import MIN_TARGET_FAR, calibrate_far, score_noise
 from app.evaluation.identification import (
     no_looser_than_verify,
     open_set_threshold,
@@ -119,9 +119,10 @@ def run(args: argparse.Namespace, settings: Settings, pipeline: FacePipeline | N
         )
         return 2
 
-    verify = calibrate_far(impostors, args.target_far)
+    noise = score_noise(pipeline.embedder.precision_name)
+    verify = calibrate_far(impostors, args.target_far, noise)
     identify = no_looser_than_verify(
-        open_set_threshold(impostors, gallery, identify_far),
+        open_set_threshold(impostors, gallery, identify_far, noise),
         identify_far,
         verify.threshold,
         args.target_far,
@@ -136,8 +137,8 @@ def run(args: argparse.Namespace, settings: Settings, pipeline: FacePipeline | N
         method=METHOD_GALLERY_ADJUSTED,
         pairs=args.pairs.resolve(),
         impostors=int(impostors.size),
-        verify_accepts=accepted(impostors, verify.threshold),
-        identify_accepts=accepted(impostors, identify),
+        verify_accepts=accepted(impostors, verify.threshold, noise),
+        identify_accepts=accepted(impostors, identify, noise),
     )
     checks = far_checks(calibration)
     reliable = all(check.reliable for check in checks)

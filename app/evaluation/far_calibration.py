@@ -21,6 +21,20 @@ MIN_TARGET_FAR = 1e-9
 # that impostor through in the service.
 SCORE_MARGIN = 1e-6
 
+# How far the service's score of a pair may lie from the score calibration computed for it,
+# when the embedder runs in a reduced precision. bf16 keeps 8 significant bits: the same
+# pair scored by the service and by `python -m app calibrate` differed by up to 0.0021 (an
+# audit, 783 pairs; the detector's landmarks differ in their last bits between the two, and
+# every rounding after them changes), and 20 pixels nudged by one grey level moved scores
+# by up to 0.0030. A threshold 1e-6 above the highest rejected impostor let that impostor
+# through in the service, and a FAR stated from 0 accepts was one from 1.
+REDUCED_PRECISION_NOISE = 0.004
+
+
+def score_noise(precision: str) -> float:
+    """The score noise of an embedder inferring in `precision` (fp32, bf16 or fp16)."""
+    return 0.0 if precision == "fp32" else REDUCED_PRECISION_NOISE
+
 
 def impostors_needed(far: float) -> int:
     """Impostor scores needed to expect MIN_EXPECTED_FALSE_ACCEPTS false accepts at `far`."""
@@ -39,13 +53,17 @@ class FarCalibration:
     below_resolution: bool
 
 
-def calibrate_far(impostor_scores: npt.ArrayLike, target_far: float) -> FarCalibration:
+def calibrate_far(
+    impostor_scores: npt.ArrayLike, target_far: float, noise: float = 0.0
+) -> FarCalibration:
     """The smallest threshold that lets at most `target_far` of impostors through.
 
     With impostors sorted high to low, at most k = floor(target_far * n) may pass, so the
-    threshold sits above the (k+1)-th highest score: SCORE_MARGIN above it, or halfway to
-    the next higher score where that is closer (then the margin can shrink to about the
-    float32 rounding it is there to cover: such close scores cannot be split reliably).
+    threshold sits above the (k+1)-th highest score: a margin above it (twice the scores'
+    `noise` (`score_noise`), and at least SCORE_MARGIN), or halfway to the next higher
+    score where that is closer (then the margin can shrink below the noise it is there to
+    cover: such close scores cannot be split reliably, and `accepted` with the noise
+    counts the rejected one as one that may pass).
     Ties are never split: if that score is shared with higher-ranked ones they are all
     rejected, so the achieved FAR is the largest attainable fraction <= target_far
     (possibly below it). When target_far < 1/n, k = 0 and the threshold sits just above
@@ -64,7 +82,7 @@ def calibrate_far(impostor_scores: npt.ArrayLike, target_far: float) -> FarCalib
     allowed = allowed_accepts(target_far, imp.size)
     rejected = float(imp[allowed])  # allowed < n, as target_far < 1
     higher = imp[:allowed][imp[:allowed] > rejected]  # sorted: the last is the next score up
-    threshold = rejected + SCORE_MARGIN
+    threshold = rejected + max(SCORE_MARGIN, 2 * noise)
     if higher.size:
         threshold = min(threshold, (rejected + float(higher[-1])) / 2)
     threshold = min(max(threshold, float(np.nextafter(rejected, np.inf))), 1.0)
@@ -84,13 +102,15 @@ def allowed_accepts(target_far: float, n: int) -> int:
     return k
 
 
-def threshold_for_far(impostor_scores: npt.ArrayLike, target_far: float) -> float:
+def threshold_for_far(
+    impostor_scores: npt.ArrayLike, target_far: float, noise: float = 0.0
+) -> float:
     """Threshold with a fraction of impostor scores >= it of at most target_far.
 
-    See `calibrate_far` for ties and for target_far < 1/len (just above the max impostor
-    score); call it directly to get the `below_resolution` flag.
+    See `calibrate_far` for ties, `noise` and target_far < 1/len (just above the max
+    impostor score); call it directly to get the `below_resolution` flag.
     """
-    return calibrate_far(impostor_scores, target_far).threshold
+    return calibrate_far(impostor_scores, target_far, noise).threshold
 
 
 def far_reliability(

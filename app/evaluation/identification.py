@@ -100,7 +100,10 @@ def per_comparison_far(target_far: float, gallery_size: int) -> float:
 
 
 def open_set_threshold(
-    impostor_scores_per_subject: npt.ArrayLike, gallery_size: int, target_far: float
+    impostor_scores_per_subject: npt.ArrayLike,
+    gallery_size: int,
+    target_far: float,
+    noise: float = 0.0,
 ) -> float:
     """Identify threshold for a stranger false-alarm rate, from single-comparison scores.
 
@@ -122,7 +125,7 @@ def open_set_threshold(
     if not MIN_TARGET_FAR <= target_far < 1.0:
         raise ValueError(f"a target FAR must lie in [{MIN_TARGET_FAR:g}, 1), got {target_far}")
     return threshold_for_far(
-        impostor_scores_per_subject, per_comparison_far(target_far, gallery_size)
+        impostor_scores_per_subject, per_comparison_far(target_far, gallery_size), noise
     )
 
 

@@ -51,10 +51,12 @@ def vouched_far(
     return round_up(max(target, far_over(bound, comparisons)))
 
 
-def accepted(impostor_scores: npt.ArrayLike, threshold: float) -> int:
+def accepted(impostor_scores: npt.ArrayLike, threshold: float, noise: float = 0.0) -> int:
     """How many impostor scores a threshold lets through, as verify and identify decide:
-    similarity >= threshold."""
-    return int(np.count_nonzero(np.asarray(impostor_scores, dtype=np.float64) >= threshold))
+    similarity >= threshold; with `noise` (`score_noise`), also those within it below the
+    threshold, which the service's own score of the pair may lift over it."""
+    scores = np.asarray(impostor_scores, dtype=np.float64)
+    return int(np.count_nonzero(scores >= threshold - noise))
 
 
 def far_over(far: float, comparisons: int) -> float:

@@ -7,7 +7,7 @@ import logging
 import numpy as np
 
 from app.errors import CalibrationNotFound, InsufficientCalibrationData, ModelError
-from app.evaluation.far_calibration import calibrate_far
+from app.evaluation.far_calibration import calibrate_far, score_noise
 from app.evaluation.gallery_scores import score_gallery
 from app.evaluation.identification import no_looser_than_verify, open_set_threshold
 from app.gallery import embeddings_repo, repository
@@ -40,7 +40,9 @@ def calibrate_on_gallery(state: AppState, params: CalibrateParams) -> Calibratio
     """Calibrate on the active model's stored embeddings, store it, and serve it at once.
     One whose FARs the gallery cannot measure, or with a degenerate threshold, is refused
     unless `params.force`: its thresholds would serve as if they held their targets."""
-    version = state.require_runtime().model_version
+    runtime = state.require_runtime()
+    version = runtime.model_version
+    noise = score_noise(runtime.pipeline.embedder.precision_name)
     vectors, subjects = gallery_embeddings(state, version)
     scores = score_gallery(vectors, subjects, seed=SAMPLE_SEED)
     if scores.impostor.size == 0:
@@ -49,9 +51,9 @@ def calibrate_on_gallery(state: AppState, params: CalibrateParams) -> Calibratio
             {"model_version": version, "subjects": scores.subjects, "faces": scores.faces},
         )
     identify_far = params.identify_target_far or params.target_far
-    verify = calibrate_far(scores.impostor, params.target_far)
+    verify = calibrate_far(scores.impostor, params.target_far, noise)
     identify = no_looser_than_verify(
-        open_set_threshold(scores.per_subject, scores.subjects, identify_far),
+        open_set_threshold(scores.per_subject, scores.subjects, identify_far, noise),
         identify_far,
         verify.threshold,
         params.target_far,
@@ -67,9 +69,11 @@ def calibrate_on_gallery(state: AppState, params: CalibrateParams) -> Calibratio
         source="gallery",
         impostors=int(scores.impostor.size),
         identify_scores=max(1, int(scores.per_subject.size)),
-        verify_accepts=accepted(scores.impostor, verify.threshold),
+        verify_accepts=accepted(scores.impostor, verify.threshold, noise),
         # No per-subject score at all (one subject): nothing could pass.
-        identify_accepts=accepted(scores.per_subject, identify) if scores.per_subject.size else 0,
+        identify_accepts=(
+            accepted(scores.per_subject, identify, noise) if scores.per_subject.size else 0
+        ),
     )
     checks = far_checks(calibration)
     warned = calibration_warnings(calibration, scores.impostor, scores.per_subject, scores.genuine)

@@ -10,6 +10,7 @@ import torch
 
 from app.config import REPO_MODELS_DIR, Settings
 from app.errors import ModelError
+from app.evaluation.far_calibration import REDUCED_PRECISION_NOISE
 from app.pipeline.embedders import Embedder, create_embedder
 from app.pipeline.embedders.precision import inference_dtype, native_bf16
 from app.pipeline.types import AlignTemplate, ImageArray
@@ -87,6 +88,26 @@ def test_bf16_embeddings_stay_close_to_fp32(
     scores_exact, scores_fast = exact[:-1] @ exact[-1], fast[:-1] @ fast[-1]
     assert np.argmax(scores_fast) == np.argmax(scores_exact)
     assert scores_fast.max() > 0.4
+
+
+def test_bf16_score_noise_stays_within_what_calibration_allows_for(
+    arcface_bf16: Embedder, align_faces: AlignFaces
+) -> None:
+    """The same pair scored twice in bf16, from crops a few grey levels apart (as the
+    service's detection and the calibration's can give), moves by less than the noise that
+    calibrated thresholds keep clear of (far_calibration.REDUCED_PRECISION_NOISE)."""
+    faces = align_faces("players.jpg", arcface_bf16.template) + align_faces(
+        "gdp.jpg", arcface_bf16.template
+    )
+    rng = np.random.default_rng(0)
+    nudged = []
+    for face in faces:
+        copy = face.astype(np.int16)
+        copy.flat[rng.integers(0, copy.size, 20)] += rng.choice([-1, 1], 20).astype(np.int16)
+        nudged.append(np.clip(copy, 0, 255).astype(np.uint8))
+    before, after = arcface_bf16.embed(faces), arcface_bf16.embed(nudged)
+    moved = np.abs(before @ before.T - after @ after.T)
+    assert len(faces) >= 10 and 0 < moved.max() < REDUCED_PRECISION_NOISE
 
 
 def test_fp16_runs_on_the_cpu_too(arcface: Embedder, align_faces: AlignFaces) -> None:
