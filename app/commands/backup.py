@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import shutil
 import sqlite3
 import sys
 from datetime import UTC, datetime
@@ -67,12 +68,30 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     if database is not None and not database.is_file():
         print(f"no database at {database}: nothing to back up", file=sys.stderr)
         return 2
+    existed = dest.exists()
     with private_files():
         try:
-            return _write(dest, settings, database)
+            status = _write(dest, settings, database)
         except (OSError, sqlite3.Error, SQLAlchemyError) as error:
             print(f"backup failed: {error}", file=sys.stderr)
-            return 1
+            status = 1
+    if status:
+        # What a failed backup wrote is no backup (it has no manifest), and a rerun into the
+        # same DEST would be refused as "not an empty folder".
+        _clear(dest, existed)
+    return status
+
+
+def _clear(dest: Path, existed: bool) -> None:
+    """Remove what a failed backup wrote into `dest`, and `dest` itself if it made it."""
+    if not existed:
+        shutil.rmtree(dest, ignore_errors=True)
+        return
+    for child in dest.iterdir() if dest.is_dir() else ():
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child, ignore_errors=True)
+        else:
+            child.unlink(missing_ok=True)
 
 
 def _write(dest: Path, settings: Settings, database: Path | None) -> int:
@@ -93,7 +112,7 @@ def _write(dest: Path, settings: Settings, database: Path | None) -> int:
         said = "error: the active" if active else "warning: the"
         print(f"{said} model {model}'s checkpoint is missing", file=sys.stderr)
     if any(active for _, active in missing):
-        print(f"backup failed: {dest} is incomplete and has no {MANIFEST}", file=sys.stderr)
+        print(f"backup failed: {dest} would lack a checkpoint the gallery needs", file=sys.stderr)
         return 1
     written = sorted(path for path in dest.rglob("*") if path.is_file())
     files = {path.relative_to(dest).as_posix(): sha256_of(path) for path in written}

@@ -29,6 +29,14 @@ def read_manifest(source: Path) -> Manifest:
         first = error.errors()[0]
         where = ".".join(str(part) for part in first["loc"]) or "top level"
         raise Refused(f"{path} is not a valid manifest ({where}: {first['msg']})") from error
+    if manifest.files_only == (DATABASE in manifest.files):
+        # Else a full backup whose manifest lost its database entry restored as files
+        # only, exit 0, and left the old gallery in place.
+        lists = "lists" if DATABASE in manifest.files else "does not list"
+        raise Refused(
+            f"{path} says files_only={str(manifest.files_only).lower()} but {lists} "
+            f"{DATABASE}: damaged or edited"
+        )
     for name, expected in manifest.files.items():
         file = source / name
         if any((source / Path(*Path(name).parts[:n])).is_symlink() for n in (1, 2, 3, 4)):

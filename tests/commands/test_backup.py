@@ -301,7 +301,22 @@ def test_a_missing_checkpoint_warns_unless_its_model_is_active(
     engine.dispose()
     assert main(["backup", str(tmp_path / "failed")]) == 1
     assert f"error: the active model {TUNED}'s checkpoint" in capsys.readouterr().err
-    assert not (tmp_path / "failed" / "backup.json").exists()  # restore will refuse it
+    # Nothing is left behind: no half backup, and the same DEST may be given again.
+    assert not (tmp_path / "failed").exists()
+    (tmp_path / "empty").mkdir()
+    assert main(["backup", str(tmp_path / "empty")]) == 1
+    assert list((tmp_path / "empty").iterdir()) == []
+
+
+def test_a_backup_of_a_damaged_database_leaves_nothing_behind(
+    source: Settings, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    database = source.data_dir / "faces.db"
+    database.write_bytes(b"not a database" * 100)
+    dest = tmp_path / "dest"
+    assert main(["backup", str(dest)]) == 1
+    assert capsys.readouterr().err.startswith("backup failed: ")
+    assert not dest.exists()  # a rerun into it is not refused as "not an empty folder"
 
 
 @pytest.fixture
@@ -316,6 +331,12 @@ def rewrite(backup: Path, change: dict[str, Any]) -> None:
     (backup / "backup.json").write_text(json.dumps(manifest | change))
 
 
+def drop_database_entry(backup: Path) -> None:
+    manifest = json.loads((backup / "backup.json").read_text())
+    del manifest["files"]["faces.db"]
+    (backup / "backup.json").write_text(json.dumps(manifest))
+
+
 @pytest.mark.parametrize(
     ("damage", "said"),
     [
@@ -326,8 +347,11 @@ def rewrite(backup: Path, change: dict[str, Any]) -> None:
         (lambda b: (b / "backup.json").unlink(), "backup.json (No such file or directory)"),
         (lambda b: rewrite(b, {"files": {"../faces.db": "0" * 64}}), "not a valid manifest"),
         (lambda b: rewrite(b, {"format": 2}), "not a valid manifest"),
+        # Restored as files only, exit 0, the old gallery left in place.
+        (lambda b: drop_database_entry(b), "says files_only=false but does not list faces.db"),
+        (lambda b: rewrite(b, {"files_only": True}), "says files_only=true but lists faces.db"),
     ],
-    ids=["tampered", "no-manifest", "path-outside", "unknown-format"],
+    ids=["tampered", "no-manifest", "path-outside", "unknown-format", "no-db-entry", "flag"],
 )
 def test_restore_refuses_a_damaged_backup(
     backup: Path, damage: Any, said: str, capsys: pytest.CaptureFixture[str]
