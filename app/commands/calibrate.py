@@ -18,6 +18,7 @@ from app.commands.evaluate_summary import identical_copies_warnings
 from app.commands.service_db import service_sessions, write_problem
 from app.config import Settings
 from app.errors import FaceServiceError
+from app.evaluation.clustered_rate import design_effect, impostor_identities
 from app.evaluation.far_calibration import MIN_TARGET_FAR, calibrate_far, score_noise
 from app.evaluation.identification import (
     no_looser_than_verify,
@@ -120,6 +121,7 @@ def run(args: argparse.Namespace, settings: Settings, pipeline: FacePipeline | N
         return 2
 
     noise = score_noise(pipeline.embedder.precision_name)
+    people = impostor_identities(pairs, embeddings)
     verify = calibrate_far(impostors, args.target_far, noise)
     identify = no_looser_than_verify(
         open_set_threshold(impostors, gallery, identify_far, noise),
@@ -139,6 +141,8 @@ def run(args: argparse.Namespace, settings: Settings, pipeline: FacePipeline | N
         impostors=int(impostors.size),
         verify_accepts=accepted(impostors, verify.threshold, noise),
         identify_accepts=accepted(impostors, identify, noise),
+        verify_design_effect=design_effect(impostors, people, verify.threshold, noise),
+        identify_design_effect=design_effect(impostors, people, identify, noise),
     )
     checks = far_checks(calibration)
     reliable = all(check.reliable for check in checks)

@@ -55,10 +55,16 @@ def print_report(
         f"achieved FAR {verify.far_actual:.4g} ({rates['false_accepts']}/{impostors.size} "
         f"impostor pairs), {frr_text(rates)}"
     )
-    stated = vouched_far(args.target_far, int(impostors.size), accepts=calibration.verify_accepts)
+    stated = vouched_far(
+        args.target_far,
+        int(impostors.size),
+        accepts=calibration.verify_accepts,
+        design_effect=calibration.verify_design_effect,
+    )
     print(
         f"  responses {will} state verify FAR {stated:g}: the target, or the 95% upper bound of "
-        f"{rates['false_accepts']}/{impostors.size} where that is higher"
+        f"{_counted(calibration.verify_accepts, impostors.size, calibration.verify_design_effect)}"
+        " where that is higher"
     )
     if verify.below_resolution and not calibration.verify_accepts:  # none sits above 1.0
         print(
@@ -71,11 +77,14 @@ def print_report(
         f"size N={gallery} ({report.why}); per-comparison FAR {per_comparison:.4g}, "
         f"{frr_text(rates_at(scored, identify))}"
     )
-    stated = vouched_far(identify_far, int(impostors.size), gallery, calibration.identify_accepts)
+    identify_effect = calibration.identify_design_effect
+    stated = vouched_far(
+        identify_far, int(impostors.size), gallery, calibration.identify_accepts, identify_effect
+    )
     print(
         f"  responses {will} state identify FAR {stated:g} at N={gallery}, and more as the "
         f"gallery grows: 1 - (1 - p)^N, p the 95% upper bound of "
-        f"{calibration.identify_accepts}/{impostors.size}"
+        f"{_counted(calibration.identify_accepts, impostors.size, identify_effect)}"
     )
     if per_comparison < resolution:
         print(
@@ -87,3 +96,14 @@ def print_report(
         print(f"  note: {note}")
     for warning in calibration.warnings:
         print(f"  warning: {warning}")
+
+
+def _counted(accepts: int | None, scores: int, design_effect: float | None) -> str:
+    """`accepts`/`scores`, and as how many independent scores they count."""
+    said = f"{accepts}/{scores}"
+    if design_effect is not None and design_effect > 1:
+        said += (
+            f" (scores of one person are correlated: they count as {scores / design_effect:.0f}"
+            f" independent ones, design effect {design_effect:.3g})"
+        )
+    return said

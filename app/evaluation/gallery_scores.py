@@ -31,6 +31,10 @@ class GalleryScores:
     # One face against another subject's best face: what identify compares a stranger with.
     per_subject: FloatArray
     per_subject_total: int
+    # The two subjects (their index in sorted order) behind each impostor and per-subject
+    # score, shape (n, 2): scores of one subject are correlated (clustered_rate.py).
+    impostor_subjects: IntArray
+    per_subject_subjects: IntArray
 
 
 def score_gallery(
@@ -64,7 +68,9 @@ def score_gallery(
         position + 1, block_end - position - 1, max_pairs, rng
     )
     impostor_i, impostor_j, impostor_total = _pairs(block_end, n - block_end, max_pairs, rng)
-    per_subject, per_subject_total = _best_of_other_subjects(matrix, labels, starts, max_pairs, rng)
+    per_subject, per_subject_pairs, per_subject_total = _best_of_other_subjects(
+        matrix, labels, starts, max_pairs, rng
+    )
     return GalleryScores(
         faces=n,
         subjects=len(names),
@@ -74,6 +80,8 @@ def score_gallery(
         impostor_total=impostor_total,
         per_subject=per_subject,
         per_subject_total=per_subject_total,
+        impostor_subjects=np.stack([labels[impostor_i], labels[impostor_j]], axis=1),
+        per_subject_subjects=per_subject_pairs,
     )
 
 
@@ -111,18 +119,22 @@ def _best_of_other_subjects(
     starts: IntArray,
     cap: int,
     rng: np.random.Generator,
-) -> tuple[FloatArray, int]:
-    """Each (sampled) face's best similarity to every subject but its own."""
+) -> tuple[FloatArray, IntArray, int]:
+    """Each (sampled) face's best similarity to every subject but its own, and the two
+    subjects of each."""
     n, others = len(labels), len(starts) - 1
     if others < 1:
-        return np.empty(0, dtype=np.float64), 0
+        return np.empty(0, dtype=np.float64), np.empty((0, 2), dtype=np.int64), 0
     wanted = min(n, max(1, cap // others), max(1, _MAX_PRODUCTS // n))
     rows = np.arange(n) if wanted == n else np.sort(rng.choice(n, size=wanted, replace=False))
     block = max(1, _BLOCK_PRODUCTS // n)
     found: list[FloatArray] = []
+    pairs: list[IntArray] = []
     for start in range(0, rows.size, block):
         chunk = rows[start : start + block]
         best = np.maximum.reduceat(matrix[chunk] @ matrix.T, starts, axis=1)
         other = labels[chunk][:, None] != np.arange(others + 1)[None, :]
         found.append(best[other].astype(np.float64))
-    return np.concatenate(found), n * others
+        face, subject = np.nonzero(other)
+        pairs.append(np.stack([labels[chunk][face], subject], axis=1).astype(np.int64))
+    return np.concatenate(found), np.concatenate(pairs), n * others

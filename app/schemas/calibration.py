@@ -68,6 +68,16 @@ class CalibrationPublic(BaseModel):
     identify_accepts: int | None = Field(
         default=None, description="The same for the identify threshold and its scores."
     )
+    verify_design_effect: float | None = Field(
+        default=None,
+        description="How many impostor scores count as one independent trial: scores of one "
+        "person are correlated, measured by resampling whole subjects (people, for pairs). "
+        "The FAR stated and the reliability check count impostors / this. Null in "
+        "calibrations stored before it was measured: each score counts as one.",
+    )
+    identify_design_effect: float | None = Field(
+        default=None, description="The same for the identify threshold and its scores."
+    )
     created_at: datetime
     reliable: bool = Field(
         description="Enough impostor scores behind it to see about 10 false accepts at both "

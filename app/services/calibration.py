@@ -52,6 +52,11 @@ class Calibration(BaseModel):
     # files written before they were counted: as many as the target allowed).
     verify_accepts: int | None = Field(default=None, ge=0)
     identify_accepts: int | None = Field(default=None, ge=0)
+    # How many scores count as one independent trial: those of one subject are correlated
+    # (app/evaluation/clustered_rate.py). None in calibrations stored before it was
+    # measured: each score then counts as one, as it did.
+    verify_design_effect: float | None = Field(default=None, ge=1.0)
+    identify_design_effect: float | None = Field(default=None, ge=1.0)
     # Why a threshold is degenerate (accepts nobody, or far beyond its FAR); only a forced
     # calibration stores any. Files written before they were checked have none.
     warnings: tuple[str, ...] = ()
@@ -105,8 +110,10 @@ class CalibrationStore:
 
 def dump(calibration: Calibration) -> dict[str, Any]:
     """The row's body: the calibration, and the format this release writes. Format 1 goes
-    without its number: the release before formats refuses any key it does not know, and
-    must go on reading the rows this one writes while both serve one database."""
+    without its number: the release before formats refuses any key it does not know. It
+    reads the rows this one writes only without the design effects (added 2026-11-28, with
+    format 1 kept: the thresholds mean what they meant), so a rolling upgrade from it goes
+    through the release that introduced formats, which reads them without those fields."""
     body = calibration.model_dump(mode="json")
     return body if FORMAT == 1 else {"format": FORMAT, **body}
 

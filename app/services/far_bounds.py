@@ -18,8 +18,11 @@ from app.evaluation.identification import per_comparison_far
 CONFIDENCE = 0.95
 
 
-def far_upper_bound(accepts: int, impostors: int, confidence: float = CONFIDENCE) -> float:
-    """The one-sided `confidence` upper bound of a FAR measured as accepts / impostors."""
+def far_upper_bound(
+    accepts: int, impostors: int, confidence: float = CONFIDENCE, design_effect: float = 1.0
+) -> float:
+    """The one-sided `confidence` upper bound of a FAR measured as accepts / impostors,
+    on impostors / `design_effect` independent scores (app/evaluation/clustered_rate.py)."""
     if impostors < 1 or not 0 <= accepts <= impostors:
         raise ValueError(f"need 0 <= accepts <= impostors >= 1, got {accepts}/{impostors}")
     if accepts == impostors:
@@ -28,17 +31,25 @@ def far_upper_bound(accepts: int, impostors: int, confidence: float = CONFIDENCE
     # (--help included) imports this module through the calibrate command.
     from scipy.stats import beta
 
-    return float(beta.ppf(confidence, accepts + 1, impostors - accepts))
+    effect = max(1.0, design_effect)
+    hits, misses = accepts / effect, (impostors - accepts) / effect
+    return float(beta.ppf(confidence, hits + 1, misses))
 
 
 def vouched_far(
-    target: float, impostors: int, comparisons: int = 1, accepts: int | None = None
+    target: float,
+    impostors: int,
+    comparisons: int = 1,
+    accepts: int | None = None,
+    design_effect: float | None = None,
 ) -> float:
     """The FAR to state for a threshold calibrated for `target` on `impostors` impostor
     scores, `accepts` of which it lets through: the target, but never less than the 95%
     upper bound of what those scores measured, per comparison, over `comparisons`
-    comparisons (identify's whole gallery). Without `accepts` (calibrations stored before
-    they were counted), as many as the target allowed.
+    comparisons (identify's whole gallery), counting them as impostors / `design_effect`
+    independent ones (None: calibrations stored before it was measured, as independent).
+    Without `accepts` (calibrations stored before they were counted), as many as the target
+    allowed.
 
     It is never stated below what was seen: 5 of 541 impostors through at a target of 0.01
     is stated as 0.0194, and two identical photos under two names (a score of 1.0 that
@@ -47,7 +58,7 @@ def vouched_far(
     per_target = per_comparison_far(target, comparisons) if comparisons > 1 else target
     if accepts is None:
         accepts = allowed_accepts(per_target, impostors)
-    bound = far_upper_bound(accepts, impostors)
+    bound = far_upper_bound(accepts, impostors, design_effect=design_effect or 1.0)
     return round_up(max(target, far_over(bound, comparisons)))
 
 

@@ -7,6 +7,7 @@ import logging
 import numpy as np
 
 from app.errors import CalibrationNotFound, InsufficientCalibrationData, ModelError
+from app.evaluation.clustered_rate import design_effect
 from app.evaluation.far_calibration import calibrate_far, score_noise
 from app.evaluation.gallery_scores import score_gallery
 from app.evaluation.identification import no_looser_than_verify, open_set_threshold
@@ -73,6 +74,14 @@ def calibrate_on_gallery(state: AppState, params: CalibrateParams) -> Calibratio
         # No per-subject score at all (one subject): nothing could pass.
         identify_accepts=(
             accepted(scores.per_subject, identify, noise) if scores.per_subject.size else 0
+        ),
+        verify_design_effect=design_effect(
+            scores.impostor, scores.impostor_subjects, verify.threshold, noise
+        ),
+        identify_design_effect=(
+            design_effect(scores.per_subject, scores.per_subject_subjects, identify, noise)
+            if scores.per_subject.size
+            else None
         ),
     )
     checks = far_checks(calibration)

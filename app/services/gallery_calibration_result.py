@@ -32,6 +32,7 @@ def calibration_result(
         calibration.identify_scores or calibration.impostors,
         gallery,
         accepts=calibration.identify_accepts,
+        design_effect=calibration.identify_design_effect,
     )
     # Unless the highest is 1.0 (a duplicate photo), which no threshold can sit above.
     if verify.below_resolution and not calibration.verify_accepts:

@@ -74,7 +74,10 @@ def thresholds_from(
         verify, verify_far, verify_source = (
             calibration.verify_threshold,
             vouched_far(
-                calibration.verify_far, calibration.impostors, accepts=calibration.verify_accepts
+                calibration.verify_far,
+                calibration.impostors,
+                accepts=calibration.verify_accepts,
+                design_effect=calibration.verify_design_effect,
             ),
             stamp,
         )
@@ -86,6 +89,7 @@ def thresholds_from(
                 calibration.identify_scores or calibration.impostors,
                 identify_size,
                 accepts=calibration.identify_accepts,
+                design_effect=calibration.identify_design_effect,
             ),
             stamp,
         )

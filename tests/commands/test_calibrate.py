@@ -70,6 +70,11 @@ def test_stored_thresholds_hold_the_target_far_on_the_pairs(
 
     printed = capsys.readouterr().out
     assert "achieved FAR" in printed and "N=4 (from --gallery-size)" in printed
+    # The subset's photos show few people: their scores count as fewer independent ones.
+    assert stored.verify_design_effect is not None and stored.verify_design_effect > 1
+    assert stored.identify_design_effect is not None and stored.identify_design_effect > 1
+    independent = round(49 / stored.verify_design_effect)
+    assert f"they count as {independent} independent ones" in printed
     assert "verify: 49 impostor pairs cannot measure a FAR of 0.05" in printed
     assert printed.rstrip().endswith(", unreliable (--force)")
     assert not is_reliable(stored)
