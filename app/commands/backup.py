@@ -68,24 +68,36 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     if database is not None and not database.is_file():
         print(f"no database at {database}: nothing to back up", file=sys.stderr)
         return 2
-    existed = dest.exists()
-    with private_files():
-        try:
-            status = _write(dest, settings, database)
-        except (OSError, sqlite3.Error, SQLAlchemyError) as error:
-            print(f"backup failed: {error}", file=sys.stderr)
-            status = 1
-    if status:
-        # What a failed backup wrote is no backup (it has no manifest), and a rerun into the
-        # same DEST would be refused as "not an empty folder".
-        _clear(dest, existed)
+    created = _first_missing(dest)  # the top folder this backup creates, if any
+    status = 1
+    try:
+        with private_files():
+            try:
+                status = _write(dest, settings, database)
+            except (OSError, sqlite3.Error, SQLAlchemyError) as error:
+                print(f"backup failed: {error}", file=sys.stderr)
+    finally:  # Ctrl-C too
+        if status:
+            # What a failed backup wrote is no backup (it has no manifest), and a rerun into
+            # the same DEST would be refused as "not an empty folder".
+            _clear(dest, created)
     return status
 
 
-def _clear(dest: Path, existed: bool) -> None:
-    """Remove what a failed backup wrote into `dest`, and `dest` itself if it made it."""
-    if not existed:
-        shutil.rmtree(dest, ignore_errors=True)
+def _first_missing(dest: Path) -> Path | None:
+    """The outermost of `dest` and its parents that does not exist yet."""
+    missing = None
+    for folder in (dest, *dest.absolute().parents):
+        if folder.exists() or folder.is_symlink():
+            break
+        missing = folder
+    return missing
+
+
+def _clear(dest: Path, created: Path | None) -> None:
+    """Remove what a failed backup wrote: the folders it created, or what it put in `dest`."""
+    if created is not None:
+        shutil.rmtree(created, ignore_errors=True)
         return
     for child in dest.iterdir() if dest.is_dir() else ():
         if child.is_dir() and not child.is_symlink():

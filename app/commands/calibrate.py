@@ -19,7 +19,7 @@ from app.commands.service_db import service_sessions, write_problem
 from app.config import Settings
 from app.errors import FaceServiceError
 from app.evaluation.clustered_rate import design_effect, impostor_identities
-from app.evaluation.far_calibration import MIN_TARGET_FAR, calibrate_far, score_noise
+from app.evaluation.far_calibration import MIN_TARGET_FAR, SCORE_NOISE, calibrate_far
 from app.evaluation.identification import (
     no_looser_than_verify,
     open_set_threshold,
@@ -120,7 +120,7 @@ def run(args: argparse.Namespace, settings: Settings, pipeline: FacePipeline | N
         )
         return 2
 
-    noise = score_noise(pipeline.embedder.precision_name)
+    noise = SCORE_NOISE
     people = impostor_identities(pairs, embeddings)
     verify = calibrate_far(impostors, args.target_far, noise)
     identify = no_looser_than_verify(

@@ -102,8 +102,10 @@ def _counted(accepts: int | None, scores: int, design_effect: float | None) -> s
     """`accepts`/`scores`, and as how many independent scores they count."""
     said = f"{accepts}/{scores}"
     if design_effect is not None and design_effect > 1:
+        independent = round(scores / design_effect)
+        ones = "one" if independent == 1 else "ones"
         said += (
-            f" (scores of one person are correlated: they count as {scores / design_effect:.0f}"
-            f" independent ones, design effect {design_effect:.3g})"
+            f" (scores of the same people are correlated: they count as {independent} "
+            f"independent {ones}, design effect {design_effect:.3g})"
         )
     return said

@@ -51,21 +51,31 @@ def design_effect(
     if labels.shape != (values.size, 2):
         raise ValueError(f"need two subjects per score, got {labels.shape} for {values.size}")
     names, index = np.unique(labels.ravel(), return_inverse=True)
-    if values.size < 2 or names.size < 3:
+    if values.size < 2:
         return 1.0
-    first, second = index.reshape(-1, 2).T
+    if names.size < 3:
+        # Every score compares the same two people: one trial's worth of evidence, however
+        # many photos they have. (Resampling two subjects shows no variance at all.)
+        return float(values.size)
     hits = (values >= threshold - noise).astype(np.float64)
     if hits.sum() < MIN_ACCEPTS <= values.size:
         # Too few accepts to show how they cluster: measure the top MIN_ACCEPTS scores'
         # clustering instead, the tail nearest the threshold.
         hits = (values >= np.sort(values)[-MIN_ACCEPTS]).astype(np.float64)
+    # Scores and accepts summed per pair of subjects: a round then costs one step per pair
+    # of subjects, not per score (500,000 of them on a large gallery).
+    low, high = np.sort(index.reshape(-1, 2), axis=1).T
+    pairs, which = np.unique(low * names.size + high, return_inverse=True)
+    first, second = np.divmod(pairs, names.size)
+    counts = np.bincount(which, minlength=pairs.size).astype(np.float64)
+    passed = np.bincount(which, weights=hits, minlength=pairs.size)
     rng = np.random.default_rng(seed)
     rates = np.empty(rounds)
     for round_ in range(rounds):
         drawn = np.bincount(rng.integers(0, names.size, names.size), minlength=names.size)
         weight = (drawn[first] * drawn[second]).astype(np.float64)
-        total = weight.sum()
-        rates[round_] = weight @ hits / total if total else np.nan
+        total = weight @ counts
+        rates[round_] = weight @ passed / total if total else np.nan
     kept = np.isfinite(rates)
     if kept.sum() < 2:
         return 1.0

@@ -21,19 +21,16 @@ MIN_TARGET_FAR = 1e-9
 # that impostor through in the service.
 SCORE_MARGIN = 1e-6
 
-# How far the service's score of a pair may lie from the score calibration computed for it,
-# when the embedder runs in a reduced precision. bf16 keeps 8 significant bits: the same
-# pair scored by the service and by `python -m app calibrate` differed by up to 0.0021 (an
-# audit, 783 pairs; the detector's landmarks differ in their last bits between the two, and
-# every rounding after them changes), and 20 pixels nudged by one grey level moved scores
-# by up to 0.0030. A threshold 1e-6 above the highest rejected impostor let that impostor
-# through in the service, and a FAR stated from 0 accepts was one from 1.
-REDUCED_PRECISION_NOISE = 0.004
-
-
-def score_noise(precision: str) -> float:
-    """The score noise of an embedder inferring in `precision` (fp32, bf16 or fp16)."""
-    return 0.0 if precision == "fp32" else REDUCED_PRECISION_NOISE
+# How far the service's score of a pair may lie from the score calibration computed for it.
+# bf16 keeps 8 significant bits: the same pair scored by the service and by
+# `python -m app calibrate` differed by up to 0.0021 (an audit, 783 pairs; the detector's
+# landmarks differ in their last bits between the two, and every rounding after them
+# changes), and 20 pixels nudged by one grey level moved scores by up to 0.0030. A threshold
+# 1e-6 above the highest rejected impostor let that impostor through in the service, and a
+# FAR stated from 0 accepts was one from 1. Calibrations allow for it whatever their own
+# precision: the processes that serve them may infer in another (FACE_EMBED_PRECISION=auto
+# picks per host), and bf16 scores lie up to 0.0063 from fp32 ones (783 pairs).
+SCORE_NOISE = 0.004
 
 
 def impostors_needed(far: float) -> int:
@@ -60,7 +57,7 @@ def calibrate_far(
 
     With impostors sorted high to low, at most k = floor(target_far * n) may pass, so the
     threshold sits above the (k+1)-th highest score: a margin above it (twice the scores'
-    `noise` (`score_noise`), and at least SCORE_MARGIN), or halfway to the next higher
+    `noise` (SCORE_NOISE), and at least SCORE_MARGIN), or halfway to the next higher
     score where that is closer (then the margin can shrink below the noise it is there to
     cover: such close scores cannot be split reliably, and `accepted` with the noise
     counts the rejected one as one that may pass).

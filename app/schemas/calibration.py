@@ -72,8 +72,8 @@ class CalibrationPublic(BaseModel):
         default=None,
         description="How many impostor scores count as one independent trial: scores of one "
         "person are correlated, measured by resampling whole subjects (people, for pairs). "
-        "The FAR stated and the reliability check count impostors / this. Null in "
-        "calibrations stored before it was measured: each score counts as one.",
+        "The FAR stated counts impostors / this (the reliability check counts scores). "
+        "Null in calibrations stored before it was measured: each score counts as one.",
     )
     identify_design_effect: float | None = Field(
         default=None, description="The same for the identify threshold and its scores."

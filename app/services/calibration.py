@@ -55,8 +55,8 @@ class Calibration(BaseModel):
     # How many scores count as one independent trial: those of one subject are correlated
     # (app/evaluation/clustered_rate.py). None in calibrations stored before it was
     # measured: each score then counts as one, as it did.
-    verify_design_effect: float | None = Field(default=None, ge=1.0)
-    identify_design_effect: float | None = Field(default=None, ge=1.0)
+    verify_design_effect: float | None = Field(default=None, ge=1.0, allow_inf_nan=False)
+    identify_design_effect: float | None = Field(default=None, ge=1.0, allow_inf_nan=False)
     # Why a threshold is degenerate (accepts nobody, or far beyond its FAR); only a forced
     # calibration stores any. Files written before they were checked have none.
     warnings: tuple[str, ...] = ()
@@ -115,6 +115,9 @@ def dump(calibration: Calibration) -> dict[str, Any]:
     format 1 kept: the thresholds mean what they meant), so a rolling upgrade from it goes
     through the release that introduced formats, which reads them without those fields."""
     body = calibration.model_dump(mode="json")
+    for unmeasured in ("verify_design_effect", "identify_design_effect"):
+        if body[unmeasured] is None:  # as rows were before: readable by that release too
+            del body[unmeasured]
     return body if FORMAT == 1 else {"format": FORMAT, **body}
 
 

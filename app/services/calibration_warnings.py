@@ -8,7 +8,7 @@ import numpy as np
 import numpy.typing as npt
 
 from app.errors import CalibrationDegenerate
-from app.evaluation.far_calibration import SCORE_MARGIN
+from app.evaluation.far_calibration import SCORE_MARGIN, SCORE_NOISE
 from app.services.calibration import Calibration
 from app.services.calibration_reliability import FarCheck, far_checks
 from app.services.far_bounds import accepted
@@ -41,8 +41,9 @@ def threshold_warnings(
     if threshold >= CEILING:
         found.append(
             f"{name}: threshold {threshold:.4f} is the top of the cosine scale, which only an "
-            f"identical photo reaches; {accepted(impostors, threshold - SCORE_MARGIN)} impostor "
-            "scores of about 1.0 (one photo or person labelled as two people) pushed it there."
+            f"identical photo reaches; {accepted(impostors, CEILING - 2 * SCORE_NOISE)} "
+            f"impostor scores of {CEILING - 2 * SCORE_NOISE:.3f} or more (one photo or person "
+            "labelled as two people) pushed it there."
         )
     if genuines.size >= MIN_GENUINE_SCORES and accepted(genuines, threshold) == 0:
         found.append(

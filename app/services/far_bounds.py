@@ -31,6 +31,8 @@ def far_upper_bound(
     # (--help included) imports this module through the calibrate command.
     from scipy.stats import beta
 
+    if not math.isfinite(design_effect):
+        return 1.0  # no measure of the evidence: vouch for nothing
     effect = max(1.0, design_effect)
     hits, misses = accepts / effect, (impostors - accepts) / effect
     return float(beta.ppf(confidence, hits + 1, misses))
@@ -64,7 +66,7 @@ def vouched_far(
 
 def accepted(impostor_scores: npt.ArrayLike, threshold: float, noise: float = 0.0) -> int:
     """How many impostor scores a threshold lets through, as verify and identify decide:
-    similarity >= threshold; with `noise` (`score_noise`), also those within it below the
+    similarity >= threshold; with `noise` (SCORE_NOISE), also those within it below the
     threshold, which the service's own score of the pair may lift over it."""
     scores = np.asarray(impostor_scores, dtype=np.float64)
     return int(np.count_nonzero(scores >= threshold - noise))

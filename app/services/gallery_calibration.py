@@ -8,7 +8,7 @@ import numpy as np
 
 from app.errors import CalibrationNotFound, InsufficientCalibrationData, ModelError
 from app.evaluation.clustered_rate import design_effect
-from app.evaluation.far_calibration import calibrate_far, score_noise
+from app.evaluation.far_calibration import SCORE_NOISE, calibrate_far
 from app.evaluation.gallery_scores import score_gallery
 from app.evaluation.identification import no_looser_than_verify, open_set_threshold
 from app.gallery import embeddings_repo, repository
@@ -41,9 +41,8 @@ def calibrate_on_gallery(state: AppState, params: CalibrateParams) -> Calibratio
     """Calibrate on the active model's stored embeddings, store it, and serve it at once.
     One whose FARs the gallery cannot measure, or with a degenerate threshold, is refused
     unless `params.force`: its thresholds would serve as if they held their targets."""
-    runtime = state.require_runtime()
-    version = runtime.model_version
-    noise = score_noise(runtime.pipeline.embedder.precision_name)
+    version = state.require_runtime().model_version
+    noise = SCORE_NOISE
     vectors, subjects = gallery_embeddings(state, version)
     scores = score_gallery(vectors, subjects, seed=SAMPLE_SEED)
     if scores.impostor.size == 0:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import hashlib
 import json
@@ -21,6 +22,7 @@ import torch
 from alembic.script import ScriptDirectory
 
 from app.cli import main
+from app.commands import backup as backup_command
 from app.commands import restore
 from app.commands.serve import lock_data_dir
 from app.config import Settings
@@ -313,10 +315,24 @@ def test_a_backup_of_a_damaged_database_leaves_nothing_behind(
 ) -> None:
     database = source.data_dir / "faces.db"
     database.write_bytes(b"not a database" * 100)
-    dest = tmp_path / "dest"
+    dest = tmp_path / "new" / "dest"
     assert main(["backup", str(dest)]) == 1
     assert capsys.readouterr().err.startswith("backup failed: ")
-    assert not dest.exists()  # a rerun into it is not refused as "not an empty folder"
+    # Nor the folders made for it; a rerun into it is not refused as "not an empty folder".
+    assert not (tmp_path / "new").exists()
+
+
+def test_a_backup_interrupted_leaves_nothing_behind(
+    source: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def interrupted(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(backup_command, "_copy_checkpoints", interrupted)
+    dest = tmp_path / "dest"
+    with pytest.raises(KeyboardInterrupt):
+        backup_command.run(argparse.Namespace(destination=dest, files_only=False), source)
+    assert not dest.exists()
 
 
 @pytest.fixture

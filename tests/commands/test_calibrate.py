@@ -70,11 +70,10 @@ def test_stored_thresholds_hold_the_target_far_on_the_pairs(
 
     printed = capsys.readouterr().out
     assert "achieved FAR" in printed and "N=4 (from --gallery-size)" in printed
-    # The subset's photos show few people: their scores count as fewer independent ones.
-    assert stored.verify_design_effect is not None and stored.verify_design_effect > 1
-    assert stored.identify_design_effect is not None and stored.identify_design_effect > 1
-    independent = round(49 / stored.verify_design_effect)
-    assert f"they count as {independent} independent ones" in printed
+    # How many independent scores they count as is measured and stored (clustered_rate.py;
+    # the full shared set's are 3.2, these few pairs' about 1).
+    assert stored.verify_design_effect is not None and stored.verify_design_effect >= 1
+    assert stored.identify_design_effect is not None and stored.identify_design_effect >= 1
     assert "verify: 49 impostor pairs cannot measure a FAR of 0.05" in printed
     assert printed.rstrip().endswith(", unreliable (--force)")
     assert not is_reliable(stored)
@@ -158,9 +157,11 @@ def test_target_below_resolution_is_reported(
     assert "below the resolution of 2 impostor pairs" in printed
     assert "achieved FAR 0 (0/2" in printed
     assert "verify: 2 impostor pairs cannot measure a FAR of 0.001; about 10000" in printed
-    # None of 2 through: the 95% upper bound is 1 - 0.05^(1/2).
-    assert "responses will state verify FAR 0.777:" in printed
-    assert "responses will state identify FAR 0.777 at N=1" in printed
+    # Both impostor pairs compare Amy with Howard: one trial, whose 95% bound with none
+    # through is 1 - 0.05. (As two independent ones it was 1 - 0.05^(1/2) = 0.777.)
+    assert "responses will state verify FAR 0.95:" in printed
+    assert "they count as 1 independent one, design effect 2)" in printed
+    assert "responses will state identify FAR 0.95 at N=1" in printed
     assert "no database at" in printed and "N=1" in printed
 
 

@@ -67,11 +67,23 @@ def test_a_design_effect_of_one_changes_no_bound() -> None:
     assert vouched_far(0.01, 541, accepts=5, design_effect=None) == 0.0194
 
 
-def test_too_few_subjects_or_scores_count_as_independent() -> None:
+def test_scores_of_two_people_count_as_one_trial() -> None:
+    """Resampling two subjects shows no variance, and gave D = 1: the smallest FAR stated
+    for the gallery whose scores are the most alike (a review, 2026-11-28)."""
     assert design_effect([0.1], [[0, 1]], 0.0) == 1.0
-    assert design_effect([0.1, 0.5], [[0, 1], [0, 1]], 0.3) == 1.0
+    two = _all_pairs(2, 50)
+    scores = np.random.default_rng(3).normal(0.0, 0.1, len(two))
+    assert design_effect(scores, two, 0.2) == len(two) == 2500
+    three = _all_pairs(3, 29)
+    scores = np.random.default_rng(3).normal(0.0, 0.1, len(three))
+    assert 1 <= design_effect(scores, three, 0.2) < len(two)
     with pytest.raises(ValueError, match="two subjects per score"):
         design_effect([0.1, 0.2], [[0, 1]], 0.0)
+
+
+def test_a_design_effect_that_is_not_finite_vouches_for_nothing() -> None:
+    assert far_upper_bound(3, 4000, design_effect=float("inf")) == 1.0
+    assert far_upper_bound(3, 4000, design_effect=float("nan")) == 1.0
 
 
 def test_people_behind_impostor_pairs_are_joined_by_the_genuine_pairs() -> None:

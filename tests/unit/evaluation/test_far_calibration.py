@@ -4,11 +4,10 @@ import numpy as np
 import pytest
 
 from app.evaluation.far_calibration import (
-    REDUCED_PRECISION_NOISE,
     SCORE_MARGIN,
+    SCORE_NOISE,
     allowed_accepts,
     calibrate_far,
-    score_noise,
     threshold_for_far,
 )
 from app.services.far_bounds import accepted
@@ -76,11 +75,10 @@ def test_a_far_outside_0_1_is_rejected():
         threshold_for_far([0.1, 0.2], 0.0)
 
 
-def test_a_reduced_precision_threshold_sits_twice_its_noise_above_the_rejected_score():
+def test_a_calibrated_threshold_sits_twice_the_score_noise_above_the_rejected_score():
     """bf16 scores of one pair differ by up to about 0.003 between the service and the
     calibration: 1e-6 above the highest rejected impostor let it through in the service."""
-    noise = score_noise("bf16")
-    assert noise == score_noise("fp16") == REDUCED_PRECISION_NOISE and score_noise("fp32") == 0
+    noise = SCORE_NOISE
     scores = [0.5, 0.3067021, 0.2, 0.1]
     cal = calibrate_far(scores, 0.25, noise)  # 0.5 may pass, 0.3067021 may not
     assert cal.threshold == pytest.approx(0.3067021 + 2 * noise)
@@ -93,9 +91,9 @@ def test_a_reduced_precision_threshold_sits_twice_its_noise_above_the_rejected_s
 def test_a_rejected_score_within_the_noise_of_the_threshold_counts_as_passing():
     # 0.401 may pass and 0.4 may not: halfway between them is within the noise of both.
     scores = [0.401, 0.4, 0.1, 0.0]
-    cal = calibrate_far(scores, 0.25, REDUCED_PRECISION_NOISE)
+    cal = calibrate_far(scores, 0.25, SCORE_NOISE)
     assert cal.threshold == pytest.approx(0.4005)
     assert cal.far_actual == 0.25  # on these scores, one of four
     # In the service either may pass: the stated FAR is built on two.
     assert accepted(scores, cal.threshold) == 1
-    assert accepted(scores, cal.threshold, REDUCED_PRECISION_NOISE) == 2
+    assert accepted(scores, cal.threshold, SCORE_NOISE) == 2

@@ -7,6 +7,7 @@ import json
 import logging
 import multiprocessing
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import update
@@ -150,8 +151,21 @@ def test_a_saved_calibration_row_is_format_1_without_its_number(store: Calibrati
     one writes must stay readable to it during a rolling upgrade."""
     saved = make_calibration("arcface-mbf@abc")
     store.save(saved)
-    assert _row(store, "arcface-mbf@abc") == saved.model_dump(mode="json")
+    assert _row(store, "arcface-mbf@abc") == _without_design_effects(saved)
     assert store.load("arcface-mbf@abc") == saved
+    # A calibration that measured its design effects stores them (that release refuses it).
+    measured = saved.model_copy(update={"verify_design_effect": 3.2})
+    store.save(measured)
+    assert _row(store, "arcface-mbf@abc")["verify_design_effect"] == 3.2
+    assert "identify_design_effect" not in _row(store, "arcface-mbf@abc")
+    assert store.load("arcface-mbf@abc") == measured
+
+
+def _without_design_effects(calibration: Calibration) -> dict[str, Any]:
+    """The row of a calibration without design effects: the keys rows had before them."""
+    body = calibration.model_dump(mode="json")
+    assert body.pop("verify_design_effect") is body.pop("identify_design_effect") is None
+    return body
 
 
 def test_a_row_without_format_is_format_1(store: CalibrationStore) -> None:
@@ -167,7 +181,7 @@ def test_a_row_without_format_is_format_1(store: CalibrationStore) -> None:
 def test_an_older_releases_file_is_imported_as_format_1(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path / "data")
     store = store_for(settings)
-    old = make_calibration("arcface-mbf@abc").model_dump(mode="json")
+    old = _without_design_effects(make_calibration("arcface-mbf@abc"))
     (settings.data_dir / LEGACY_FILE).write_text(json.dumps({"arcface-mbf@abc": old}))
     import_legacy_file(settings.data_dir, store.sessions)
     assert _row(store, "arcface-mbf@abc") == old

@@ -10,7 +10,7 @@ import torch
 
 from app.config import REPO_MODELS_DIR, Settings
 from app.errors import ModelError
-from app.evaluation.far_calibration import REDUCED_PRECISION_NOISE
+from app.evaluation.far_calibration import SCORE_NOISE
 from app.pipeline.embedders import Embedder, create_embedder
 from app.pipeline.embedders.precision import inference_dtype, native_bf16
 from app.pipeline.types import AlignTemplate, ImageArray
@@ -95,7 +95,7 @@ def test_bf16_score_noise_stays_within_what_calibration_allows_for(
 ) -> None:
     """The same pair scored twice in bf16, from crops a few grey levels apart (as the
     service's detection and the calibration's can give), moves by less than the noise that
-    calibrated thresholds keep clear of (far_calibration.REDUCED_PRECISION_NOISE)."""
+    calibrated thresholds keep clear of (far_calibration.SCORE_NOISE)."""
     faces = align_faces("players.jpg", arcface_bf16.template) + align_faces(
         "gdp.jpg", arcface_bf16.template
     )
@@ -107,7 +107,7 @@ def test_bf16_score_noise_stays_within_what_calibration_allows_for(
         nudged.append(np.clip(copy, 0, 255).astype(np.uint8))
     before, after = arcface_bf16.embed(faces), arcface_bf16.embed(nudged)
     moved = np.abs(before @ before.T - after @ after.T)
-    assert len(faces) >= 10 and 0 < moved.max() < REDUCED_PRECISION_NOISE
+    assert len(faces) >= 10 and 0 < moved.max() < SCORE_NOISE
 
 
 def test_fp16_runs_on_the_cpu_too(arcface: Embedder, align_faces: AlignFaces) -> None:
