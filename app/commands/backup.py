@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import shutil
 import sqlite3
 import sys
@@ -52,7 +53,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    dest: Path = args.destination
+    # Absolute and without "..": `missing/..` passed the empty-folder check as a folder
+    # that did not exist, and the backup then wrote into the one it names.
+    dest = Path(os.path.abspath(args.destination))
     database = None if args.files_only else sqlite_file(settings)
     if not args.files_only and database is None:
         shown = shown_url(settings.resolved_database_url)
@@ -76,8 +79,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
                 status = _write(dest, settings, database)
             except (OSError, sqlite3.Error, SQLAlchemyError) as error:
                 print(f"backup failed: {error}", file=sys.stderr)
-    finally:  # Ctrl-C too
-        if status:
+    finally:  # Ctrl-C too, unless the manifest, written last, made it a whole backup
+        if status and not (dest / MANIFEST).is_file():
             # What a failed backup wrote is no backup (it has no manifest), and a rerun into
             # the same DEST would be refused as "not an empty folder".
             _clear(dest, created)

@@ -27,6 +27,10 @@ import numpy.typing as npt
 from app.evaluation.pairs import Pair
 
 ROUNDS = 400
+# Below this many people a subjects bootstrap measures nothing (two show no variance at all;
+# one more person with a single photo made 2,500 scores of two people count as 200): each
+# pair of people then counts as one trial, however many photos they have.
+MIN_SUBJECTS = 10
 # Below this many accepts their clustering cannot be seen: that of the top MIN_ACCEPTS
 # scores, the tail nearest the threshold, stands in.
 MIN_ACCEPTS = 5
@@ -53,19 +57,17 @@ def design_effect(
     names, index = np.unique(labels.ravel(), return_inverse=True)
     if values.size < 2:
         return 1.0
-    if names.size < 3:
-        # Every score compares the same two people: one trial's worth of evidence, however
-        # many photos they have. (Resampling two subjects shows no variance at all.)
-        return float(values.size)
+    # Scores and accepts summed per pair of subjects: a round then costs one step per pair
+    # of subjects, not per score (500,000 of them on a large gallery).
+    low, high = np.sort(index.reshape(-1, 2), axis=1).T
+    pairs, which = np.unique(low * names.size + high, return_inverse=True)
+    if names.size < MIN_SUBJECTS:
+        return values.size / pairs.size
     hits = (values >= threshold - noise).astype(np.float64)
     if hits.sum() < MIN_ACCEPTS <= values.size:
         # Too few accepts to show how they cluster: measure the top MIN_ACCEPTS scores'
         # clustering instead, the tail nearest the threshold.
         hits = (values >= np.sort(values)[-MIN_ACCEPTS]).astype(np.float64)
-    # Scores and accepts summed per pair of subjects: a round then costs one step per pair
-    # of subjects, not per score (500,000 of them on a large gallery).
-    low, high = np.sort(index.reshape(-1, 2), axis=1).T
-    pairs, which = np.unique(low * names.size + high, return_inverse=True)
     first, second = np.divmod(pairs, names.size)
     counts = np.bincount(which, minlength=pairs.size).astype(np.float64)
     passed = np.bincount(which, weights=hits, minlength=pairs.size)
@@ -89,7 +91,8 @@ def design_effect(
     # much is taken off, so that independent scores count about one each.
     draws = 2 - 1 / names.size  # E[w^2] of a multinomial draw count w
     inflation = draws**2 - 1
-    return max(1.0, effect - (inflation - 1))
+    # Never fewer than one independent score.
+    return min(float(values.size), max(1.0, effect - (inflation - 1)))
 
 
 def impostor_identities(

@@ -34,6 +34,21 @@ def calibration_result(
         accepts=calibration.identify_accepts,
         design_effect=calibration.identify_design_effect,
     )
+    verify_far = vouched_far(
+        calibration.verify_far,
+        calibration.impostors,
+        accepts=calibration.verify_accepts,
+        design_effect=calibration.verify_design_effect,
+    )
+    for name, stated, target in (
+        ("verify", verify_far, calibration.verify_far),
+        ("identify", stranger_far, calibration.identify_far),
+    ):
+        if stated > 2 * target:  # reliable by the count of scores, not by what they vouch for
+            notes.append(
+                f"Responses will state a {name} FAR of {stated:.3g}, over twice the target "
+                f"{target:.3g}: the scores of {scores.subjects} subjects cannot vouch for it."
+            )
     # Unless the highest is 1.0 (a duplicate photo), which no threshold can sit above.
     if verify.below_resolution and not calibration.verify_accepts:
         notes.append("No impostor pair may pass: verify sits just above the highest one.")

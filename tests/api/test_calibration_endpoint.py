@@ -155,6 +155,10 @@ def test_thresholds_hold_their_far_on_the_gallery_and_serve_at_once(
     assert active["verify_far"] == pytest.approx(verify_far, rel=1e-2)
     assert active["identify"] == stored["identify_threshold"]
     assert active["identify_far"] == pytest.approx(identify_far, rel=1e-2)
+    # A FAR stated over twice its target is said so in the answer (16 subjects).
+    said = [note for note in body["notes"] if "over twice the target" in note]
+    assert len(said) == (active["verify_far"] > 0.1) + (active["identify_far"] > 0.2) >= 1
+    assert all("cannot vouch for it" in note and "16 subjects" in note for note in said)
     assert client.get("/v1/info").json()["thresholds"] == active
     assert active["source"].endswith("from gallery")
     assert client.get(CALIBRATION).json() == stored  # unreliable, there too

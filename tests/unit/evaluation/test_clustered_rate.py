@@ -74,9 +74,14 @@ def test_scores_of_two_people_count_as_one_trial() -> None:
     two = _all_pairs(2, 50)
     scores = np.random.default_rng(3).normal(0.0, 0.1, len(two))
     assert design_effect(scores, two, 0.2) == len(two) == 2500
-    three = _all_pairs(3, 29)
+    # Under MIN_SUBJECTS people, each pair of people counts as one trial: a third person
+    # with one photo made those 2,500 scores count as 200 (a second review).
+    labels = np.repeat([0, 1, 2], [50, 50, 1])
+    first, second = np.triu_indices(labels.size, k=1)
+    keep = labels[first] != labels[second]
+    three = np.stack([labels[first][keep], labels[second][keep]], axis=1)
     scores = np.random.default_rng(3).normal(0.0, 0.1, len(three))
-    assert 1 <= design_effect(scores, three, 0.2) < len(two)
+    assert design_effect(scores, three, 0.2) == len(three) / 3
     with pytest.raises(ValueError, match="two subjects per score"):
         design_effect([0.1, 0.2], [[0, 1]], 0.0)
 
