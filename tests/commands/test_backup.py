@@ -537,3 +537,30 @@ def test_a_file_changed_after_its_check_is_refused_and_nothing_moves(
     assert not list(target.data_dir.glob(".*.partial"))
     assert not (target.models_dir / "finetuned" / "job1").exists()  # staged, then dropped
     assert not list(target.models_dir.glob("finetuned/.job1.*"))
+
+
+def test_a_dest_through_a_missing_folder_is_checked_where_it_leads(
+    source: Settings, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`missing/..` passed the empty-folder check, and the backup wrote into the folder it
+    names, over an older backup's files."""
+    keep = tmp_path / "keep"
+    keep.mkdir()
+    (keep / "faces.db").write_text("an older backup")
+    assert main(["backup", str(tmp_path / "missing" / ".." / "keep")]) == 2
+    assert "is not an empty folder" in capsys.readouterr().err
+    assert (keep / "faces.db").read_text() == "an older backup"
+    assert not (tmp_path / "missing").exists()
+
+
+def test_an_interrupt_after_the_manifest_keeps_the_backup(
+    source: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def interrupted(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(backup_command, "_print_summary", interrupted)
+    dest = tmp_path / "dest"
+    with pytest.raises(KeyboardInterrupt):
+        backup_command.run(argparse.Namespace(destination=dest, files_only=False), source)
+    assert (dest / "backup.json").is_file() and (dest / "faces.db").is_file()
