@@ -162,6 +162,8 @@ def parse(model_version: str, body: dict[str, Any]) -> Calibration:
             f"the stored calibration of {model_version} is unreadable (it names "
             f"{calibration.model_version}); calibrate again or delete it"
         )
+    if calibration.verify_design_effect is None:
+        _log_unmeasured(model_version)
     return calibration
 
 
@@ -174,6 +176,16 @@ def _known_fields(model_version: str, body: object) -> object:
     if unknown:
         _log_dropped(model_version, tuple(unknown))
     return {key: value for key, value in body.items() if key in known}
+
+
+@functools.lru_cache(maxsize=64)
+def _log_unmeasured(model_version: str) -> None:
+    log.warning(
+        "the stored calibration of %s was made before calibrations measured how correlated "
+        "their impostor scores are: the FARs stated for it count every score as an "
+        "independent trial and may understate on a small gallery; calibrate again",
+        model_version,
+    )
 
 
 @functools.lru_cache(maxsize=64)

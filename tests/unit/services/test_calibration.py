@@ -204,6 +204,21 @@ def test_fields_a_newer_release_added_are_dropped_and_named_once(
     assert store.delete("newer@fields") == saved
 
 
+def test_a_calibration_without_design_effects_is_named_once(
+    store: CalibrationStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Calibrations stored before design effects were measured state FARs as if every
+    impostor score were independent: the operator is told, once, to calibrate again."""
+    caplog.set_level(logging.WARNING, logger="app.services.calibration")
+    store.save(make_calibration("older@stop23"))
+    store.save(make_calibration("newer@stop24").model_copy(update={"verify_design_effect": 2.0}))
+    for _ in range(2):
+        store.load("older@stop23")
+        store.load("newer@stop24")
+    said = [r.getMessage() for r in caplog.records if "calibrate again" in r.getMessage()]
+    assert len(said) == 1 and "older@stop23" in said[0] and "independent trial" in said[0]
+
+
 def test_a_newer_format_is_refused_as_written_by_a_newer_release(store: CalibrationStore) -> None:
     """A newer release that changes what the thresholds mean bumps the format: this release
     must not serve them under the old meaning. It pauses decisions, as for a broken row."""
