@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import shutil
 import sqlite3
 import sys
 from datetime import UTC, datetime
@@ -24,7 +23,9 @@ from app.commands.backup_files import (
     Counts,
     Manifest,
     copy_file,
+    first_missing,
     private_files,
+    remove_written,
     sha256_of,
     sqlite_file,
 )
@@ -71,7 +72,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     if database is not None and not database.is_file():
         print(f"no database at {database}: nothing to back up", file=sys.stderr)
         return 2
-    created = _first_missing(dest)  # the top folder this backup creates, if any
+    created = first_missing(dest)  # the top folder this backup creates, if any
     status = 1
     try:
         with private_files():
@@ -83,30 +84,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         if status and not (dest / MANIFEST).is_file():
             # What a failed backup wrote is no backup (it has no manifest), and a rerun into
             # the same DEST would be refused as "not an empty folder".
-            _clear(dest, created)
+            remove_written(dest, created)
     return status
-
-
-def _first_missing(dest: Path) -> Path | None:
-    """The outermost of `dest` and its parents that does not exist yet."""
-    missing = None
-    for folder in (dest, *dest.absolute().parents):
-        if folder.exists() or folder.is_symlink():
-            break
-        missing = folder
-    return missing
-
-
-def _clear(dest: Path, created: Path | None) -> None:
-    """Remove what a failed backup wrote: the folders it created, or what it put in `dest`."""
-    if created is not None:
-        shutil.rmtree(created, ignore_errors=True)
-        return
-    for child in dest.iterdir() if dest.is_dir() else ():
-        if child.is_dir() and not child.is_symlink():
-            shutil.rmtree(child, ignore_errors=True)
-        else:
-            child.unlink(missing_ok=True)
 
 
 def _write(dest: Path, settings: Settings, database: Path | None) -> int:

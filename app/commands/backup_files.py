@@ -100,3 +100,25 @@ def private_files() -> Iterator[None]:
         yield
     finally:
         os.umask(previous)
+
+
+def first_missing(dest: Path) -> Path | None:
+    """The outermost of `dest` and its parents that does not exist yet."""
+    missing = None
+    for folder in (dest, *dest.absolute().parents):
+        if folder.exists() or folder.is_symlink():
+            break
+        missing = folder
+    return missing
+
+
+def remove_written(dest: Path, created: Path | None) -> None:
+    """Remove what a failed backup wrote: the folders it created, or what it put in `dest`."""
+    if created is not None:
+        shutil.rmtree(created, ignore_errors=True)
+        return
+    for child in dest.iterdir() if dest.is_dir() else ():
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child, ignore_errors=True)
+        else:
+            child.unlink(missing_ok=True)
