@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import numpy.typing as npt
-from sqlalchemy import func, inspect, select
+from sqlalchemy import CursorResult, delete, func, inspect, select
 from sqlalchemy.orm import Session, aliased, defer
 from sqlalchemy.orm.exc import StaleDataError
 
@@ -86,11 +86,18 @@ def update_subject(
 
 
 def delete_subject(s: Session, subject_id: str) -> list[int]:
-    """Delete a subject with its faces and embeddings; returns the face ids to unindex."""
-    subject = get_subject(s, subject_id)
+    """Delete a subject with its faces and embeddings; returns the face ids to unindex.
+    Locked first: two processes deleting one subject at once both answered 204."""
+    s.expunge(get_subject(s, subject_id, lock=True))
     face_ids = list(s.scalars(select(Face.id).where(Face.subject_id == subject_id)))
-    s.delete(subject)  # the database cascades to faces and embeddings
-    s.flush()
+    # A statement, not the ORM's delete, for its row count; the database cascades to faces
+    # and embeddings.
+    gone = s.execute(
+        delete(Subject).where(Subject.id == subject_id),
+        execution_options={"synchronize_session": False},
+    )
+    if cast(CursorResult[Any], gone).rowcount != 1:  # deleted since (SQLite takes no lock)
+        raise SubjectNotFound(f"subject {subject_id} not found", {"subject_id": subject_id})
     _forget(s, face_ids)
     return face_ids
 

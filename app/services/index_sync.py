@@ -38,10 +38,12 @@ class IndexFollower:
         return sync_index(self.state, full=self._count % FULL_SYNC_EVERY == 0)
 
 
-def index_fingerprint(index: FaceIndex) -> tuple[int, int, int]:
-    """(count, sum, max) of the index's live ids, as embeddings_repo.fingerprint counts."""
-    ids = index.ids()
-    return len(ids), int(ids.sum()), int(ids.max()) if len(ids) else 0
+def index_fingerprint(index: FaceIndex) -> tuple[int, int, int, int]:
+    """The index's live ids counted as embeddings_repo.fingerprint counts the database's."""
+    ids = index.ids().astype(np.int64)
+    reduced = ids % embeddings_repo.SQUARES_MODULUS
+    largest = int(ids.max()) if len(ids) else 0
+    return len(ids), int(ids.sum()), largest, int((reduced * reduced).sum())
 
 
 def sync_index(state: AppState, full: bool = False) -> ReconcileReport | None:

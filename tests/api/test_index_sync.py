@@ -9,11 +9,12 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from PIL import Image
 
 from app.services import index_sync
 from app.services.index_sync import sync_index
 from app.state import AppState
-from tests.api.conftest import enrol, new_subject, open_client
+from tests.api.conftest import enrol, jpeg_bytes, new_subject, open_client
 
 Opener = Any  # (folder, **settings) -> TestClient
 
@@ -117,3 +118,29 @@ def test_a_full_sync_repairs_what_equal_fingerprints_hide(
     time.sleep(0.01)
     report = follower.tick()
     assert report is not None and (report.added, report.total) == (1, 2)
+
+
+def test_faces_deleted_through_another_process_cannot_hide_faces_it_enrolled(
+    open_app: Opener, package_images: Path
+) -> None:
+    """Ids n+1 and n+2 still in the reader's index, deleted through the writer, had the
+    same count, sum and maximum as ids n and n+3 the writer enrolled: the reader missed
+    them until the full comparison, ten intervals later (an audit, on PostgreSQL)."""
+    writer = open_app("writer")
+    reader = open_app("reader", index_sync_interval_s=0)  # synced by hand below
+    yao = Image.open(package_images / "yaoming.jpg")
+    photos = [("yao.jpg", jpeg_bytes(yao, quality)) for quality in (90, 91, 92, 93, 94)]
+
+    def enrolled(client: TestClient, name: str, *files: tuple[str, bytes]) -> str:
+        subject = new_subject(client, name)
+        assert enrol(client, subject, *files).status_code == 201
+        return subject
+
+    enrolled(writer, "P", photos[0])  # face n: not in the reader's index
+    q = enrolled(reader, "Q", photos[1], photos[2])  # n+1, n+2: in it
+    enrolled(writer, "R", photos[3])  # n+3: not in it
+    assert writer.delete(f"/v1/subjects/{q}").status_code == 204  # n+1, n+2 gone
+    enrolled(reader, "T", photos[4])  # n+4: in both
+    report = sync_index(state_of(reader))
+    assert report is not None and (report.added, report.removed, report.total) == (2, 2, 3)
+    assert sync_index(state_of(reader)) is None

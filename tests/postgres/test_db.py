@@ -148,3 +148,32 @@ def wait_for(condition: Callable[[], bool], timeout: float = 20.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, "timed out"
         time.sleep(0.02)
+
+
+def test_two_processes_deleting_one_subject_get_one_204_and_one_404(engine: Engine) -> None:
+    """Both deletes answered 204 (an audit): the second read the subject before the first
+    committed, and its DELETE then matched no row. Now it waits for the row lock and finds
+    the subject gone."""
+    migrate(engine)
+    factory = make_session_factory(engine)
+    with factory.begin() as s:
+        subject = repository.create_subject(s, "Ada").id
+    first = factory()
+    first.begin()
+    assert repository.delete_subject(first, subject) == []  # holds the row until it commits
+    errors: list[BaseException] = []
+    second = threading.Thread(
+        target=run_into, args=(errors, partial(_delete_in_new_session, factory, subject))
+    )
+    second.start()
+    time.sleep(0.3)
+    assert second.is_alive()  # waiting on the first one's row lock
+    first.commit()
+    first.close()
+    second.join(10)
+    assert [type(error).__name__ for error in errors] == ["SubjectNotFound"]
+
+
+def _delete_in_new_session(factory: sessionmaker[Session], subject: str) -> None:
+    with factory.begin() as s:
+        repository.delete_subject(s, subject)
