@@ -89,6 +89,10 @@ class AppState:
     rebuild_lock: threading.Lock = field(default_factory=threading.Lock)
     runtime: Runtime | None = None
     startup_error: str | None = None
+    # Set while the active model (another process promoted or activated it) cannot be
+    # loaded here: this process would embed enrolments and probes in a version the others
+    # no longer serve, so it takes none (503) and /v1/ready says why.
+    model_error: str | None = None
     index_dirty: bool = False
     jobs: JobSupervisor = field(default_factory=JobSupervisor)
     limiter: RateLimiter | None = None  # FACE_RATE_LIMIT; None: off
@@ -107,6 +111,17 @@ class AppState:
                 reason = "start-up failed; the service log says why"
             raise NotReady(f"The service is not ready: {reason}.")
         return self.runtime
+
+    def serving_runtime(self) -> Runtime:
+        """require_runtime, for what embeds faces: ModelError (503) while this process
+        cannot serve the active model."""
+        runtime = self.require_runtime()
+        if self.model_error is not None:
+            raise ModelError(
+                f"This process cannot serve the active model ({self.model_error}); another "
+                "process may. The service log says why."
+            )
+        return runtime
 
     async def infer(
         self,

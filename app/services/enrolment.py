@@ -114,7 +114,7 @@ def _current_vectors(runtime: Runtime, enrolment: Enrolment) -> FloatArray:
 def store_enrolment(state: AppState, subject_id: str, enrolment: Enrolment) -> list[FacePublic]:
     """DB first (the acknowledgement point), then the index, under the write lock."""
     with state.write_lock:
-        runtime = state.require_runtime()
+        runtime = state.serving_runtime()
         vectors = _current_vectors(runtime, enrolment)
         prepared = enrolment.faces
         with state.sessions() as session, session.begin():
@@ -149,7 +149,7 @@ async def enrol(
 ) -> list[FacePublic]:
     """Check the subject, grade and embed every upload off the event loop, then store."""
     await run_in_threadpool(get_subject, state, subject_id)
-    runtime = state.require_runtime()
+    runtime = state.serving_runtime()
     enrolment = await state.infer(
         prepare_enrolment,
         runtime.pipeline,

@@ -30,7 +30,7 @@ async def verify(
 ) -> VerifyResult:
     if (subject_id is None) == (len(uploads) == 1):
         raise InvalidRequest("Pass either subject_id or image2, not both and not neither.")
-    runtime = state.require_runtime()
+    runtime = state.serving_runtime()
     gallery = None
     if subject_id is not None:
         # Unknown and empty subjects fail here, before any inference is spent on them.
@@ -56,7 +56,7 @@ async def verify(
 async def identify(
     state: AppState, upload: Upload, top_k: int, max_faces: int | None, threshold: float | None
 ) -> IdentifyResult:
-    runtime = state.require_runtime()
+    runtime = state.serving_runtime()
     limit = min(max_faces or state.settings.max_faces, state.settings.max_faces)
     graded, vectors = await state.infer(
         analyze_all, runtime.pipeline, state.settings, upload, limit, images=[upload.data]

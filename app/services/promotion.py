@@ -23,6 +23,8 @@ log = logging.getLogger(__name__)
 
 # How often identify's stated FAR is brought up to the gallery's size (two COUNT queries).
 GALLERY_RECOUNT_S = 30.0
+# How long a model that failed to load waits before it is tried again unchanged.
+RETRY_FAILED_S = 60.0
 
 
 async def watch_models(state: AppState) -> None:
@@ -53,6 +55,7 @@ class ModelWatcher:
     def __init__(self, state: AppState) -> None:
         self.state = state
         self._failed: tuple[object, object] | None = None  # (wanted, its calibration stamp)
+        self._failed_at = 0.0
         self._settle = False
         self._counted = time.monotonic()
         self._index = IndexFollower(state)
@@ -70,27 +73,27 @@ class ModelWatcher:
             row = desired_version(session, state.settings, runtime.pipeline.embedder.name)
             wanted = (row.id, row.activated_at)
         if row.id == runtime.model_version:
+            state.model_error = None
             if self._settle:
                 self._settle = False
                 with state.write_lock:
                     self._complete(runtime)
             return
         # A failure is tried again once the active model, or the wanted model's calibration
-        # (which a swap reads), has changed: each try embeds and builds an index anew.
+        # (which a swap reads), has changed, or RETRY_FAILED_S later (its weights copied to
+        # this host's FACE_MODELS_DIR, say): each try embeds and builds an index anew.
         attempt = (wanted, calibration_stamp(state.settings, state.sessions, row.id))
-        if attempt == self._failed:
+        if attempt == self._failed and time.monotonic() - self._failed_at < RETRY_FAILED_S:
             return
         try:
             embedder = load_version(state.settings, row, runtime.pipeline.embedder.device)
-        except FaceServiceError as error:
-            self._failed = attempt
-            log.error("cannot load %s: %s; still serving %s", row.id, error, runtime.model_version)
-            return
-        try:
             self.swap(Models(detector=runtime.pipeline.detector, embedder=embedder))
-        except FaceServiceError as error:  # an unreadable calibration, say
-            self._failed = attempt
-            log.error("cannot serve %s: %s; still serving %s", row.id, error, runtime.model_version)
+        except FaceServiceError as error:  # no weights here, an unreadable calibration, ...
+            self._failed, self._failed_at = attempt, time.monotonic()
+            state.model_error = f"cannot load {row.id}: {error}"
+            log.error("cannot serve %s: %s; embedding nothing until it can", row.id, error)
+            return
+        state.model_error = None
 
     def _follow_calibration(self, serving: Runtime) -> None:
         """Serve thresholds that another process (`python -m app calibrate`, or another

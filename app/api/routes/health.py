@@ -36,6 +36,11 @@ def ready(state: StateDep) -> JSONResponse:
             # Anyone may ask this; the error can name files and their content.
             reason = "start-up failed; the service log says why"
         return JSONResponse(Readiness(ready=False, reason=reason).model_dump(), status_code=503)
+    if state.model_error is not None:  # other processes serve the active model: send there
+        reason = f"this process cannot serve the active model ({state.model_error})"
+        if state.keys.enabled:  # anyone may ask this; the error names files
+            reason = "this process cannot serve the active model; the service log says why"
+        return JSONResponse(Readiness(ready=False, reason=reason).model_dump(), status_code=503)
     # Paused decisions still answer 200: enrolment and the admin routes that repair the
     # calibration must stay reachable behind a load balancer that follows this route.
     paused = None
