@@ -28,7 +28,7 @@ from app.services.index_upkeep import flush_index, rebuild_when_needed, save_per
 from app.services.inference_pool import InferencePool
 from app.services.loaded_models import Models
 from app.services.pixel_budget import PixelBudget, heap_trimmer
-from app.services.promotion import watch_models
+from app.services.promotion import unloaded_active_model, watch_models
 from app.services.rate_limit import limiter_for
 from app.services.runtime import build_runtime
 from app.services.threads import inference_workers
@@ -155,6 +155,8 @@ async def _load_runtime(state: AppState, models: Models | None) -> None:
         return
     if models is None:  # this process's own models, not ones shared by tests
         await asyncio.to_thread(settle_heap)
+    # Before the runtime is visible: /v1/ready would answer 200 in between.
+    state.model_error = await asyncio.to_thread(unloaded_active_model, state, runtime)
     state.runtime = runtime
     state.metrics.index_size.set(len(runtime.index))
     log.info("ready: %s, %d faces indexed", runtime.model_version, len(runtime.index))

@@ -117,9 +117,11 @@ class AppState:
         cannot serve the active model."""
         runtime = self.require_runtime()
         if self.model_error is not None:
+            # Any client key sees this; the error can name files.
+            said = "" if self.keys.enabled else f" ({self.model_error})"
             raise ModelError(
-                f"This process cannot serve the active model ({self.model_error}); another "
-                "process may. The service log says why."
+                f"This process cannot serve the active model{said}; another process may. "
+                "The service log says why."
             )
         return runtime
 

@@ -4,8 +4,8 @@
     .venv/bin/python -m benchmarks.index_sync --sizes 20000 --backends sqlite
 
 Every FACE_INDEX_SYNC_INTERVAL_S a service process compares `embeddings_repo.fingerprint`
-(count, sum and largest face id of the serving model's vectors) with its index's, and every
-tenth time, or when they differ, reads all the ids (`model_face_ids`). The gallery is
+(count, sum, largest and sum of squares of the serving model's face ids) with its index's,
+and every tenth time, or when they differ, reads all the ids (`model_face_ids`). The gallery is
 synthetic: faces with real-size (512-d float32) vectors, bulk-inserted. PostgreSQL is a
 throwaway server started as the test suite starts one (initdb on PATH or Debian's), after
 VACUUM ANALYZE, as autovacuum leaves a table at rest; or `--postgres-url` of an empty database.

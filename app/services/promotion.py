@@ -49,6 +49,17 @@ async def watch_models(state: AppState) -> None:
             failing = False
 
 
+def unloaded_active_model(state: AppState, runtime: Runtime) -> str | None:
+    """At start-up: why `runtime` serves another version than the active one (its weights
+    could not be loaded here, as the log says), or None when it serves that one. Until the
+    watcher's first tick the process would otherwise enrol under the old one."""
+    with state.sessions.begin() as session:
+        row = desired_version(session, state.settings, runtime.pipeline.embedder.name)
+    if row.id == runtime.model_version:
+        return None
+    return f"cannot load {row.id}; the service log says why"
+
+
 class ModelWatcher:
     """Reaps the training process and swaps the runtime when the active model changes."""
 
@@ -80,20 +91,30 @@ class ModelWatcher:
                     self._complete(runtime)
             return
         # A failure is tried again once the active model, or the wanted model's calibration
-        # (which a swap reads), has changed, or RETRY_FAILED_S later (its weights copied to
-        # this host's FACE_MODELS_DIR, say): each try embeds and builds an index anew.
+        # (which a swap reads), has changed: each try embeds and builds an index anew. A
+        # model this host cannot load is also tried again RETRY_FAILED_S later (its weights
+        # copied to this FACE_MODELS_DIR, say); loading fails before any of that work.
         attempt = (wanted, calibration_stamp(state.settings, state.sessions, row.id))
-        if attempt == self._failed and time.monotonic() - self._failed_at < RETRY_FAILED_S:
+        if attempt == self._failed and (
+            state.model_error is None or time.monotonic() - self._failed_at < RETRY_FAILED_S
+        ):
             return
         try:
             embedder = load_version(state.settings, row, runtime.pipeline.embedder.device)
-            self.swap(Models(detector=runtime.pipeline.detector, embedder=embedder))
-        except FaceServiceError as error:  # no weights here, an unreadable calibration, ...
+        except (FaceServiceError, OSError, RuntimeError, ValueError) as error:
+            # This host's problem (the weights are in another host's models folder, say):
+            # the others serve the model, so this process takes no faces until it can.
             self._failed, self._failed_at = attempt, time.monotonic()
             state.model_error = f"cannot load {row.id}: {error}"
-            log.error("cannot serve %s: %s; embedding nothing until it can", row.id, error)
+            log.error("cannot load %s: %s; embedding nothing until it can", row.id, error)
             return
         state.model_error = None
+        try:
+            self.swap(Models(detector=runtime.pipeline.detector, embedder=embedder))
+        except FaceServiceError as error:  # an unreadable calibration, say: every process
+            # meets it, so this one keeps serving what it serves, as the others do.
+            self._failed = attempt
+            log.error("cannot serve %s: %s; still serving %s", row.id, error, runtime.model_version)
 
     def _follow_calibration(self, serving: Runtime) -> None:
         """Serve thresholds that another process (`python -m app calibrate`, or another
