@@ -322,17 +322,26 @@ def test_a_backup_of_a_damaged_database_leaves_nothing_behind(
     assert not (tmp_path / "new").exists()
 
 
-def test_a_backup_interrupted_leaves_nothing_behind(
-    source: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    ("step", "kept"),
+    [
+        ("_copy_checkpoints", False),  # no backup yet: nothing is left behind
+        ("_print_summary", True),  # the manifest, written last, made it a whole backup
+    ],
+)
+def test_a_backup_interrupted_leaves_nothing_or_a_whole_backup(
+    source: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, step: str, kept: bool
 ) -> None:
     def interrupted(*_: object) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(backup_command, "_copy_checkpoints", interrupted)
+    monkeypatch.setattr(backup_command, step, interrupted)
     dest = tmp_path / "dest"
     with pytest.raises(KeyboardInterrupt):
         backup_command.run(argparse.Namespace(destination=dest, files_only=False), source)
-    assert not dest.exists()
+    assert dest.exists() is kept
+    if kept:
+        assert (dest / "backup.json").is_file() and (dest / "faces.db").is_file()
 
 
 @pytest.fixture
@@ -551,16 +560,3 @@ def test_a_dest_through_a_missing_folder_is_checked_where_it_leads(
     assert "is not an empty folder" in capsys.readouterr().err
     assert (keep / "faces.db").read_text() == "an older backup"
     assert not (tmp_path / "missing").exists()
-
-
-def test_an_interrupt_after_the_manifest_keeps_the_backup(
-    source: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    def interrupted(*_: object) -> None:
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(backup_command, "_print_summary", interrupted)
-    dest = tmp_path / "dest"
-    with pytest.raises(KeyboardInterrupt):
-        backup_command.run(argparse.Namespace(destination=dest, files_only=False), source)
-    assert (dest / "backup.json").is_file() and (dest / "faces.db").is_file()
