@@ -40,8 +40,9 @@ def start_finetune(state: AppState, params: FinetuneParams) -> JobAccepted:
     """Queue a job and spawn its training process; one job at a time (409 otherwise).
 
     What the job would be refused for that the database can tell now is refused here, with
-    the same error, rather than after the 202 as a failed job."""
-    state.require_runtime()
+    the same error, rather than after the 202 as a failed job: a process that cannot load
+    the active model (the job's base) too."""
+    state.serving_runtime()
     check_device(params.device)
     with state.jobs.lock:
         state.jobs.reap(state.sessions)

@@ -41,7 +41,7 @@ def calibrate_on_gallery(state: AppState, params: CalibrateParams) -> Calibratio
     """Calibrate on the active model's stored embeddings, store it, and serve it at once.
     One whose FARs the gallery cannot measure, or with a degenerate threshold, is refused
     unless `params.force`: its thresholds would serve as if they held their targets."""
-    version = state.require_runtime().model_version
+    version = state.serving_runtime().model_version
     noise = SCORE_NOISE
     vectors, subjects = gallery_embeddings(state, version)
     scores = score_gallery(vectors, subjects, seed=SAMPLE_SEED)
@@ -131,7 +131,7 @@ def delete_calibration(state: AppState) -> CalibrationPublic:
     When it is this process's unreadable calibration.json of an older release that pauses
     decisions, only that file is set aside: the row in the database, which every process
     sharing it serves, stays."""
-    version = state.require_runtime().model_version
+    version = state.serving_runtime().model_version
     with state.write_lock:
         aside = set_aside(state.settings.data_dir)
         if aside is not None:

@@ -48,6 +48,14 @@ def test_a_process_without_the_active_models_weights_steps_aside_until_it_has_th
     assert_error(verify, 503, "model_unavailable")
     assert_error(client.post("/v1/identify", files={"image": photo}), 503, "model_unavailable")
     assert client.post("/v1/detect", files={"image": photo}).status_code == 200  # no embedder
+    # Nor does it calibrate, forget a calibration or fine-tune the version it still holds,
+    # which is no longer the active one (a review).
+    for refused in (
+        client.post("/v1/admin/calibrate", json={"force": True}),
+        client.delete("/v1/admin/calibration"),
+        client.post("/v1/admin/finetune", json={}),
+    ):
+        assert_error(refused, 503, "model_unavailable")
 
     with state.sessions.begin() as s:  # the model it serves is made active again
         models_repo.activate(s, serving)
