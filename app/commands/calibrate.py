@@ -120,11 +120,10 @@ def run(args: argparse.Namespace, settings: Settings, pipeline: FacePipeline | N
         )
         return 2
 
-    noise = SCORE_NOISE
     people = impostor_identities(pairs, embeddings)
-    verify = calibrate_far(impostors, args.target_far, noise)
+    verify = calibrate_far(impostors, args.target_far, SCORE_NOISE)
     identify = no_looser_than_verify(
-        open_set_threshold(impostors, gallery, identify_far, noise),
+        open_set_threshold(impostors, gallery, identify_far, SCORE_NOISE),
         identify_far,
         verify.threshold,
         args.target_far,
@@ -139,10 +138,10 @@ def run(args: argparse.Namespace, settings: Settings, pipeline: FacePipeline | N
         method=METHOD_GALLERY_ADJUSTED,
         pairs=args.pairs.resolve(),
         impostors=int(impostors.size),
-        verify_accepts=accepted(impostors, verify.threshold, noise),
-        identify_accepts=accepted(impostors, identify, noise),
-        verify_design_effect=design_effect(impostors, people, verify.threshold, noise),
-        identify_design_effect=design_effect(impostors, people, identify, noise),
+        verify_accepts=accepted(impostors, verify.threshold, SCORE_NOISE),
+        identify_accepts=accepted(impostors, identify, SCORE_NOISE),
+        verify_design_effect=design_effect(impostors, people, verify.threshold, SCORE_NOISE),
+        identify_design_effect=design_effect(impostors, people, identify, SCORE_NOISE),
     )
     checks = far_checks(calibration)
     reliable = all(check.reliable for check in checks)

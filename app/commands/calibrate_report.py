@@ -14,7 +14,7 @@ from app.evaluation.identification import per_comparison_far
 from app.evaluation.pair_scores import ScoredPairs, rates_at, unreadable_summary
 from app.services.calibration import Calibration
 from app.services.calibration_reliability import FarCheck, reliability_notes
-from app.services.far_bounds import vouched_far
+from app.services.far_bounds import stated_identify_far, stated_verify_far
 
 
 @dataclass(frozen=True)
@@ -55,12 +55,7 @@ def print_report(
         f"achieved FAR {verify.far_actual:.4g} ({rates['false_accepts']}/{impostors.size} "
         f"impostor pairs), {frr_text(rates)}"
     )
-    stated = vouched_far(
-        args.target_far,
-        int(impostors.size),
-        accepts=calibration.verify_accepts,
-        design_effect=calibration.verify_design_effect,
-    )
+    stated = stated_verify_far(calibration)
     print(
         f"  responses {will} state verify FAR {stated:g}: the target, or the 95% upper bound of "
         f"{_counted(calibration.verify_accepts, impostors.size, calibration.verify_design_effect)}"
@@ -77,14 +72,13 @@ def print_report(
         f"size N={gallery} ({report.why}); per-comparison FAR {per_comparison:.4g}, "
         f"{frr_text(rates_at(scored, identify))}"
     )
-    identify_effect = calibration.identify_design_effect
-    stated = vouched_far(
-        identify_far, int(impostors.size), gallery, calibration.identify_accepts, identify_effect
+    stated = stated_identify_far(calibration, gallery)
+    counted = _counted(
+        calibration.identify_accepts, impostors.size, calibration.identify_design_effect
     )
     print(
         f"  responses {will} state identify FAR {stated:g} at N={gallery}, and more as the "
-        f"gallery grows: 1 - (1 - p)^N, p the 95% upper bound of "
-        f"{_counted(calibration.identify_accepts, impostors.size, identify_effect)}"
+        f"gallery grows: 1 - (1 - p)^N, p the 95% upper bound of {counted}"
     )
     if per_comparison < resolution:
         print(

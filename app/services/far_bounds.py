@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import math
 from decimal import ROUND_CEILING, Decimal
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
 
 from app.evaluation.far_calibration import allowed_accepts
 from app.evaluation.identification import per_comparison_far
+
+if TYPE_CHECKING:
+    from app.services.calibration import Calibration
 
 # A stated FAR is the upper end of the one-sided 95% confidence interval of the rate that
 # the calibration's impostor scores measured (Clopper-Pearson): the highest true rate that
@@ -89,3 +93,35 @@ def round_up(value: float, digits: int = 3) -> float:
     shown = Decimal(repr(float(value)))  # numpy 2's repr would be "np.float64(...)"
     step = Decimal(1).scaleb(shown.adjusted() - (digits - 1))
     return float(shown.quantize(step, rounding=ROUND_CEILING))
+
+
+def stated_verify_far(calibration: Calibration) -> float:
+    """The verify FAR per pair that responses state for `calibration` (vouched_far)."""
+    return vouched_far(
+        calibration.verify_far,
+        calibration.impostors,
+        accepts=calibration.verify_accepts,
+        design_effect=calibration.verify_design_effect,
+    )
+
+
+def stated_identify_far(calibration: Calibration, gallery_size: int) -> float:
+    """The chance of a stranger's match that responses state for `calibration` at a
+    gallery of `gallery_size` (vouched_far over that many comparisons)."""
+    return vouched_far(
+        stranger_far(calibration, gallery_size),
+        calibration.identify_scores or calibration.impostors,
+        gallery_size,
+        accepts=calibration.identify_accepts,
+        design_effect=calibration.identify_design_effect,
+    )
+
+
+def stranger_far(calibration: Calibration, gallery_size: int) -> float:
+    """The chance that a stranger matches someone in a gallery of `gallery_size`, at the
+    threshold calibrated for `calibration.identify_far` at `calibration.gallery_size`:
+    the same per-comparison FAR p, over N comparisons, 1 - (1 - p)^N."""
+    if gallery_size == calibration.gallery_size:
+        return calibration.identify_far
+    per = per_comparison_far(calibration.identify_far, calibration.gallery_size)
+    return far_over(per, gallery_size)

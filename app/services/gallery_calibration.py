@@ -42,7 +42,6 @@ def calibrate_on_gallery(state: AppState, params: CalibrateParams) -> Calibratio
     One whose FARs the gallery cannot measure, or with a degenerate threshold, is refused
     unless `params.force`: its thresholds would serve as if they held their targets."""
     version = state.serving_runtime().model_version
-    noise = SCORE_NOISE
     vectors, subjects = gallery_embeddings(state, version)
     scores = score_gallery(vectors, subjects, seed=SAMPLE_SEED)
     if scores.impostor.size == 0:
@@ -51,9 +50,9 @@ def calibrate_on_gallery(state: AppState, params: CalibrateParams) -> Calibratio
             {"model_version": version, "subjects": scores.subjects, "faces": scores.faces},
         )
     identify_far = params.identify_target_far or params.target_far
-    verify = calibrate_far(scores.impostor, params.target_far, noise)
+    verify = calibrate_far(scores.impostor, params.target_far, SCORE_NOISE)
     identify = no_looser_than_verify(
-        open_set_threshold(scores.per_subject, scores.subjects, identify_far, noise),
+        open_set_threshold(scores.per_subject, scores.subjects, identify_far, SCORE_NOISE),
         identify_far,
         verify.threshold,
         params.target_far,
@@ -69,16 +68,16 @@ def calibrate_on_gallery(state: AppState, params: CalibrateParams) -> Calibratio
         source="gallery",
         impostors=int(scores.impostor.size),
         identify_scores=max(1, int(scores.per_subject.size)),
-        verify_accepts=accepted(scores.impostor, verify.threshold, noise),
+        verify_accepts=accepted(scores.impostor, verify.threshold, SCORE_NOISE),
         # No per-subject score at all (one subject): nothing could pass.
         identify_accepts=(
-            accepted(scores.per_subject, identify, noise) if scores.per_subject.size else 0
+            accepted(scores.per_subject, identify, SCORE_NOISE) if scores.per_subject.size else 0
         ),
         verify_design_effect=design_effect(
-            scores.impostor, scores.impostor_subjects, verify.threshold, noise
+            scores.impostor, scores.impostor_subjects, verify.threshold, SCORE_NOISE
         ),
         identify_design_effect=(
-            design_effect(scores.per_subject, scores.per_subject_subjects, identify, noise)
+            design_effect(scores.per_subject, scores.per_subject_subjects, identify, SCORE_NOISE)
             if scores.per_subject.size
             else None
         ),

@@ -10,7 +10,7 @@ from app.schemas.info import ThresholdsPublic
 from app.services.calibration import Calibration
 from app.services.calibration_reliability import public
 from app.services.calibration_warnings import genuine_reject_rate
-from app.services.far_bounds import vouched_far
+from app.services.far_bounds import stated_identify_far, stated_verify_far
 from app.state import AppState, Thresholds
 
 
@@ -27,19 +27,8 @@ def calibration_result(
     `notes` so far, to which what the scores and settings add is appended."""
     gallery = calibration.gallery_size
     per_comparison = per_comparison_far(calibration.identify_far, gallery)
-    stranger_far = vouched_far(
-        calibration.identify_far,
-        calibration.identify_scores or calibration.impostors,
-        gallery,
-        accepts=calibration.identify_accepts,
-        design_effect=calibration.identify_design_effect,
-    )
-    verify_far = vouched_far(
-        calibration.verify_far,
-        calibration.impostors,
-        accepts=calibration.verify_accepts,
-        design_effect=calibration.verify_design_effect,
-    )
+    stranger_far = stated_identify_far(calibration, gallery)
+    verify_far = stated_verify_far(calibration)
     for name, stated, target in (
         ("verify", verify_far, calibration.verify_far),
         ("identify", stranger_far, calibration.identify_far),

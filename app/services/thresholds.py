@@ -8,12 +8,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.config import Settings
 from app.errors import ModelError
-from app.evaluation.identification import per_comparison_far
 from app.gallery import repository
 from app.pipeline.embedders import Embedder
 from app.services.calibration import Calibration, CalibrationStore
 from app.services.calibration_import import file_stamp, import_legacy_file
-from app.services.far_bounds import far_over, vouched_far
+from app.services.far_bounds import stated_identify_far, stated_verify_far
 from app.state import AppState, Runtime, Thresholds
 
 
@@ -73,24 +72,13 @@ def thresholds_from(
         # impostor scores measured: a target of 1e-9 on 143 pairs is stated as 0.0208.
         verify, verify_far, verify_source = (
             calibration.verify_threshold,
-            vouched_far(
-                calibration.verify_far,
-                calibration.impostors,
-                accepts=calibration.verify_accepts,
-                design_effect=calibration.verify_design_effect,
-            ),
+            stated_verify_far(calibration),
             stamp,
         )
         identify_size = _live_size(calibration, gallery)
         identify, identify_far, identify_source = (
             calibration.identify_threshold,
-            vouched_far(
-                stranger_far(calibration, identify_size),
-                calibration.identify_scores or calibration.impostors,
-                identify_size,
-                accepts=calibration.identify_accepts,
-                design_effect=calibration.identify_design_effect,
-            ),
+            stated_identify_far(calibration, identify_size),
             stamp,
         )
         identify_method = calibration.method
@@ -122,16 +110,6 @@ def _live_size(calibration: Calibration, gallery: GalleryCounts | None) -> int:
         return calibration.gallery_size
     live = gallery.subjects if calibration.source == "gallery" else gallery.faces
     return max(1, live)
-
-
-def stranger_far(calibration: Calibration, gallery_size: int) -> float:
-    """The chance that a stranger matches someone in a gallery of `gallery_size`, at the
-    threshold calibrated for `calibration.identify_far` at `calibration.gallery_size`:
-    the same per-comparison FAR p, over N comparisons, 1 - (1 - p)^N."""
-    if gallery_size == calibration.gallery_size:
-        return calibration.identify_far
-    per = per_comparison_far(calibration.identify_far, calibration.gallery_size)
-    return far_over(per, gallery_size)
 
 
 def refresh_thresholds(
