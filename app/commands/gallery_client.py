@@ -182,8 +182,13 @@ class GalleryClient:
         # sends every face, without a `total`); a newer one sends its largest page.
         page = self.call("GET", url)
         faces: list[dict[str, Any]] = list(page["faces"])
-        while page["faces"] and len(faces) < int(page.get("total", 0)):
-            page = self.call("GET", url, params={"limit": PAGE, "offset": len(faces)})
+        while page["faces"] and _more(page, len(faces)):
+            # A cursor keeps its place when faces are deleted meanwhile (an offset skips);
+            # servers from before cursors send no next_after and take offsets.
+            where = (
+                {"after": page["next_after"]} if "next_after" in page else {"offset": len(faces)}
+            )
+            page = self.call("GET", url, params={"limit": PAGE, **where})
             faces += page["faces"]
         return faces
 
@@ -191,14 +196,14 @@ class GalleryClient:
         """Every subject called exactly `name` (in NFC), case included."""
         # The API's name filter ignores case and accents: page through, match exactly.
         matches: list[dict[str, Any]] = []
-        offset, total = 0, 1
-        while offset < total:
-            params = {"name": name, "limit": PAGE, "offset": offset}
-            page = self.call("GET", "/v1/subjects", params=params)
+        where: dict[str, Any] = {"offset": 0}
+        while True:
+            page = self.call("GET", "/v1/subjects", params={"name": name, "limit": PAGE, **where})
             matches += [s for s in page["items"] if unicodedata.normalize("NFC", s["name"]) == name]
-            total = int(page["total"])
-            offset += PAGE
-        return matches
+            listed = int(where.get("offset", 0)) + len(page["items"])
+            if not page["items"] or not _more(page, listed):
+                return matches
+            where = {"after": page["next_after"]} if "next_after" in page else {"offset": listed}
 
     def enrol(self, subject_id: str, filename: str, data: bytes, face: str | None) -> int:
         """Id of the face enrolled from one image; ServiceError if the service refused it."""
@@ -210,3 +215,11 @@ class GalleryClient:
             params={"face": face} if face else None,
         )
         return int(body["faces"][0]["id"])
+
+
+def _more(page: dict[str, Any], listed: int) -> bool:
+    """Whether another page follows: its next_after says so, or (from servers before
+    cursors) the total; `listed` counts what offsets have listed so far."""
+    if "next_after" in page:
+        return page["next_after"] is not None
+    return listed < int(page.get("total", 0))

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from datetime import datetime
 from typing import Any, cast
 
 import numpy.typing as npt
-from sqlalchemy import CursorResult, delete, func, inspect, select
+from sqlalchemy import CursorResult, and_, delete, func, inspect, or_, select
 from sqlalchemy.orm import Session, aliased, defer
 from sqlalchemy.orm.exc import StaleDataError
 
@@ -35,12 +36,18 @@ def get_subject(s: Session, subject_id: str, lock: bool = False) -> Subject:
 
 
 def list_subjects(
-    s: Session, limit: int, offset: int, name: str | None = None
+    s: Session,
+    limit: int,
+    offset: int,
+    name: str | None = None,
+    after: tuple[datetime, str] | None = None,
 ) -> tuple[list[tuple[Subject, int]], int]:
     """A page of subjects, oldest first, each with its face count, and the total matching.
 
     `name` keeps subjects whose name contains it, both folded by fold_name: case in any
     script and accents ("jose" finds "José", and back) are ignored. `%` and `_` match literally.
+    `after` (created_at, id) starts the page after that place in the order; the total
+    still counts every match.
     """
     query = select(Subject)
     if name:
@@ -49,6 +56,14 @@ def list_subjects(
     # the same rows while other requests write (separate queries disagreed then).
     # (A window count would buffer every matching row before LIMIT: 4-7x slower at 300k.)
     count = select(func.count()).select_from(query.subquery())
+    if after is not None:
+        created, subject_id = after
+        query = query.where(
+            or_(
+                Subject.created_at > created,
+                and_(Subject.created_at == created, Subject.id > subject_id),
+            )
+        )
     ordered = query.order_by(Subject.created_at, Subject.id)
     page = aliased(Subject, ordered.limit(limit).offset(offset).subquery())
     # Counted on the page's rows only, after LIMIT.
@@ -148,17 +163,19 @@ def add_face(
     return face
 
 
-def list_faces(s: Session, subject_id: str, limit: int, offset: int) -> tuple[list[Face], int]:
-    """A page of the subject's faces in id order, and how many it has in all. Without their
-    crops (PNG, ~50 KB each; touching one raises): read for nothing, they made one listing
-    of a large subject read hundreds of MB."""
+def list_faces(
+    s: Session, subject_id: str, limit: int, offset: int, after: int = 0
+) -> tuple[list[Face], int]:
+    """A page of the subject's faces in id order (ids above `after`), and how many it has
+    in all. Without their crops (PNG, ~50 KB each; touching one raises): read for nothing,
+    they made one listing of a large subject read hundreds of MB."""
     get_subject(s, subject_id)
     mine = Face.subject_id == subject_id
     count = select(func.count(Face.id)).where(mine)
     # Page and total in one statement, as in list_subjects, so they agree under writes.
     rows = s.execute(
         select(Face, count.correlate(None).scalar_subquery().label("total"))
-        .where(mine)
+        .where(mine, Face.id > after)
         .options(defer(Face.crop, raiseload=True))
         .order_by(Face.id)
         .limit(limit)

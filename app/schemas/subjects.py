@@ -75,11 +75,18 @@ class SubjectPublic(BaseModel):
     face_count: int
 
 
+_NEXT_AFTER = (
+    "Pass as `after` for the next page; null on the last page. Unlike offsets, it still"
+    " continues where this page ended when rows before it are deleted meanwhile."
+)
+
+
 class SubjectList(BaseModel):
     items: list[SubjectPublic]
     total: int
     limit: int
     offset: int
+    next_after: str | None = Field(default=None, description=_NEXT_AFTER)
 
 
 class FacePublic(BaseModel):
@@ -100,3 +107,4 @@ class FaceList(BaseModel):
     total: int
     limit: int
     offset: int
+    next_after: str | None = Field(default=None, description=_NEXT_AFTER)

@@ -6,10 +6,12 @@ from typing import Any
 
 import numpy as np
 
+from app.errors import InvalidRequest
 from app.gallery import repository
 from app.gallery.orm import Face, Subject
 from app.schemas.common import QualityPublic
 from app.schemas.subjects import FaceList, FacePublic, SubjectList, SubjectPublic
+from app.services import page_cursors
 from app.state import AppState, Runtime
 
 
@@ -50,11 +52,19 @@ def get_subject(state: AppState, subject_id: str) -> SubjectPublic:
         return subject_public(subject, counts.get(subject.id, 0))
 
 
-def list_subjects(state: AppState, limit: int, offset: int, name: str | None) -> SubjectList:
+def list_subjects(
+    state: AppState, limit: int, offset: int, name: str | None, after: str | None = None
+) -> SubjectList:
+    place = None if after is None else page_cursors.read_subject_cursor(after)
+    _one_way_of_paging(offset, after)
     with state.sessions() as session:
-        page, total = repository.list_subjects(session, limit, offset, name)
+        # One row past the page says whether another follows.
+        rows, total = repository.list_subjects(session, limit + 1, offset, name, place)
+        page = rows[:limit]
         items = [subject_public(subject, faces) for subject, faces in page]
-    return SubjectList(items=items, total=total, limit=limit, offset=offset)
+        more = len(rows) > limit
+        next_after = page_cursors.subject_cursor(page[-1][0]) if more else None
+    return SubjectList(items=items, total=total, limit=limit, offset=offset, next_after=next_after)
 
 
 def update_subject(
@@ -79,11 +89,24 @@ def delete_subject(state: AppState, subject_id: str) -> None:
     state.metrics.faces_enrolled.dec(len(face_ids))
 
 
-def list_faces(state: AppState, subject_id: str, limit: int, offset: int) -> FaceList:
+def list_faces(
+    state: AppState, subject_id: str, limit: int, offset: int, after: str | None = None
+) -> FaceList:
+    place = 0 if after is None else page_cursors.read_face_cursor(after)
+    _one_way_of_paging(offset, after)
     with state.sessions() as session:
-        page, total = repository.list_faces(session, subject_id, limit, offset)
-        faces = [face_public(face) for face in page]
-    return FaceList(faces=faces, total=total, limit=limit, offset=offset)
+        rows, total = repository.list_faces(session, subject_id, limit + 1, offset, place)
+        faces = [face_public(face) for face in rows[:limit]]
+    next_after = page_cursors.face_cursor(faces[-1].id) if len(rows) > limit else None
+    return FaceList(faces=faces, total=total, limit=limit, offset=offset, next_after=next_after)
+
+
+def _one_way_of_paging(offset: int, after: str | None) -> None:
+    if offset and after is not None:
+        raise InvalidRequest(
+            "Invalid request: offset and after (page with one of them, not both).",
+            [{"loc": ["query", "offset"], "msg": "not with after", "type": "paging_mixed"}],
+        )
 
 
 def delete_face(state: AppState, subject_id: str, face_id: int) -> None:

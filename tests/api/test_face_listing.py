@@ -118,7 +118,7 @@ def test_unknown_and_repeated_parameters_are_refused_as_on_subjects(
             "type": "extra_forbidden",
         }
     ]
-    assert unknown["message"].endswith("(query parameters it takes: limit, offset).")
+    assert unknown["message"].endswith("(query parameters it takes: after, limit, offset).")
     on_subjects = assert_error(
         client.get("/v1/subjects", params={"page": 2}), 422, "invalid_request"
     )
@@ -130,3 +130,42 @@ def test_unknown_and_repeated_parameters_are_refused_as_on_subjects(
     assert repeated["details"][0]["type"] == "repeated_field"
     # The subject is none the worse: its face is listed.
     assert client.get(url).json()["total"] == 1
+
+
+def test_a_cursor_continues_where_the_page_ended_when_earlier_faces_are_deleted(
+    client: TestClient, three_faces: tuple[str, list[int]]
+) -> None:
+    subject, ids = three_faces
+    url = f"/v1/subjects/{subject}/faces"
+    first = client.get(url, params={"limit": 1}).json()
+    assert [f["id"] for f in first["faces"]] == [min(ids)]
+    assert first["next_after"] == str(min(ids))
+    # The face just read is deleted: an offset of 1 would now skip the second face.
+    assert client.delete(f"{url}/{min(ids)}").status_code == 204
+    skipped = client.get(url, params={"limit": 1, "offset": 1}).json()
+    assert [f["id"] for f in skipped["faces"]] == [max(ids)]
+    second = client.get(url, params={"limit": 1, "after": first["next_after"]}).json()
+    assert [f["id"] for f in second["faces"]] == [sorted(ids)[1]]
+    assert second["total"] == 2 and second["next_after"] == str(sorted(ids)[1])
+    last = client.get(url, params={"limit": 1, "after": second["next_after"]}).json()
+    assert [f["id"] for f in last["faces"]] == [max(ids)] and last["next_after"] is None
+    # A page that ends exactly at the last face says so too: no empty page to fetch.
+    assert client.get(url, params={"limit": 2}).json()["next_after"] is None
+
+
+@pytest.mark.parametrize("after", ["", "abc", "+1", " 1", "1_0", "\uff11", "-1", "9" * 20])
+def test_a_face_cursor_that_is_not_one_is_refused(client: TestClient, yao: str, after: str) -> None:
+    error = assert_error(
+        client.get(f"/v1/subjects/{yao}/faces", params={"after": after}), 422, "invalid_request"
+    )
+    assert error["details"][0]["loc"] == ["query", "after"]
+    assert error["message"].startswith("Invalid request: after (")
+
+
+def test_offset_and_after_together_are_refused(client: TestClient, yao: str) -> None:
+    url = f"/v1/subjects/{yao}/faces"
+    error = assert_error(
+        client.get(url, params={"offset": 1, "after": "1"}), 422, "invalid_request"
+    )
+    assert error["details"][0]["loc"] == ["query", "offset"]
+    assert client.get(url, params={"offset": 0, "after": "0"}).json()["total"] == 1

@@ -140,7 +140,7 @@ def test_the_message_says_where_a_misplaced_name_belongs(client: TestClient, yao
     both = client.get("/v1/subjects", params={"limit": 5, "a": 1, "b": 2})
     error = assert_error(both, 422, "invalid_request")
     assert [problem["loc"] for problem in error["details"]] == [["query", "a"], ["query", "b"]]
-    assert "query parameters it takes: limit, name, offset" in error["message"]
+    assert "query parameters it takes: after, limit, name, offset" in error["message"]
 
 
 def test_the_declared_names_follow_the_route_and_its_dependencies(client: TestClient) -> None:

@@ -42,6 +42,42 @@ def test_list_paginates_and_filters(client: TestClient) -> None:
     assert sorted(s["name"] for s in filtered["items"]) == ["alice", "alicia"]
 
 
+def test_a_cursor_continues_where_the_page_ended_when_earlier_subjects_are_deleted(
+    client: TestClient,
+) -> None:
+    ids = [new_subject(client, name) for name in ["a", "b", "c", "d", "e"]]
+    first = client.get("/v1/subjects", params={"limit": 2}).json()
+    assert [s["id"] for s in first["items"]] == ids[:2] and first["next_after"]
+    for gone in ids[:2]:  # the page just read, cursor subject included
+        assert client.delete(f"/v1/subjects/{gone}").status_code == 204
+    # An offset of 2 would now skip c and d.
+    skipped = client.get("/v1/subjects", params={"limit": 2, "offset": 2}).json()
+    assert [s["id"] for s in skipped["items"]] == ids[4:]
+    second = client.get("/v1/subjects", params={"limit": 2, "after": first["next_after"]})
+    assert second.status_code == 200, second.text
+    assert [s["id"] for s in second.json()["items"]] == ids[2:4]
+    assert second.json()["total"] == 3
+    last = client.get("/v1/subjects", params={"limit": 2, "after": second.json()["next_after"]})
+    assert [s["id"] for s in last.json()["items"]] == ids[4:]
+    assert last.json()["next_after"] is None
+    # With a name filter the cursor keeps its place in the same order.
+    named = client.get("/v1/subjects", params={"name": "e", "after": first["next_after"]})
+    assert [s["id"] for s in named.json()["items"]] == ids[4:]
+
+
+def test_a_subject_cursor_that_is_not_one_is_refused(client: TestClient) -> None:
+    face_cursor = "5"
+    for after in ["", "%%%", "bm90IGEgY3Vyc29y", face_cursor, "MjAyNi0xMS0yOHw"]:
+        error = assert_error(
+            client.get("/v1/subjects", params={"after": after}), 422, "invalid_request"
+        )
+        assert error["details"][0]["loc"] == ["query", "after"], after
+    error = assert_error(
+        client.get("/v1/subjects", params={"after": "x" * 201}), 422, "invalid_request"
+    )
+    assert error["details"][0]["loc"] == ["query", "after"]
+
+
 def test_name_filter_ignores_case_beyond_ascii(client: TestClient) -> None:
     # Also run on PostgreSQL (tests/postgres/test_api.py).
     longest = "\ufdfa" * 255  # NFKC makes each of these 18 characters

@@ -52,6 +52,7 @@ from tests.unit.gallery.test_models_repo import (  # noqa: F401
     test_the_latest_activation_wins,
 )
 from tests.unit.gallery.test_repository import (  # noqa: F401
+    test_a_page_after_a_cursor_follows_the_listing_order_ties_included,
     test_add_embeddings_for_a_new_model_and_faces_with_crops,
     test_add_face_rejects_a_vector_of_the_wrong_size,
     test_delete_face,

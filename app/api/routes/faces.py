@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, File, Path, Query, Response, UploadFile, status
 
-from app.api.deps import ClientKey, FacePolicyDep, StateDep, read_upload
+from app.api.deps import AfterQuery, ClientKey, FacePolicyDep, StateDep, read_upload
 from app.errors import InvalidRequest
 from app.schemas.common import ERROR_RESPONSES, MAX_SQL_INT
 from app.schemas.subjects import FaceList, FacesCreated
@@ -43,12 +43,13 @@ def list_faces(
     state: StateDep,
     limit: Annotated[int, Query(ge=1, le=FACE_PAGE)] = FACE_PAGE,
     offset: Annotated[int, Query(ge=0, le=MAX_SQL_INT)] = 0,
+    after: AfterQuery = None,
 ) -> FaceList:
-    """The subject's faces in id order, a page at a time; `total` counts them all, so a
-    subject with more faces than one page holds is read with `offset`."""
+    """The subject's faces in id order, a page at a time; `total` counts them all, and
+    `next_after` continues a subject with more faces than one page holds."""
     # The default is the largest page: clients written when this listed every face keep
     # getting all of them unless a subject has more than a thousand.
-    return subjects.list_faces(state, subject_id, limit, offset)
+    return subjects.list_faces(state, subject_id, limit, offset, after)
 
 
 @router.delete("/{face_id}", status_code=status.HTTP_204_NO_CONTENT)

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response, status
 
-from app.api.deps import ClientKey, StateDep
+from app.api.deps import AfterQuery, ClientKey, StateDep
 from app.schemas.common import ERROR_RESPONSES, MAX_SQL_INT
 from app.schemas.subjects import SubjectCreate, SubjectList, SubjectPublic, SubjectUpdate
 from app.services import subjects
@@ -33,8 +33,9 @@ def list_subjects(
             description="Substring; ignores case and accents.",
         ),
     ] = None,
+    after: AfterQuery = None,
 ) -> SubjectList:
-    return subjects.list_subjects(state, limit, offset, name)
+    return subjects.list_subjects(state, limit, offset, name, after)
 
 
 @router.get("/{subject_id}")

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ from app.errors import FaceNotFound, SubjectNotFound
 from app.gallery import embeddings_repo
 from app.gallery import repository as repo
 from app.gallery.orm import Face, Subject
+from app.services.page_cursors import read_subject_cursor, subject_cursor
 
 OTHER_MODEL = "arcface-mbf@finetuned-1"
 Vectors = Callable[[], np.ndarray]
@@ -94,6 +96,27 @@ def test_list_subjects_paginates_and_filters_by_name(session: Session) -> None:
     assert repo.list_subjects(session, limit=10, offset=0, name="%")[1] == 1
     assert repo.list_subjects(session, limit=10, offset=0, name="0%_")[1] == 1
     assert repo.list_subjects(session, limit=10, offset=0, name="a_i")[1] == 0
+
+
+def test_a_page_after_a_cursor_follows_the_listing_order_ties_included(
+    session_factory: sessionmaker[Session],
+) -> None:
+    # Also run on PostgreSQL: the cursor's timestamp must compare equal to the stored one.
+    same_moment = datetime(2026, 11, 28, 21, 0, 0, 123456, tzinfo=UTC)
+    with session_factory.begin() as s:
+        for name in ["a", "b", "c", "d"]:
+            repo.create_subject(s, name, {}).created_at = same_moment
+        repo.create_subject(s, "later", {}).created_at = same_moment + timedelta(microseconds=1)
+    with session_factory() as s:
+        everyone = [subject for subject, _ in repo.list_subjects(s, 10, 0)[0]]
+        assert sorted(x.id for x in everyone[:4]) == [x.id for x in everyone[:4]]  # id breaks ties
+        seen = []
+        for place in everyone:
+            after = read_subject_cursor(subject_cursor(place))
+            page, total = repo.list_subjects(s, 10, 0, after=after)
+            assert total == 5
+            seen.append([x.id for x, _ in page])
+    assert seen == [[x.id for x in everyone[i + 1 :]] for i in range(5)]
 
 
 def test_the_name_filter_ignores_how_an_accent_is_encoded(session: Session) -> None:
