@@ -38,7 +38,10 @@ class ThresholdsPublic(BaseModel):
 
 class Info(BaseModel):
     version: str
-    ready: bool
+    ready: bool = Field(
+        description="Whether this process serves enrolment, verify and identify; /v1/ready "
+        "says why not."
+    )
     embedder: str | None
     model_version: str | None
     device: str | None

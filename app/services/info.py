@@ -26,11 +26,15 @@ def service_info(state: AppState) -> Info:
     with state.sessions() as session:
         subjects, faces = repository.count_subjects(session), repository.count_faces(session)
     embedder = runtime.pipeline.embedder if runtime else None
+    # Not ready while the active model cannot be loaded here: it serves none (503), as
+    # /v1/ready says; model_version stays the one it holds.
+    ready = runtime is not None and state.model_error is None
     # None while decisions are paused (the stored calibration unreadable): none serve.
-    thresholds = runtime.thresholds if runtime and runtime.calibration_error is None else None
+    serving = runtime if ready else None
+    thresholds = serving.thresholds if serving and serving.calibration_error is None else None
     return Info(
         version=_versions()["face-service"],
-        ready=runtime is not None,
+        ready=ready,
         embedder=embedder.name if embedder else None,
         model_version=embedder.version if embedder else None,
         device=str(embedder.device) if embedder else None,

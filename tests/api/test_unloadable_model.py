@@ -40,6 +40,8 @@ def test_a_process_without_the_active_models_weights_steps_aside_until_it_has_th
 
     ready = client.get("/v1/ready")
     assert ready.status_code == 503 and "cannot serve the active model" in ready.json()["reason"]
+    info = client.get("/v1/info").json()  # a monitor reading it is not told otherwise
+    assert (info["ready"], info["model_version"], info["thresholds"]) == (False, serving, None)
     error = assert_error(
         enrol(client, yao, ("again.jpg", photo[1] + b"")), 503, "model_unavailable"
     )
@@ -62,6 +64,7 @@ def test_a_process_without_the_active_models_weights_steps_aside_until_it_has_th
     watcher.tick()
     assert state.model_error is None
     assert client.get("/v1/ready").status_code == 200
+    assert client.get("/v1/info").json()["ready"] is True
     verify = client.post("/v1/verify", data={"subject_id": yao}, files={"image": photo})
     assert verify.status_code == 200 and verify.json()["verified"]
 
