@@ -16,8 +16,9 @@ ROLES: tuple[Role, ...] = ("client", "admin")
 
 
 def key_digest(key: str) -> bytes:
-    """What the service keeps of a key: its sha256."""
-    return hashlib.sha256(key.encode()).digest()
+    """What the service keeps of a key: its sha256. Spaces and tabs around it are not
+    part of it (RFC 9110 5.5: a header value has none; not every HTTP parser strips them)."""
+    return hashlib.sha256(key.strip(" \t").encode()).digest()
 
 
 @dataclass(frozen=True)

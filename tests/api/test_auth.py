@@ -15,6 +15,8 @@ def test_roles(make_client: ClientFactory) -> None:
     assert_error(client.get("/v1/subjects", headers={"X-API-Key": "wrong"}), 401, "unauthorized")
     assert client.get("/v1/subjects", headers={"X-API-Key": "cli-secret-456"}).status_code == 200
     assert client.get("/v1/subjects", headers={"X-API-Key": "adm-secret-123"}).status_code == 200
+    spaced = {"X-API-Key": "  adm-secret-123\t"}
+    assert client.post("/v1/admin/index/rebuild", headers=spaced).status_code == 200
 
     rebuild = "/v1/admin/index/rebuild"
     assert_error(client.post(rebuild), 401, "unauthorized")
@@ -37,6 +39,8 @@ def test_bad_key_spec_is_refused() -> None:
     assert ring.role_of("adm-secret-123") == "admin"
     assert ring.role_of("cli-secret-456") == "client"
     assert ring.role_of(None) is None
+    assert ring.role_of(" \tcli-secret-456 ") == "client"  # as a header may carry it
+    assert ring.role_of("cli-secret-456\n") is None
     assert ring.short_keys == 2  # 14 characters each, under MIN_KEY_LENGTH
     assert KeyRing.parse("admin:a-long-random-admin-key").short_keys == 0
     with pytest.raises(ValueError, match="two roles"):
@@ -87,6 +91,9 @@ def test_a_body_without_a_valid_key_is_refused_unread() -> None:
         assert call("POST", key) == 401
         assert reached == []
     assert call("POST", b"cli-secret-456") is None and reached == ["app"]
+    # Whitespace around a header value is not part of it (RFC 9110 5.5); httptools keeps it.
+    assert call("POST", b" cli-secret-456\t") is None and reached == ["app"]
+    assert call("POST", b"cli-secret 456") == 401
     assert call("GET", None) is None and reached == ["app"]  # the route answers for itself
 
 
