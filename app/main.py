@@ -14,6 +14,7 @@ from app.api.early_checks import find_route_roles
 from app.api.form_guard import FormGuard
 from app.api.handlers import install_error_handlers
 from app.api.middleware import GuardAndMeasure
+from app.api.openapi_schema import tighten_openapi
 from app.api.query_guard import QueryGuard
 from app.api.routes import admin, faces, health, jobs, recognition, subjects
 from app.api.routes import models as model_routes
@@ -83,6 +84,7 @@ def create_app(settings: Settings | None = None, models: Models | None = None) -
     app.state.query_guard = QueryGuard()
     app.state.form_guard = FormGuard()
     install_error_handlers(app)
+    tighten_openapi(app)
 
     for router in (health.router, subjects.router, faces.router, recognition.router, admin.router):
         app.include_router(router)

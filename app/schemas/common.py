@@ -18,9 +18,16 @@ MAX_SQL_INT = 2**63 - 1
 
 
 class ErrorBody(BaseModel):
-    code: str = Field(examples=["no_face"])
+    code: str = Field(
+        examples=["no_face"],
+        description="Stable and machine-readable; the README's Errors section lists them.",
+    )
     message: str = Field(examples=["No face of at least 32 px was found in the image."])
-    details: Any | None = None
+    # Always sent (null when there is nothing to add), so required in the description.
+    details: Any | None = Field(
+        description="What the code is about, shaped by the code: null when there is nothing "
+        "to add; for invalid_request a list of {loc, msg, type} when fields are at fault."
+    )
 
 
 class ErrorResponse(BaseModel):
@@ -86,5 +93,7 @@ class QualityPublic(BaseModel):
 
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorResponse} for code in (401, 403, 404, 409, 413, 415, 422, 429, 503)
+    code: {"model": ErrorResponse} for code in (400, 401, 403, 404, 409, 413, 415, 422, 429, 503)
 }
+# The health routes take no parameters: any query parameter is refused.
+QUERY_REFUSED: dict[int | str, dict[str, Any]] = {422: {"model": ErrorResponse}}

@@ -10,10 +10,11 @@ from sqlalchemy.exc import OperationalError
 
 from app.api.deps import StateDep
 from app.api.query_guard import check_query
+from app.schemas.common import QUERY_REFUSED
 from app.schemas.info import Health, Info, Readiness
 from app.services.info import service_info
 
-router = APIRouter(tags=["health"], dependencies=[Depends(check_query)])
+router = APIRouter(tags=["health"], dependencies=[Depends(check_query)], responses=QUERY_REFUSED)
 
 
 # HEAD as a route of its own, out of the schema: one route for both gave two operations of
