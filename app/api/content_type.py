@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import codecs
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from fastapi import Request, params
+from fastapi import HTTPException, Request, params
 from fastapi.dependencies.models import Dependant
 from starlette.types import ASGIApp, Scope
 
@@ -16,6 +17,7 @@ from app.errors import UnsupportedMediaType
 _JSON = b"application/json"
 _MULTIPART = b"multipart/form-data"
 _URLENCODED = b"application/x-www-form-urlencoded"
+_WIDE_MARKS = (codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE, codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
 
 
 async def check_media_type(request: Request) -> None:
@@ -50,8 +52,18 @@ async def check_media_type(request: Request) -> None:
         if media in (_MULTIPART, _URLENCODED):
             return
     elif _is_json(media):
+        check_utf8_json(await request.body())  # read already: this is FastAPI's cache
         return
     raise media_type_error(route, media)
+
+
+def check_utf8_json(body: bytes) -> None:
+    """400 for JSON in UTF-16 or UTF-32, which json.loads recognises (by a byte-order mark,
+    or the NUL bytes of its first characters) and reads: JSON between systems is UTF-8
+    (RFC 8259 8.1), whatever charset the header names, and other services would refuse it.
+    A UTF-8 byte-order mark, which RFC 8259 lets a parser ignore, is taken."""
+    if body.startswith(_WIDE_MARKS) or b"\x00" in body[:4]:
+        raise HTTPException(400, "The JSON body is not UTF-8; send it in UTF-8.")
 
 
 def body_media(headers: Mapping[bytes, bytes]) -> bytes | None:

@@ -60,6 +60,25 @@ def test_json_endpoints_refuse_json_sent_as_another_type(client: TestClient, yao
     assert renamed.status_code == 200 and renamed.json()["name"] == "Yao", renamed.text
 
 
+def test_json_in_utf16_or_utf32_is_refused_as_the_readme_says(client: TestClient, yao: str) -> None:
+    """json.loads reads UTF-16 and UTF-32, and subjects were created from them (a contract
+    audit); JSON between systems is UTF-8 (RFC 8259), and the README promised 400."""
+    text = '{"name": "Wide"}'
+    headers = {"Content-Type": "application/json; charset=utf-8"}
+    for encoding in ("utf-16", "utf-16-le", "utf-16-be", "utf-32", "utf-32-le", "utf-32-be"):
+        created = client.post("/v1/subjects", content=text.encode(encoding), headers=headers)
+        error = assert_error(created, 400, "bad_request")
+        assert "not UTF-8" in error["message"], encoding
+        patched = client.patch(
+            f"/v1/subjects/{yao}", content=text.encode(encoding), headers=headers
+        )
+        assert_error(patched, 400, "bad_request")
+    assert client.get("/v1/subjects").json()["total"] == 1
+    # UTF-8 with a byte-order mark is UTF-8: RFC 8259 lets a parser ignore the mark.
+    marked = client.post("/v1/subjects", content=text.encode("utf-8-sig"), headers=headers)
+    assert marked.status_code == 201 and marked.json()["name"] == "Wide"
+
+
 def test_upload_endpoints_name_the_form_they_take(
     client: TestClient, yao: str, package_images: Path
 ) -> None:
