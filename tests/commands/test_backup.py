@@ -246,6 +246,20 @@ def test_a_round_trip_serves_the_same_answers(
     assert rows(target.data_dir / "faces.db") == rows(settings.data_dir / "faces.db")
 
 
+def test_files_only_on_sqlite_says_the_gallery_is_left_out(
+    source: Settings, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """It exited 0 without a word, and a backup of the checkpoints alone looked like one of
+    the gallery (a docs audit)."""
+    assert main(["backup", "--files-only", str(tmp_path / "files")]) == 0
+    err = capsys.readouterr().err
+    assert "leaves out the SQLite database" in err and "cannot restore the gallery" in err
+    manifest = json.loads((tmp_path / "files" / "backup.json").read_text())
+    assert manifest["files_only"] and "faces.db" not in manifest["files"]
+    assert main(["backup", str(tmp_path / "full")]) == 0
+    assert "leaves out" not in capsys.readouterr().err
+
+
 def test_backup_refuses_a_folder_in_use_and_postgresql_without_files_only(
     source: Settings,
     tmp_path: Path,
