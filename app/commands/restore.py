@@ -60,6 +60,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             manifest = read_manifest(args.source)
             database = target_database(settings, manifest, args.force)
             revision = schema_revision(args.source) if database is not None else None
+            had_index = settings.index_dir.exists()
             moved = _restore(args.source, manifest, settings, database)
         except Refused as why:
             print(why, file=sys.stderr)
@@ -79,7 +80,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     print(f"  {len(manifest.files)} files checked against their sha256 and copied")
     for path in moved:
         print(f"  moved aside: {path}")
-    print(f"deleted {settings.index_dir}: the next start rebuilds the index from the database")
+    done = f"deleted {settings.index_dir}" if had_index else "no index to delete"
+    print(f"{done}: the next start builds the index from the database")
     return 0
 
 

@@ -235,7 +235,7 @@ def test_a_round_trip_serves_the_same_answers(
 
     target = use(monkeypatch, tmp_path / "target")
     assert main(["restore", str(tmp_path / "backup")]) == 0
-    assert "the next start rebuilds the index" in capsys.readouterr().out
+    assert "no index to delete: the next start builds the index" in capsys.readouterr().out
     assert not target.index_dir.exists()
     assert (target.models_dir / "finetuned" / "job1" / "weights.pt").is_file()
     restored = open_client(target.data_dir, models, models_dir=target.models_dir)
@@ -447,7 +447,11 @@ def test_restore_over_a_gallery_needs_force_and_keeps_it_aside(
     assert "holds 2 subjects" in err and "--force" in err
 
     synced = watch_fsync(monkeypatch)
+    (target.index_dir / "old").mkdir(parents=True)  # the replaced gallery's index
     assert main(["restore", "--force", str(backup)]) == 0
+    said = capsys.readouterr().out
+    assert f"deleted {target.index_dir}: the next start builds the index" in said
+    assert not target.index_dir.exists()
     database = target.data_dir / "faces.db"
     # The copy reached the disk before its rename, and the folder holding the renames after.
     assert synced.index(Synced(False, database.stat().st_ino)) < synced.index(
