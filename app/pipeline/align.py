@@ -95,6 +95,34 @@ def align_face(image: ImageArray, landmarks: FloatArray, template: AlignTemplate
     return np.clip(np.rint(warped), 0, 255).astype(np.uint8)
 
 
+def inside_photo(
+    landmarks: FloatArray, template: AlignTemplate, image_shape: tuple[int, ...], margin: float
+) -> npt.NDArray[np.bool_] | None:
+    """Which pixels of align_face's crop come from the photo, `margin` crop pixels or more
+    from its edge: the rest is the black fill, or mixed with it. None when all of them do."""
+    transform = estimate_transform(landmarks, template)
+    to_source = np.linalg.inv(transform.params)  # crop pixel -> photo pixel, affine
+    last = template.size - 1.0
+    # In photo pixels; one more for the bilinear warp's reach across the edge.
+    edge = margin / transform.scale + 1.0
+    height, width = image_shape[:2]
+
+    def inside(x: npt.NDArray[np.float64], y: npt.NDArray[np.float64]) -> npt.NDArray[np.bool_]:
+        kept: npt.NDArray[np.bool_] = (
+            (x >= edge) & (x <= width - 1 - edge) & (y >= edge) & (y <= height - 1 - edge)
+        )
+        return kept
+
+    corners = to_source[:2] @ np.array([[0, last, 0, last], [0, 0, last, last], [1, 1, 1, 1]])
+    if inside(corners[0], corners[1]).all():  # most faces: the crop lies within the photo
+        return None
+    steps = np.arange(template.size, dtype=np.float64)
+    across, down = steps[np.newaxis, :], steps[:, np.newaxis]
+    x = to_source[0, 0] * across + to_source[0, 1] * down + to_source[0, 2]
+    y = to_source[1, 0] * across + to_source[1, 1] * down + to_source[1, 2]
+    return inside(x, y)
+
+
 def make_face_crop(image: ImageArray, landmarks: FloatArray) -> tuple[ImageArray, FloatArray]:
     """The stored CROP_224 crop and the landmarks in its coordinates."""
     crop = align_face(image, landmarks, CROP_224)

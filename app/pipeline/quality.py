@@ -6,6 +6,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy import ndimage
 
+from app.pipeline.align import ARCFACE_112, inside_photo
 from app.pipeline.types import DetectedFace, ImageArray, QualityLimits, QualityReport
 
 # ITU-R BT.601 luma, the weights Pillow's convert("L") uses.
@@ -35,15 +36,25 @@ MAX_CONTRAST_GAIN = 4.0
 # The centre of the 112 px ArcFace crop: the face itself, without background or the black
 # fill that alignment leaves where the photo ends (whose edge is no sign of sharpness).
 _CENTRE = (slice(16, 96), slice(16, 96))
+# Where a tightly cropped photo ends inside that centre, the fill's edge is measured too: on
+# the shared 150 px portraits a photo blurred by 4 px (Gaussian sigma) still scored 36-110
+# and passed. Pixels this close to the edge (the LoG kernel's reach at sigma 1) are left out.
+PHOTO_EDGE_MARGIN = 4.0 * SHARPNESS_SIGMA
+# Below this many pixels of the photo in the centre (a 20 px square), the whole centre counts.
+MIN_PHOTO_PIXELS = 400
 
 
-def blur_variance(aligned: ImageArray) -> float:
+def blur_variance(aligned: ImageArray, photo: npt.NDArray[np.bool_] | None = None) -> float:
     """Sharpness of an aligned 112 px face: the variance of its grey centre's Laplacian of
-    Gaussian (sigma 1 px, grey levels 0..255), contrast-normalised (CONTRAST_REFERENCE)."""
+    Gaussian (sigma 1 px, grey levels 0..255), contrast-normalised (CONTRAST_REFERENCE).
+    `photo` (align.inside_photo) keeps to the centre's pixels that come from the photo."""
     gray = aligned.astype(np.float64) @ _LUMA
     response = ndimage.gaussian_laplace(gray, SHARPNESS_SIGMA, mode="reflect")
-    centre = _CENTRE if min(gray.shape) >= 96 else (slice(None), slice(None))
-    return float(response[centre].var()) * contrast_gain(gray[centre]) ** 2
+    region = np.zeros(gray.shape, dtype=bool)
+    region[_CENTRE if min(gray.shape) >= 96 else (slice(None), slice(None))] = True
+    if photo is not None and np.count_nonzero(region & photo) >= MIN_PHOTO_PIXELS:
+        region &= photo
+    return float(response[region].var()) * contrast_gain(gray[region]) ** 2
 
 
 def contrast_gain(centre: npt.NDArray[np.float64]) -> float:
@@ -63,7 +74,10 @@ def assess_quality(
     """Check a face against the limits; each failure adds a reason with a stable prefix.
     With `image_shape`, a face with landmarks outside the image fails as out_of_frame."""
     size = min(face.width, face.height)
-    blur = blur_variance(aligned_112)
+    photo = None
+    if image_shape is not None and aligned_112.shape[:2] == (ARCFACE_112.size,) * 2:
+        photo = inside_photo(face.landmarks, ARCFACE_112, image_shape, PHOTO_EDGE_MARGIN)
+    blur = blur_variance(aligned_112, photo)
     reasons = []
     if size < limits.min_face_size:
         reasons.append(f"face_too_small: {_below(size, limits.min_face_size, 0, ' px')}")

@@ -11,7 +11,7 @@ import pytest
 from scipy import ndimage
 
 from app.config import Settings
-from app.pipeline.align import ARCFACE_112, align_face
+from app.pipeline.align import ARCFACE_112, align_face, inside_photo
 from app.pipeline.detect import FaceDetector
 from app.pipeline.image_io import downscale
 from app.pipeline.quality import (
@@ -185,3 +185,48 @@ def test_every_shared_face_dimmed_to_a_quarter_stays_sharp_and_blurred_stays_blu
     assert checked >= 100
     # Of 4 x 122 judgements, one or two sit at the boundary (measured: 1 with this seed).
     assert len(failures) <= 3, failures
+
+
+def test_only_the_photo_counts_in_the_sharpness_of_a_tightly_cropped_face(
+    detector: FaceDetector, manifest: list[dict[str, str]], shared_faces: Path
+) -> None:
+    """The shared 150 px portraits end inside the aligned face's centre. The black fill's
+    edge counted as detail there: blurred by a 4 px Gaussian, most still passed the gate
+    (a docs audit). Now only pixels of the photo count."""
+    from PIL import Image, ImageFilter
+
+    limits = QualityLimits(min_face_size=32, min_probability=0.90, min_blur=DEFAULT_MIN_BLUR)
+    portraits = [row["path"] for row in manifest if row["path"].startswith("faceapi_js/")]
+    sharp_failed, blurred_passed, tight = [], [], 0
+    for path in portraits:
+        photo = Image.open(shared_faces / path).convert("RGB")
+        for blur, failures in ((0, sharp_failed), (4, blurred_passed)):
+            image = np.asarray(photo.filter(ImageFilter.GaussianBlur(blur)) if blur else photo)
+            faces = detector.detect(image)
+            if not faces:
+                continue
+            aligned = align_face(image, faces[0].landmarks, ARCFACE_112)
+            tight += blur == 0 and bool((aligned == 0).all(axis=2).any())
+            report = assess_quality(faces[0], aligned, limits, image.shape)
+            if any(r.startswith("blurry") for r in report.reasons) == (blur == 0):
+                failures.append((path, report.blur))
+    assert len(portraits) >= 40 and tight >= 30  # most portraits leave black fill
+    assert sharp_failed == []
+    # Measured: none of the 43 blurred portraits passes, against 36 (blur 36-118) before.
+    assert blurred_passed == []
+
+
+def test_the_photo_mask_matches_the_fill_that_alignment_leaves() -> None:
+    white = np.full((150, 130, 3), 255, dtype=np.uint8)
+    landmarks = (ARCFACE_112.points.astype(np.float64) * 1.6 - 20).astype(np.float32)
+    aligned = align_face(white, landmarks, ARCFACE_112)
+    mask = inside_photo(landmarks, ARCFACE_112, white.shape, margin=0.0)
+    assert mask is not None and 0 < mask.sum() < mask.size
+    # Every pixel the mask keeps is the photo's alone; every pixel touched by the fill is out.
+    assert (aligned[mask] == 255).all()
+    assert not mask[(aligned < 255).any(axis=2)].any()
+    # A margin keeps pixels that far from the edge only.
+    inner = inside_photo(landmarks, ARCFACE_112, white.shape, margin=4.0)
+    assert inner is not None and (inner <= mask).all() and inner.sum() < mask.sum()
+    # A face well inside a large photo needs no mask.
+    assert inside_photo(landmarks + 200, ARCFACE_112, (800, 800, 3), margin=4.0) is None
