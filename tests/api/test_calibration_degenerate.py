@@ -65,7 +65,12 @@ def test_a_threshold_no_genuine_face_reaches_is_refused_unforced(
     assert warnings and all(warning.startswith("identify: ") for warning in warnings)
     assert any("threshold 1.0000 is the top of the cosine scale" in w for w in warnings)
     assert any("above all 8 genuine scores" in w and "accepts no genuine" in w for w in warnings)
-    assert any("pass it, over 2x the 0.00874 per score its target allows" in w for w in warnings)
+    # A photo under two names scores 1.0 in bf16, which a threshold of 1.0 lets through,
+    # but 0.99999994 in fp32 (CPUs without bf16), which it does not: only bf16 passes them.
+    excess = [w for w in warnings if "pass it, over 2x the 0.00874 per score its target" in w]
+    state = client.app.state.face  # type: ignore[attr-defined]
+    bf16 = state.require_runtime().pipeline.embedder.precision_name == "bf16"
+    assert len(excess) == (1 if bf16 else 0), warnings
     assert "delete the faces enrolled under more than one subject" in error["message"]
     assert '"force": true' in error["message"]
     # The reliability counts come along, as in a calibration_unreliable refusal.
