@@ -119,7 +119,7 @@ async def face_policy(
 
 FacePolicyDep = Annotated[FacePolicy | None, Depends(face_policy)]
 
-# A listing's cursor; a subject cursor is about 70 characters, a face id 19 digits at most.
+# A listing's cursor; a subject cursor is about 92 characters, a face id 19 digits at most.
 AfterQuery = Annotated[
     str | None,
     Query(max_length=200, description="A page's `next_after`: the page after it."),

@@ -69,7 +69,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
         print(f"{dest} exists and is not an empty folder; give a new one", file=sys.stderr)
         return 2
-    if args.files_only and (left_out := sqlite_file(settings)) is not None:
+    if args.files_only and (left_out := sqlite_file(settings)) is not None and left_out.is_file():
         # Meant for PostgreSQL, whose pg_dump saves the rest: here nothing else would.
         print(
             f"note: --files-only leaves out the SQLite database {left_out} (subjects, faces, "

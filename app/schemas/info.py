@@ -39,8 +39,9 @@ class ThresholdsPublic(BaseModel):
 class Info(BaseModel):
     version: str
     ready: bool = Field(
-        description="Whether this process serves enrolment, verify and identify; /v1/ready "
-        "says why not."
+        description="Whether this process has a model to serve: false while it loads, or "
+        "while it cannot load the active model; /v1/ready says why, and whether decisions "
+        "are paused (an unreadable calibration)."
     )
     embedder: str | None
     model_version: str | None

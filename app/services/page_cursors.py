@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from app.errors import InvalidRequest
 from app.gallery.orm import Subject
@@ -35,7 +35,14 @@ def read_subject_cursor(cursor: str) -> tuple[datetime, str]:
         created = datetime.fromisoformat(stamp)
     except (ValueError, binascii.Error, UnicodeDecodeError):
         raise _refused() from None
-    if created.tzinfo is None or not 0 < len(subject_id) <= _SUBJECT_ID_MAX:
+    # As subject_cursor writes them: in UTC (another offset near the calendar's ends
+    # overflowed when the database layer converted it), and an id of printable ASCII (a NUL
+    # is an error on PostgreSQL, which cannot store one).
+    if created.utcoffset() != timedelta(0):
+        raise _refused()
+    if not (0 < len(subject_id) <= _SUBJECT_ID_MAX and subject_id.isascii()):
+        raise _refused()
+    if not subject_id.isprintable():
         raise _refused()
     return created, subject_id
 

@@ -66,8 +66,14 @@ def test_a_cursor_continues_where_the_page_ended_when_earlier_subjects_are_delet
 
 
 def test_a_subject_cursor_that_is_not_one_is_refused(client: TestClient) -> None:
+    # Also run on PostgreSQL (tests/postgres/test_api.py).
     face_cursor = "5"
-    for after in ["", "%%%", "bm90IGEgY3Vyc29y", face_cursor, "MjAyNi0xMS0yOHw"]:
+    made_up = [  # a 500 before (a review): past the calendar in UTC; a NUL on PostgreSQL
+        "OTk5OS0xMi0zMVQyMzo1OTo1OS0wNTowMHx4",
+        "MDAwMS0wMS0wMVQwMDowMDowMCswNTowMHx4",
+        "MjAyNi0wMS0wMVQwMDowMDowMCswMDowMHwA",
+    ]
+    for after in ["", "%%%", "bm90IGEgY3Vyc29y", face_cursor, "MjAyNi0xMS0yOHw", *made_up]:
         error = assert_error(
             client.get("/v1/subjects", params={"after": after}), 422, "invalid_request"
         )

@@ -17,6 +17,9 @@ from app.gallery.db import make_engine, make_session_factory
 from tests.api.conftest import assert_error, enrol, jpeg_bytes, new_subject, open_client
 from tests.api.test_index_sync import check_index_sync
 from tests.api.test_subjects import (
+    test_a_subject_cursor_that_is_not_one_is_refused as check_cursor_refused,
+)
+from tests.api.test_subjects import (
     test_name_filter_ignores_case_beyond_ascii as check_name_filter,
 )
 from tests.api.test_subjects import (
@@ -113,6 +116,10 @@ def test_concurrent_enrolments_all_land_in_the_database_and_the_index(
 
 def test_nul_characters_get_the_same_422_as_on_sqlite(open_app: OpenApp) -> None:
     check_nul_refused(open_app("nul"))
+
+
+def test_a_made_up_subject_cursor_gets_the_same_422_as_on_sqlite(open_app: OpenApp) -> None:
+    check_cursor_refused(open_app("cursor"))
 
 
 def test_the_name_filter_folds_case_as_on_sqlite(open_app: OpenApp) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -38,6 +39,22 @@ def test_a_subject_cursor_without_a_zone_time_or_id_is_refused(cursor: str) -> N
             "type": "cursor_invalid",
         }
     ]
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "9999-12-31T23:59:59-05:00|x",  # UTC would be past the calendar: a 500 (a review)
+        "0001-01-01T00:00:00+05:00|x",
+        "2026-01-01T00:00:00+00:00|\x00",  # PostgreSQL cannot hold a NUL: a 500 there
+        "2026-01-01T00:00:00+00:00|\u00e9",
+        "2026-01-01T00:00:00+00:00|" + "a" * 37,
+    ],
+)
+def test_a_subject_cursor_not_written_by_this_service_is_refused(raw: str) -> None:
+    cursor = base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+    with pytest.raises(InvalidRequest):
+        read_subject_cursor(cursor)
 
 
 def test_a_face_cursor_is_the_last_id_in_ascii_digits() -> None:
