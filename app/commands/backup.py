@@ -57,7 +57,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     # Absolute and without "..": `missing/..` passed the empty-folder check as a folder
     # that did not exist, and the backup then wrote into the one it names.
     dest = Path(os.path.abspath(args.destination))
-    database = None if args.files_only else sqlite_file(settings)
+    sqlite = sqlite_file(settings)
+    database = None if args.files_only else sqlite
     if not args.files_only and database is None:
         shown = shown_url(settings.resolved_database_url)
         print(
@@ -69,10 +70,10 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
         print(f"{dest} exists and is not an empty folder; give a new one", file=sys.stderr)
         return 2
-    if args.files_only and (left_out := sqlite_file(settings)) is not None and left_out.is_file():
+    if args.files_only and sqlite is not None and sqlite.is_file():
         # Meant for PostgreSQL, whose pg_dump saves the rest: here nothing else would.
         print(
-            f"note: --files-only leaves out the SQLite database {left_out} (subjects, faces, "
+            f"note: --files-only leaves out the SQLite database {sqlite} (subjects, faces, "
             "calibrations): this backup cannot restore the gallery; run without it for one "
             "that can",
             file=sys.stderr,

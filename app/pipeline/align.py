@@ -62,9 +62,16 @@ def estimate_transform(landmarks: FloatArray, template: AlignTemplate) -> Simila
     return transform
 
 
-def align_face(image: ImageArray, landmarks: FloatArray, template: AlignTemplate) -> ImageArray:
-    """The template-sized square face crop (uint8 RGB), black where it leaves the image."""
-    transform = estimate_transform(landmarks, template)
+def align_face(
+    image: ImageArray,
+    landmarks: FloatArray,
+    template: AlignTemplate,
+    transform: SimilarityTransform | None = None,
+) -> ImageArray:
+    """The template-sized square face crop (uint8 RGB), black where it leaves the image.
+    `transform`: estimate_transform's for these landmarks, when the caller has it already."""
+    if transform is None:
+        transform = estimate_transform(landmarks, template)
     size = template.size
     # Work on the patch the output square maps from, not on the whole photo: warp
     # converts its whole input to float64.
@@ -96,11 +103,17 @@ def align_face(image: ImageArray, landmarks: FloatArray, template: AlignTemplate
 
 
 def inside_photo(
-    landmarks: FloatArray, template: AlignTemplate, image_shape: tuple[int, ...], margin: float
+    landmarks: FloatArray,
+    template: AlignTemplate,
+    image_shape: tuple[int, ...],
+    margin: float,
+    transform: SimilarityTransform | None = None,
 ) -> npt.NDArray[np.bool_] | None:
     """Which pixels of align_face's crop come from the photo, `margin` crop pixels or more
-    from its edge: the rest is the black fill, or mixed with it. None when all of them do."""
-    transform = estimate_transform(landmarks, template)
+    from its edge: the rest is the black fill, or mixed with it. None when all of them do.
+    `transform` as for align_face."""
+    if transform is None:
+        transform = estimate_transform(landmarks, template)
     to_source = np.linalg.inv(transform.params)  # crop pixel -> photo pixel, affine
     last = template.size - 1.0
     # In photo pixels; one more for the bilinear warp's reach across the edge.

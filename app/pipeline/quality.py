@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 from scipy import ndimage
+from skimage.transform import SimilarityTransform
 
 from app.pipeline.align import ARCFACE_112, inside_photo
 from app.pipeline.types import DetectedFace, ImageArray, QualityLimits, QualityReport
@@ -70,13 +71,15 @@ def assess_quality(
     aligned_112: ImageArray,
     limits: QualityLimits,
     image_shape: tuple[int, ...] | None = None,
+    transform: SimilarityTransform | None = None,
 ) -> QualityReport:
     """Check a face against the limits; each failure adds a reason with a stable prefix.
-    With `image_shape`, a face with landmarks outside the image fails as out_of_frame."""
+    With `image_shape`, a face with landmarks outside the image fails as out_of_frame.
+    `transform`: the one `aligned_112` was warped with, when the caller has it."""
     size = min(face.width, face.height)
     photo = None
     if image_shape is not None and aligned_112.shape[:2] == (ARCFACE_112.size,) * 2:
-        photo = inside_photo(face.landmarks, ARCFACE_112, image_shape, PHOTO_EDGE_MARGIN)
+        photo = inside_photo(face.landmarks, ARCFACE_112, image_shape, PHOTO_EDGE_MARGIN, transform)
     blur = blur_variance(aligned_112, photo)
     reasons = []
     if size < limits.min_face_size:
