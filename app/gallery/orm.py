@@ -37,6 +37,8 @@ class Subject(Base):
     """A person enrolled in the gallery."""
 
     __tablename__ = "subjects"
+    # The listing's order and its cursor: a page is read from here, not sorted from every row.
+    __table_args__ = (Index("ix_subjects_created_at_id", "created_at", "id"),)
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_subject_id)
     name: Mapped[str] = mapped_column(String(255), index=True)

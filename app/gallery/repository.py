@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any, cast
 
 import numpy.typing as npt
-from sqlalchemy import CursorResult, and_, delete, func, inspect, or_, select
+from sqlalchemy import CursorResult, delete, func, inspect, select, tuple_
 from sqlalchemy.orm import Session, aliased, defer
 from sqlalchemy.orm.exc import StaleDataError
 
@@ -15,6 +15,7 @@ from app.errors import FaceNotFound, SubjectNotFound
 from app.gallery.embeddings_repo import encode_vector, in_chunks
 from app.gallery.names import fold_name
 from app.gallery.orm import Embedding, Face, Subject
+from app.gallery.planner_hints import rarely_true
 
 
 def create_subject(s: Session, name: str, metadata: dict[str, Any] | None = None) -> Subject:
@@ -51,19 +52,16 @@ def list_subjects(
     """
     query = select(Subject)
     if name:
-        query = query.where(Subject.name_folded.contains(fold_name(name), autoescape=True))
+        query = query.where(
+            rarely_true(Subject.name_folded.contains(fold_name(name), autoescape=True))
+        )
     # The page, its face counts and the total come from one statement, so all three see
     # the same rows while other requests write (separate queries disagreed then).
     # (A window count would buffer every matching row before LIMIT: 4-7x slower at 300k.)
     count = select(func.count()).select_from(query.subquery())
     if after is not None:
         created, subject_id = after
-        query = query.where(
-            or_(
-                Subject.created_at > created,
-                and_(Subject.created_at == created, Subject.id > subject_id),
-            )
-        )
+        query = query.where(tuple_(Subject.created_at, Subject.id) > tuple_(created, subject_id))
     ordered = query.order_by(Subject.created_at, Subject.id)
     page = aliased(Subject, ordered.limit(limit).offset(offset).subquery())
     # Counted on the page's rows only, after LIMIT.
