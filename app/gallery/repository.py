@@ -61,7 +61,7 @@ def list_subjects(
     count = select(func.count()).select_from(query.subquery())
     if after is not None:
         created, subject_id = after
-        query = query.where(tuple_(Subject.created_at, Subject.id) > tuple_(created, subject_id))
+        query = query.where(tuple_(Subject.created_at, Subject.id) > (created, subject_id))
     ordered = query.order_by(Subject.created_at, Subject.id)
     page = aliased(Subject, ordered.limit(limit).offset(offset).subquery())
     # Counted on the page's rows only, after LIMIT.

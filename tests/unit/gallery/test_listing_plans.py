@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from datetime import UTC, datetime
 
@@ -14,7 +15,8 @@ from app.gallery.planner_hints import rarely_true
 
 
 def plans(engine: Engine, listing: Callable[[], object]) -> list[str]:
-    """The query plan of each statement the listing runs on the subjects table."""
+    """The query plan of each statement the listing runs on the subjects table (SQLite before
+    3.36 writes "SCAN TABLE subjects" where later ones write "SCAN subjects")."""
     statements: list[tuple[str, object]] = []
 
     def grab(
@@ -43,10 +45,13 @@ def test_a_page_and_a_cursor_read_the_order_index(engine: Engine, session: Sessi
     repo.create_subject(session, "ada")
     session.commit()
     (first,) = plans(engine, lambda: repo.list_subjects(session, 10, 0))
-    assert "SCAN subjects USING INDEX ix_subjects_created_at_id" in first
+    assert re.search(r"SCAN (TABLE )?subjects USING INDEX ix_subjects_created_at_id", first)
     after = (datetime(2026, 1, 1, tzinfo=UTC), "x")
     (paged,) = plans(engine, lambda: repo.list_subjects(session, 10, 0, after=after))
-    assert "SEARCH subjects USING INDEX ix_subjects_created_at_id ((created_at,id)>(?,?))" in paged
+    assert re.search(
+        r"SEARCH (TABLE )?subjects USING INDEX ix_subjects_created_at_id \(\(created_at,id\)>",
+        paged,
+    )
 
 
 def test_a_name_search_scans_the_table_and_sorts_its_matches(
@@ -57,7 +62,7 @@ def test_a_name_search_scans_the_table_and_sorts_its_matches(
     session.commit()
     (searched,) = plans(engine, lambda: repo.list_subjects(session, 10, 0, name="a"))
     assert "ix_subjects_created_at_id" not in searched
-    assert "SCAN subjects" in searched
+    assert re.search(r"SCAN (TABLE )?subjects", searched)
 
 
 def test_the_hint_is_sqlite_only() -> None:

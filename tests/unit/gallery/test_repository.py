@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import numpy as np
 import pytest
@@ -115,6 +115,9 @@ def test_a_page_after_a_cursor_follows_the_listing_order_ties_included(
             after = read_subject_cursor(subject_cursor(place))
             page, total = repo.list_subjects(s, 10, 0, after=after)
             assert total == 5
+            # The same moment in another zone: compared through the column's type, in UTC.
+            elsewhere = (after[0].astimezone(timezone(timedelta(hours=-3))), after[1])
+            assert repo.list_subjects(s, 10, 0, after=elsewhere)[0] == page
             seen.append([x.id for x, _ in page])
     assert seen == [[x.id for x in everyone[i + 1 :]] for i in range(5)]
 
