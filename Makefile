@@ -30,7 +30,7 @@ typecheck: install
 	$(PY) -m mypy app
 
 # One worker per logical CPU, at most 4 (each loads the models), a test file to each
-# worker at a time so that module fixtures are built once: 15.6 min on 2 cores
+# worker at a time so that module fixtures are built once: 15.6-16.4 min on 2 cores
 # against 25.4 in one process.
 test: lint typecheck
 	$(PY) -m pytest -n logical --maxprocesses 4 --dist loadfile
