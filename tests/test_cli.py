@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from app.cli import build_parser, main
+from tests.ports import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -139,10 +140,7 @@ def test_two_services_cannot_share_a_data_folder(
     held = lock_data_dir(tmp_path / "data")  # as a running service holds it
     assert held is not None
     try:
-        with socket.socket() as free:
-            free.bind(("127.0.0.1", 0))
-            port = free.getsockname()[1]
-        assert main(["serve", "--port", str(port)]) == 2
+        assert main(["serve", "--port", str(free_port())]) == 2
         assert "another service is running on" in capsys.readouterr().err
     finally:
         held.close()
@@ -157,18 +155,8 @@ def test_serve_names_a_data_folder_it_cannot_use(
     in_the_way = tmp_path / "data"
     in_the_way.write_text("a file where the data folder should be")
     monkeypatch.setenv("FACE_DATA_DIR", str(in_the_way))
-    with socket.socket() as free:
-        free.bind(("127.0.0.1", 0))
-        port = free.getsockname()[1]
-    assert main(["serve", "--port", str(port)]) == 2
+    assert main(["serve", "--port", str(free_port())]) == 2
     assert f"cannot use FACE_DATA_DIR={in_the_way}" in capsys.readouterr().err
-
-
-def _free_port() -> int:
-    with socket.socket() as free:
-        free.bind(("127.0.0.1", 0))
-        port: int = free.getsockname()[1]
-        return port
 
 
 @pytest.mark.parametrize(
@@ -242,7 +230,7 @@ def test_serve_refuses_unusable_settings_at_once_in_one_line(
 ) -> None:
     monkeypatch.setenv("FACE_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv(name, value)
-    assert main(["serve", "--port", str(_free_port())]) == 2
+    assert main(["serve", "--port", str(free_port())]) == 2
     err = capsys.readouterr().err
     assert said in err and "pw-not-shown" not in err and "Traceback" not in err
     assert not (tmp_path / "data").exists(), "nothing was written"

@@ -31,7 +31,8 @@ from app.commands.retry_policy import RetryPolicy, retry_after_s
 from app.config import Settings
 from app.main import create_app
 from tests.api.conftest import enrol, new_subject, open_client
-from tests.e2e.conftest import REPO, Server, free_port
+from tests.e2e.conftest import REPO, Server
+from tests.ports import free_port
 from tests.threaded_server import running
 
 ClientFactory = Callable[..., TestClient]
@@ -295,7 +296,6 @@ def test_a_service_that_never_gets_ready_stops_the_import(tmp_path: Path, photos
 def test_ctrl_c_while_waiting_for_the_service_ends_the_wait(photos: Path) -> None:
     """The retries used to run on (about a minute), then overwrite the report."""
     from app.commands.import_faces import Stop
-    from benchmarks.service import free_port
 
     stop = Stop()
     slow = RetryPolicy(attempts=1000, base_delay_s=0.01)
