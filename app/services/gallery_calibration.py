@@ -113,8 +113,9 @@ def calibrate_on_gallery(state: AppState, params: CalibrateParams) -> Calibratio
 
 
 def stored_calibration(state: AppState) -> CalibrationPublic:
-    """The stored calibration of the serving model version."""
-    version = state.require_runtime().model_version
+    """The stored calibration of the serving model version; ModelError (503) while this
+    process cannot serve the active one, whose calibration it would not be."""
+    version = state.serving_runtime().model_version
     calibration = CalibrationStore(state.sessions).load(version)
     if calibration is None:
         raise CalibrationNotFound(

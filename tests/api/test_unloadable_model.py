@@ -51,8 +51,10 @@ def test_a_process_without_the_active_models_weights_steps_aside_until_it_has_th
     assert_error(client.post("/v1/identify", files={"image": photo}), 503, "model_unavailable")
     assert client.post("/v1/detect", files={"image": photo}).status_code == 200  # no embedder
     # Nor does it calibrate, forget a calibration or fine-tune the version it still holds,
-    # which is no longer the active one (a review).
+    # which is no longer the active one (a review), or show that version's calibration as
+    # the one that serves.
     for refused in (
+        client.get("/v1/admin/calibration"),
         client.post("/v1/admin/calibrate", json={"force": True}),
         client.delete("/v1/admin/calibration"),
         client.post("/v1/admin/finetune", json={}),

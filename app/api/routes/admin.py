@@ -42,7 +42,8 @@ async def calibrate(state: StateDep, params: CalibrateParams | None = None) -> C
 
 @router.get("/calibration")
 def get_calibration(state: StateDep) -> CalibrationPublic:
-    """The active model's stored calibration; 404 calibration_not_found when there is none."""
+    """The active model's stored calibration; 404 calibration_not_found when there is none,
+    503 model_unavailable while this process cannot load the active model."""
     return stored_calibration(state)
 
 
