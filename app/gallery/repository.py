@@ -15,7 +15,7 @@ from app.errors import FaceNotFound, SubjectNotFound
 from app.gallery.embeddings_repo import encode_vector, in_chunks
 from app.gallery.names import fold_name
 from app.gallery.orm import Embedding, Face, Subject
-from app.gallery.planner_hints import rarely_true
+from app.gallery.planner_hints import rarely_true, unindexed
 
 
 def create_subject(s: Session, name: str, metadata: dict[str, Any] | None = None) -> Subject:
@@ -61,7 +61,14 @@ def list_subjects(
     count = select(func.count()).select_from(query.subquery())
     if after is not None:
         created, subject_id = after
-        query = query.where(tuple_(Subject.created_at, Subject.id) > (created, subject_id))
+        # A name search reads the whole table anyway (a substring has no index), so its
+        # cursor only filters; a plain listing seeks its place in the order's index.
+        place = (
+            (unindexed(Subject.created_at), unindexed(Subject.id))
+            if name
+            else (Subject.created_at, Subject.id)
+        )
+        query = query.where(tuple_(*place) > (created, subject_id))
     ordered = query.order_by(Subject.created_at, Subject.id)
     page = aliased(Subject, ordered.limit(limit).offset(offset).subquery())
     # Counted on the page's rows only, after LIMIT.

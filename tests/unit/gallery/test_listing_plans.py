@@ -11,7 +11,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from app.gallery import repository as repo
-from app.gallery.planner_hints import rarely_true
+from app.gallery.planner_hints import rarely_true, unindexed
 
 
 def plans(engine: Engine, listing: Callable[[], object]) -> list[str]:
@@ -63,9 +63,20 @@ def test_a_name_search_scans_the_table_and_sorts_its_matches(
     (searched,) = plans(engine, lambda: repo.list_subjects(session, 10, 0, name="a"))
     assert "ix_subjects_created_at_id" not in searched
     assert re.search(r"SCAN (TABLE )?subjects", searched)
+    # Nor do its later pages seek their cursor in it: from there SQLite walked the index
+    # past every non-match, 433 ms against 220 for a second page at 300k subjects.
+    after = (datetime(2026, 1, 1, tzinfo=UTC), "x")
+    (later,) = plans(engine, lambda: repo.list_subjects(session, 10, 0, name="a", after=after))
+    assert "ix_subjects_created_at_id" not in later
+    assert re.search(r"SCAN (TABLE )?subjects", later)
 
 
-def test_the_hint_is_sqlite_only() -> None:
+def test_the_hints_are_sqlite_only() -> None:
     hinted = rarely_true(column("name").contains("a"))
     assert str(hinted.compile(dialect=sqlite.dialect())).startswith("likelihood((name LIKE")
     assert str(hinted.compile(dialect=postgresql.dialect())).startswith("(name LIKE")
+    bare = unindexed(column("created_at"))
+    assert (str(bare.compile(dialect=sqlite.dialect())), str(bare.compile())) == (
+        "+created_at",
+        "created_at",
+    )
