@@ -182,8 +182,9 @@ CONFIGS: dict[str, dict[str, str]] = {
         "FACE_BATCH_MAX_WAIT_MS": "2",
     },
 }
-# The shipped CPU defaults before stop 11: batches of up to 8. Interleaved against
-# batches of 4, the same throughput with a longer tail (docs/benchmarks.md, section 2).
+# Batches of up to 8, the CPU's limit before stop 11 (with 8 threads then, as batched-w8 has).
+# Interleaved against batches of 4, the same throughput with a longer tail
+# (docs/benchmarks.md, section 2).
 CONFIGS["batched-8"] = {**CONFIGS["batched"], "FACE_BATCH_MAX_SIZE": "8"}
 # The shipped defaults until stop 22: 8 inference threads, so that of 16 clients half wait
 # for a thread before the batching lanes (docs/benchmarks.md, section 2).
@@ -199,7 +200,11 @@ CONFIGS["batched-eager"] = {**CONFIGS["batched-in-process"], "FACE_TORCHSCRIPT":
 # several times slower on an H200 before every CUDA pass went to one device thread, and
 # 1.5x faster after it (docs/benchmarks.md, section 5).
 CONFIGS["gpu"] = {"FACE_DEVICE": "cuda", "FACE_INFERENCE_WORKERS": "1"}
-CONFIGS["gpu-batched"] = {**CONFIGS["batched-8"], "FACE_DEVICE": "cuda"}
+CONFIGS["gpu-batched"] = {
+    **CONFIGS["batched-w8"],
+    "FACE_BATCH_MAX_SIZE": "8",
+    "FACE_DEVICE": "cuda",
+}
 # ... and with 16 threads and batches of up to 16, now that every CUDA pass runs on one
 # device thread (app/pipeline/device_thread.py).
 CONFIGS["gpu-batched-16"] = {
