@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypedDict
 
 
 class FaceServiceError(Exception):
@@ -18,8 +18,28 @@ class FaceServiceError(Exception):
         self.details = details
 
 
+class Problem(TypedDict):
+    """One thing wrong with a request, as a request that fails validation reports it: where
+    (["body", "files", 2], ["query", "after"], or ["body"] for a rule over several fields),
+    why, and a stable type."""
+
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+def problem(loc: list[str | int], msg: str, type_: str) -> Problem:
+    return {"loc": loc, "msg": msg, "type": type_}
+
+
 class InvalidRequest(FaceServiceError):
+    """Its details are always a list of Problems, whatever raised it, so that a client reads
+    every invalid_request one way (they were a dict or null for some before 2026-11-29)."""
+
     code, status_code = "invalid_request", 422
+
+    def __init__(self, message: str, problems: list[Problem]) -> None:
+        super().__init__(message, problems)
 
 
 class UnsupportedMediaType(FaceServiceError):

@@ -14,7 +14,7 @@ from app.api.form_guard import check_form
 from app.api.handlers import API_KEY_HEADER
 from app.api.query_guard import check_query
 from app.config import FacePolicy, Settings
-from app.errors import InvalidRequest, PayloadTooLarge
+from app.errors import InvalidRequest, PayloadTooLarge, problem
 from app.security import Role
 from app.services.probes import Upload
 from app.state import AppState, Runtime
@@ -99,7 +99,7 @@ def form_or_query(name: str, form: T | None, query: T | None) -> T | None:
     values, is refused: whichever one won, the client meant the other."""
     if form is not None and query is not None and form != query:
         problems = [
-            {"loc": [where, name], "msg": f"{name} is {value} here", "type": "conflicting_value"}
+            problem([where, name], f"{name} is {value} here", "conflicting_value")
             for where, value in (("body", form), ("query", query))
         ]
         raise InvalidRequest(

@@ -10,7 +10,7 @@ from fastapi import Request, params
 from fastapi.dependencies.models import Dependant
 
 from app.api.query_guard import dependants, param_names
-from app.errors import InvalidRequest
+from app.errors import InvalidRequest, Problem, problem
 
 
 @dataclass(frozen=True)
@@ -33,9 +33,9 @@ class FormFields:
                 (repeated if _is_list(annotation) else single).update(names)
         return cls(frozenset(single), frozenset(repeated))
 
-    def problems(self, names: list[str]) -> list[dict[str, Any]]:
+    def problems(self, names: list[str]) -> list[Problem]:
         counts = Counter(names)
-        found = []
+        found: list[Problem] = []
         for name, count in counts.items():
             if name not in self.single and name not in self.repeated:
                 why = f"{name} is not a form field of this endpoint"
@@ -45,12 +45,12 @@ class FormFields:
                 kind = "repeated_field"
             else:
                 continue
-            found.append({"loc": ["body", name], "msg": why, "type": kind})
+            found.append(problem(["body", name], why, kind))
         return found
 
-    def refusal(self, problems: list[dict[str, Any]]) -> InvalidRequest:
+    def refusal(self, problems: list[Problem]) -> InvalidRequest:
         takes = ", ".join(sorted(self.single | self.repeated))
-        reasons = "; ".join(problem["msg"] for problem in problems)
+        reasons = "; ".join(one["msg"] for one in problems)
         return InvalidRequest(f"{reasons} (form fields it takes: {takes}).", problems)
 
 

@@ -17,6 +17,7 @@ from app.api.content_type import UploadMediaCheck
 from app.api.early_checks import BODY_METHODS, EarlyChecks, RouteRole
 from app.api.handlers import API_KEY_HEADER, error_response
 from app.api.upload_routes import UploadRoute
+from app.errors import problem
 from app.metrics import Metrics
 from app.security import KeyRing, is_remote_address
 
@@ -167,8 +168,12 @@ class GuardAndMeasure:
         # here for paths and queries, and by schemas.common.NulFree for bodies and forms.
         query = scope.get("query_string", b"").decode("latin-1")
         if "\x00" in scope["path"] or "\x00" in unquote_plus(query):
+            where = "path" if "\x00" in scope["path"] else "query"
             return error_response(
-                422, "invalid_request", "NUL characters are not allowed in the path or query."
+                422,
+                "invalid_request",
+                "NUL characters are not allowed in the path or query.",
+                [problem([where], "a NUL character", "nul_character")],
             )
         # Last: a request refused above spends none of its rate limit. An unsupported upload
         # spends it, as the route's own check charges a small one before its 415.

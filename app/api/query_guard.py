@@ -11,7 +11,7 @@ from fastapi import Request, params
 from fastapi.dependencies.models import Dependant
 from pydantic import BaseModel
 
-from app.errors import InvalidRequest
+from app.errors import InvalidRequest, problem
 
 
 @dataclass(frozen=True)
@@ -62,10 +62,7 @@ class Declared:
             takes = f"query parameters it takes: {', '.join(sorted(self.query))}"
         else:
             takes = "it takes no query parameters"
-        problems = [
-            {"loc": ["query", name], "msg": why, "type": kind}
-            for name, (why, kind) in reasons.items()
-        ]
+        problems = [problem(["query", name], why, kind) for name, (why, kind) in reasons.items()]
         whys = "; ".join(why for why, _ in reasons.values())
         return InvalidRequest(f"{whys} ({takes}).", problems)
 

@@ -26,7 +26,8 @@ class ErrorBody(BaseModel):
     # Always sent (null when there is nothing to add), so required in the description.
     details: Any | None = Field(
         description="What the code is about, shaped by the code: null when there is nothing "
-        "to add; for invalid_request a list of {loc, msg, type} when fields are at fault."
+        "to add; for invalid_request always a list of {loc, msg, type}, loc starting with "
+        "body, query or path."
     )
 
 

@@ -9,7 +9,7 @@ import numpy as np
 from starlette.concurrency import run_in_threadpool
 
 from app.config import FacePolicy, Settings
-from app.errors import FaceServiceError, InvalidRequest, NotReady
+from app.errors import FaceServiceError, InvalidRequest, NotReady, problem
 from app.gallery import repository
 from app.pipeline.analyzer import AnalyzedFace, FacePipeline, StoredCrop
 from app.pipeline.types import AlignTemplate, FloatArray
@@ -93,7 +93,13 @@ def _refuse_repeats(uploads: list[Upload]) -> list[str]:
             raise InvalidRequest(
                 f"Files {earlier} and {position} of this request are the same image "
                 f"({uploads[earlier].filename}, {upload.filename}); nothing was enrolled.",
-                details={"indexes": [earlier, position], "image_sha256": digest},
+                [
+                    problem(
+                        ["body", "files", position],
+                        f"the same image as file {earlier} (sha256 {digest})",
+                        "repeated_image",
+                    )
+                ],
             )
         first_at[digest] = position
     return list(first_at)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from app.errors import InvalidRequest, JobFinished
+from app.errors import InvalidRequest, JobFinished, problem
 from app.gallery import jobs_repo
 from app.gallery.orm import Job
 from app.schemas.finetune import FinetuneParams, JobAccepted, JobList, JobPublic
@@ -95,5 +95,5 @@ def check_device(device: str) -> None:
         raise InvalidRequest(
             f"device {device} is not available here; "
             f"{torch.cuda.device_count()} CUDA device(s) found",
-            details={"device": device},
+            [problem(["body", "device"], f"{device} is not available here", "device_unavailable")],
         )

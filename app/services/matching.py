@@ -6,7 +6,7 @@ import numpy as np
 from starlette.concurrency import run_in_threadpool
 
 from app.config import FacePolicy
-from app.errors import InvalidRequest
+from app.errors import InvalidRequest, problem
 from app.schemas.recognition import DetectedFacePublic, DetectResult, IdentifyResult, VerifyResult
 from app.services.probes import Upload, analyze_all, detect_all, embed_probes
 from app.services.recognition import (
@@ -29,7 +29,10 @@ async def verify(
     threshold: float | None,
 ) -> VerifyResult:
     if (subject_id is None) == (len(uploads) == 1):
-        raise InvalidRequest("Pass either subject_id or image2, not both and not neither.")
+        raise InvalidRequest(
+            "Pass either subject_id or image2, not both and not neither.",
+            [problem(["body"], "either subject_id or image2", "subject_id_or_image2")],
+        )
     runtime = state.serving_runtime()
     gallery = None
     if subject_id is not None:

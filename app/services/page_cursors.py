@@ -6,7 +6,7 @@ import base64
 import binascii
 from datetime import UTC, datetime, timedelta
 
-from app.errors import InvalidRequest
+from app.errors import InvalidRequest, problem
 from app.gallery.orm import Subject
 from app.schemas.common import MAX_SQL_INT
 
@@ -16,9 +16,9 @@ _SUBJECT_ID_MAX = 36
 
 def _refused() -> InvalidRequest:
     why = "not a cursor of this listing; pass a page's next_after"
-    # Shaped like a validation error's details, which name the field the same way.
-    problem = {"loc": ["query", "after"], "msg": why, "type": "cursor_invalid"}
-    return InvalidRequest(f"Invalid request: after ({why}).", [problem])
+    return InvalidRequest(
+        f"Invalid request: after ({why}).", [problem(["query", "after"], why, "cursor_invalid")]
+    )
 
 
 def subject_cursor(subject: Subject) -> str:

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from app.errors import InvalidRequest
+from app.errors import InvalidRequest, problem
 from app.gallery import repository
 from app.gallery.orm import Face, Subject
 from app.schemas.common import QualityPublic
@@ -105,7 +105,7 @@ def _one_way_of_paging(offset: int, after: str | None) -> None:
     if offset and after is not None:
         raise InvalidRequest(
             "Invalid request: offset and after (page with one of them, not both).",
-            [{"loc": ["query", "offset"], "msg": "not with after", "type": "paging_mixed"}],
+            [problem(["query", "offset"], "not with after", "paging_mixed")],
         )
 
 

@@ -10,7 +10,7 @@ import numpy.typing as npt
 from scipy.sparse.csgraph import connected_components
 from sqlalchemy.orm import Session
 
-from app.errors import InsufficientTrainingData, InvalidRequest
+from app.errors import InsufficientTrainingData, InvalidRequest, problem
 from app.gallery import models_repo
 from app.gallery.orm import Job
 from app.pipeline.types import FloatArray
@@ -138,7 +138,13 @@ def check_fraction(session: Session, version: str, fraction: float) -> None:
             f"validation_fraction {fraction} is larger than {ceiling}, used to fine-tune "
             f"{version} or a model it was fine-tuned from, so validation would include faces "
             f"it trained on. Use at most {ceiling}, or activate the packaged model first.",
-            {"validation_fraction": fraction, "lineage_validation_fraction": ceiling},
+            [
+                problem(
+                    ["body", "validation_fraction"],
+                    f"at most {ceiling}, the fraction {version}'s lineage held out",
+                    "validation_overlap",
+                )
+            ],
         )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 from pathlib import Path
 
@@ -121,7 +122,13 @@ def test_the_same_image_twice_in_one_request_is_refused(
     refused = enrol(client, subject, ("a.jpg", data), ("gdp.jpg", gdp), ("b.jpg", data))
     error = assert_error(refused, 422, "invalid_request")
     assert error["message"].startswith("Files 0 and 2 of this request are the same image")
-    assert error["details"]["indexes"] == [0, 2]
+    assert error["details"] == [
+        {
+            "loc": ["body", "files", 2],
+            "msg": f"the same image as file 0 (sha256 {hashlib.sha256(data).hexdigest()})",
+            "type": "repeated_image",
+        }
+    ]
     assert client.get(f"/v1/subjects/{subject}").json()["face_count"] == 0
 
 

@@ -90,3 +90,47 @@ def test_health_answers_head_and_the_schema_builds_without_warnings(client: Test
         client.app.openapi_schema = None  # type: ignore[attr-defined]
         schema = client.get("/openapi.json").json()
     assert list(schema["paths"]["/v1/health"]) == ["get"]
+
+
+def test_every_invalid_request_lists_its_problems_one_way(
+    client: TestClient, package_images: Any
+) -> None:
+    """details of invalid_request is a list of {loc, msg, type}, whatever refused it: some
+    answered a dict (a repeated image, a fine-tune's device) or null (verify without a
+    reference, too many files, a NUL in the path) before."""
+    subject = new_subject(client, "Ada")
+    yao = (package_images / "yaoming.jpg").read_bytes()
+    refusals = {
+        "validation": client.post("/v1/subjects", json={"name": None}),
+        "neither reference": client.post("/v1/verify", files={"image": ("a.jpg", yao)}),
+        "both references": client.post(
+            "/v1/verify",
+            data={"subject_id": subject},
+            files={"image": ("a.jpg", yao), "image2": ("b.jpg", yao)},
+        ),
+        "too many files": client.post(
+            f"/v1/subjects/{subject}/faces",
+            files=[("files", (f"{n}.jpg", b"x")) for n in range(21)],
+        ),
+        "repeated image": client.post(
+            f"/v1/subjects/{subject}/faces",
+            files=[("files", ("a.jpg", yao)), ("files", ("b.jpg", yao))],
+        ),
+        "NUL in the path": client.get("/v1/subjects/a%00b"),
+        "bad cursor": client.get("/v1/subjects", params={"after": "nonsense"}),
+        "unknown form field": client.post(
+            "/v1/verify", data={"subjectid": subject}, files={"image": ("a.jpg", yao)}
+        ),
+        "unknown device": client.post("/v1/admin/finetune", json={"device": "cuda:99"}),
+    }
+    for what, response in refusals.items():
+        details = assert_error(response, 422, "invalid_request")["details"]
+        assert isinstance(details, list) and details, (what, details)
+        for problem in details:
+            assert set(problem) == {"loc", "msg", "type"}, (what, problem)
+            assert isinstance(problem["loc"], list) and problem["loc"][0] in {
+                "body",
+                "query",
+                "path",
+            }, (what, problem)
+            assert problem["msg"] and problem["type"], (what, problem)

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, File, Path, Query, Response, UploadFile, status
 
 from app.api.deps import AfterQuery, ClientKey, FacePolicyDep, StateDep, read_upload
-from app.errors import InvalidRequest
+from app.errors import InvalidRequest, problem
 from app.schemas.common import ERROR_RESPONSES, MAX_SQL_INT
 from app.schemas.subjects import FaceList, FacesCreated
 from app.services import subjects
@@ -32,7 +32,11 @@ async def enrol_faces(
 ) -> FacesCreated:
     """All-or-nothing: if any file is rejected, nothing is enrolled; every rejection is listed."""
     if len(files) > state.settings.max_files_per_request:
-        raise InvalidRequest(f"At most {state.settings.max_files_per_request} files per request.")
+        most = state.settings.max_files_per_request
+        raise InvalidRequest(
+            f"At most {most} files per request.",
+            [problem(["body", "files"], f"{len(files)} files, over {most}", "too_many_files")],
+        )
     uploads = [await read_upload(f, state.settings) for f in files]
     return FacesCreated(faces=await enrol(state, subject_id, uploads, face))
 

@@ -118,7 +118,13 @@ def test_a_fraction_larger_than_the_lineage_used_is_refused_before_any_job(
         models_repo.ensure_model(s, "arcface-mbf@tuned", "arcface-mbf", "1" * 64, job_id=trained_by)
         models_repo.activate(s, "arcface-mbf@tuned")
     error = pytest.raises(InvalidRequest, queue, settings, sessions, validation_fraction=0.3).value
-    assert error.details == {"validation_fraction": 0.3, "lineage_validation_fraction": 0.2}
+    assert error.details == [
+        {
+            "loc": ["body", "validation_fraction"],
+            "msg": "at most 0.2, the fraction arcface-mbf@tuned's lineage held out",
+            "type": "validation_overlap",
+        }
+    ]
     assert job_count(sessions) == 1  # the finished one only
     assert queue(settings, sessions, validation_fraction=0.2)
 
