@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -14,13 +13,7 @@ from types import TracebackType
 import httpx
 
 from benchmarks.photos import REPO, Photo
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+from benchmarks.ports import free_port
 
 
 class ServiceProcess:
@@ -196,7 +189,9 @@ CONFIGS["batched-in-process"] = {**CONFIGS["batched"], "FACE_DETECTION_PROCESS":
 # ... and also running the networks eagerly rather than as TorchScript.
 CONFIGS["batched-eager"] = {**CONFIGS["batched-in-process"], "FACE_TORCHSCRIPT": "false"}
 # On the first CUDA device: one inference thread (the GPU default until stop 11), and
-# micro-batching with 8 threads and batches of up to 8 (the GPU default since), which ran
+# micro-batching with 8 threads and batches of up to 8 (the GPU default since; one torch
+# thread each, as in every run of section 5, where the default gives each thread its share
+# of the cores: 2 on a 16-core host), which ran
 # several times slower on an H200 before every CUDA pass went to one device thread, and
 # 1.5x faster after it (docs/benchmarks.md, section 5).
 CONFIGS["gpu"] = {"FACE_DEVICE": "cuda", "FACE_INFERENCE_WORKERS": "1"}

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from app.cli import build_parser, main
-from tests.ports import free_port
+from benchmarks.ports import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -17,8 +17,8 @@ from fastapi.testclient import TestClient
 from app.api.early_checks import BODY_METHODS, find_route_roles
 from app.config import Settings
 from app.main import create_app
+from benchmarks.ports import free_port
 from tests.api.conftest import ClientFactory, assert_error
-from tests.ports import free_port
 from tests.threaded_server import running
 
 ADMIN = "admin-key-0123456789abcdef"

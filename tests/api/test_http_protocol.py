@@ -19,7 +19,7 @@ from app.api import http_refusals
 from app.api.http_limits import HttpLimits, auto_max_connections
 from app.api.http_protocol import guarded_protocol
 from app.config import Settings
-from tests.ports import free_port
+from benchmarks.ports import free_port
 from tests.threaded_server import running
 
 LIMITS = HttpLimits(

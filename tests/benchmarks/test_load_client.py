@@ -12,7 +12,7 @@ import pytest
 from aiohttp import web
 
 from benchmarks.load import run_load
-from tests.ports import free_port
+from benchmarks.ports import free_port
 
 
 @pytest.fixture

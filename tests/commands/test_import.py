@@ -30,9 +30,9 @@ from app.commands.import_report import ImportSummary
 from app.commands.retry_policy import RetryPolicy, retry_after_s
 from app.config import Settings
 from app.main import create_app
+from benchmarks.ports import free_port
 from tests.api.conftest import enrol, new_subject, open_client
 from tests.e2e.conftest import REPO, Server
-from tests.ports import free_port
 from tests.threaded_server import running
 
 ClientFactory = Callable[..., TestClient]

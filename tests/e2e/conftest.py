@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.ports import free_port
+from benchmarks.ports import free_port
 from tests.processes import children_of, cmdline
 
 REPO = Path(__file__).resolve().parents[2]

@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import Engine, create_engine, text
 
 from app.gallery.db import engine_url
-from tests.ports import free_port
+from benchmarks.ports import free_port
 
 # The gallery fixtures of the SQLite tests, reused: their `engine` is built on `db_url`,
 # which this folder points at PostgreSQL.

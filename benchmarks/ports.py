@@ -1,12 +1,14 @@
-"""Free TCP ports for test servers, never the same one for two pytest-xdist workers.
+"""Free TCP ports for the services the benchmarks and tests start, never the same one for
+two pytest-xdist workers (which run the benchmarks' smoke tests too).
 
 A port from bind(("127.0.0.1", 0)) is free only until the socket closes: two workers that
 each ask the kernel at about the same moment may both be handed it, and the second server
 then fails to bind, or its readiness poll reaches the first one. So each worker draws from
-its own slice of 20000-32767, below Linux's ephemeral range (where the kernel puts outgoing
-connections), starting at a random place in the slice (two test runs at once rarely meet)
-and going on from there, so one process never draws a port twice. A port in use by some
-other program is skipped: it must bind.
+its own slice of 20000-29999: below Linux's default ephemeral range (32768 up, where the
+kernel puts outgoing connections) and Kubernetes' NodePorts (30000-32767). It starts at a
+random place in the slice (two test runs at once rarely meet) and goes on from there, so one
+process never draws a port twice. A port in use by some other program is skipped: it must
+bind. Outside pytest-xdist every process draws from the first slice.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import os
 import random
 import socket
 
-FIRST, LAST = 20000, 32767
+FIRST, LAST = 20000, 29999
 # Slices for up to 16 workers; more share slices (gw16 takes gw0's), as do two runs at once.
 SLICES = 16
 SLICE = (LAST - FIRST + 1) // SLICES

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import socket
-from pathlib import Path
 
 import pytest
 
-from tests import ports
+from benchmarks import ports
 
 
 def test_each_worker_has_a_slice_of_its_own_below_the_ephemeral_range() -> None:
@@ -24,9 +23,8 @@ def test_each_worker_has_a_slice_of_its_own_below_the_ephemeral_range() -> None:
     assert ports.port_slice(ports.SLICES) == ports.port_slice(0)
     assert min(min(one) for one in slices) >= ports.FIRST
     assert max(max(one) for one in slices) <= ports.LAST
-    local = Path("/proc/sys/net/ipv4/ip_local_port_range")
-    if local.exists():
-        assert int(local.read_text().split()[0]) > ports.LAST
+    # Below Linux's default ephemeral range and Kubernetes' NodePorts.
+    assert ports.LAST < 30000
 
 
 def test_a_worker_draws_from_its_slice_and_skips_a_port_in_use(
