@@ -34,12 +34,14 @@ def problem(loc: list[str | int], msg: str, type_: str) -> Problem:
 
 class InvalidRequest(FaceServiceError):
     """Its details are always a list of Problems, whatever raised it, so that a client reads
-    every invalid_request one way (they were a dict or null for some before 2026-11-29)."""
+    every invalid_request one way (they were a dict or null for some before 2026-11-29);
+    without any, one about the whole body, saying `message`. Built as every error is, so
+    that copying one, or type(error)(message, details=...), works for it too."""
 
     code, status_code = "invalid_request", 422
 
-    def __init__(self, message: str, problems: list[Problem]) -> None:
-        super().__init__(message, problems)
+    def __init__(self, message: str, details: list[Problem] | None = None) -> None:
+        super().__init__(message, details or [problem(["body"], message, "invalid_request")])
 
 
 class UnsupportedMediaType(FaceServiceError):

@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable
-from urllib.parse import unquote_plus
+from urllib.parse import parse_qsl, unquote_plus
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -17,7 +17,7 @@ from app.api.content_type import UploadMediaCheck
 from app.api.early_checks import BODY_METHODS, EarlyChecks, RouteRole
 from app.api.handlers import API_KEY_HEADER, error_response
 from app.api.upload_routes import UploadRoute
-from app.errors import problem
+from app.errors import Problem, problem
 from app.metrics import Metrics
 from app.security import KeyRing, is_remote_address
 
@@ -168,12 +168,11 @@ class GuardAndMeasure:
         # here for paths and queries, and by schemas.common.NulFree for bodies and forms.
         query = scope.get("query_string", b"").decode("latin-1")
         if "\x00" in scope["path"] or "\x00" in unquote_plus(query):
-            where = "path" if "\x00" in scope["path"] else "query"
             return error_response(
                 422,
                 "invalid_request",
                 "NUL characters are not allowed in the path or query.",
-                [problem([where], "a NUL character", "nul_character")],
+                nul_problems(scope["path"], query),
             )
         # Last: a request refused above spends none of its rate limit. An unsupported upload
         # spends it, as the route's own check charges a small one before its 415.
@@ -191,3 +190,13 @@ def _route_path(scope: Scope) -> str:
     if root and path.startswith(root) and path[len(root) : len(root) + 1] in ("", "/"):
         return path[len(root) :]
     return path
+
+
+def nul_problems(path: str, query: str) -> list[Problem]:
+    """Where NUL characters are: the path, and each query parameter holding one in its name
+    or value (named without the NULs)."""
+    pairs = parse_qsl(query, keep_blank_values=True)
+    named = [name.replace("\x00", "") for name, value in pairs if "\x00" in name + value]
+    where: list[list[str | int]] = [["path"]] if "\x00" in path else []
+    where += [["query", name] for name in dict.fromkeys(named)]
+    return [problem(loc, "a NUL character", "nul_character") for loc in where]

@@ -312,8 +312,13 @@ def test_nul_characters_are_refused_and_the_service_keeps_serving(client: TestCl
     assert_error(
         client.patch(f"/v1/subjects/{subject}", json={"name": "\x00"}), 422, "invalid_request"
     )
-    assert_error(client.get("/v1/subjects/a%00b"), 422, "invalid_request")
-    assert_error(client.get("/v1/subjects", params={"name": "\x00"}), 422, "invalid_request")
+    in_path = assert_error(client.get("/v1/subjects/a%00b"), 422, "invalid_request")
+    in_query = client.get("/v1/subjects", params={"name": "\x00", "li\x00mit": "3"})
+    assert [problem["loc"] for problem in in_path["details"]] == [["path"]]
+    assert [p["loc"] for p in assert_error(in_query, 422, "invalid_request")["details"]] == [
+        ["query", "name"],
+        ["query", "limit"],
+    ]
     # Longer than any name: a 422, not the database's "pattern too complex" (a 503).
     for query in ("a" * 256, "_" * 50_000):
         assert_error(client.get("/v1/subjects", params={"name": query}), 422, "invalid_request")
