@@ -27,11 +27,6 @@ class rarely_true(FunctionElement[bool]):
         super().__init__(condition)
 
 
-@compiles(rarely_true)
-def _plain(element: rarely_true, compiler: SQLCompiler, **kw: Any) -> str:
-    return compiler.process(element.clauses, **kw)
-
-
 @compiles(rarely_true, "sqlite")
 def _sqlite(element: rarely_true, compiler: SQLCompiler, **kw: Any) -> str:
     return f"likelihood({compiler.process(element.clauses, **kw)}, 0.001)"
@@ -54,11 +49,13 @@ class unindexed(FunctionElement[Any]):
         self.type = column.type
 
 
-@compiles(unindexed)
-def _column(element: unindexed, compiler: SQLCompiler, **kw: Any) -> str:
-    return compiler.process(element.clauses, **kw)
-
-
 @compiles(unindexed, "sqlite")
 def _unary_plus(element: unindexed, compiler: SQLCompiler, **kw: Any) -> str:
     return f"+{compiler.process(element.clauses, **kw)}"
+
+
+@compiles(rarely_true)
+@compiles(unindexed)
+def _plain(element: rarely_true | unindexed, compiler: SQLCompiler, **kw: Any) -> str:
+    """Elsewhere (PostgreSQL keeps statistics): the condition or column as it is."""
+    return compiler.process(element.clauses, **kw)
