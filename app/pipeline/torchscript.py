@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import warnings
 from collections.abc import Sequence
 
@@ -20,6 +21,11 @@ log = logging.getLogger(__name__)
 # Largest difference from the eager module, relative to its largest output, that a trace
 # may show on the check inputs: float32 reorders sums; half formats round more.
 _TOLERANCE = {torch.float32: 1e-4, torch.bfloat16: 2e-2, torch.float16: 5e-3}
+
+# One trace at a time: warnings.catch_warnings swaps the process's warning filters, so two
+# traces at once (a model swap's beside a request's first embed) restored each other's:
+# TracerWarnings reached the log, and the process could be left ignoring every warning.
+_TRACING = threading.Lock()
 
 
 def trace_module(
@@ -34,7 +40,7 @@ def trace_module(
     if not examples:
         raise ValueError("tracing needs at least one example input")
     try:
-        with warnings.catch_warnings(), torch.no_grad():
+        with _TRACING, warnings.catch_warnings(), torch.no_grad():
             # torch.jit is deprecated in favour of torch.compile, which needs a compiler at
             # run time; the TracerWarnings are about Python constants in onnx2torch's
             # PReLU, which are constants indeed.

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -70,3 +72,29 @@ def test_traced_mtcnn_gives_the_same_faces(
             np.testing.assert_allclose(a.box, b.box, atol=1e-3)
             np.testing.assert_allclose(a.landmarks, b.landmarks, atol=1e-3)
             assert a.probability == pytest.approx(b.probability, abs=1e-5)
+
+
+class _Branchy(torch.nn.Module):
+    """Converts a tensor to a Python bool while traced, as onnx2torch's PReLU does."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for _ in range(200):
+            x = torch.relu(x) if bool(x.sum() > -1e9) else x
+        return x
+
+
+def test_concurrent_traces_keep_their_warnings_and_the_process_filters() -> None:
+    """Each trace hides its TracerWarnings with warnings.catch_warnings, which swaps the
+    process's filters: two traces at once (a model swap's beside a request's first embed)
+    restored each other's filters, so TracerWarnings reached the log and the process could
+    be left with every warning ignored."""
+    examples = [torch.ones(2, 8)]
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        before = list(warnings.filters)
+        with ThreadPoolExecutor(6) as pool:
+            traced = list(pool.map(lambda _: trace_module(_Branchy().eval(), examples), range(12)))
+        after = list(warnings.filters)
+    assert all(one is not None for one in traced)
+    assert [str(w.message)[:60] for w in seen if issubclass(w.category, Warning)] == []
+    assert after == before
