@@ -15,6 +15,7 @@ import warnings
 from collections.abc import Sequence
 
 import torch
+from torch.jit._trace import TracerWarning  # torch.jit.TracerWarning, not re-exported
 
 log = logging.getLogger(__name__)
 
@@ -23,8 +24,11 @@ log = logging.getLogger(__name__)
 _TOLERANCE = {torch.float32: 1e-4, torch.bfloat16: 2e-2, torch.float16: 5e-3}
 
 # One trace at a time: warnings.catch_warnings swaps the process's warning filters, so two
-# traces at once (a model swap's beside a request's first embed) restored each other's:
-# TracerWarnings reached the log, and the process could be left ignoring every warning.
+# traces at once (a model swap's beside a request's first embed) restored each other's and
+# TracerWarnings reached the log. The filters a trace adds are narrow (torch.jit's own
+# warnings), since a thread decoding an upload (image_io.decode_image) swaps them too, and
+# interleaved with a trace may restore the trace's filters for good: the process then
+# ignores torch.jit's warnings, where it used to ignore every warning.
 _TRACING = threading.Lock()
 
 
@@ -44,7 +48,9 @@ def trace_module(
             # torch.jit is deprecated in favour of torch.compile, which needs a compiler at
             # run time; the TracerWarnings are about Python constants in onnx2torch's
             # PReLU, which are constants indeed.
-            warnings.simplefilter("ignore")
+            warnings.simplefilter("ignore", TracerWarning)
+            warnings.filterwarnings("ignore", category=FutureWarning, module=r"torch\.jit")
+            warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.jit")
             traced: torch.jit.ScriptModule = torch.jit.trace(  # type: ignore[no-untyped-call]
                 module, examples[0], check_trace=False
             )
