@@ -36,7 +36,8 @@ class InvalidRequest(FaceServiceError):
     """Its details are always a list of Problems, whatever raised it, so that a client reads
     every invalid_request one way (they were a dict or null for some before 2026-11-29);
     without any, one about the whole body, saying `message`. Built as every error is, so
-    that copying one, or type(error)(message, details=...), works for it too."""
+    that copying or pickling one works (a caller that rebuilds it with other details must
+    pass Problems)."""
 
     code, status_code = "invalid_request", 422
 

@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 import logging
-import threading
 import warnings
 from collections.abc import Sequence
 
@@ -22,14 +21,6 @@ log = logging.getLogger(__name__)
 # Largest difference from the eager module, relative to its largest output, that a trace
 # may show on the check inputs: float32 reorders sums; half formats round more.
 _TOLERANCE = {torch.float32: 1e-4, torch.bfloat16: 2e-2, torch.float16: 5e-3}
-
-# One trace at a time: warnings.catch_warnings swaps the process's warning filters, so two
-# traces at once (a model swap's beside a request's first embed) restored each other's and
-# TracerWarnings reached the log. The filters a trace adds are narrow (torch.jit's own
-# warnings), since a thread decoding an upload (image_io.decode_image) swaps them too, and
-# interleaved with a trace may restore the trace's filters for good: the process then
-# ignores torch.jit's warnings, where it used to ignore every warning.
-_TRACING = threading.Lock()
 
 
 def trace_module(
@@ -43,14 +34,9 @@ def trace_module(
     """
     if not examples:
         raise ValueError("tracing needs at least one example input")
+    _quiet_tracing()
     try:
-        with _TRACING, warnings.catch_warnings(), torch.no_grad():
-            # torch.jit is deprecated in favour of torch.compile, which needs a compiler at
-            # run time; the TracerWarnings are about Python constants in onnx2torch's
-            # PReLU, which are constants indeed.
-            warnings.simplefilter("ignore", TracerWarning)
-            warnings.filterwarnings("ignore", category=FutureWarning, module=r"torch\.jit")
-            warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.jit")
+        with torch.no_grad():
             traced: torch.jit.ScriptModule = torch.jit.trace(  # type: ignore[no-untyped-call]
                 module, examples[0], check_trace=False
             )
@@ -62,6 +48,21 @@ def trace_module(
         log.warning("running %s eagerly: %s", type(module).__name__, error)
         return None
     return traced
+
+
+def _quiet_tracing() -> None:
+    """Ignore, from now on, the warnings tracing raises: torch.jit is deprecated in favour of
+    torch.compile (which needs a compiler at run time), and the TracerWarnings are about
+    Python constants in onnx2torch's PReLU, which are constants indeed.
+
+    Added for good (an identical filter replaces itself), not swapped in and out with
+    warnings.catch_warnings: that swaps the process's whole filter list, so traces beside
+    each other, or beside image_io.decode_image's own swap on a request thread, restored
+    each other's lists. TracerWarnings then reached the log (a model swap traces while
+    requests come in), and a stale list could leave the process ignoring every warning."""
+    warnings.filterwarnings("ignore", category=TracerWarning)
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"torch\.jit")
+    warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.jit")
 
 
 def _check(expected: object, actual: object) -> None:
