@@ -6,12 +6,17 @@
 The gallery is synthetic: subjects, faces and arcface-mbf embeddings bulk-inserted into a
 fresh SQLite file, plus the matching index saved where the service looks for it, so the
 service should load it (/v1/info index_how == "loaded") rather than rebuild it.
+
+Each gallery's first start finds no saved TorchScript copy of the embedder, so it converts
+and traces it (and saves the copy); the later starts load the copy, as every restart of a
+service does (app/pipeline/embedders/saved_traces.py). Rows say which ("trace").
 """
 
 from __future__ import annotations
 
 import argparse
 import re
+import shutil
 import tempfile
 import time
 from collections.abc import Sequence
@@ -23,6 +28,9 @@ import numpy as np
 
 from benchmarks.gallery_scaling import synthetic_gallery
 from benchmarks.report import mark_start, write_result
+
+# app.services.loaded_models.TRACES_DIR: importing it would load torch here.
+TRACES_DIR = "cache/torchscript"
 
 CHUNK = 10_000
 
@@ -120,9 +128,11 @@ def time_startup(data_dir: Path, kind: str, faces: int) -> dict[str, Any]:
         service.stop()
     log = service.log_tail(200)
     index_s = re.search(r"(?:loaded|rebuilt) \w+ index \(\d+ faces\) in ([\d.]+)s", log)
+    trace = re.search(r"(loaded|saved) \S+ TorchScript copy", log)
     row = {
         "kind": kind,
         "faces": faces,
+        "trace": {"loaded": "loaded", "saved": "traced"}[trace.group(1)] if trace else None,
         "ready_s": round(ready_s, 2),
         "listening_s": round(service.listening_s or 0.0, 2),
         "index_how": info["index_how"],
@@ -134,13 +144,19 @@ def time_startup(data_dir: Path, kind: str, faces: int) -> dict[str, Any]:
     return row
 
 
+def _median(values: list[float]) -> float | None:
+    return float(np.median(values)) if values else None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     mark_start()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--faces", type=int, default=100_000)
     parser.add_argument("--faces-per-subject", type=int, default=5)
     parser.add_argument("--kinds", default="flat,hnsw")
-    parser.add_argument("--repeats", type=int, default=3, help="starts per index kind")
+    parser.add_argument(
+        "--repeats", type=int, default=4, help="starts per gallery: the first traces, the rest load"
+    )
     parser.add_argument("--out", type=Path, default=None, help="JSON path")
     args = parser.parse_args(argv)
     kinds = args.kinds.split(",")
@@ -154,26 +170,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         runs = [("empty", Path(tmp) / "empty", "flat", 0)]
         runs += [(kind, data_dir, kind, args.faces) for kind in kinds]
         for label, folder, kind, faces in runs:
+            shutil.rmtree(folder / TRACES_DIR, ignore_errors=True)  # a first start, then restarts
             for _ in range(args.repeats):
                 row = {"gallery": label, **time_startup(folder, kind, faces)}
                 rows.append(row)
                 print(
                     f"{label:<5} {faces:>7} faces: listening after {row['listening_s']:.2f}s, "
                     f"ready after {row['ready_s']:.2f}s (index {row['index_how']} in "
-                    f"{row['open_index_s']}s)",
+                    f"{row['open_index_s']}s, embedder {row['trace']})",
                     flush=True,
                 )
+    # Restarts, which load the saved copy: what a service meets every time but its first.
     summary = {
-        label: float(np.median([r["ready_s"] for r in rows if r["gallery"] == label]))
+        label: _median([r["ready_s"] for r in rows if r["gallery"] == label][1:])
         for label, *_ in runs
     }
-    print("median ready_s:", summary)
+    first = {label: next(r["ready_s"] for r in rows if r["gallery"] == label) for label, *_ in runs}
+    print("median ready_s of restarts:", summary, "first starts:", first)
     write_result(
         "startup",
         {
             "config": {**vars(args), "out": None},
             "seed_s": round(seed_s, 1),
             "median_ready_s": summary,
+            "first_start_ready_s": first,
             "rows": rows,
         },
         args.out,

@@ -11,7 +11,7 @@ from app.pipeline.analyzer import AnalyzedFace, FacePipeline, PipelineObserver
 from app.pipeline.batching import MicroBatcher
 from app.pipeline.detect import DetectionInput, FaceDetector
 from app.pipeline.embedders import Embedder
-from app.pipeline.mtcnn_stages import RawDetection
+from app.pipeline.mtcnn_output import RawDetection
 from app.pipeline.types import DetectedFace, FloatArray, ImageArray, QualityLimits
 
 

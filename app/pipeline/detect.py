@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import threading
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -13,11 +13,17 @@ import torch
 from app.pipeline.detect_process import DetectionProcess
 from app.pipeline.device_thread import on_device_thread
 from app.pipeline.image_io import downscale
-from app.pipeline.mtcnn_nets import CROP_INPUTS, build_mtcnn
-from app.pipeline.mtcnn_output import to_original_faces
-from app.pipeline.mtcnn_stages import RawDetection, detect_faces
+from app.pipeline.mtcnn_output import RawDetection, to_original_faces
 from app.pipeline.shape_buckets import PaddedBatches
 from app.pipeline.types import DetectedFace, ImageArray
+
+if TYPE_CHECKING:
+    from facenet_pytorch import MTCNN
+
+# facenet-pytorch (app/pipeline/mtcnn_nets.py, mtcnn_stages.py) is imported where MTCNN is
+# built, not here: it imports torchvision, which imports torch._dynamo, 2-3 s of start-up
+# that a service whose detection runs in a child process (app/pipeline/detect_process.py)
+# never needs.
 
 # MTCNN's P-net looks through a 12 px window; below about 20 px in the detection image its
 # pyramid gets deep and slow, and the faces it finds are too small to recognise anyway.
@@ -56,26 +62,45 @@ class FaceDetector:
         min_face_size: int = MTCNN_SMALLEST_FACE,
         torchscript: bool = True,
         pad_batches: bool | None = None,
+        process: DetectionProcess | None = None,
     ) -> None:
         self.device = device
         self.max_side = max_side
         self.min_face_size = min_face_size
-        self._mtcnn = build_mtcnn(device, min_face_size, torchscript, pad_batches)
+        self._nets_args = (device, min_face_size, torchscript, pad_batches)
+        # MTCNN is built here, unless detection runs in `process`: then only if it is ever
+        # run in this process after all (run_in(None)).
+        self._mtcnn: MTCNN | None = None if process is not None else self._build()
         # The nets are shared modules; serialise calls rather than rely on torch
         # re-entrancy from the inference thread pool.
         self._lock = threading.Lock()
-        self.process: DetectionProcess | None = None
+        self.process = process
+
+    def _build(self) -> MTCNN:
+        from app.pipeline.mtcnn_nets import build_mtcnn
+
+        return build_mtcnn(*self._nets_args)
 
     def warm_up(self) -> list[tuple[str, int]]:
         """On a GPU, one R- and O-net pass at each padded batch size, so that no request
         pays for a size's first pass: the (net, rows) run; [] elsewhere. P-net's shapes
         follow the images' sizes, which are not known in advance."""
         done: list[tuple[str, int]] = []
+        if self.process is not None:
+            return done  # the child's nets: a CPU's, which pad nothing
+        from app.pipeline.mtcnn_nets import CROP_INPUTS
+
         for name, shape in CROP_INPUTS.items():
-            net = getattr(self._mtcnn, name)
+            net = getattr(self._nets(), name)
             if isinstance(net, PaddedBatches):
                 done += [(name, rows) for rows in on_device_thread(self.device, net.warm_up, shape)]
         return done
+
+    def wait_ready(self) -> None:
+        """Wait for the detection process, if detection runs in one, to finish loading;
+        ModelError if it cannot start."""
+        if self.process is not None:
+            self.process.start()
 
     def run_in(self, process: DetectionProcess | None) -> None:
         """Run MTCNN in `process` from now on (app/pipeline/detect_process.py); None: here."""
@@ -112,9 +137,19 @@ class FaceDetector:
         return on_device_thread(self.device, self._detect, batch, min_face)
 
     def _detect(self, images: Any, pyramid_min_face: int) -> list[RawDetection]:
+        from app.pipeline.mtcnn_stages import detect_faces
+
         with self._lock:
-            self._mtcnn.min_face_size = pyramid_min_face
-            return detect_faces(self._mtcnn, images)
+            mtcnn = self._nets()
+            mtcnn.min_face_size = pyramid_min_face
+            return detect_faces(mtcnn, images)
+
+    def _nets(self) -> MTCNN:
+        """This process's MTCNN, built on first use where it was not built at once; called
+        on the device's thread, under the lock or before the detector is shared."""
+        if self._mtcnn is None:
+            self._mtcnn = self._build()
+        return self._mtcnn
 
     def to_faces(self, item: DetectionInput, raw: RawDetection) -> list[DetectedFace]:
         """MTCNN's output for one input as faces in original-image coordinates."""

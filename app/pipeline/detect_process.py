@@ -31,7 +31,7 @@ from app.pipeline.watchdog import Watchdog
 
 if TYPE_CHECKING:
     from app.pipeline.detect import DetectionInput
-    from app.pipeline.mtcnn_stages import RawDetection
+    from app.pipeline.mtcnn_output import RawDetection
 
 log = logging.getLogger(__name__)
 

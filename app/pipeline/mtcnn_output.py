@@ -8,6 +8,8 @@ import numpy as np
 
 from app.pipeline.types import DetectedFace, FloatArray
 
+RawDetection = tuple[Any, Any, Any]  # boxes (k, 4), probabilities (k,), landmarks (k, 5, 2)
+
 
 def to_original_faces(
     boxes: Any,

@@ -32,8 +32,8 @@ from facenet_pytorch.models.utils.detect_face import (
 
 from app.pipeline.area_resize import AreaResizer
 from app.pipeline.mtcnn_nms import per_image_nms, per_image_nms_numpy
+from app.pipeline.mtcnn_output import RawDetection
 
-RawDetection = tuple[Any, Any, Any]  # boxes (k, 4), probabilities (k,), landmarks (k, 5, 2)
 NO_FACE: RawDetection = (None, (None,), None)  # as MTCNN.detect's (None, [None], None)
 
 

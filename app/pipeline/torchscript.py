@@ -34,7 +34,7 @@ def trace_module(
     """
     if not examples:
         raise ValueError("tracing needs at least one example input")
-    _quiet_tracing()
+    quiet_torch_jit()
     try:
         with torch.no_grad():
             traced: torch.jit.ScriptModule = torch.jit.trace(  # type: ignore[no-untyped-call]
@@ -43,17 +43,18 @@ def trace_module(
             if freeze:
                 traced = torch.jit.freeze(traced)
             for example in examples:
-                _check(module(example), traced(example))
+                check_outputs(module(example), traced(example))
     except Exception as error:  # any failure: the caller keeps the eager module
         log.warning("running %s eagerly: %s", type(module).__name__, error)
         return None
     return traced
 
 
-def _quiet_tracing() -> None:
-    """Ignore, from now on, the warnings tracing raises: torch.jit is deprecated in favour of
-    torch.compile (which needs a compiler at run time), and the TracerWarnings are about
-    Python constants in onnx2torch's PReLU, which are constants indeed.
+def quiet_torch_jit() -> None:
+    """Ignore, from now on, the warnings tracing (and loading a trace) raises: torch.jit is
+    deprecated in favour of torch.compile (which needs a compiler at run time) and
+    torch.export, and the TracerWarnings are about Python constants in onnx2torch's
+    PReLU, which are constants indeed.
 
     Added for good (an identical filter replaces itself), not swapped in and out with
     warnings.catch_warnings: that swaps the process's whole filter list, so traces beside
@@ -65,7 +66,9 @@ def _quiet_tracing() -> None:
     warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.jit")
 
 
-def _check(expected: object, actual: object) -> None:
+def check_outputs(expected: object, actual: object) -> None:
+    """Raise ValueError unless `actual` matches `expected` in shape, dtype, and values
+    within the dtype's tolerance (a trace's, against the module it copies)."""
     want = _tensors(expected)
     got = _tensors(actual)
     if len(want) != len(got):

@@ -14,6 +14,8 @@ from app.errors import FaceServiceError, ModelError
 from app.gallery import models_repo
 from app.gallery.orm import ModelVersion
 from app.pipeline.embedders import Embedder, create_embedder, load_model_specs
+from app.pipeline.embedders.saved_traces import SavedTraces
+from app.services.loaded_models import saved_traces
 from app.services.reembed import embed_missing
 
 if TYPE_CHECKING:
@@ -38,8 +40,14 @@ def desired_version(session: Session, settings: Settings, name: str) -> ModelVer
     return models_repo.active_model(session, name) or register_packaged(session, settings, name)
 
 
-def load_version(settings: Settings, row: ModelVersion, device: torch.device) -> Embedder:
-    """Load (and checksum) the weights of one model row."""
+def load_version(
+    settings: Settings,
+    row: ModelVersion,
+    device: torch.device,
+    saved: SavedTraces | None = None,
+) -> Embedder:
+    """Load (and checksum) the weights of one model row; `saved` for the service only
+    (create_embedder)."""
     if row.weights_path is None:
         return create_embedder(
             row.embedder,
@@ -47,6 +55,7 @@ def load_version(settings: Settings, row: ModelVersion, device: torch.device) ->
             device,
             precision=settings.embed_precision,
             torchscript=settings.torchscript,
+            saved=saved,
         )
     weights = (settings.models_dir / row.weights_path).resolve()
     if not weights.is_relative_to(settings.models_dir.resolve()):
@@ -59,6 +68,7 @@ def load_version(settings: Settings, row: ModelVersion, device: torch.device) ->
         expected_sha256=row.sha256,
         precision=settings.embed_precision,
         torchscript=settings.torchscript,
+        saved=saved,
     )
 
 
@@ -76,7 +86,7 @@ def with_active_embedder(
         row = desired_version(session, settings, embedder.name)
     if row.id != embedder.version:
         try:
-            embedder = load_version(settings, row, embedder.device)
+            embedder = load_version(settings, row, embedder.device, saved_traces(settings))
         except FaceServiceError as error:
             log.error("cannot load model %s (%s); serving %s", row.id, error, embedder.version)
     added = embed_missing(sessions, embedder)

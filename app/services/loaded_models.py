@@ -12,9 +12,13 @@ from app.config import Settings
 from app.pipeline.detect import FaceDetector
 from app.pipeline.detect_process import DetectionProcess
 from app.pipeline.embedders import Embedder, create_embedder, resolve_device, resolve_embedder_name
+from app.pipeline.embedders.saved_traces import SavedTraces
 from app.services.early_start import detection_args, take_early
 
 log = logging.getLogger(__name__)
+
+# Under FACE_DATA_DIR (app/pipeline/embedders/saved_traces.py).
+TRACES_DIR = "cache/torchscript"
 
 
 @dataclass(frozen=True)
@@ -27,11 +31,11 @@ class Models:
 
 def load_models(settings: Settings, serving: bool = False) -> Models:
     """The detector and embedder; `serving` (the service, not a command) may give detection
-    a process of its own."""
+    a process of its own, which may still be loading (FaceDetector.wait_ready)."""
     device = resolve_device(settings.device)
     process = detection_process(settings, device) if serving else None
     if process is not None:
-        process.launch()  # it loads MTCNN while this process loads the embedder
+        process.launch()  # it loads MTCNN while this process loads the embedder and index
     name = resolve_embedder_name(settings.embedder, settings.models_dir)
     log.info("loading embedder %s on %s", name, device)
     embedder = create_embedder(
@@ -40,17 +44,17 @@ def load_models(settings: Settings, serving: bool = False) -> Models:
         device,
         precision=settings.embed_precision,
         torchscript=settings.torchscript,
+        saved=saved_traces(settings) if serving else None,
     )
+    # With a detection process, this process builds no MTCNN of its own (nor imports
+    # facenet-pytorch for it).
     detector = FaceDetector(
         device,
         max_side=settings.detect_max_side,
         min_face_size=settings.min_face_size,
-        # With a detection process, this copy of MTCNN never runs: no need to trace it.
-        torchscript=settings.torchscript and process is None,
+        torchscript=settings.torchscript,
+        process=process,
     )
-    if process is not None:
-        process.start()
-        detector.run_in(process)
     log.info("embedder %s ready (version %s, %s)", name, embedder.version, embedder.precision_name)
     if "non-commercial" in embedder.licence.lower():
         log.warning("%s weights are licensed for non-commercial use: %s", name, embedder.licence)
@@ -58,6 +62,14 @@ def load_models(settings: Settings, serving: bool = False) -> Models:
     if serving and settings.gpu_warmup:
         warm_up(models)
     return models
+
+
+def saved_traces(settings: Settings) -> SavedTraces | None:
+    """Where the service keeps its embedders' TorchScript copies between starts: under the
+    data folder, which it may write (the models folder may be read-only); never backed up."""
+    if not settings.torchscript:
+        return None
+    return SavedTraces(settings.data_dir / TRACES_DIR)
 
 
 def warm_up(models: Models) -> None:

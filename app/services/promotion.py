@@ -12,7 +12,7 @@ from app.index import reconcile
 from app.services.active_model import desired_version, load_version
 from app.services.heap import resettle_heap
 from app.services.index_sync import IndexFollower
-from app.services.loaded_models import Models
+from app.services.loaded_models import Models, saved_traces
 from app.services.model_index import save_index
 from app.services.reembed import embed_missing
 from app.services.runtime import build_runtime
@@ -100,7 +100,8 @@ class ModelWatcher:
         ):
             return
         try:
-            embedder = load_version(state.settings, row, runtime.pipeline.embedder.device)
+            device = runtime.pipeline.embedder.device
+            embedder = load_version(state.settings, row, device, saved_traces(state.settings))
         except (FaceServiceError, OSError, RuntimeError, ValueError) as error:
             # This host's problem (the weights are in another host's models folder, say):
             # the others serve the model, so this process takes no faces until it can.

@@ -15,7 +15,7 @@ from app.pipeline.analyzer import FacePipeline, PipelineObserver
 from app.pipeline.batched_pipeline import BatchingPipeline
 from app.pipeline.types import QualityLimits
 from app.services.active_model import with_active_embedder
-from app.services.loaded_models import Models, load_models
+from app.services.loaded_models import Models, load_models, saved_traces
 from app.services.model_index import open_model_index
 from app.services.threads import batch_max_size, inference_workers, torch_threads, uses_gpu
 from app.services.thresholds import (
@@ -86,10 +86,13 @@ def build_runtime(
     configure_threads(settings, serving=True)
     models = models or load_models(settings, serving=True)
     models = with_active_embedder(settings, sessions, models)
-    models.embedder.freeze_for_serving()  # traced now, not in a request
+    models.embedder.freeze_for_serving(saved_traces(settings))  # traced now, not in a request
     pipeline = build_pipeline(settings, models, observer, callers)
     embedder = models.embedder
     index, how = open_model_index(settings, sessions, embedder.version, embedder.embedding_dim)
+    # The detection process has loaded meanwhile, while the index loaded; one that fails to
+    # start fails the runtime here.
+    models.detector.wait_ready()
     calibration_error = None
     stamp = calibration_stamp(settings, sessions, embedder.version)
     try:

@@ -64,10 +64,17 @@ def test_enrol_verify_identify_and_restart(server: Server, package_images: Path)
     assert client.get("/v1/health").status_code == 200
 
     assert server.stop(signal.SIGTERM) in (0, -signal.SIGTERM)  # uvicorn re-raises the signal
+    assert "TorchScript copy to" in server.log.read_text()  # the first start saved its trace
     client = server.start()
     info = client.get("/v1/info").json()
     assert (info["subjects"], info["faces"], info["index_size"]) == (1, 1, 1)
     assert info["index_how"] == "loaded"  # saved on shutdown, not rebuilt
+    # The restart loaded that trace: it never converted the network, so the service's
+    # process never loaded torchvision (seconds of start-up), which the converters import.
+    assert "TorchScript copy from" in server.log.read_text()
+    assert server.process is not None
+    maps = Path(f"/proc/{server.process.pid}/maps").read_text()
+    assert "torch" in maps and "torchvision" not in maps
     # FACE_EMBED_PRECISION=auto: bf16 where this CPU computes it natively.
     assert info["precision"] == ("bf16" if native_bf16(torch.device("cpu")) else "fp32")
     # arcface-mbf's terms, where an operator sees them: /v1/info and the start-up log.

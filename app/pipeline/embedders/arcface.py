@@ -5,9 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
-import onnx
 import torch
-from onnx2torch import convert
 
 from app.errors import ModelError
 from app.pipeline.embedders.base import Embedder, make_template
@@ -36,6 +34,11 @@ class ArcfaceEmbedder(Embedder):
 
     @classmethod
     def load_pretrained(cls, path: Path) -> torch.nn.Module:
+        # Imported here: onnx2torch brings torchvision, seconds that a service loading its
+        # saved TorchScript copy skips (app/pipeline/embedders/saved_traces.py).
+        import onnx
+        from onnx2torch import convert
+
         try:
             graph = onnx.load(str(path))
             module: torch.nn.Module = convert(graph)

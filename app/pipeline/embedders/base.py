@@ -23,6 +23,7 @@ from app.pipeline.types import AlignTemplate, FloatArray, ImageArray
 
 if TYPE_CHECKING:
     from app.pipeline.embedders.registry import ModelSpec, Thresholds
+    from app.pipeline.embedders.saved_traces import SavedTraces
 
 
 def make_template(size: int, points: Sequence[Sequence[float]]) -> AlignTemplate:
@@ -69,7 +70,7 @@ class Embedder(ABC):
 
     def __init__(
         self,
-        module: torch.nn.Module,
+        module: torch.nn.Module | Callable[[], torch.nn.Module],
         device: torch.device,
         weights_sha256: str,
         default_thresholds: Thresholds,
@@ -77,11 +78,16 @@ class Embedder(ABC):
         torchscript: bool = True,
         licence: str = "",
     ) -> None:
-        self.module = module.to(device).eval()
-        if device.type == "cpu":
-            # Convolutions run 10-30% faster on NHWC tensors on the CPU; outputs are the same.
-            self.module.to(memory_format=torch.channels_last)
         self.device = device
+        # A callable builds the network on first use of `module`: a service that loads its
+        # saved TorchScript copy (freeze_for_serving) never converts or imports it at all.
+        self._module: torch.nn.Module | None = None
+        self._build_module: Callable[[], torch.nn.Module] | None = None
+        if isinstance(module, torch.nn.Module):
+            self._module = self._placed(module)
+        else:
+            self._build_module = module
+        self._module_lock = threading.Lock()
         # The autocast dtype of embed(); None is fp32. forward() (fine-tuning) ignores it.
         self.precision = precision
         # embed() runs a TorchScript copy of the module, which releases the GIL (see
@@ -99,6 +105,27 @@ class Embedder(ABC):
         # Pad embed()'s batches to a few fixed sizes: on a GPU, each new size costs about
         # a second the first time. Not on the CPU, where padding rows cost their share.
         self.pad_batches = device.type == "cuda"
+
+    @property
+    def module(self) -> torch.nn.Module:
+        """The network, in eval mode on the device: built now if it was given as a callable."""
+        return self._module if self._module is not None else self.build_module()
+
+    def build_module(self) -> torch.nn.Module:
+        """`module`, built now if it was not yet."""
+        with self._module_lock:
+            if self._module is None:
+                assert self._build_module is not None
+                self._module = self._placed(self._build_module())
+                self._build_module = None
+            return self._module
+
+    def _placed(self, module: torch.nn.Module) -> torch.nn.Module:
+        module = module.to(self.device).eval()
+        if self.device.type == "cpu":
+            # Convolutions run 10-30% faster on NHWC tensors on the CPU; outputs are the same.
+            module.to(memory_format=torch.channels_last)
+        return module
 
     @classmethod
     @abstractmethod
@@ -138,13 +165,35 @@ class Embedder(ABC):
         output: torch.Tensor = self.module(batch)
         return output
 
-    def freeze_for_serving(self) -> None:
+    def freeze_for_serving(self, saved: SavedTraces | None = None) -> None:
         """Build embed()'s network now, and stop looking for changed weights at every call
         (a walk over every tensor of the module: about 0.3 ms of Python per batch). For a
         model whose weights nothing changes any more: the service's, where a new model is a
-        new Embedder. Fine-tuning, which changes them, never calls this."""
-        self.inference_runner()
+        new Embedder. Fine-tuning, which changes them, never calls this.
+
+        A TorchScript copy traced now is stored in `saved`, for the next start to load
+        (serve_saved)."""
+        if saved is not None and self.torchscript and self._runner is None:
+            with self._runner_lock:
+                traced = self._trace()
+                if traced is not None:
+                    saved.store(self, traced)
+                    self._runner = ((), self._traced_runner(traced))
         self._weights_fixed = True
+        self.inference_runner()
+
+    def serve_saved(self, saved: SavedTraces) -> bool:
+        """Run embed() on `saved`'s TorchScript copy of these weights, if it holds one that
+        fits (app/pipeline/embedders/saved_traces.py), without building the network; the
+        weights count as fixed, as after freeze_for_serving. False: no such copy, and
+        nothing changed."""
+        traced = saved.load(self) if self.torchscript else None
+        if traced is None:
+            return False
+        with self._runner_lock:
+            self._runner = ((), self._traced_runner(traced))
+            self._weights_fixed = True
+        return True
 
     def inference_runner(self) -> Runner:
         """The network embed() runs, built on first use and again whenever the module's
@@ -165,6 +214,9 @@ class Embedder(ABC):
             # Not a bound method: the runner is stored on self, and a reference cycle would
             # outlive a swapped-out model once the service has frozen its heap (gc.freeze).
             return functools.partial(_run_eager, self.module, self.device, self.precision)
+        return self._traced_runner(traced)
+
+    def _traced_runner(self, traced: torch.jit.ScriptModule) -> Runner:
         dtype = self.precision
 
         def run(batch: torch.Tensor) -> torch.Tensor:
@@ -177,16 +229,19 @@ class Embedder(ABC):
         module = copy.deepcopy(self.module).eval()
         if self.precision is not None:
             module = module.to(self.precision)
+        return trace_module(module, self.trace_examples())
+
+    def trace_examples(self) -> list[torch.Tensor]:
+        """The inputs a trace is made and checked with: random, but the same every time."""
         size = self.template.size
         memory = torch.channels_last if self.device.type == "cpu" else torch.contiguous_format
         generator = torch.Generator().manual_seed(0)
-        examples = [
+        return [
             torch.randn((n, 3, size, size), generator=generator)
             .to(self.device, self.precision or torch.float32)
             .contiguous(memory_format=memory)
             for n in (2, 3)
         ]
-        return trace_module(module, examples)
 
     def embed(self, faces: Sequence[ImageArray]) -> FloatArray:
         """(n, embedding_dim) float32 unit vectors for aligned crops, in one forward pass."""

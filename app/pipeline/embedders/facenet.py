@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
 import torch
-from facenet_pytorch import InceptionResnetV1
 
 from app.errors import ModelError
 from app.pipeline.embedders.arcface import ARCFACE_POINTS
@@ -54,6 +53,9 @@ class FacenetEmbedder(Embedder):
 
 
 def _network() -> torch.nn.Module:
+    # Imported here: facenet-pytorch brings torchvision (see arcface.load_pretrained).
+    from facenet_pytorch import InceptionResnetV1
+
     # pretrained=None: facenet-pytorch would otherwise download weights in the constructor.
     module: torch.nn.Module = InceptionResnetV1(pretrained=None, classify=False)
     return module

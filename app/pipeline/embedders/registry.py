@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 from typing import Literal
@@ -15,6 +16,7 @@ from app.pipeline.embedders.arcface import ArcfaceEmbedder
 from app.pipeline.embedders.base import Embedder
 from app.pipeline.embedders.facenet import FacenetEmbedder
 from app.pipeline.embedders.precision import inference_dtype
+from app.pipeline.embedders.saved_traces import SavedTraces
 from app.pipeline.embedders.weights import locate_weights, read_state_dict, verify_file
 
 REGISTRY_FILE = "registry.json"
@@ -109,11 +111,13 @@ def create_embedder(
     expected_sha256: str | None = None,
     precision: str = "fp32",
     torchscript: bool = True,
+    saved: SavedTraces | None = None,
 ) -> Embedder:
     """Checksum, load and place an embedder; weights_path loads a fine-tuned state_dict.
 
     `precision` (auto, fp32, bf16, fp16) is the format embed() infers in; `torchscript`
-    whether embed() runs a TorchScript copy of the network.
+    whether embed() runs a TorchScript copy of the network; `saved`, for the service only,
+    where such copies are kept between starts (Embedder.serve_saved).
     """
     dtype = inference_dtype(precision, device)
     spec = _known_specs(models_dir)[resolve_embedder_name(name, models_dir)]
@@ -126,7 +130,7 @@ def create_embedder(
                 f"run `python -m app models fetch {spec.name}`"
             )
         verify_file(path, spec.sha256)
-        module = cls.load_pretrained(path)
+        module = functools.partial(cls.load_pretrained, path)
         sha256 = spec.sha256
     else:
         if expected_sha256 is None:
@@ -134,15 +138,27 @@ def create_embedder(
         if not weights_path.is_file():
             raise ModelError(f"fine-tuned weights for {spec.name} not found at {weights_path}")
         verify_file(weights_path, expected_sha256)
-        module = cls.architecture(spec, models_dir)
-        try:
-            module.load_state_dict(read_state_dict(weights_path), strict=True)
-        except RuntimeError as exc:
-            raise ModelError(f"{weights_path} does not fit {spec.name}: {exc}") from exc
+        module = functools.partial(_fine_tuned, cls, spec, models_dir, weights_path)
         sha256 = expected_sha256
-    return cls(
+    embedder = cls(
         module, device, sha256, spec.default_thresholds, dtype, torchscript, licence=spec.licence
     )
+    # A service with a saved TorchScript copy of these weights never builds the network;
+    # otherwise it is built now, so that a file that will not load fails here.
+    if saved is None or not embedder.serve_saved(saved):
+        embedder.build_module()
+    return embedder
+
+
+def _fine_tuned(
+    cls: type[Embedder], spec: ModelSpec, models_dir: Path, weights_path: Path
+) -> torch.nn.Module:
+    module = cls.architecture(spec, models_dir)
+    try:
+        module.load_state_dict(read_state_dict(weights_path), strict=True)
+    except RuntimeError as exc:
+        raise ModelError(f"{weights_path} does not fit {spec.name}: {exc}") from exc
+    return module
 
 
 def _known_specs(models_dir: Path) -> dict[str, ModelSpec]:

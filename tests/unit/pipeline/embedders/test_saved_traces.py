@@ -1,0 +1,191 @@
+"""The service's saved TorchScript copies: loaded on a restart without building the network,
+and only where they fit the weights, precision and versions they were traced with."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from app.config import REPO_MODELS_DIR
+from app.pipeline.embedders import Embedder, create_embedder
+from app.pipeline.embedders.saved_traces import MAGIC, SavedTraces, _checked_payload, trace_key
+from app.pipeline.types import AlignTemplate, ImageArray
+
+AlignFaces = Callable[[str, AlignTemplate], list[ImageArray]]  # the conftest fixture
+CPU = torch.device("cpu")
+REPO = Path(__file__).resolve().parents[4]
+
+
+def _serving(saved: SavedTraces, precision: str = "fp32") -> Embedder:
+    """As the service loads and freezes its embedder (app/services/runtime.py)."""
+    embedder = create_embedder(
+        "arcface-mbf", REPO_MODELS_DIR, CPU, precision=precision, saved=saved
+    )
+    embedder.freeze_for_serving(saved)
+    return embedder
+
+
+def _files(saved: SavedTraces) -> list[Path]:
+    return sorted(saved.folder.glob("*.pt"))
+
+
+@pytest.fixture
+def saved(tmp_path: Path) -> SavedTraces:
+    return SavedTraces(tmp_path / "cache" / "torchscript")
+
+
+def test_a_restart_loads_the_copy_and_never_builds_the_network(
+    saved: SavedTraces, align_faces: AlignFaces, caplog: pytest.LogCaptureFixture
+) -> None:
+    first = _serving(saved)
+    assert first._module is not None  # no copy yet: converted, traced and saved
+    [path] = _files(saved)
+    assert path.name.startswith("arcface-mbf-")
+    assert path.stat().st_mode & 0o077 == 0  # the service's own, like the rest of its data
+    faces = align_faces("players.jpg", first.template)
+
+    caplog.set_level(logging.INFO)
+    restarted = _serving(saved)
+    assert restarted._module is None  # no ONNX conversion, no trace
+    assert "loaded arcface-mbf@" in caplog.text
+    np.testing.assert_array_equal(restarted.embed(faces), first.embed(faces))
+    # Fine-tuning and evaluation still get the network itself, built when first asked for.
+    assert isinstance(restarted.module, torch.nn.Module)
+    assert restarted._module is not None
+    assert _files(saved) == [path]
+
+
+def test_the_service_process_imports_no_converter_once_a_copy_is_saved(
+    saved: SavedTraces,
+) -> None:
+    """onnx2torch and facenet-pytorch import torchvision, which imports torch._dynamo: 3.5
+    of the 12 s a start took on a 2-core VM. With a saved copy, the service's own process
+    (detection runs in a child) imports none of them."""
+    _serving(saved)
+    code = (
+        "import sys, torch\n"
+        "import app.main, app.services.runtime\n"  # what `serve` imports
+        "from app.config import REPO_MODELS_DIR\n"
+        "from app.pipeline.embedders import create_embedder\n"
+        "from pathlib import Path\n"
+        "from app.pipeline.embedders.saved_traces import SavedTraces\n"
+        f"saved = SavedTraces(Path({str(saved.folder)!r}))\n"
+        "e = create_embedder('arcface-mbf', REPO_MODELS_DIR, torch.device('cpu'), saved=saved)\n"
+        "e.freeze_for_serving(saved)\n"
+        "print(e._module is None, sorted(m for m in ('torchvision', 'onnx2torch', 'onnx', "
+        "'facenet_pytorch', 'torch._dynamo') if m in sys.modules))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=os.environ | {"PYTHONPATH": str(REPO)},
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "True []"
+
+
+def test_another_precision_traces_its_own_copy(saved: SavedTraces) -> None:
+    fp32 = _serving(saved)
+    bf16 = _serving(saved, "bf16")
+    assert bf16._module is not None  # the fp32 copy did not stand in for it
+    assert trace_key(bf16)["precision"] == "bf16" != trace_key(fp32)["precision"]
+    [path] = _files(saved)  # the latest copy per embedder only
+    assert saved.load(bf16) is not None
+    assert saved.load(fp32) is None
+
+
+def test_the_key_names_the_weights_and_the_versions(saved: SavedTraces) -> None:
+    embedder = _serving(saved)
+    key = trace_key(embedder)
+    assert key["weights_sha256"] == embedder.weights_sha256
+    assert key["torch"] == torch.__version__
+    assert key["onnx2torch"] not in ("", "-")
+    assert key["device"] == "cpu"
+
+
+def test_a_copy_saved_for_other_weights_is_refused(
+    saved: SavedTraces, caplog: pytest.LogCaptureFixture
+) -> None:
+    embedder = _serving(saved)
+    [path] = _files(saved)
+    # Fine-tuned weights get a file name of their own; this one is put in its place.
+    tuned = create_embedder("arcface-mbf", REPO_MODELS_DIR, CPU)
+    tuned.weights_sha256 = "f" * 64
+    path.rename(saved._path(tuned.name, trace_key(tuned)))
+    assert saved.load(tuned) is None
+    assert "saved for another setup" in caplog.text
+    assert saved.load(embedder) is None  # its own file is gone
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip"])
+def test_a_damaged_copy_is_traced_afresh_and_replaced(
+    damage: str, saved: SavedTraces, align_faces: AlignFaces, caplog: pytest.LogCaptureFixture
+) -> None:
+    first = _serving(saved)
+    [path] = _files(saved)
+    data = bytearray(path.read_bytes())
+    if damage == "truncate":
+        data = data[: len(data) // 2]
+    else:  # one bit of a weight: torch.jit.load does not check the zip's CRCs
+        data[len(data) // 2] ^= 0x01
+    path.write_bytes(bytes(data))
+    again = _serving(saved)
+    assert "not using the saved TorchScript copy" in caplog.text
+    assert again._module is not None  # traced afresh
+    faces = align_faces("yaoming.jpg", first.template)
+    np.testing.assert_allclose(again.embed(faces), first.embed(faces), atol=1e-6)
+    assert saved.load(again) is not None  # and saved again, whole
+
+
+def test_a_copy_that_gives_other_outputs_is_refused(
+    saved: SavedTraces, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The check output stored with the copy, from when the trace was checked against the
+    network: a copy that no longer reproduces it is not used."""
+    embedder = _serving(saved)
+    [path] = _files(saved)
+    example = embedder.trace_examples()[0]
+    other = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(example[0].numel(), 512))
+    traced = torch.jit.trace(other.eval(), example)  # type: ignore[no-untyped-call]
+    # The right key, check output and sha256, around another network.
+    extra = {"face_service_key.json": "", "face_service_check.npy": ""}
+    torch.jit.load(io.BytesIO(_checked_payload(path.read_bytes())), _extra_files=extra)  # type: ignore[no-untyped-call]
+    payload = io.BytesIO()
+    torch.jit.save(traced, payload, _extra_files=extra)  # type: ignore[no-untyped-call]
+    digest = hashlib.sha256(payload.getvalue()).hexdigest().encode()
+    path.write_bytes(MAGIC + digest + b"\n" + payload.getvalue())
+    assert saved.load(embedder) is None
+    assert "the trace differs from the module" in caplog.text
+
+
+def test_a_folder_that_cannot_be_written_only_costs_the_trace(
+    tmp_path: Path, align_faces: AlignFaces, caplog: pytest.LogCaptureFixture
+) -> None:
+    blocker = tmp_path / "cache"
+    blocker.write_text("a file where the folder should be")
+    saved = SavedTraces(blocker / "torchscript")
+    embedder = _serving(saved)
+    assert "cannot save the TorchScript copy" in caplog.text
+    faces = align_faces("yaoming.jpg", embedder.template)
+    assert embedder.embed(faces).shape == (len(faces), embedder.embedding_dim)
+
+
+def test_without_torchscript_nothing_is_saved_or_loaded(saved: SavedTraces) -> None:
+    _serving(saved)
+    eager = create_embedder("arcface-mbf", REPO_MODELS_DIR, CPU, torchscript=False, saved=saved)
+    assert eager._module is not None
+    eager.freeze_for_serving(saved)
+    assert len(_files(saved)) == 1
