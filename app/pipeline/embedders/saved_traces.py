@@ -1,18 +1,18 @@
-"""Embedders' TorchScript copies, kept between starts of the service.
+"""Embedders' TorchScript copies, kept between starts of the service."""
 
-A start that finds the copy for its weights loads it (about 0.02 s) and never builds the
-network: no ONNX conversion, no trace, and no import of onnx2torch or facenet-pytorch,
-which bring torchvision and torch._dynamo with them (2-3 s of start-up on 2 cores).
-
-A copy is only used for the exact setup it was traced in: the embedder, its weights'
-sha256, the inference precision, the device type, and the versions of torch and the
-converters (the key, stored in the file and checked). Its bytes must match the sha256 it
-was written with (torch does not check its zip members' CRCs: a flipped byte in a weight
-loads silently). It must also reproduce, on the fixed check input, the output it gave when
-it was traced and checked against the network. Anything else (a missing, stale, damaged or
-unreadable file) means tracing afresh, as without a copy. The folder is a cache: deleting
-it is always safe, and backups skip it.
-"""
+# A start that finds the copy for its weights loads it (0.3 s, most of it the check's first
+# pass) and never builds the network: no ONNX conversion, no trace, and no import of
+# onnx2torch or facenet-pytorch, which bring torchvision and torch._dynamo with them (3.5 s
+# of start-up on a 2 vCPU VM).
+#
+# A copy is only used for the exact setup it was traced in: the embedder, its weights'
+# sha256, the inference precision, the device type, and the versions of torch and the
+# converters (the key, stored in the file and checked). Its bytes must match the sha256 it
+# was written with (torch does not check its zip members' CRCs: a flipped byte in a weight
+# loads silently). It must also reproduce, on the fixed check input, the output it gave when
+# it was traced and checked against the network. Anything else (a missing, stale, damaged or
+# unreadable file) means tracing afresh, as without a copy. The folder is a cache: deleting
+# it is always safe, and backups skip it.
 
 from __future__ import annotations
 
