@@ -93,7 +93,8 @@ class Embedder(ABC):
         # embed() runs a TorchScript copy of the module, which releases the GIL (see
         # app/pipeline/torchscript.py); False, or a module that will not trace, runs eagerly.
         self.torchscript = torchscript
-        self._runner: tuple[tuple[tuple[int, int], ...], Runner] | None = None
+        # (what it was built for, the runner): see inference_runner.
+        self._runner: tuple[object, Runner] | None = None
         self._runner_lock = threading.Lock()
         self._weights_fixed = False  # freeze_for_serving() was called
         self.weights_sha256 = weights_sha256
@@ -197,12 +198,14 @@ class Embedder(ABC):
 
     def inference_runner(self) -> Runner:
         """The network embed() runs, built on first use and again whenever the module's
-        weights change (a fine-tuning step, a loaded state dict): a frozen TorchScript copy
-        in the inference precision, or the module itself under autocast."""
+        weights (a fine-tuning step, a loaded state dict) or `precision` change: a frozen
+        TorchScript copy in the inference precision, or the module itself under autocast."""
         built = self._runner
         if self._weights_fixed and built is not None:
             return built[1]
-        version = _weights_version(self.module)
+        # The precision too: benchmarks/gpu.py sets it between figures, and each of its
+        # fp32, bf16 and fp16 rows ran the first one's trace while only the weights counted.
+        version = (_weights_version(self.module), self.precision)
         with self._runner_lock:
             if self._runner is None or self._runner[0] != version:
                 self._runner = (version, self._build_runner())

@@ -89,3 +89,19 @@ def test_a_model_frozen_for_serving_no_longer_walks_its_weights(
     monkeypatch.setattr(base, "_weights_version", walked)
     assert embedder.inference_runner() is runner
     assert np.array_equal(embedder.embed(faces), before)
+
+
+def test_a_new_precision_rebuilds_the_trace(align_faces: AlignFaces) -> None:
+    """benchmarks/gpu.py sets `precision` between its figures: its fp32, bf16 and fp16 rows
+    all ran the first trace while only the weights keyed it."""
+    embedder = create_embedder("arcface-mbf", REPO_MODELS_DIR, CPU)
+    faces = align_faces("players.jpg", embedder.template)
+    fp32 = embedder.embed(faces)
+    first = embedder.inference_runner()
+    embedder.precision = torch.bfloat16
+    assert embedder.inference_runner() is not first
+    bf16 = create_embedder("arcface-mbf", REPO_MODELS_DIR, CPU, precision="bf16").embed(faces)
+    np.testing.assert_allclose(embedder.embed(faces), bf16, atol=1e-6)
+    assert np.abs(bf16 - fp32).max() > 1e-4  # so the comparison above tells them apart
+    embedder.precision = None
+    np.testing.assert_allclose(embedder.embed(faces), fp32, atol=1e-6)
