@@ -102,6 +102,11 @@ class FaceDetector:
         if self.process is not None:
             self.process.start()
 
+    def close(self) -> None:
+        """Stop the detection process, if detection runs in one."""
+        if self.process is not None:
+            self.process.close()
+
     def run_in(self, process: DetectionProcess | None) -> None:
         """Run MTCNN in `process` from now on (app/pipeline/detect_process.py); None: here."""
         self.process = process

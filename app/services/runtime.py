@@ -84,15 +84,33 @@ def build_runtime(
     the defaults and refuses decisions (Runtime.calibration_error). A model swap keeps the
     raise, so the model serving stays, with the thresholds it has."""
     configure_threads(settings, serving=True)
-    models = models or load_models(settings, serving=True)
+    if models is not None:  # a model swap: the detector serves already
+        return _runtime(settings, sessions, models, observer, callers, pause_on_bad_calibration)
+    models = load_models(settings, serving=True)
+    try:
+        runtime = _runtime(settings, sessions, models, observer, callers, pause_on_bad_calibration)
+        # The detection process loaded meanwhile, on the other core, while this one loaded
+        # the index; one that fails to start fails the start-up here.
+        models.detector.wait_ready()
+    except BaseException:
+        models.detector.close()  # not left running beside a service that reports the error
+        raise
+    return runtime
+
+
+def _runtime(
+    settings: Settings,
+    sessions: sessionmaker[Session],
+    models: Models,
+    observer: PipelineObserver | None,
+    callers: Callable[[], int] | None,
+    pause_on_bad_calibration: bool,
+) -> Runtime:
     models = with_active_embedder(settings, sessions, models)
     models.embedder.freeze_for_serving(saved_traces(settings))  # traced now, not in a request
     pipeline = build_pipeline(settings, models, observer, callers)
     embedder = models.embedder
     index, how = open_model_index(settings, sessions, embedder.version, embedder.embedding_dim)
-    # The detection process has loaded meanwhile, while the index loaded; one that fails to
-    # start fails the runtime here.
-    models.detector.wait_ready()
     calibration_error = None
     stamp = calibration_stamp(settings, sessions, embedder.version)
     try:

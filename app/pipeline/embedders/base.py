@@ -95,6 +95,7 @@ class Embedder(ABC):
         self.torchscript = torchscript
         # (what it was built for, the runner): see inference_runner.
         self._runner: tuple[object, Runner] | None = None
+        self._unsaved_trace: torch.jit.ScriptModule | None = None  # the runner's, if traced
         self._runner_lock = threading.Lock()
         self._weights_fixed = False  # freeze_for_serving() was called
         self.weights_sha256 = weights_sha256
@@ -172,16 +173,14 @@ class Embedder(ABC):
         model whose weights nothing changes any more: the service's, where a new model is a
         new Embedder. Fine-tuning, which changes them, never calls this.
 
-        A TorchScript copy traced now is stored in `saved`, for the next start to load
-        (serve_saved)."""
-        if saved is not None and self.torchscript and self._runner is None:
-            with self._runner_lock:
-                traced = self._trace()
-                if traced is not None:
-                    saved.store(self, traced)
-                    self._runner = ((), self._traced_runner(traced))
-        self._weights_fixed = True
+        The TorchScript copy it runs, traced now or by an earlier embed() (a GPU warm-up,
+        re-embedding stored crops), is stored in `saved` for the next start to load
+        (serve_saved); a copy that came from there is not stored again."""
         self.inference_runner()
+        self._weights_fixed = True
+        traced, self._unsaved_trace = self._unsaved_trace, None
+        if saved is not None and traced is not None:
+            saved.store(self, traced)
 
     def serve_saved(self, saved: SavedTraces) -> bool:
         """Run embed() on `saved`'s TorchScript copy of these weights, if it holds one that
@@ -193,6 +192,7 @@ class Embedder(ABC):
             return False
         with self._runner_lock:
             self._runner = ((), self._traced_runner(traced))
+            self._unsaved_trace = None
             self._weights_fixed = True
         return True
 
@@ -213,6 +213,7 @@ class Embedder(ABC):
 
     def _build_runner(self) -> Runner:
         traced = self._trace() if self.torchscript else None
+        self._unsaved_trace = traced  # for freeze_for_serving to save
         if traced is None:
             # Not a bound method: the runner is stored on self, and a reference cycle would
             # outlive a swapped-out model once the service has frozen its heap (gc.freeze).

@@ -130,7 +130,7 @@ def create_embedder(
                 f"run `python -m app models fetch {spec.name}`"
             )
         verify_file(path, spec.sha256)
-        module = functools.partial(cls.load_pretrained, path)
+        module = functools.partial(_pretrained, cls, path, spec.sha256)
         sha256 = spec.sha256
     else:
         if expected_sha256 is None:
@@ -138,7 +138,9 @@ def create_embedder(
         if not weights_path.is_file():
             raise ModelError(f"fine-tuned weights for {spec.name} not found at {weights_path}")
         verify_file(weights_path, expected_sha256)
-        module = functools.partial(_fine_tuned, cls, spec, models_dir, weights_path)
+        module = functools.partial(
+            _fine_tuned, cls, spec, models_dir, weights_path, expected_sha256
+        )
         sha256 = expected_sha256
     embedder = cls(
         module, device, sha256, spec.default_thresholds, dtype, torchscript, licence=spec.licence
@@ -150,9 +152,16 @@ def create_embedder(
     return embedder
 
 
+def _pretrained(cls: type[Embedder], path: Path, sha256: str) -> torch.nn.Module:
+    # Checked again: the network may be built long after create_embedder checked the file.
+    verify_file(path, sha256)
+    return cls.load_pretrained(path)
+
+
 def _fine_tuned(
-    cls: type[Embedder], spec: ModelSpec, models_dir: Path, weights_path: Path
+    cls: type[Embedder], spec: ModelSpec, models_dir: Path, weights_path: Path, sha256: str
 ) -> torch.nn.Module:
+    verify_file(weights_path, sha256)  # as in _pretrained
     module = cls.architecture(spec, models_dir)
     try:
         module.load_state_dict(read_state_dict(weights_path), strict=True)

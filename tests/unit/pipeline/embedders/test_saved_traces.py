@@ -7,6 +7,7 @@ import hashlib
 import io
 import logging
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable
@@ -17,8 +18,15 @@ import pytest
 import torch
 
 from app.config import REPO_MODELS_DIR
-from app.pipeline.embedders import Embedder, create_embedder
-from app.pipeline.embedders.saved_traces import MAGIC, SavedTraces, _checked_payload, trace_key
+from app.pipeline.embedders import Embedder, create_embedder, saved_traces
+from app.pipeline.embedders.saved_traces import (
+    KEEP_PER_EMBEDDER,
+    MAGIC,
+    SavedTraces,
+    _checked_payload,
+    trace_key,
+)
+from app.pipeline.embedders.weights import sha256_file
 from app.pipeline.types import AlignTemplate, ImageArray
 
 AlignFaces = Callable[[str, AlignTemplate], list[ImageArray]]  # the conftest fixture
@@ -39,14 +47,32 @@ def _files(saved: SavedTraces) -> list[Path]:
     return sorted(saved.folder.glob("*.pt"))
 
 
+@pytest.fixture(scope="module")
+def seeded(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder holding the fp32 copy, traced once for the module's tests."""
+    folder = tmp_path_factory.mktemp("seeded") / "torchscript"
+    _serving(SavedTraces(folder))
+    return folder
+
+
 @pytest.fixture
-def saved(tmp_path: Path) -> SavedTraces:
-    return SavedTraces(tmp_path / "cache" / "torchscript")
+def saved(tmp_path: Path, seeded: Path) -> SavedTraces:
+    """A service's folder that holds the fp32 copy (a copy of `seeded`)."""
+    folder = tmp_path / "cache" / "torchscript"
+    shutil.copytree(seeded, folder)
+    return SavedTraces(folder)
+
+
+@pytest.fixture
+def empty(tmp_path: Path) -> SavedTraces:
+    """A service's folder before its first start."""
+    return SavedTraces(tmp_path / "fresh" / "torchscript")
 
 
 def test_a_restart_loads_the_copy_and_never_builds_the_network(
-    saved: SavedTraces, align_faces: AlignFaces, caplog: pytest.LogCaptureFixture
+    empty: SavedTraces, align_faces: AlignFaces, caplog: pytest.LogCaptureFixture
 ) -> None:
+    saved = empty
     first = _serving(saved)
     assert first._module is not None  # no copy yet: converted, traced and saved
     [path] = _files(saved)
@@ -71,7 +97,6 @@ def test_the_service_process_imports_no_converter_once_a_copy_is_saved(
     """onnx2torch and facenet-pytorch import torchvision, which imports torch._dynamo: 3.5
     of the 12 s a start took on a 2-core VM. With a saved copy, the service's own process
     (detection runs in a child) imports none of them."""
-    _serving(saved)
     code = (
         "import sys, torch\n"
         "import app.main, app.services.runtime\n"  # what `serve` imports
@@ -97,14 +122,94 @@ def test_the_service_process_imports_no_converter_once_a_copy_is_saved(
     assert done.stdout.strip() == "True []"
 
 
-def test_another_precision_traces_its_own_copy(saved: SavedTraces) -> None:
+def test_each_setup_has_its_own_copy_and_the_least_recently_used_goes(
+    saved: SavedTraces,
+) -> None:
     fp32 = _serving(saved)
-    bf16 = _serving(saved, "bf16")
-    assert bf16._module is not None  # the fp32 copy did not stand in for it
+    bf16 = create_embedder("arcface-mbf", REPO_MODELS_DIR, CPU, precision="bf16")
     assert trace_key(bf16)["precision"] == "bf16" != trace_key(fp32)["precision"]
-    [path] = _files(saved)  # the latest copy per embedder only
-    assert saved.load(bf16) is not None
-    assert saved.load(fp32) is None
+    assert saved.load(bf16) is None  # the fp32 copy does not stand in for it
+    tuned = {}
+    for digit in "abc":  # as fine-tuned weights would be: a copy each
+        embedder = create_embedder("arcface-mbf", REPO_MODELS_DIR, CPU)
+        embedder.weights_sha256 = digit * 64
+        embedder.freeze_for_serving(saved)
+        tuned[digit] = embedder
+        if digit == "a":
+            assert saved.load(fp32) is not None  # used now: "a" is the least recently used
+    assert len(_files(saved)) == KEEP_PER_EMBEDDER == 3
+    assert saved.load(tuned["a"]) is None
+    assert all(saved.load(e) is not None for e in (fp32, tuned["b"], tuned["c"]))
+
+
+def test_a_fine_tuned_model_and_the_packaged_one_both_restart_from_copies(
+    saved: SavedTraces, tmp_path: Path, align_faces: AlignFaces
+) -> None:
+    """A review: with one copy per embedder, a service serving a fine-tuned model (it loads
+    the packaged weights first, then switches) converted the packaged network at every
+    start, imports and all."""
+    packaged = _serving(saved)
+    checkpoint = tmp_path / "tuned.pt"
+    state = {
+        k: v * 1.01 if v.is_floating_point() else v for k, v in packaged.module.state_dict().items()
+    }
+    torch.save(state, checkpoint)
+    sha = sha256_file(checkpoint)
+
+    def tuned() -> Embedder:
+        embedder = create_embedder(
+            "arcface-mbf", REPO_MODELS_DIR, CPU, checkpoint, expected_sha256=sha, saved=saved
+        )
+        embedder.freeze_for_serving(saved)
+        return embedder
+
+    first = tuned()
+    faces = align_faces("yaoming.jpg", first.template)
+    again, packaged_again = tuned(), _serving(saved)
+    assert again._module is None and packaged_again._module is None
+    np.testing.assert_array_equal(again.embed(faces), first.embed(faces))
+    assert np.abs(again.embed(faces) - packaged_again.embed(faces)).max() > 1e-3
+
+
+def test_a_trace_built_before_freezing_is_saved_too(
+    empty: SavedTraces, align_faces: AlignFaces
+) -> None:
+    """A review: a GPU warm-up, or re-embedding stored crops on a model swap, embeds before
+    freeze_for_serving, which then found a runner and saved nothing."""
+    saved = empty
+    embedder = create_embedder("arcface-mbf", REPO_MODELS_DIR, CPU, saved=saved)
+    faces = align_faces("yaoming.jpg", embedder.template)
+    before = embedder.embed(faces)  # traces
+    embedder.freeze_for_serving(saved)
+    restarted = _serving(saved)
+    assert restarted._module is None
+    np.testing.assert_array_equal(restarted.embed(faces), before)
+
+
+def test_a_copy_saved_by_other_code_is_not_used(
+    saved: SavedTraces, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The key holds a digest of the code that builds and traces networks: an upgrade that
+    changes it must not serve the old code's traces."""
+    _serving(saved)
+    assert trace_key(_serving(saved))["code"] == saved_traces._code_digest()
+    monkeypatch.setattr(saved_traces, "_code_digest", lambda: "0" * 64)
+    caplog.set_level(logging.INFO)
+    assert _serving(saved)._module is not None
+    assert "no saved TorchScript copy" in caplog.text
+
+
+@pytest.mark.parametrize("mode", [0o620, 0o602])
+def test_a_copy_others_may_write_is_refused(
+    mode: int, saved: SavedTraces, caplog: pytest.LogCaptureFixture
+) -> None:
+    embedder = _serving(saved)
+    [path] = _files(saved)
+    path.chmod(mode)
+    assert saved.load(embedder) is None
+    assert "with write access for them alone" in caplog.text
+    path.chmod(0o600)
+    assert saved.load(embedder) is not None
 
 
 def test_the_key_names_the_weights_and_the_versions(saved: SavedTraces) -> None:
