@@ -78,11 +78,12 @@ def run(
     accumulation = effective // micro
     config = LoopConfig(epochs=1, accumulation_steps=accumulation, amp=amp)
     labels = torch.arange(len(faces), device=device) % CLASSES
-    inputs = embedder.preprocess(faces)
 
     def batches(_: int) -> Iterator[tuple[Any, Any]]:
+        # One micro-batch on the device at a time, as the job's trainer does: all 10,240
+        # faces preprocessed at once held 1.44 GiB in every peak figure until 2026-11-29.
         for start in range(0, steps * effective, micro):
-            yield inputs[start : start + micro], labels[start : start + micro]
+            yield embedder.preprocess(faces[start : start + micro]), labels[start : start + micro]
 
     def step(batch: tuple[Any, Any]) -> Any:
         x, y = batch

@@ -49,7 +49,34 @@ def naive_loop(inputs: list[Photo]) -> dict[str, Any]:
     return rate(len(inputs), time.perf_counter() - start, time.process_time() - cpu, found)
 
 
-MODES_HELP = "naive and/or service configs of benchmarks/service.py, run in-process"
+MODES_HELP = (
+    "naive and/or service configs of benchmarks/service.py, run in-process (configs that "
+    "set a model setting, such as the precision, only over HTTP: --http)"
+)
+# Settings that shape the loaded models, not the pipeline: the in-process modes share one
+# set of models, so a mode setting them would run without them (an audit found the modes
+# batched-fp32, batched-eager and batched-in-process all ran the same models).
+MODEL_SETTINGS = frozenset(
+    {
+        "FACE_EMBEDDER",
+        "FACE_EMBED_PRECISION",
+        "FACE_TORCHSCRIPT",
+        "FACE_DETECTION_PROCESS",
+        "FACE_DEVICE",
+        "FACE_MIN_FACE_SIZE",
+        "FACE_DETECT_MAX_SIDE",
+    }
+)
+
+
+def in_process_modes(modes: str, configs: dict[str, dict[str, str]]) -> list[str]:
+    """The --modes to run, refusing a config that sets a model setting (ValueError)."""
+    chosen = [mode for mode in modes.split(",") if mode]
+    for mode in chosen:
+        if mode != "naive" and MODEL_SETTINGS & set(configs[mode]):
+            found = ", ".join(sorted(MODEL_SETTINGS & set(configs[mode])))
+            raise ValueError(f"{mode} sets {found}, which in-process modes share: use --http")
+    return chosen
 
 
 def http_run(inputs: list[Photo], config: str, clients: int, duration: float) -> dict[str, Any]:
@@ -123,16 +150,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     from app.services.runtime import configure_threads
     from benchmarks.service import CONFIGS
 
+    try:
+        modes = in_process_modes(args.modes, CONFIGS)
+    except (KeyError, ValueError) as error:
+        parser.error(str(error))
     settings = settings_for({}, embedder="arcface-mbf", device="cpu", torch_threads=threads)
     configure_threads(settings)
     models = load_models(settings)
     photos = load_photos(args.crop, args.photos, models.detector)
     inputs = repeat_to(photos, args.images)
     results: dict[str, Any] = {}
-    for mode in args.modes.split(","):
+    for mode in modes:
         if mode == "naive":
             results[mode] = naive_loop(inputs)
-        elif mode:
+        else:
             results[mode] = run_pipeline(models, inputs, settings_for(CONFIGS[mode]))
         print(f"{mode:<18} {results[mode]['images_per_s']:>7.2f} images/s", flush=True)
     runs: dict[str, list[dict[str, Any]]] = {}

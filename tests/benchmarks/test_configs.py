@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from app.services.threads import CPU_BATCH, CPU_WORKERS, GPU_BATCH, GPU_WORKERS
 from benchmarks.service import CONFIGS
 
@@ -19,3 +21,20 @@ def test_the_default_configurations_are_the_shipped_defaults() -> None:
         str(GPU_BATCH),
         "cuda",
     )
+
+
+def test_in_process_modes_refuse_configs_that_set_the_models() -> None:
+    """The in-process modes share one set of models: an audit found batched-fp32,
+    batched-eager and batched-in-process each ran the same fp32, TorchScript models with
+    detection in the process, whatever their names said."""
+    from benchmarks.throughput import in_process_modes
+
+    assert in_process_modes("naive,unbatched,threads,batched", CONFIGS) == [
+        "naive",
+        "unbatched",
+        "threads",
+        "batched",
+    ]
+    for mode in ("batched-fp32", "batched-eager", "batched-in-process", "gpu-batched"):
+        with pytest.raises(ValueError, match="use --http"):
+            in_process_modes(f"naive,{mode}", CONFIGS)
