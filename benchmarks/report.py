@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import subprocess
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -64,6 +65,8 @@ def machine() -> dict[str, Any]:
         "load_average": list(os.getloadavg()),
         "python": platform.python_version(),
         "torch_threads": int(os.environ.get("FACE_TORCH_THREADS", "0")),
+        # Which code ran: index_sync.json was found to have timed a query changed since.
+        "commit": _git_commit(),
     }
     for module in ("torch", "faiss", "numpy"):
         try:
@@ -71,6 +74,27 @@ def machine() -> dict[str, Any]:
         except ImportError:
             info[module] = None
     return info
+
+
+def _git_commit() -> str | None:
+    """HEAD's commit, with "+changes" when the working tree differs; None outside git."""
+    repo = Path(__file__).resolve().parents[1]
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, timeout=10
+        )
+        status = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=repo,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if head.returncode != 0:
+        return None
+    return head.stdout.strip() + ("+changes" if status.stdout.strip() else "")
 
 
 def rss_mb() -> float:
