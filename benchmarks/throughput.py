@@ -157,6 +157,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = settings_for({}, embedder="arcface-mbf", device="cpu", torch_threads=threads)
     configure_threads(settings)
     models = load_models(settings)
+    # As the service runs it: traced now, and no walk over the weights at every call.
+    models.embedder.freeze_for_serving()
     photos = load_photos(args.crop, args.photos, models.detector)
     inputs = repeat_to(photos, args.images)
     results: dict[str, Any] = {}

@@ -144,6 +144,7 @@ def test_gpu_dry_run_on_cpu(run: Any) -> None:
     )
     [cold] = result["embedder_new_shapes"]
     assert cold["batch"] == 3 and cold["first_ms"] > 0 and cold["warm_ms"] > 0
+    assert result["embedder_trace_s"] > 0  # built before the new-shape rows, not in them
     assert result["warmup_s"] >= 0  # the service's warm-up ran (a no-op on the CPU)
     assert {(row["dtype"], row["batch"]) for row in result["embedder"]} == {
         ("fp32", 1),
