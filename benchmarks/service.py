@@ -20,7 +20,10 @@ class ServiceProcess:
     """Starts the service on `data_dir` with FACE_* `env` overrides; stops it on exit.
 
     `tree` is the checkout whose code runs: this one, or another (a `git worktree` of an
-    older commit) to compare against."""
+    older commit) to compare against. FACE_* variables of the caller's environment do not
+    reach the service: its settings are the defaults, these and `env` alone (an audit: a
+    developer's FACE_BATCH_MAX_WAIT_MS, say, would have changed every row unrecorded). A
+    `.env` file in `tree` still does: keep none where benchmarks run."""
 
     def __init__(
         self, data_dir: Path, env: dict[str, str] | None = None, tree: Path = REPO
@@ -32,7 +35,7 @@ class ServiceProcess:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {
-            **os.environ,
+            **{k: v for k, v in os.environ.items() if not k.startswith("FACE_")},
             "OMP_WAIT_POLICY": "PASSIVE",
             "FACE_DATA_DIR": str(data_dir),
             "FACE_EMBEDDER": "arcface-mbf",

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 
 from app.services.threads import CPU_BATCH, CPU_WORKERS, GPU_BATCH, GPU_WORKERS
@@ -38,3 +41,17 @@ def test_in_process_modes_refuse_configs_that_set_the_models() -> None:
     for mode in ("batched-fp32", "batched-eager", "batched-in-process", "gpu-batched"):
         with pytest.raises(ValueError, match="use --http"):
             in_process_modes(f"naive,{mode}", CONFIGS)
+
+
+def test_the_callers_face_settings_do_not_reach_a_benchmarked_service(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An audit: a developer's FACE_* variables leaked into every row, unrecorded."""
+    from benchmarks.service import ServiceProcess
+
+    monkeypatch.setenv("FACE_BATCH_MAX_WAIT_MS", "50")
+    monkeypatch.setenv("FACE_INDEX_TYPE", "flat")
+    env = ServiceProcess(tmp_path, {"FACE_INDEX_TYPE": "hnsw"}).env
+    assert "FACE_BATCH_MAX_WAIT_MS" not in env
+    assert env["FACE_INDEX_TYPE"] == "hnsw" and env["FACE_DATA_DIR"] == str(tmp_path)
+    assert env["PATH"] == os.environ["PATH"]  # the rest of the environment passes
