@@ -44,8 +44,8 @@ class Settings(BaseSettings):
     gpu_warmup: bool = Field(
         True,
         description="On a GPU, run the networks once at each padded batch size before "
-        "serving: a size's first pass took about 1 s on an H200. Adds seconds to start-up; "
-        "nothing happens on the CPU.",
+        "serving, and a swapped-in model's embedder before it serves: a size's first pass "
+        "took about 1 s on an H200. Adds seconds to start-up; nothing happens on the CPU.",
     )
     detection_process: bool = Field(
         True,

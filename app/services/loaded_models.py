@@ -31,37 +31,45 @@ class Models:
 
 def load_models(settings: Settings, serving: bool = False) -> Models:
     """The detector and embedder; `serving` (the service, not a command) may give detection
-    a process of its own, which may still be loading (FaceDetector.wait_ready)."""
+    a process of its own, which may still be loading (FaceDetector.wait_ready), and leaves
+    the packaged network unbuilt until it serves (see below)."""
     device = resolve_device(settings.device)
     process = detection_process(settings, device) if serving else None
     if process is not None:
         process.launch()  # it loads MTCNN while this process loads the embedder and index
-    name = resolve_embedder_name(settings.embedder, settings.models_dir)
-    log.info("loading embedder %s on %s", name, device)
-    embedder = create_embedder(
-        name,
-        settings.models_dir,
-        device,
-        precision=settings.embed_precision,
-        torchscript=settings.torchscript,
-        saved=saved_traces(settings) if serving else None,
-    )
-    # With a detection process, this process builds no MTCNN of its own (nor imports
-    # facenet-pytorch for it).
-    detector = FaceDetector(
-        device,
-        max_side=settings.detect_max_side,
-        min_face_size=settings.min_face_size,
-        torchscript=settings.torchscript,
-        process=process,
-    )
+    try:
+        name = resolve_embedder_name(settings.embedder, settings.models_dir)
+        log.info("loading embedder %s on %s", name, device)
+        # The service builds the packaged network (if no saved copy serves) only once it
+        # knows this model serves: with a fine-tuned one active it never does, and its
+        # weights file has been checksummed (a network that will not build fails the
+        # start-up at freeze_for_serving instead of here).
+        embedder = create_embedder(
+            name,
+            settings.models_dir,
+            device,
+            precision=settings.embed_precision,
+            torchscript=settings.torchscript,
+            saved=saved_traces(settings) if serving else None,
+            build=not serving,
+        )
+        # With a detection process, this process builds no MTCNN of its own (nor imports
+        # facenet-pytorch for it).
+        detector = FaceDetector(
+            device,
+            max_side=settings.detect_max_side,
+            min_face_size=settings.min_face_size,
+            torchscript=settings.torchscript,
+            process=process,
+        )
+    except BaseException:
+        if process is not None:
+            process.close()  # not left running beside a service that reports the error
+        raise
     log.info("embedder %s ready (version %s, %s)", name, embedder.version, embedder.precision_name)
     if "non-commercial" in embedder.licence.lower():
         log.warning("%s weights are licensed for non-commercial use: %s", name, embedder.licence)
-    models = Models(detector=detector, embedder=embedder)
-    if serving and settings.gpu_warmup:
-        warm_up(models)
-    return models
+    return Models(detector=detector, embedder=embedder)
 
 
 def saved_traces(settings: Settings) -> SavedTraces | None:
@@ -72,11 +80,12 @@ def saved_traces(settings: Settings) -> SavedTraces | None:
     return SavedTraces(settings.data_dir / TRACES_DIR)
 
 
-def warm_up(models: Models) -> None:
-    """Meets every padded batch size once on a GPU (app/pipeline/shape_buckets.py)."""
+def warm_up(models: Models, detector: bool = True) -> None:
+    """Meets every padded batch size once on a GPU (app/pipeline/shape_buckets.py): the
+    embedder's, and with `detector` MTCNN's."""
     start = time.perf_counter()
     sizes = models.embedder.warm_up()
-    passes = models.detector.warm_up()
+    passes = models.detector.warm_up() if detector else []
     if sizes or passes:
         log.info(
             "warmed up %d embedder and %d MTCNN batch sizes in %.1f s",

@@ -15,7 +15,7 @@ from app.pipeline.analyzer import FacePipeline, PipelineObserver
 from app.pipeline.batched_pipeline import BatchingPipeline
 from app.pipeline.types import QualityLimits
 from app.services.active_model import with_active_embedder
-from app.services.loaded_models import Models, load_models, saved_traces
+from app.services.loaded_models import Models, load_models, saved_traces, warm_up
 from app.services.model_index import open_model_index
 from app.services.threads import batch_max_size, inference_workers, torch_threads, uses_gpu
 from app.services.thresholds import (
@@ -85,10 +85,14 @@ def build_runtime(
     raise, so the model serving stays, with the thresholds it has."""
     configure_threads(settings, serving=True)
     if models is not None:  # a model swap: the detector serves already
-        return _runtime(settings, sessions, models, observer, callers, pause_on_bad_calibration)
+        return _runtime(
+            settings, sessions, models, observer, callers, pause_on_bad_calibration, False
+        )
     models = load_models(settings, serving=True)
     try:
-        runtime = _runtime(settings, sessions, models, observer, callers, pause_on_bad_calibration)
+        runtime = _runtime(
+            settings, sessions, models, observer, callers, pause_on_bad_calibration, True
+        )
         # The detection process loaded meanwhile, on the other core, while this one loaded
         # the index; one that fails to start fails the start-up here.
         models.detector.wait_ready()
@@ -105,9 +109,14 @@ def _runtime(
     observer: PipelineObserver | None,
     callers: Callable[[], int] | None,
     pause_on_bad_calibration: bool,
+    warm_detector: bool,
 ) -> Runtime:
     models = with_active_embedder(settings, sessions, models)
     models.embedder.freeze_for_serving(saved_traces(settings))  # traced now, not in a request
+    if settings.gpu_warmup:
+        # The embedder that serves, after the swap to the active model (the packaged one
+        # was warmed before, and a fine-tuned one served cold); MTCNN once, at start-up.
+        warm_up(models, detector=warm_detector)
     pipeline = build_pipeline(settings, models, observer, callers)
     embedder = models.embedder
     index, how = open_model_index(settings, sessions, embedder.version, embedder.embedding_dim)

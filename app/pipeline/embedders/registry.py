@@ -112,12 +112,14 @@ def create_embedder(
     precision: str = "fp32",
     torchscript: bool = True,
     saved: SavedTraces | None = None,
+    build: bool = True,
 ) -> Embedder:
     """Checksum, load and place an embedder; weights_path loads a fine-tuned state_dict.
 
     `precision` (auto, fp32, bf16, fp16) is the format embed() infers in; `torchscript`
     whether embed() runs a TorchScript copy of the network; `saved`, for the service only,
-    where such copies are kept between starts (Embedder.serve_saved).
+    where such copies are kept between starts (Embedder.serve_saved); `build` False
+    leaves the network to be built on first use when no saved copy serves.
     """
     dtype = inference_dtype(precision, device)
     spec = _known_specs(models_dir)[resolve_embedder_name(name, models_dir)]
@@ -147,7 +149,7 @@ def create_embedder(
     )
     # A service with a saved TorchScript copy of these weights never builds the network;
     # otherwise it is built now, so that a file that will not load fails here.
-    if saved is None or not embedder.serve_saved(saved):
+    if (saved is None or not embedder.serve_saved(saved)) and build:
         embedder.build_module()
     return embedder
 

@@ -10,14 +10,15 @@
 # converters, and a digest of our code that builds and traces networks (the key, in the
 # file name and checked inside the file). Its bytes must match the sha256 it was written
 # with (torch does not check its zip members' CRCs: a flipped bit in a weight loads
-# silently), it must be owned by this user with write access for them alone, and it must
-# reproduce, on the fixed check input, the output it gave when it was saved, right after
-# its trace was checked against the network. Anything else (a missing, stale, damaged or
+# silently), it must not be writable by every user, and it must reproduce, on the fixed
+# check input, the output it gave when it was saved, right after its trace was checked
+# against the network. Anything else (a missing, stale, damaged or
 # unreadable file) means tracing afresh, as without a copy. The folder is a cache: deleting
 # it is always safe, and backups skip it.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import inspect
@@ -85,10 +86,11 @@ class SavedTraces:
             expected = np.load(io.BytesIO(_as_bytes(extra[_CHECK_FILE])), allow_pickle=False)
             output = _check_output(traced, embedder)
             check_outputs(torch.from_numpy(expected).to(output.device, output.dtype), output)
-            os.utime(path)  # used: the last to be pruned
         except Exception as error:  # torch.jit.load raises RuntimeError, json ValueError...
             log.warning("not using the saved TorchScript copy %s: %s", path, error)
             return None
+        with contextlib.suppress(OSError):  # a read-only folder: the copy still serves
+            os.utime(path)  # used: the last to be pruned
         log.info("loaded %s's TorchScript copy from %s", embedder.version, path)
         return traced  # type: ignore[no-any-return]
 
@@ -107,11 +109,14 @@ class SavedTraces:
             payload = data.getvalue()
             digest = hashlib.sha256(payload).hexdigest().encode() + b"\n"
             write_atomically(path, MAGIC + digest + payload, private=True)
-            self._prune(embedder.name)
         except Exception as error:  # a full disk, a read-only folder, a trace that won't save
             log.warning("cannot save the TorchScript copy of %s: %s", embedder.version, error)
             return
         log.info("saved %s's TorchScript copy to %s", embedder.version, self.folder)
+        try:
+            self._prune(embedder.name)
+        except OSError as error:
+            log.warning("cannot remove older TorchScript copies in %s: %s", self.folder, error)
 
     def _path(self, name: str, key: dict[str, str]) -> Path:
         digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
@@ -159,15 +164,16 @@ def _code_digest() -> str:
 
 
 def _own_file(path: Path) -> bytes:
-    """`path`'s bytes, if only this process's user could have written it (the data folder
-    is theirs alone); a file anyone else may change could hold any network."""
+    """`path`'s bytes, unless every user may write it: such a file could hold any network.
+
+    Not stricter (this user's own, writable by no group): Kubernetes' fsGroup makes volume
+    files group-writable at every mount, and NFS may show them under another uid, which
+    would turn the copies off there for good. The data folder as a whole must be the
+    service's alone (its database decides who matches whom)."""
     with path.open("rb") as handle:
-        info = os.fstat(handle.fileno())
-        if info.st_uid != os.getuid() or info.st_mode & 0o022:
-            raise PermissionError(
-                f"it is not owned by this user (uid {info.st_uid}) with write access for "
-                f"them alone (mode {info.st_mode & 0o777:o})"
-            )
+        mode = os.fstat(handle.fileno()).st_mode
+        if mode & 0o002:
+            raise PermissionError(f"every user may write it (mode {mode & 0o777:o})")
         return handle.read()
 
 
