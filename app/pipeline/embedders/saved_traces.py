@@ -97,6 +97,7 @@ class SavedTraces:
     def store(self, embedder: Embedder, traced: torch.jit.ScriptModule) -> None:
         """Save `traced` (just traced and checked) for the next start; a copy that cannot be
         saved only costs that start its trace."""
+        quiet_torch_jit()  # torch.jit.save warns that it is deprecated, as tracing does
         try:
             key = trace_key(embedder)
             path = self._path(embedder.name, key)

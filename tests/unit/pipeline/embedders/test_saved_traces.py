@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 import sys
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -310,3 +311,16 @@ def test_without_torchscript_nothing_is_saved_or_loaded(saved: SavedTraces) -> N
     assert eager._module is not None
     eager.freeze_for_serving(saved)
     assert len(_files(saved)) == 1
+
+
+def test_saving_and_loading_raise_no_deprecation_warnings(saved: SavedTraces) -> None:
+    """torch.jit.save and load warn that they are deprecated; the rehearsal's log showed
+    the save's warning in a test whose filters had been reset."""
+    embedder = _serving(saved)
+    traced = saved.load(embedder)
+    assert traced is not None
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        saved.store(embedder, traced)
+        assert saved.load(embedder) is not None
+    assert [str(w.message) for w in caught] == []
