@@ -102,10 +102,10 @@ class FaceDetector:
         if self.process is not None:
             self.process.start()
 
-    def close(self) -> None:
-        """Stop the detection process, if detection runs in one."""
+    def close(self, wait_s: float = 5.0) -> None:
+        """Stop the detection process, if detection runs in one (DetectionProcess.close)."""
         if self.process is not None:
-            self.process.close()
+            self.process.close(wait_s)
 
     def run_in(self, process: DetectionProcess | None) -> None:
         """Run MTCNN in `process` from now on (app/pipeline/detect_process.py); None: here."""

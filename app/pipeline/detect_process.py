@@ -109,11 +109,14 @@ class DetectionProcess:
         result: list[RawDetection] = payload
         return result
 
-    def close(self) -> None:
+    def close(self, wait_s: float = 5.0) -> None:
+        """Stop the child: it may take `wait_s` to finish its batch and exit, then it is
+        killed. A start-up that failed passes 0: the child has no work to finish, and the
+        error it reports should not wait for it."""
         self._watchdog.stop()
         with self._lock:
             self._closed = True
-            self._stop()
+            self._stop(wait_s)
 
     def _kill_hung(self, process: BaseProcess) -> None:
         # Runs on the watchdog's thread while run() waits on the pipe; the kill closes the
@@ -173,14 +176,14 @@ class DetectionProcess:
         self._starting = False
         log.info("face detection process %s ready", process.pid)
 
-    def _stop(self) -> None:
+    def _stop(self, wait_s: float = 5.0) -> None:
         conn, process = self._conn, self._process
         self._conn = self._process = None
         self._starting = False
         if conn is not None:
             conn.close()  # the child's recv ends, and it exits
         if process is not None:
-            process.join(timeout=5)
+            process.join(timeout=wait_s)
             if process.is_alive():
                 process.kill()
                 process.join()

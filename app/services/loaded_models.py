@@ -64,7 +64,7 @@ def load_models(settings: Settings, serving: bool = False) -> Models:
         )
     except BaseException:
         if process is not None:
-            process.close()  # not left running beside a service that reports the error
+            process.close(wait_s=0)  # as build_runtime does: killed, not waited for
         raise
     log.info("embedder %s ready (version %s, %s)", name, embedder.version, embedder.precision_name)
     if "non-commercial" in embedder.licence.lower():

@@ -97,7 +97,9 @@ def build_runtime(
         # the index; one that fails to start fails the start-up here.
         models.detector.wait_ready()
     except BaseException:
-        models.detector.close()  # not left running beside a service that reports the error
+        # Not left running beside a service that reports the error; killed at once, so the
+        # error is not reported seconds late (the child is mid-import, with nothing to do).
+        models.detector.close(wait_s=0)
         raise
     return runtime
 
