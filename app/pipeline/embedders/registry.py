@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import functools
 import json
+import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
@@ -131,19 +133,19 @@ def create_embedder(
                 f"weights for {spec.name} not found at {path}; "
                 f"run `python -m app models fetch {spec.name}`"
             )
-        verify_file(path, spec.sha256)
-        module = functools.partial(_pretrained, cls, path, spec.sha256)
+        load = functools.partial(cls.load_pretrained, path)
         sha256 = spec.sha256
     else:
         if expected_sha256 is None:
             raise ValueError("expected_sha256 is required with weights_path")
         if not weights_path.is_file():
             raise ModelError(f"fine-tuned weights for {spec.name} not found at {weights_path}")
-        verify_file(weights_path, expected_sha256)
-        module = functools.partial(
-            _fine_tuned, cls, spec, models_dir, weights_path, expected_sha256
-        )
+        path = weights_path
+        load = functools.partial(_fine_tuned, cls, spec, models_dir, weights_path)
         sha256 = expected_sha256
+    checked = path.stat()
+    verify_file(path, sha256)
+    module = functools.partial(_load_unchanged, load, path, sha256, checked)
     embedder = cls(
         module, device, sha256, spec.default_thresholds, dtype, torchscript, licence=spec.licence
     )
@@ -154,16 +156,25 @@ def create_embedder(
     return embedder
 
 
-def _pretrained(cls: type[Embedder], path: Path, sha256: str) -> torch.nn.Module:
-    # Checked again: the network may be built long after create_embedder checked the file.
-    verify_file(path, sha256)
-    return cls.load_pretrained(path)
+def _load_unchanged(
+    load: Callable[[], torch.nn.Module], path: Path, sha256: str, checked: os.stat_result
+) -> torch.nn.Module:
+    """`load()`, hashing the weights again first only if their file changed since
+    create_embedder checked it: the network may be built long after (a service's, when it
+    comes to serve), or at once (a command's, which need not hash the file twice)."""
+    now = path.stat()
+    if (now.st_ino, now.st_size, now.st_mtime_ns) != (
+        checked.st_ino,
+        checked.st_size,
+        checked.st_mtime_ns,
+    ):
+        verify_file(path, sha256)
+    return load()
 
 
 def _fine_tuned(
-    cls: type[Embedder], spec: ModelSpec, models_dir: Path, weights_path: Path, sha256: str
+    cls: type[Embedder], spec: ModelSpec, models_dir: Path, weights_path: Path
 ) -> torch.nn.Module:
-    verify_file(weights_path, sha256)  # as in _pretrained
     module = cls.architecture(spec, models_dir)
     try:
         module.load_state_dict(read_state_dict(weights_path), strict=True)

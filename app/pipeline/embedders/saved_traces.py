@@ -52,8 +52,8 @@ _DIGEST_LENGTH = 64 + 1
 _KEY_FILE = "face_service_key.json"
 _CHECK_FILE = "face_service_check.npy"
 _PACKAGES = ("onnx", "onnx2torch", "facenet-pytorch")
-# Copies kept per embedder, the most recently used: the packaged weights (the service loads
-# them before it switches to a fine-tuned model), the active model, and the one before it.
+# Copies kept per embedder, the most recently used: the serving model's and the ones before
+# it, which a rollback or a change of precision would load again.
 KEEP_PER_EMBEDDER = 3
 
 
@@ -76,7 +76,7 @@ class SavedTraces:
             return None
         quiet_torch_jit()
         try:
-            data = _own_file(path)
+            data = _read_unless_world_writable(path)
             extra = {_KEY_FILE: "", _CHECK_FILE: ""}
             traced = torch.jit.load(  # type: ignore[no-untyped-call]
                 io.BytesIO(_checked_payload(data)), map_location=embedder.device, _extra_files=extra
@@ -164,7 +164,7 @@ def _code_digest() -> str:
     return digest.hexdigest()
 
 
-def _own_file(path: Path) -> bytes:
+def _read_unless_world_writable(path: Path) -> bytes:
     """`path`'s bytes, unless every user may write it: such a file could hold any network.
 
     Not stricter (this user's own, writable by no group): Kubernetes' fsGroup makes volume
